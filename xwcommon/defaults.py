@@ -1,0 +1,19 @@
+"""Every tunable default in one place, each with its unit."""
+
+API_PREFIX = "/api/v1"
+DEFAULT_PORT = 4325  # XWHEP's HTTPS port
+
+TOKEN_TTL_S = 24 * 3600
+LEASE_S = 60.0  # a task's lease; a heartbeat extends it
+HEARTBEAT_INTERVAL_S = 15.0  # workers heartbeat this often (a quarter of the lease)
+REAPER_INTERVAL_S = 2.0  # how often the server looks for expired leases
+WORK_REQUEST_WAIT_S = 20.0  # long-poll: how long a work request may wait for a job
+WORK_REQUEST_RECHECK_S = 0.5  # long-poll re-check for jobs submitted through another process
+MAX_RETRY = 3  # how many times a lost job is rescheduled before it ends in ERROR
+MAX_BODY_BYTES = 64 * 1024 * 1024 * 1024  # upload limit for data bodies
+MAX_JSON_BYTES = 32 * 1024 * 1024  # limit for JSON bodies (a bulk of a few thousand jobs)
+MAX_BULK_JOBS = 5000
+STREAM_CHUNK_BYTES = 1024 * 1024
+BACKOFF_START_S = 0.5
+BACKOFF_CAP_S = 30.0
+INLINE_RESULT_BYTES = 256 * 1024  # results up to this size may ride with the report

@@ -1,0 +1,121 @@
+"""The error hierarchy shared by server, worker and client."""
+
+from __future__ import annotations
+
+
+class XWError(Exception):
+    """Root of every error raised on purpose by XtremWeb-Py."""
+
+    #: machine-readable code sent on the wire
+    code = "error"
+    #: HTTP status the server answers with
+    http_status = 500
+
+    def __init__(self, message: str, *, code: str | None = None, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if http_status is not None:
+            self.http_status = http_status
+
+
+class BadRequest(XWError):
+    """Raised when a request or a command line is malformed or invalid."""
+
+    code = "bad_request"
+    http_status = 400
+
+
+class AuthenticationError(XWError):
+    """Raised when credentials or a token are missing, wrong or expired."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class Forbidden(XWError):
+    """Raised when the caller is known but may not do what it asked."""
+
+    code = "forbidden"
+    http_status = 403
+
+
+class NotFound(XWError):
+    """Raised when an object does not exist or is not visible to the caller."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(XWError):
+    """Raised when a request conflicts with the current state (e.g. a forbidden transition)."""
+
+    code = "conflict"
+    http_status = 409
+
+
+class PayloadTooLarge(XWError):
+    """Raised when a body is larger than the configured limit."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+
+class IntegrityError(XWError):
+    """Raised when transferred content does not match its announced sha256 or size."""
+
+    code = "integrity"
+    http_status = 422
+
+
+class TooManyRequests(XWError):
+    """Raised when a caller is throttled."""
+
+    code = "too_many_requests"
+    http_status = 429
+
+
+class ServerUnreachable(XWError):
+    """Raised by a client or worker when no configured server answers."""
+
+    code = "unreachable"
+    http_status = 503
+
+
+class ConfigError(XWError):
+    """Raised when a configuration file or setting is invalid; the message names the key."""
+
+    code = "config"
+    http_status = 500
+
+
+class TLSError(XWError):
+    """Raised when the server's certificate is not signed by the deployment CA."""
+
+    code = "tls"
+    http_status = 495
+
+
+_BY_CODE: dict[str, type[XWError]] = {
+    cls.code: cls
+    for cls in (
+        BadRequest,
+        AuthenticationError,
+        Forbidden,
+        NotFound,
+        Conflict,
+        PayloadTooLarge,
+        IntegrityError,
+        TooManyRequests,
+        ServerUnreachable,
+        ConfigError,
+        TLSError,
+    )
+}
+
+
+def error_from_wire(code: str, message: str, http_status: int) -> XWError:
+    """Rebuild the error a server sent as ``{"error": code, "message": message}``."""
+    cls = _BY_CODE.get(code, XWError)
+    return cls(message, code=code, http_status=http_status)

@@ -1,0 +1,334 @@
+"""The HTTPS transport used by workers and clients.
+
+TLS is pinned to the deployment's CA (never the system store, never plaintext);
+requests carry a bearer token obtained by login and renewed when it expires;
+connection failures are retried with capped multiplicative back-off, moving on
+to the next server of the list (failover).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from . import defaults
+from .errors import (
+    AuthenticationError,
+    ConfigError,
+    IntegrityError,
+    ServerUnreachable,
+    TLSError,
+    XWError,
+    error_from_wire,
+)
+
+log = logging.getLogger(__name__)
+
+#: statuses meaning "this server cannot answer now", worth retrying elsewhere or later
+_RETRYABLE_STATUSES = {502, 503, 504}
+
+
+def normalize_server(text: str) -> str:
+    """``host``, ``host:port`` or ``https://host:port`` → ``https://host:port``; plaintext refused."""
+    s = text.strip().rstrip("/")
+    if s.startswith("http://"):
+        raise ConfigError(f"server {text!r}: plaintext http is refused; use https://")
+    if s.startswith("xw://"):
+        s = s[len("xw://"):]
+    if not s.startswith("https://"):
+        s = "https://" + s
+    hostport = s[len("https://"):]
+    if "/" in hostport:
+        hostport = hostport.split("/", 1)[0]
+    if not hostport.rsplit("]", 1)[-1].count(":"):
+        hostport = f"{hostport}:{defaults.DEFAULT_PORT}"
+    return "https://" + hostport
+
+
+def pinned_ssl_context(ca_file: str | os.PathLike[str]) -> ssl.SSLContext:
+    """A client context that trusts the deployment CA and nothing else."""
+    path = Path(ca_file)
+    if not path.is_file():
+        raise ConfigError(f"CA certificate {path} does not exist; copy the deployment's ca.pem there")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cafile=str(path))
+    return ctx
+
+
+class Transport:
+    """An authenticated, pinned, retrying HTTPS session against one deployment."""
+
+    def __init__(
+        self,
+        servers: list[str] | str,
+        ca_file: str | os.PathLike[str],
+        login: str,
+        password: str,
+        *,
+        retry_for_s: float | None = 30.0,
+        request_timeout_s: float = 60.0,
+        backoff_start_s: float = defaults.BACKOFF_START_S,
+        backoff_cap_s: float = defaults.BACKOFF_CAP_S,
+        connections: int = 100,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        if isinstance(servers, str):
+            servers = servers.split()
+        if not servers:
+            raise ConfigError("no server configured (dispatcher.servers is empty)")
+        self.servers = [normalize_server(s) for s in servers]
+        self._current = 0
+        self.ssl = pinned_ssl_context(ca_file)
+        self.login_name = login
+        self._password = password
+        self.retry_for_s = retry_for_s
+        self.request_timeout_s = request_timeout_s
+        self.backoff_start_s = backoff_start_s
+        self.backoff_cap_s = backoff_cap_s
+        self._connections = connections
+        self._sleep = sleep
+        self._session: aiohttp.ClientSession | None = None
+        self._token: str | None = None
+        self._login_lock = asyncio.Lock()
+        self.user: dict[str, Any] = {}
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def server(self) -> str:
+        return self.servers[self._current]
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self.ssl, limit=self._connections, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- authentication ------------------------------------------------------------------------
+    async def login(self) -> None:
+        async with self._login_lock:
+            body = await self._call(
+                "POST", "/login", json={"login": self.login_name, "password": self._password}, auth=False
+            )
+            self._token = body["token"]
+            self.user = body.get("user", {})
+
+    async def logout(self) -> None:
+        if self._token:
+            await self.request("POST", "/logout")
+            self._token = None
+
+    # -- requests -----------------------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+        auth: bool = True,
+    ) -> Any:
+        """One JSON call; logs in first if needed and once more if the token expired."""
+        if auth and self._token is None:
+            await self.login()
+        try:
+            return await self._call(method, path, json=json, params=params, timeout_s=timeout_s, auth=auth)
+        except AuthenticationError:
+            if not auth:
+                raise
+            await self.login()
+            return await self._call(method, path, json=json, params=params, timeout_s=timeout_s, auth=auth)
+
+    async def upload(
+        self,
+        path: str,
+        source: str | os.PathLike[str] | bytes,
+        *,
+        params: dict[str, Any] | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Any:
+        """Stream a file (or bytes) as the raw body; the sha256 travels in the query."""
+        if isinstance(source, bytes):
+            digest, size = hashlib.sha256(source).hexdigest(), len(source)
+        else:
+            digest, size = await asyncio.to_thread(sha256_file, source)
+        query = dict(params or {})
+        query.setdefault("sha256", digest)
+        query.setdefault("size", size)
+
+        def body() -> Any:
+            if isinstance(source, bytes):
+                return source
+            return _file_chunks(Path(source), progress)
+
+        if self._token is None:
+            await self.login()
+        try:
+            return await self._call("POST", path, data_factory=body, params=query)
+        except AuthenticationError:
+            await self.login()
+            return await self._call("POST", path, data_factory=body, params=query)
+
+    async def download(
+        self,
+        path: str,
+        dest: str | os.PathLike[str],
+        *,
+        expected_sha256: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
+        """Stream a body to ``dest`` (via a temporary file); verify and return its sha256."""
+        if self._token is None:
+            await self.login()
+        dest = Path(dest)
+        tmp = dest.with_name(f".{dest.name}.part{os.getpid()}")
+
+        async def consume(resp: aiohttp.ClientResponse) -> str:
+            h = hashlib.sha256()
+            with open(tmp, "wb") as fh:
+                async for chunk in resp.content.iter_chunked(defaults.STREAM_CHUNK_BYTES):
+                    h.update(chunk)
+                    fh.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+            return h.hexdigest()
+
+        try:
+            try:
+                digest = await self._call("GET", path, consumer=consume)
+            except AuthenticationError:
+                await self.login()
+                digest = await self._call("GET", path, consumer=consume)
+            announced = expected_sha256
+            if announced and digest != announced:
+                raise IntegrityError(f"downloaded {path}: sha256 {digest} differs from expected {announced}")
+            os.replace(tmp, dest)
+            return str(digest)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+        auth: bool = True,
+        data_factory: Callable[[], Any] | None = None,
+        consumer: Callable[[aiohttp.ClientResponse], Any] | None = None,
+    ) -> Any:
+        """Send one request, retrying connection failures with back-off and failover."""
+        deadline = None if self.retry_for_s is None else time.monotonic() + self.retry_for_s
+        delay = self.backoff_start_s
+        attempt = 0
+        while True:
+            attempt += 1
+            url = f"{self.server}{defaults.API_PREFIX}{path}"
+            headers = {}
+            if auth and self._token:
+                headers["Authorization"] = f"Bearer {self._token}"
+            timeout = aiohttp.ClientTimeout(total=timeout_s or self.request_timeout_s, sock_connect=10)
+            try:
+                async with self.session.request(
+                    method,
+                    url,
+                    json=json,
+                    data=data_factory() if data_factory else None,
+                    params=_clean_params(params),
+                    headers=headers,
+                    timeout=timeout,
+                ) as resp:
+                    if resp.status in _RETRYABLE_STATUSES:
+                        raise _Retry(f"{url} answered {resp.status}")
+                    if resp.status >= 400:
+                        raise await _wire_error(resp)
+                    if consumer is not None:
+                        return await consumer(resp)
+                    if resp.content_type == "application/json":
+                        return await resp.json()
+                    return await resp.read()
+            except aiohttp.ClientConnectorCertificateError as exc:
+                raise TLSError(
+                    f"{self.server} presented a certificate not signed by the deployment CA; refusing to talk "
+                    f"({exc.certificate_error})"
+                ) from exc
+            except aiohttp.ClientSSLError as exc:
+                raise TLSError(f"TLS with {self.server} failed; refusing to talk ({exc})") from exc
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError, _Retry) as exc:
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise ServerUnreachable(
+                        f"no server answered ({', '.join(self.servers)}): {exc or type(exc).__name__}; "
+                        "check that the server runs and dispatcher.servers is right"
+                    ) from exc
+                log.warning("server %s unreachable (%s); retrying in %.1fs", self.server, exc or type(exc).__name__, delay)
+                self._current = (self._current + 1) % len(self.servers)
+                await self._sleep(delay)
+                delay = min(delay * 2, self.backoff_cap_s)
+
+
+class _Retry(Exception):
+    """Raised internally when a server answered a status worth retrying."""
+
+
+def _clean_params(params: dict[str, Any] | None) -> dict[str, str] | None:
+    if not params:
+        return None
+    return {k: str(v) for k, v in params.items() if v is not None}
+
+
+async def _wire_error(resp: aiohttp.ClientResponse) -> XWError:
+    try:
+        body = await resp.json(content_type=None)
+        return error_from_wire(str(body.get("error", "error")), str(body.get("message", "")), resp.status)
+    except (ValueError, aiohttp.ContentTypeError, AttributeError):
+        text = (await resp.text())[:200]
+        return error_from_wire("error", f"HTTP {resp.status}: {text}", resp.status)
+
+
+async def _file_chunks(path: Path, progress: Callable[[int], None] | None) -> AsyncIterator[bytes]:
+    with open(path, "rb") as fh:
+        while True:
+            chunk = await asyncio.to_thread(fh.read, defaults.STREAM_CHUNK_BYTES)
+            if not chunk:
+                return
+            if progress:
+                progress(len(chunk))
+            yield chunk
+
+
+def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """The sha256 and size of a file, read in chunks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(defaults.STREAM_CHUNK_BYTES):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size

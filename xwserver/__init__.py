@@ -1,0 +1,1 @@
+"""The trusted XtremWeb-Py server."""

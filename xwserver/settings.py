@@ -1,0 +1,130 @@
+"""The server's typed settings, loaded from ``HOME/conf/xwserver.conf``.
+
+Keys (``key=value``):
+
+- ``server.url``       https://HOST:PORT the server is reached at (and listens on)
+- ``server.listen``    address to bind (default: the URL's host)
+- ``db.url``           SQLAlchemy URL; default ``sqlite+aiosqlite:///HOME/var/xwserver.db``
+- ``lease_s``          seconds a task's lease lasts without a heartbeat
+- ``max_retry``        how many times a lost job is rescheduled
+- ``token_ttl_s``      lifetime of a login token
+- ``max_body_bytes``   largest data upload accepted
+- ``max_json_bytes``   largest JSON body accepted
+- ``reaper_interval_s`` how often expired leases are looked for
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from xwcommon import defaults
+from xwcommon.config import as_float, as_int, load_properties
+from xwcommon.errors import ConfigError
+
+CONF_NAME = "xwserver.conf"
+
+
+@dataclass
+class ServerSettings:
+    home: Path
+    url: str = f"https://localhost:{defaults.DEFAULT_PORT}"
+    listen: str | None = None
+    db_url: str = ""
+    lease_s: float = defaults.LEASE_S
+    heartbeat_interval_s: float = defaults.HEARTBEAT_INTERVAL_S
+    max_retry: int = defaults.MAX_RETRY
+    token_ttl_s: float = defaults.TOKEN_TTL_S
+    max_body_bytes: int = defaults.MAX_BODY_BYTES
+    max_json_bytes: int = defaults.MAX_JSON_BYTES
+    reaper_interval_s: float = defaults.REAPER_INTERVAL_S
+    work_request_recheck_s: float = defaults.WORK_REQUEST_RECHECK_S
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.home = Path(self.home).resolve()
+        if not self.db_url:
+            self.db_url = f"sqlite+aiosqlite:///{self.var_dir / 'xwserver.db'}"
+
+    # -- derived paths -----------------------------------------------------------------------
+    @property
+    def conf_dir(self) -> Path:
+        return self.home / "conf"
+
+    @property
+    def conf_file(self) -> Path:
+        return self.conf_dir / CONF_NAME
+
+    @property
+    def keystore_dir(self) -> Path:
+        return self.home / "keystore"
+
+    @property
+    def var_dir(self) -> Path:
+        return self.home / "var"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.var_dir / "data"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.var_dir / "xwserver.pid"
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "localhost"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or defaults.DEFAULT_PORT
+
+    @property
+    def netloc(self) -> str:
+        """``host:port`` as it appears in object URIs."""
+        return urlsplit(self.url).netloc
+
+    # -- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, home: str | os.PathLike[str]) -> ServerSettings:
+        home = Path(home).resolve()
+        conf = home / "conf" / CONF_NAME
+        if not conf.is_file():
+            raise ConfigError(f"{conf} does not exist; create the server home with: xwserver init --home {home}")
+        props = load_properties(conf)
+        s = cls(home=home)
+        known = {
+            "server.url": ("url", str),
+            "server.listen": ("listen", str),
+            "db.url": ("db_url", str),
+            "lease_s": ("lease_s", float),
+            "heartbeat_interval_s": ("heartbeat_interval_s", float),
+            "max_retry": ("max_retry", int),
+            "token_ttl_s": ("token_ttl_s", float),
+            "max_body_bytes": ("max_body_bytes", int),
+            "max_json_bytes": ("max_json_bytes", int),
+            "reaper_interval_s": ("reaper_interval_s", float),
+            "work_request_recheck_s": ("work_request_recheck_s", float),
+        }
+        for key, value in props.items():
+            if key not in known:
+                s.extra[key] = value
+                continue
+            attr, kind = known[key]
+            if kind is int:
+                setattr(s, attr, as_int(value, key=key, minimum=0))
+            elif kind is float:
+                setattr(s, attr, as_float(value, key=key, minimum=0.0))
+            else:
+                setattr(s, attr, value)
+        if not s.url.startswith("https://"):
+            raise ConfigError(f"server.url: must be an https:// URL, got {s.url!r}")
+        if not s.db_url:
+            s.db_url = f"sqlite+aiosqlite:///{s.var_dir / 'xwserver.db'}"
+        return s
