@@ -34,7 +34,9 @@ def load_properties(path: str | os.PathLike[str]) -> dict[str, str]:
     return parse_properties(text, source=str(p))
 
 
-def write_properties(path: str | os.PathLike[str], values: dict[str, str], *, header: str = "", mode: int = 0o600) -> None:
+def write_properties(
+    path: str | os.PathLike[str], values: dict[str, str], *, header: str = "", mode: int = 0o600
+) -> None:
     """Write a properties file atomically with the given mode (configs may hold passwords)."""
     p = Path(path)
     lines = [f"# {h}" if h else "#" for h in header.splitlines()] if header else []

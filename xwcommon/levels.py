@@ -20,8 +20,13 @@ class UserLevel(enum.IntEnum):
     def parse(cls, text: str) -> UserLevel:
         """Accept ``STANDARD`` and XWHEP's ``STANDARD_USER``, any case."""
         name = text.strip().upper()
-        name = {"WORKER_USER": "WORKER", "STANDARD_USER": "STANDARD", "ADVANCED_USER": "ADVANCED",
-                "ADMINISTRATOR": "SUPER", "SUPER_USER": "SUPER"}.get(name, name)
+        name = {
+            "WORKER_USER": "WORKER",
+            "STANDARD_USER": "STANDARD",
+            "ADVANCED_USER": "ADVANCED",
+            "ADMINISTRATOR": "SUPER",
+            "SUPER_USER": "SUPER",
+        }.get(name, name)
         try:
             return cls[name]
         except KeyError:

@@ -43,10 +43,10 @@ def normalize_server(text: str) -> str:
     if s.startswith("http://"):
         raise ConfigError(f"server {text!r}: plaintext http is refused; use https://")
     if s.startswith("xw://"):
-        s = s[len("xw://"):]
+        s = s[len("xw://") :]
     if not s.startswith("https://"):
         s = "https://" + s
-    hostport = s[len("https://"):]
+    hostport = s[len("https://") :]
     if "/" in hostport:
         hostport = hostport.split("/", 1)[0]
     if not hostport.rsplit("]", 1)[-1].count(":"):
@@ -287,7 +287,12 @@ class Transport:
                         f"no server answered ({', '.join(self.servers)}): {exc or type(exc).__name__}; "
                         "check that the server runs and dispatcher.servers is right"
                     ) from exc
-                log.warning("server %s unreachable (%s); retrying in %.1fs", self.server, exc or type(exc).__name__, delay)
+                log.warning(
+                    "server %s unreachable (%s); retrying in %.1fs",
+                    self.server,
+                    exc or type(exc).__name__,
+                    delay,
+                )
                 self._current = (self._current + 1) % len(self.servers)
                 await self._sleep(delay)
                 delay = min(delay * 2, self.backoff_cap_s)

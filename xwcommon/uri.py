@@ -23,7 +23,7 @@ def parse_uid(text: str) -> str:
     """Accept a bare UID or an ``xw://server/uid`` URI; return the canonical UID."""
     candidate = text.strip()
     if candidate.startswith(SCHEME):
-        candidate = candidate[len(SCHEME):].rstrip("/").rsplit("/", 1)[-1]
+        candidate = candidate[len(SCHEME) :].rstrip("/").rsplit("/", 1)[-1]
     try:
         return str(uuid.UUID(candidate))
     except ValueError:

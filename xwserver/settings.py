@@ -96,7 +96,9 @@ class ServerSettings:
         home = Path(home).resolve()
         conf = home / "conf" / CONF_NAME
         if not conf.is_file():
-            raise ConfigError(f"{conf} does not exist; create the server home with: xwserver init --home {home}")
+            raise ConfigError(
+                f"{conf} does not exist; create the server home with: xwserver init --home {home}"
+            )
         props = load_properties(conf)
         s = cls(home=home)
         known = {

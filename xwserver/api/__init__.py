@@ -1,0 +1,1 @@
+"""The HTTP layer: handlers parse, authorize, call one domain function, map errors."""

@@ -1,0 +1,137 @@
+"""Middlewares and helpers shared by the handlers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from xwcommon import defaults
+from xwcommon.errors import AuthenticationError, BadRequest, PayloadTooLarge, XWError
+
+from ..access import Caller
+from ..state import Server
+from ..users import resolve_token
+
+log = logging.getLogger(__name__)
+
+SERVER_KEY = web.AppKey("server", Server)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: routes anyone may call without a token
+PUBLIC_PATHS = {
+    f"{defaults.API_PREFIX}/login",
+    f"{defaults.API_PREFIX}/version",
+    f"{defaults.API_PREFIX}/openapi.json",
+}
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "integrity",
+    429: "too_many_requests",
+}
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes JSON {"error", "message"}; never a traceback, never a 500 for bad input."""
+    try:
+        return await handler(request)
+    except XWError as exc:
+        return error_response(exc.http_status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _STATUS_CODES.get(exc.status, "error")
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        if exc.status == 413:
+            message = (
+                f"request body too large ({exc.reason}); the limit is set by max_json_bytes/max_body_bytes"
+            )
+        return error_response(exc.status, code, message or exc.reason)
+    except (ConnectionResetError, web.RequestPayloadError) as exc:
+        log.info("client went away during %s %s: %s", request.method, request.path, exc)
+        return error_response(400, "bad_request", "the request body was cut short")
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(
+            500, "internal", "internal server error; the administrator will find it in xwserver.log"
+        )
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in PUBLIC_PATHS:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthenticationError("missing bearer token; log in with POST /api/v1/login")
+    request["caller"] = await resolve_token(request.app[SERVER_KEY], token.strip())
+    request["token"] = token.strip()
+    return await handler(request)
+
+
+def server_of(request: web.Request) -> Server:
+    return request.app[SERVER_KEY]
+
+
+def caller_of(request: web.Request) -> Caller:
+    caller: Caller = request["caller"]
+    return caller
+
+
+async def read_json(request: web.Request) -> Any:
+    if not request.body_exists:
+        raise BadRequest("this call needs a JSON body")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(
+            f"JSON body larger than {exc.max_size} bytes; split it (max_json_bytes)"
+        ) from None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"malformed JSON body: {exc}") from None
+
+
+def query_int(request: web.Request, key: str) -> int | None:
+    value = request.query.get(key)
+    if value is None or value == "":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise BadRequest(f"query parameter {key} must be an integer") from None
+    if n < 0:
+        raise BadRequest(f"query parameter {key} must not be negative")
+    return n
+
+
+def body_chunks(request: web.Request, max_bytes: int) -> AsyncIterator[bytes]:
+    """The raw body as a stream, refused at once if its announced length is over the limit."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise PayloadTooLarge(
+            f"body of {request.content_length} bytes is over the limit of {max_bytes} bytes"
+        )
+    return request.content.iter_chunked(defaults.STREAM_CHUNK_BYTES)
+
+
+def ok() -> web.Response:
+    return web.json_response({"ok": True})

@@ -1,0 +1,270 @@
+"""Handlers and the route table (the OpenAPI document is generated from it)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from xwcommon import __version__, defaults
+from xwcommon.errors import BadRequest
+
+from .. import apps, data, hosts, jobs, leases, scheduler, users
+from ..db.models import User
+from ..wire import iso
+from .http import Handler, body_chunks, caller_of, ok, query_int, read_json, server_of
+
+
+# -- session -----------------------------------------------------------------------------------------
+async def login(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise BadRequest('expected {"login": "...", "password": "..."}')
+    srv = server_of(request)
+    token, expires_at, user = await users.login(srv, body.get("login"), body.get("password"))  # type: ignore[arg-type]
+    return web.json_response({"token": token, "expires_at": iso(expires_at), "user": srv.wire.user(user)})
+
+
+async def logout(request: web.Request) -> web.Response:
+    await users.logout(server_of(request), request["token"])
+    return ok()
+
+
+async def version(request: web.Request) -> web.Response:
+    srv = server_of(request)
+    return web.json_response({"version": __version__, "api": "v1", "server": srv.settings.netloc})
+
+
+async def me(request: web.Request) -> web.Response:
+    srv, caller = server_of(request), caller_of(request)
+    async with srv.sessions() as session:
+        user = await session.get(User, caller.id)
+    assert user is not None
+    return web.json_response(srv.wire.user(user))
+
+
+# -- data ----------------------------------------------------------------------------------------------
+async def data_upload(request: web.Request) -> web.Response:
+    srv, caller = server_of(request), caller_of(request)
+    from xwcommon.levels import UserLevel, parse_access_rights
+
+    caller.require(UserLevel.STANDARD, "inserting data")
+    rights = request.query.get("access_rights")
+    d = await data.store_upload(
+        srv,
+        caller,
+        body_chunks(request, srv.settings.max_body_bytes),
+        name=request.query.get("name", "data"),
+        access_rights=parse_access_rights(rights) if rights else data.DATA_DEFAULT_RIGHTS,
+        expected_sha256=request.query.get("sha256"),
+        expected_size=query_int(request, "size"),
+    )
+    return web.json_response(await data.render(srv, d), status=201)
+
+
+async def data_list(request: web.Request) -> web.Response:
+    return web.json_response({"data": await data.list_data(server_of(request), caller_of(request))})
+
+
+async def data_get(request: web.Request) -> web.Response:
+    srv = server_of(request)
+    d = await data.get_readable(srv, caller_of(request), request.match_info["uid"])
+    return web.json_response(await data.render(srv, d))
+
+
+async def data_content(request: web.Request) -> web.StreamResponse:
+    srv = server_of(request)
+    d = await data.get_readable(srv, caller_of(request), request.match_info["uid"])
+    path = srv.store.path_of(d.sha256)
+    try:
+        fh = await asyncio.to_thread(open, path, "rb")
+    except FileNotFoundError:
+        raise BadRequest(f"data {d.uid} has no content stored") from None
+    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream", "X-XW-SHA256": d.sha256})
+    resp.content_length = d.size
+    try:
+        await resp.prepare(request)
+        while chunk := await asyncio.to_thread(fh.read, defaults.STREAM_CHUNK_BYTES):
+            await resp.write(chunk)
+    finally:
+        fh.close()
+    await resp.write_eof()
+    return resp
+
+
+async def data_delete(request: web.Request) -> web.Response:
+    await data.delete(server_of(request), caller_of(request), request.match_info["uid"])
+    return ok()
+
+
+# -- apps -----------------------------------------------------------------------------------------------
+async def app_insert(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    return web.json_response(await apps.insert(server_of(request), caller_of(request), body), status=201)
+
+
+async def app_list(request: web.Request) -> web.Response:
+    return web.json_response({"apps": await apps.list_apps(server_of(request), caller_of(request))})
+
+
+async def app_get(request: web.Request) -> web.Response:
+    return web.json_response(
+        await apps.get(server_of(request), caller_of(request), request.match_info["uid"])
+    )
+
+
+async def app_delete(request: web.Request) -> web.Response:
+    await apps.delete(server_of(request), caller_of(request), request.match_info["uid"])
+    return ok()
+
+
+# -- jobs ------------------------------------------------------------------------------------------------
+async def job_submit(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    created = await jobs.submit(server_of(request), caller_of(request), [body])
+    return web.json_response(created[0], status=201)
+
+
+async def job_submit_bulk(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict) or not isinstance(body.get("jobs"), list):
+        raise BadRequest('expected {"jobs": [ {job}, ... ]}')
+    created = await jobs.submit(server_of(request), caller_of(request), body["jobs"])
+    return web.json_response({"jobs": created}, status=201)
+
+
+async def job_list(request: web.Request) -> web.Response:
+    q = request.query
+    found = await jobs.list_jobs(
+        server_of(request),
+        caller_of(request),
+        status=q.get("status"),
+        label=q.get("label"),
+        limit=q.get("limit"),
+        offset=q.get("offset"),
+    )
+    return web.json_response({"jobs": found})
+
+
+async def job_get(request: web.Request) -> web.Response:
+    return web.json_response(
+        await jobs.get(server_of(request), caller_of(request), request.match_info["uid"])
+    )
+
+
+async def job_delete(request: web.Request) -> web.Response:
+    await jobs.delete(server_of(request), caller_of(request), request.match_info["uid"])
+    return ok()
+
+
+async def task_list(request: web.Request) -> web.Response:
+    q = request.query
+    found = await jobs.list_tasks(
+        server_of(request),
+        caller_of(request),
+        job=q.get("job"),
+        status=q.get("status"),
+        limit=q.get("limit"),
+        offset=q.get("offset"),
+    )
+    return web.json_response({"tasks": found})
+
+
+# -- workers ---------------------------------------------------------------------------------------------
+async def work_register(request: web.Request) -> web.Response:
+    return web.json_response(
+        await hosts.register(server_of(request), caller_of(request), await read_json(request))
+    )
+
+
+async def work_request(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    got = await scheduler.request_work(server_of(request), caller_of(request), body)
+    return web.json_response({"assignments": got})
+
+
+async def work_heartbeat(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    return web.json_response(await leases.heartbeat(server_of(request), caller_of(request), body))
+
+
+async def work_result(request: web.Request) -> web.Response:
+    srv = server_of(request)
+    answer = await leases.upload_result(
+        srv,
+        caller_of(request),
+        request.match_info["uid"],
+        body_chunks(request, srv.settings.max_body_bytes),
+        sha256=request.query.get("sha256"),
+        size=query_int(request, "size"),
+    )
+    return web.json_response(answer, status=201)
+
+
+async def work_report(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    return web.json_response(
+        await leases.report(server_of(request), caller_of(request), request.match_info["uid"], body)
+    )
+
+
+async def work_release(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    return web.json_response(await leases.release(server_of(request), caller_of(request), body))
+
+
+async def host_list(request: web.Request) -> web.Response:
+    return web.json_response({"hosts": await hosts.list_hosts(server_of(request), caller_of(request))})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    from .openapi import document
+
+    return web.json_response(document(server_of(request)))
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str  # below /api/v1
+    handler: Handler
+    summary: str
+    body: str | None = None  # "json" or "binary"
+    public: bool = False
+
+
+ROUTES: list[Route] = [
+    Route("POST", "/login", login, "Log in; returns a bearer token", "json", public=True),
+    Route("POST", "/logout", logout, "Revoke the caller's token"),
+    Route("GET", "/version", version, "Server version", public=True),
+    Route("GET", "/openapi.json", openapi, "This document", public=True),
+    Route("GET", "/users/me", me, "The caller's user"),
+    Route("POST", "/data", data_upload, "Upload data (raw streamed body, sha256 checked)", "binary"),
+    Route("GET", "/data", data_list, "List the caller's data"),
+    Route("GET", "/data/{uid}", data_get, "Get a data object"),
+    Route("GET", "/data/{uid}/content", data_content, "Download a data object's content"),
+    Route("DELETE", "/data/{uid}", data_delete, "Remove a data object"),
+    Route("POST", "/apps", app_insert, "Insert an application or add binaries to it", "json"),
+    Route("GET", "/apps", app_list, "List the applications the caller may read"),
+    Route("GET", "/apps/{uid}", app_get, "Get an application by UID or name"),
+    Route("DELETE", "/apps/{uid}", app_delete, "Remove an application"),
+    Route("POST", "/jobs", job_submit, "Submit a job", "json"),
+    Route("POST", "/jobs/bulk", job_submit_bulk, "Submit many jobs at once (all or nothing)", "json"),
+    Route("GET", "/jobs", job_list, "List the caller's jobs"),
+    Route("GET", "/jobs/{uid}", job_get, "Get a job"),
+    Route("DELETE", "/jobs/{uid}", job_delete, "Remove a job (aborting it if it runs)"),
+    Route("GET", "/tasks", task_list, "List tasks"),
+    Route("GET", "/hosts", host_list, "List worker hosts"),
+    Route("POST", "/work/register", work_register, "Register a worker host", "json"),
+    Route("POST", "/work/request", work_request, "Ask for up to k jobs (long-poll)", "json"),
+    Route("POST", "/work/heartbeat", work_heartbeat, "Extend the leases of a host's tasks", "json"),
+    Route("POST", "/work/tasks/{uid}/result", work_result, "Upload a task's result archive", "binary"),
+    Route("POST", "/work/tasks/{uid}/report", work_report, "Report a task's final status", "json"),
+    Route("POST", "/work/release", work_release, "Hand tasks back to the server", "json"),
+]
+
+
+def add_routes(app: web.Application) -> None:
+    for r in ROUTES:
+        app.router.add_route(r.method, defaults.API_PREFIX + r.path, r.handler)

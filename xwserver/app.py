@@ -1,0 +1,105 @@
+"""The server process: the aiohttp application, the lease reaper, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .api.http import SERVER_KEY, auth_middleware, errors_middleware
+from .api.routes import add_routes
+from .db.engine import create_engine, migrate
+from .leases import reaper_loop
+from .settings import ServerSettings
+from .state import Server
+from .store import DataStore
+
+log = logging.getLogger(__name__)
+
+#: Common Log Format
+ACCESS_LOG_FORMAT = '%a - - %t "%r" %s %b'
+
+
+def create_app(srv: Server) -> web.Application:
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware],
+        client_max_size=srv.settings.max_json_bytes,
+    )
+    app[SERVER_KEY] = srv
+    add_routes(app)
+
+    async def reaper(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(reaper_loop(srv))
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def wake_waiters(_app: web.Application) -> None:
+        # long-polling work requests return at once so shutdown is not held up by them
+        srv.notifier.closing = True
+        srv.notifier.notify_all()
+
+    app.cleanup_ctx.append(reaper)
+    app.on_shutdown.append(wake_waiters)
+    return app
+
+
+def _access_logger(settings: ServerSettings) -> logging.Logger:
+    logger = logging.getLogger("xwserver.access")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        settings.log_dir.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(settings.log_dir / "access.log")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    return logger
+
+
+async def open_server(settings: ServerSettings) -> Server:
+    engine = create_engine(settings.db_url)
+    await migrate(engine)
+    return Server(settings, engine, DataStore(settings.data_dir))
+
+
+async def serve(settings: ServerSettings, *, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``); in-flight requests finish before exit."""
+    from .keystore import server_ssl_context
+
+    srv = await open_server(settings)
+    app = create_app(srv)
+    runner = web.AppRunner(
+        app,
+        access_log=_access_logger(settings),
+        access_log_format=ACCESS_LOG_FORMAT,
+        shutdown_timeout=30.0,
+        handle_signals=False,
+    )
+    await runner.setup()
+    site = web.TCPSite(
+        runner,
+        host=settings.listen or settings.host,
+        port=settings.port,
+        ssl_context=server_ssl_context(settings.keystore_dir),
+        backlog=1024,
+        reuse_address=True,
+    )
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await site.start()
+        log.info("xwserver listening on %s (database %s)", settings.url, srv.backend)
+        await stop.wait()
+        log.info("xwserver stopping: finishing in-flight requests")
+    finally:
+        await runner.cleanup()
+        await srv.engine.dispose()
+        log.info("xwserver stopped")

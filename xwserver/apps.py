@@ -1,0 +1,153 @@
+"""Applications: one binary (a data object) per (os, cpu)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from xwcommon.errors import BadRequest, Conflict, Forbidden, NotFound
+from xwcommon.levels import UserLevel
+from xwcommon.platforms import normalize_cpu, normalize_os
+from xwcommon.uri import is_uid, new_uid, parse_uid
+
+from .access import EXEC, READ, Caller, default_app_rights, may
+from .data import check_name, get_readable
+from .db.models import App, AppBinary, Data, Job, User
+from .state import Server, uid_maps
+
+
+async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
+    caller.require(UserLevel.STANDARD, "inserting an application")
+    if not isinstance(body, dict):
+        raise BadRequest('expected a JSON object {"name": ..., "binaries": [{"os","cpu","data_uid"}]}')
+    name = check_name(body.get("name"), "application name")  # type: ignore[arg-type]
+    if is_uid(name):
+        raise BadRequest("an application name must not look like a UID")
+    binaries = body.get("binaries")
+    if not isinstance(binaries, list) or not binaries:
+        raise BadRequest('"binaries" must be a non-empty list of {"os","cpu","data_uid"}')
+    wanted: list[tuple[str, str, Data]] = []
+    for b in binaries:
+        if not isinstance(b, dict) or not all(isinstance(b.get(k), str) for k in ("os", "cpu", "data_uid")):
+            raise BadRequest('each binary must be {"os": str, "cpu": str, "data_uid": str}')
+        data = await get_readable(srv, caller, b["data_uid"])
+        wanted.append((normalize_os(b["os"]), normalize_cpu(b["cpu"]), data))
+    async with srv.sessions.begin() as session:
+        app = (await session.execute(select(App).where(App.name == name))).scalar_one_or_none()
+        if app is None:
+            app = App(
+                uid=new_uid(),
+                name=name,
+                owner_id=caller.id,
+                access_rights=default_app_rights(caller),
+                created_at=time.time(),
+            )
+            session.add(app)
+            await session.flush()
+        elif app.owner_id != caller.id and not caller.is_super:
+            raise Conflict(f"application name {name!r} is taken by another user; choose another name")
+        for os_name, cpu, data in wanted:
+            existing = (
+                await session.execute(
+                    select(AppBinary).where(
+                        AppBinary.app_id == app.id, AppBinary.os == os_name, AppBinary.cpu == cpu
+                    )
+                )
+            ).scalar_one_or_none()
+            if existing is None:
+                session.add(AppBinary(app_id=app.id, os=os_name, cpu=cpu, data_id=data.id))
+            else:
+                existing.data_id = data.id
+        await session.flush()
+        return (await _render(srv, session, [app]))[0]
+
+
+async def _render(srv: Server, session: AsyncSession, apps: list[App]) -> list[dict[str, Any]]:
+    if not apps:
+        return []
+    rows = await session.execute(
+        select(AppBinary.app_id, AppBinary.os, AppBinary.cpu, Data.uid, Data.sha256, Data.size)
+        .join(Data, Data.id == AppBinary.data_id)
+        .where(AppBinary.app_id.in_([a.id for a in apps]))
+        .order_by(AppBinary.os, AppBinary.cpu)
+    )
+    by_app: dict[int, list[dict[str, Any]]] = {}
+    for app_id, os_name, cpu, data_uid, sha, size in rows:
+        by_app.setdefault(app_id, []).append(
+            {"os": os_name, "cpu": cpu, "data_uid": data_uid, "sha256": sha, "size": size}
+        )
+    users = (await uid_maps(session, {"user": [a.owner_id for a in apps]}))["user"]
+    return [srv.wire.app(a, users.get(a.owner_id, ""), by_app.get(a.id, [])) for a in apps]
+
+
+async def _visible(session: AsyncSession, caller: Caller, apps: list[App]) -> list[App]:
+    if caller.is_super:
+        return apps
+    groups = (
+        dict(
+            (
+                await session.execute(
+                    select(User.id, User.group_id).where(User.id.in_({a.owner_id for a in apps}))
+                )
+            ).all()
+        )
+        if apps
+        else {}
+    )
+    return [
+        a
+        for a in apps
+        if may(
+            caller,
+            READ,
+            owner_id=a.owner_id,
+            owner_group_id=groups.get(a.owner_id),
+            access_rights=a.access_rights,
+        )
+    ]
+
+
+async def list_apps(srv: Server, caller: Caller) -> list[dict[str, Any]]:
+    async with srv.sessions() as session:
+        apps = list((await session.execute(select(App).order_by(App.name))).scalars())
+        return await _render(srv, session, await _visible(session, caller, apps))
+
+
+async def find(session: AsyncSession, caller: Caller, ref: str, bit: int = READ) -> App:
+    """An app by UID, URI or name, if the caller may ``bit`` it; else NotFound/Forbidden."""
+    if not isinstance(ref, str) or not ref:
+        raise BadRequest("an application is named by its name, UID or URI")
+    q = select(App).where(App.uid == parse_uid(ref)) if is_uid(ref) else select(App).where(App.name == ref)
+    app = (await session.execute(q)).scalar_one_or_none()
+    if app is None or not await _visible(session, caller, [app]):
+        raise NotFound(f"no application {ref!r}; list them with xwapps")
+    if bit != READ:
+        group = (
+            await session.execute(select(User.group_id).where(User.id == app.owner_id))
+        ).scalar_one_or_none()
+        if not may(caller, bit, owner_id=app.owner_id, owner_group_id=group, access_rights=app.access_rights):
+            raise Forbidden(f"you may not {'execute' if bit == EXEC else 'change'} application {app.name!r}")
+    return app
+
+
+async def get(srv: Server, caller: Caller, ref: str) -> dict[str, Any]:
+    async with srv.sessions() as session:
+        app = await find(session, caller, ref)
+        return (await _render(srv, session, [app]))[0]
+
+
+async def delete(srv: Server, caller: Caller, ref: str) -> None:
+    async with srv.sessions.begin() as session:
+        app = await find(session, caller, ref)
+        if app.owner_id != caller.id and not caller.is_super:
+            raise Forbidden(f"application {app.name!r} is not yours to remove")
+        jobs = (
+            await session.execute(select(func.count()).select_from(Job).where(Job.app_id == app.id))
+        ).scalar_one()
+        if jobs:
+            raise Conflict(f"application {app.name!r} still has {jobs} jobs; remove them first")
+        await session.execute(AppBinary.__table__.delete().where(AppBinary.app_id == app.id))
+        await session.delete(app)

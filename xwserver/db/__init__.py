@@ -1,0 +1,1 @@
+"""Persistence: the schema (models), the engine and the migrations."""

@@ -1,0 +1,86 @@
+"""The database engine: one per server process, tuned per backend."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
+
+from xwcommon.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def backend_of(url: str) -> str:
+    """``sqlite``, ``postgresql`` or ``mysql`` (MariaDB)."""
+    try:
+        name = make_url(url).get_backend_name()
+    except Exception as exc:  # sqlalchemy raises ArgumentError with no common root
+        raise ConfigError(f"db.url: invalid database URL {url!r}: {exc}") from exc
+    if name == "mariadb":
+        return "mysql"
+    if name not in {"sqlite", "postgresql", "mysql"}:
+        raise ConfigError(f"db.url: unsupported database {name!r}; use sqlite, postgresql or mysql/mariadb")
+    return name
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    backend = backend_of(url)
+    kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        path = make_url(url).database
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # One connection: SQLite has one writer anyway, and queueing in the pool is far
+        # cheaper than SQLITE_BUSY retries between connections of the same process.
+        kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30})
+    else:
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+    engine = create_async_engine(url, **kwargs)
+    if backend == "sqlite":
+        _tune_sqlite(engine)
+    return engine
+
+
+def _tune_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # take transaction control from the driver so that BEGIN IMMEDIATE below is ours
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        # write lock at the start: no read-to-write upgrade deadlock with another process
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    from alembic import command
+    from alembic.config import Config
+
+    def upgrade(sync_conn: Connection) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.attributes["connection"] = sync_conn
+        command.upgrade(cfg, "head")
+
+    async with engine.begin() as conn:
+        await conn.run_sync(upgrade)

@@ -1,0 +1,161 @@
+"""The schema. Times are epoch seconds (portable, cheap to compare on the hot path)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+UID = String(36)
+NAME = String(255)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class UserGroup(Base):
+    __tablename__ = "usergroups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(UID, unique=True)
+    label: Mapped[str] = mapped_column(NAME, unique=True)
+    owner_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(UID, unique=True)
+    login: Mapped[str] = mapped_column(NAME, unique=True)
+    password_hash: Mapped[str] = mapped_column(String(512))
+    email: Mapped[str] = mapped_column(NAME, default="")
+    rights: Mapped[int] = mapped_column(Integer)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("usergroups.id"), nullable=True)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    expires_at: Mapped[float] = mapped_column(Double)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Data(Base):
+    __tablename__ = "data"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(UID, unique=True)
+    name: Mapped[str] = mapped_column(NAME)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    access_rights: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class App(Base):
+    __tablename__ = "apps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(UID, unique=True)
+    name: Mapped[str] = mapped_column(NAME, unique=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    access_rights: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class AppBinary(Base):
+    __tablename__ = "app_binaries"
+    __table_args__ = (UniqueConstraint("app_id", "os", "cpu", name="uq_app_binaries_platform"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    os: Mapped[str] = mapped_column(String(32))
+    cpu: Mapped[str] = mapped_column(String(32))
+    data_id: Mapped[int] = mapped_column(ForeignKey("data.id"))
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(UID, unique=True)
+    name: Mapped[str] = mapped_column(NAME)
+    os: Mapped[str] = mapped_column(String(32))
+    cpu: Mapped[str] = mapped_column(String(32))
+    cores: Mapped[int] = mapped_column(Integer)
+    memory_bytes: Mapped[int] = mapped_column(BigInteger)
+    disk_free_bytes: Mapped[int] = mapped_column(BigInteger)
+    tags: Mapped[str] = mapped_column(Text, default="[]")
+    version: Mapped[str] = mapped_column(String(64), default="")
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    registered_at: Mapped[float] = mapped_column(Double)
+    last_seen_at: Mapped[float] = mapped_column(Double)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        # the claim: PENDING jobs in submission order
+        Index("ix_jobs_status_id", "status", "id"),
+        Index("ix_jobs_owner_status", "owner_id", "status"),
+        Index("ix_jobs_owner_label", "owner_id", "label"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(UID, unique=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    label: Mapped[str | None] = mapped_column(NAME, nullable=True)
+    args: Mapped[str] = mapped_column(Text, default="[]")
+    stdin_data_id: Mapped[int | None] = mapped_column(ForeignKey("data.id"), nullable=True)
+    env_data_id: Mapped[int | None] = mapped_column(ForeignKey("data.id"), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    retry: Mapped[int] = mapped_column(Integer, default=0)
+    max_retry: Mapped[int] = mapped_column(Integer)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result_data_id: Mapped[int | None] = mapped_column(ForeignKey("data.id"), nullable=True)
+    access_rights: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+    started_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    completed_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        # the reaper: live tasks by lease end
+        Index("ix_tasks_status_lease", "status", "lease_expires_at"),
+        # heartbeats: live tasks of one host
+        Index("ix_tasks_host_status", "host_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(UID, unique=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    host_id: Mapped[int] = mapped_column(ForeignKey("hosts.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[float] = mapped_column(Double)
+    ended_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    lease_expires_at: Mapped[float] = mapped_column(Double)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)

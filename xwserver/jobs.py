@@ -1,0 +1,262 @@
+"""Jobs: submission (one or bulk), listing, removal; and the tasks that ran them."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+from typing import Any
+
+from sqlalchemy import delete as sa_delete
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from xwcommon import defaults
+from xwcommon.errors import BadRequest, Forbidden, NotFound
+from xwcommon.levels import UserLevel
+from xwcommon.status import JobStatus, TaskStatus
+from xwcommon.uri import new_uid, parse_uid
+
+from . import apps as apps_mod
+from .access import EXEC, Caller
+from .data import check_name, get_readable
+from .db.models import App, Data, Host, Job, Task
+from .state import Server, uid_maps
+
+MAX_ARG_BYTES = 64 * 1024
+MAX_LIST = 10_000
+
+
+def _parse_args(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        try:
+            args = shlex.split(value)
+        except ValueError as exc:
+            raise BadRequest(f"args: cannot split {value!r}: {exc}") from None
+    elif isinstance(value, list) and all(isinstance(a, str) for a in value):
+        args = list(value)
+    else:
+        raise BadRequest('"args" must be a list of strings or one string')
+    if any("\0" in a for a in args):
+        raise BadRequest("args must not contain NUL characters")
+    if sum(len(a) for a in args) > MAX_ARG_BYTES:
+        raise BadRequest(f"args are longer than {MAX_ARG_BYTES} characters in all")
+    return args
+
+
+class _Resolver:
+    """Resolves app and data references once per distinct reference in a bulk."""
+
+    def __init__(self, srv: Server, caller: Caller) -> None:
+        self.srv, self.caller = srv, caller
+        self.apps: dict[str, App] = {}
+        self.data: dict[str, Data] = {}
+
+    async def app(self, session: AsyncSession, ref: Any) -> App:
+        if not isinstance(ref, str) or not ref:
+            raise BadRequest('"app" must name an application (its name, UID or URI)')
+        if ref not in self.apps:
+            self.apps[ref] = await apps_mod.find(session, self.caller, ref, EXEC)
+        return self.apps[ref]
+
+    async def data_id(self, ref: Any, what: str) -> int | None:
+        if ref is None:
+            return None
+        if not isinstance(ref, str):
+            raise BadRequest(f'"{what}" must be a data UID or URI')
+        if ref not in self.data:
+            self.data[ref] = await get_readable(self.srv, self.caller, ref)
+        return self.data[ref].id
+
+
+async def _row(session: AsyncSession, srv: Server, res: _Resolver, spec: Any, now: float) -> dict[str, Any]:
+    if not isinstance(spec, dict):
+        raise BadRequest('a job is a JSON object {"app": ..., "args": [...], ...}')
+    unknown = set(spec) - {"app", "args", "stdin_uid", "env_uid", "label", "max_retry"}
+    if unknown:
+        raise BadRequest(f"unknown job fields: {', '.join(sorted(unknown))}")
+    app = await res.app(session, spec.get("app"))
+    label = spec.get("label")
+    if label is not None:
+        label = check_name(label, "label")
+    max_retry = spec.get("max_retry", srv.settings.max_retry)
+    if max_retry is None:
+        max_retry = srv.settings.max_retry
+    if not isinstance(max_retry, int) or isinstance(max_retry, bool) or not 0 <= max_retry <= 100:
+        raise BadRequest('"max_retry" must be an integer from 0 to 100')
+    return {
+        "uid": new_uid(),
+        "app_id": app.id,
+        "owner_id": res.caller.id,
+        "label": label,
+        "args": json.dumps(_parse_args(spec.get("args"))),
+        "stdin_data_id": await res.data_id(spec.get("stdin_uid"), "stdin_uid"),
+        "env_data_id": await res.data_id(spec.get("env_uid"), "env_uid"),
+        "status": JobStatus.PENDING.value,
+        "retry": 0,
+        "max_retry": max_retry,
+        "access_rights": app.access_rights,  # a job's rights are its app's
+        "created_at": now,
+    }
+
+
+async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str, Any]]:
+    """Insert jobs in one transaction (all or nothing) and wake waiting workers."""
+    caller.require(UserLevel.STANDARD, "submitting jobs")
+    if not specs:
+        return []
+    if len(specs) > defaults.MAX_BULK_JOBS:
+        raise BadRequest(f"at most {defaults.MAX_BULK_JOBS} jobs per request; split the batch")
+    res = _Resolver(srv, caller)
+    now = time.time()
+    async with srv.sessions.begin() as session:
+        rows = []
+        for i, spec in enumerate(specs):
+            try:
+                rows.append(await _row(session, srv, res, spec, now))
+            except BadRequest as exc:
+                if len(specs) > 1:
+                    raise BadRequest(f"job #{i}: {exc.message}") from None
+                raise
+        await session.execute(insert(Job), rows)
+    srv.notifier.notify(len(rows))
+    by_id = {a.id: a for a in res.apps.values()}
+    data_uids = {d.id: d.uid for d in res.data.values()}
+    uids = {"app": {a.id: a.uid for a in by_id.values()}, "user": {caller.id: caller.uid}, "data": data_uids}
+    names = {a.id: a.name for a in by_id.values()}
+    return [srv.wire.job(Job(id=None, **r), uids, names, {}) for r in rows]
+
+
+async def render_jobs(srv: Server, session: AsyncSession, jobs: list[Job]) -> list[dict[str, Any]]:
+    app_ids = {j.app_id for j in jobs}
+    names = (
+        dict((await session.execute(select(App.id, App.name).where(App.id.in_(app_ids)))).all())
+        if jobs
+        else {}
+    )
+    data_ids = [x for j in jobs for x in (j.stdin_data_id, j.env_data_id, j.result_data_id)]
+    uids = await uid_maps(session, {"app": app_ids, "user": [j.owner_id for j in jobs], "data": data_ids})
+    result_ids = [j.result_data_id for j in jobs if j.result_data_id]
+    shas = (
+        dict((await session.execute(select(Data.id, Data.sha256).where(Data.id.in_(result_ids)))).all())
+        if result_ids
+        else {}
+    )
+    return [srv.wire.job(j, uids, names, shas) for j in jobs]
+
+
+def _parse_statuses(text: str | None) -> list[str] | None:
+    if not text:
+        return None
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(JobStatus(part.strip().upper()).value)
+        except ValueError:
+            raise BadRequest(
+                f"unknown status {part!r}; use {', '.join(s.value for s in JobStatus)}"
+            ) from None
+    return out
+
+
+def _paging(limit: str | None, offset: str | None) -> tuple[int, int]:
+    try:
+        n = int(limit) if limit else 1000
+        o = int(offset) if offset else 0
+    except ValueError:
+        raise BadRequest("limit and offset must be integers") from None
+    if not 1 <= n <= MAX_LIST or o < 0:
+        raise BadRequest(f"limit must be 1..{MAX_LIST} and offset at least 0")
+    return n, o
+
+
+async def list_jobs(
+    srv: Server,
+    caller: Caller,
+    *,
+    status: str | None = None,
+    label: str | None = None,
+    limit: str | None = None,
+    offset: str | None = None,
+) -> list[dict[str, Any]]:
+    statuses = _parse_statuses(status)
+    n, o = _paging(limit, offset)
+    q = select(Job).order_by(Job.id).limit(n).offset(o)
+    if not caller.is_super:
+        q = q.where(Job.owner_id == caller.id)
+    if statuses:
+        q = q.where(Job.status.in_(statuses))
+    if label is not None:
+        q = q.where(Job.label == label)
+    async with srv.sessions() as session:
+        jobs = list((await session.execute(q)).scalars())
+        return await render_jobs(srv, session, jobs)
+
+
+async def _own_job(session: AsyncSession, caller: Caller, uid_text: str) -> Job:
+    uid = parse_uid(uid_text)
+    job = (await session.execute(select(Job).where(Job.uid == uid))).scalar_one_or_none()
+    if job is None or not (caller.is_super or job.owner_id == caller.id):
+        raise NotFound(f"no job {uid}; list yours with xwworks")
+    return job
+
+
+async def get(srv: Server, caller: Caller, uid_text: str) -> dict[str, Any]:
+    async with srv.sessions() as session:
+        job = await _own_job(session, caller, uid_text)
+        return (await render_jobs(srv, session, [job]))[0]
+
+
+async def delete(srv: Server, caller: Caller, uid_text: str) -> None:
+    """Remove a job (aborting its live task first) and its result."""
+    from .data import collect_digest
+
+    async with srv.sessions.begin() as session:
+        job = await _own_job(session, caller, uid_text)
+        if caller.rights < UserLevel.STANDARD:
+            raise Forbidden("workers may not remove jobs")
+        await session.execute(
+            update(Task)
+            .where(Task.job_id == job.id, Task.status == TaskStatus.RUNNING)
+            .values(status=TaskStatus.ABORTED, ended_at=time.time())
+        )
+        await session.execute(sa_delete(Task).where(Task.job_id == job.id))
+        result_id = job.result_data_id
+        await session.delete(job)
+        sha = None
+        if result_id is not None:
+            result = await session.get(Data, result_id)
+            if result is not None:
+                sha = result.sha256
+                await session.flush()
+                await session.delete(result)
+    if sha:
+        await collect_digest(srv, sha)
+
+
+async def list_tasks(
+    srv: Server,
+    caller: Caller,
+    *,
+    job: str | None = None,
+    status: str | None = None,
+    limit: str | None = None,
+    offset: str | None = None,
+) -> list[dict[str, Any]]:
+    n, o = _paging(limit, offset)
+    q = select(Task, Job.uid, Host.uid).join(Job, Job.id == Task.job_id).join(Host, Host.id == Task.host_id)
+    if not caller.is_super:
+        q = q.where(or_(Job.owner_id == caller.id, Host.owner_id == caller.id))
+    if job:
+        q = q.where(Job.uid == parse_uid(job))
+    if status:
+        try:
+            q = q.where(Task.status == TaskStatus(status.upper()).value)
+        except ValueError:
+            raise BadRequest(f"unknown task status {status!r}") from None
+    q = q.order_by(Task.id).limit(n).offset(o)
+    async with srv.sessions() as session:
+        rows = (await session.execute(q)).all()
+    return [srv.wire.task(t, job_uid, host_uid) for t, job_uid, host_uid in rows]

@@ -1,0 +1,249 @@
+"""Live tasks: heartbeats, results, final reports, hand-backs and the lease reaper.
+
+Every transition is a guarded UPDATE (``… WHERE status = 'RUNNING'``), so a task is
+completed at most once even when a lost worker reports after its job was rescheduled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import select, update
+
+from xwcommon.errors import BadRequest, Conflict, NotFound
+from xwcommon.levels import PRIVATE, UserLevel
+from xwcommon.status import JobStatus, TaskStatus
+from xwcommon.uri import parse_uid
+
+from .access import Caller
+from .data import store_upload
+from .db.models import Data, Host, Job, Task
+from .hosts import own_host
+from .state import Server
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE = 4096
+MAX_TASKS_PER_CALL = 1024
+
+
+def _task_uids(body: Any) -> list[str]:
+    uids = body.get("task_uids", []) if isinstance(body, dict) else None
+    if (
+        not isinstance(uids, list)
+        or len(uids) > MAX_TASKS_PER_CALL
+        or not all(isinstance(u, str) for u in uids)
+    ):
+        raise BadRequest(f'"task_uids" must be a list of at most {MAX_TASKS_PER_CALL} task UIDs')
+    return [parse_uid(u) for u in uids]
+
+
+async def heartbeat(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
+    """One statement extends all of a host's leases; answers which tasks to stop."""
+    caller.require(UserLevel.WORKER, "heartbeats")
+    uids = _task_uids(body)
+    host = await own_host(srv, caller, body.get("host_uid"))
+    now = time.time()
+    async with srv.sessions.begin() as session:
+        await session.execute(
+            update(Task)
+            .where(Task.host_id == host.id, Task.status == TaskStatus.RUNNING)
+            .values(lease_expires_at=now + srv.settings.lease_s)
+        )
+        await session.execute(update(Host).where(Host.id == host.id).values(last_seen_at=now))
+        live = set()
+        if uids:
+            live = set(
+                (
+                    await session.execute(
+                        select(Task.uid).where(
+                            Task.host_id == host.id, Task.status == TaskStatus.RUNNING, Task.uid.in_(uids)
+                        )
+                    )
+                ).scalars()
+            )
+    return {"lease_s": srv.settings.lease_s, "cancel": [u for u in uids if u not in live]}
+
+
+async def _live_task(srv: Server, caller: Caller, uid_text: str) -> tuple[Task, Job]:
+    uid = parse_uid(uid_text)
+    async with srv.sessions() as session:
+        row = (
+            await session.execute(
+                select(Task, Job, Host.owner_id)
+                .join(Job, Job.id == Task.job_id)
+                .join(Host, Host.id == Task.host_id)
+                .where(Task.uid == uid)
+            )
+        ).first()
+    if row is None or row[2] != caller.id:
+        raise NotFound(f"no task {uid} held by {caller.login}")
+    task, job, _owner = row
+    if task.status != TaskStatus.RUNNING:
+        raise Conflict(f"task {uid} is {task.status}, no longer live; its job went elsewhere")
+    return task, job
+
+
+async def upload_result(
+    srv: Server,
+    caller: Caller,
+    task_uid: str,
+    chunks: AsyncIterator[bytes],
+    *,
+    sha256: str | None,
+    size: int | None,
+) -> dict[str, Any]:
+    """Store a task's result archive; it belongs to the job's owner (delegation)."""
+    caller.require(UserLevel.WORKER, "uploading results")
+    task, job = await _live_task(srv, caller, task_uid)
+    data = await store_upload(
+        srv,
+        caller,
+        chunks,
+        name=f"ResultsOf_{job.uid}.zip",
+        owner_id=job.owner_id,
+        access_rights=PRIVATE,
+        expected_sha256=sha256,
+        expected_size=size,
+    )
+    return {"result_uid": data.uid}
+
+
+async def report(srv: Server, caller: Caller, task_uid: str, body: Any) -> dict[str, Any]:
+    caller.require(UserLevel.WORKER, "reporting results")
+    if not isinstance(body, dict):
+        raise BadRequest('expected {"status": "COMPLETED"|"ERROR", "exit_code": int, ...}')
+    try:
+        status = TaskStatus(str(body.get("status", "")).upper())
+    except ValueError:
+        status = None
+    if status not in (TaskStatus.COMPLETED, TaskStatus.ERROR):
+        raise BadRequest('"status" must be COMPLETED or ERROR')
+    exit_code = body.get("exit_code")
+    if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
+        raise BadRequest('"exit_code" must be an integer or null')
+    message = body.get("message")
+    if message is not None and not isinstance(message, str):
+        raise BadRequest('"message" must be a string or null')
+    message = message[:MAX_MESSAGE] if message else None
+    task, job = await _live_task(srv, caller, task_uid)
+    now = time.time()
+    async with srv.sessions.begin() as session:
+        result_id = None
+        if body.get("result_uid"):
+            result = (
+                await session.execute(select(Data).where(Data.uid == parse_uid(str(body["result_uid"]))))
+            ).scalar_one_or_none()
+            if result is None or result.owner_id != job.owner_id:
+                raise BadRequest("result_uid does not name this task's uploaded result")
+            result_id = result.id
+        done = await session.execute(
+            update(Task)
+            .where(Task.id == task.id, Task.status == TaskStatus.RUNNING)
+            .values(status=status, ended_at=now, exit_code=exit_code)
+        )
+        if done.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict(f"task {task.uid} is no longer live")
+        job_status = JobStatus.COMPLETED if status == TaskStatus.COMPLETED else JobStatus.ERROR
+        await session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.RUNNING)
+            .values(
+                status=job_status,
+                exit_code=exit_code,
+                message=message,
+                result_data_id=result_id,
+                completed_at=now,
+            )
+        )
+    return {"job_status": job_status.value}
+
+
+async def release(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
+    """A stopping worker hands tasks back: their jobs return to PENDING, no retry spent."""
+    caller.require(UserLevel.WORKER, "handing tasks back")
+    uids = _task_uids(body)
+    host = await own_host(srv, caller, body.get("host_uid"))
+    if not uids:
+        return {"released": 0}
+    now = time.time()
+    async with srv.sessions.begin() as session:
+        rows = (
+            await session.execute(
+                select(Task.id, Task.job_id).where(
+                    Task.host_id == host.id, Task.status == TaskStatus.RUNNING, Task.uid.in_(uids)
+                )
+            )
+        ).all()
+        if rows:
+            await session.execute(
+                update(Task)
+                .where(Task.id.in_([r.id for r in rows]), Task.status == TaskStatus.RUNNING)
+                .values(status=TaskStatus.ABORTED, ended_at=now)
+            )
+            await session.execute(
+                update(Job)
+                .where(Job.id.in_([r.job_id for r in rows]), Job.status == JobStatus.RUNNING)
+                .values(status=JobStatus.PENDING, started_at=None)
+            )
+    srv.notifier.notify(len(rows))
+    return {"released": len(rows)}
+
+
+async def reap(srv: Server, *, now: float | None = None, batch: int = 1000) -> int:
+    """Expired leases: task LOST; job back to PENDING (retry+1) or ERROR once retries are spent."""
+    now = time.time() if now is None else now
+    async with srv.sessions.begin() as session:
+        q = (
+            select(Task.id, Task.job_id)
+            .where(Task.status == TaskStatus.RUNNING, Task.lease_expires_at < now)
+            .limit(batch)
+        )
+        if srv.skip_locked:
+            q = q.with_for_update(skip_locked=True)
+        rows = (await session.execute(q)).all()
+        if not rows:
+            return 0
+        await session.execute(
+            update(Task)
+            .where(Task.id.in_([r.id for r in rows]), Task.status == TaskStatus.RUNNING)
+            .values(status=TaskStatus.LOST, ended_at=now)
+        )
+        job_ids = [r.job_id for r in rows]
+        requeued = await session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.status == JobStatus.RUNNING, Job.retry < Job.max_retry)
+            .values(status=JobStatus.PENDING, retry=Job.retry + 1, started_at=None)
+        )
+        await session.execute(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.status == JobStatus.RUNNING)
+            .values(
+                status=JobStatus.ERROR,
+                completed_at=now,
+                message="its worker stopped answering and its retries are spent (max_retry reached)",
+            )
+        )
+    n = requeued.rowcount or 0  # type: ignore[attr-defined]
+    log.info("reaped %d lost tasks, %d jobs rescheduled", len(rows), n)
+    srv.notifier.notify(n)
+    return len(rows)
+
+
+async def reaper_loop(srv: Server) -> None:
+    """Runs for the server's life; one error never stops it."""
+    delay = srv.settings.reaper_interval_s
+    while True:
+        await asyncio.sleep(delay)
+        try:
+            await reap(srv)
+            delay = srv.settings.reaper_interval_s
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("lease reaper failed; retrying")
+            delay = min(delay * 2, 60.0)

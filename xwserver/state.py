@@ -1,0 +1,132 @@
+"""The server's state shared by handlers: settings, database, store, notifier, token cache."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from .access import Caller
+from .db.engine import backend_of
+from .settings import ServerSettings
+from .store import DataStore
+from .wire import Wire
+
+
+class WorkNotifier:
+    """Wakes long-polling work requests when jobs become PENDING in this process.
+
+    Each waiter has its own event and waiters are woken in arrival order, so N new jobs
+    wake N waiters rather than all of them (no thundering herd on one submission).
+    """
+
+    def __init__(self) -> None:
+        self._waiters: collections.deque[asyncio.Event] = collections.deque()
+        self.closing = False
+
+    async def wait(self, timeout_s: float) -> None:
+        if self.closing:
+            return
+        event = asyncio.Event()
+        self._waiters.append(event)
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            if not event.is_set():
+                try:
+                    self._waiters.remove(event)
+                except ValueError:
+                    pass
+
+    def notify(self, n: int = 1) -> None:
+        while n > 0 and self._waiters:
+            self._waiters.popleft().set()
+            n -= 1
+
+    def notify_all(self) -> None:
+        self.notify(len(self._waiters))
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+
+@dataclass
+class TokenCache:
+    """Recently resolved tokens, so most requests cost no token query.
+
+    Entries live ``ttl_s`` at most; logout in this process drops them at once.
+    """
+
+    ttl_s: float = 10.0
+    _entries: dict[str, tuple[Caller, float, float]] = field(default_factory=dict)
+
+    def get(self, digest: str, now: float) -> Caller | None:
+        hit = self._entries.get(digest)
+        if hit is None:
+            return None
+        caller, expires_at, cached_at = hit
+        if now >= expires_at or now - cached_at > self.ttl_s:
+            del self._entries[digest]
+            return None
+        return caller
+
+    def put(self, digest: str, caller: Caller, expires_at: float, now: float) -> None:
+        if len(self._entries) > 100_000:
+            self._entries.clear()
+        self._entries[digest] = (caller, expires_at, now)
+
+    def drop(self, digest: str) -> None:
+        self._entries.pop(digest, None)
+
+    def drop_user(self, user_id: int) -> None:
+        for key in [k for k, v in self._entries.items() if v[0].id == user_id]:
+            del self._entries[key]
+
+
+class Server:
+    """Everything a request handler needs, created once per process."""
+
+    def __init__(self, settings: ServerSettings, engine: AsyncEngine, store: DataStore) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.backend = backend_of(settings.db_url)
+        self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(engine, expire_on_commit=False)
+        self.store = store
+        self.notifier = WorkNotifier()
+        self.tokens = TokenCache()
+        self.wire = Wire(settings.netloc)
+        self.started_at = time.time()
+
+    @property
+    def skip_locked(self) -> bool:
+        """Whether claims may lock rows with FOR UPDATE SKIP LOCKED."""
+        return self.backend in {"postgresql", "mysql"}
+
+
+async def uid_maps(
+    session: AsyncSession, wanted: dict[str, Iterable[int | None]]
+) -> dict[str, dict[int, str]]:
+    """Batch-resolve integer ids to UIDs: ``{"user": ids, "app": ids, "data": ids, ...}``."""
+    from .db.models import App, Data, Host, Job, User
+
+    models = {"user": User, "app": App, "data": Data, "host": Host, "job": Job}
+    out: dict[str, dict[int, str]] = {}
+    for kind, ids in wanted.items():
+        idset = {i for i in ids if i is not None}
+        model = models[kind]
+        mapping: dict[int, str] = {}
+        ordered = sorted(idset)
+        for start in range(0, len(ordered), 900):
+            chunk = ordered[start : start + 900]
+            rows = await session.execute(select(model.id, model.uid).where(model.id.in_(chunk)))
+            mapping.update({r[0]: r[1] for r in rows})
+        out[kind] = mapping
+    return out

@@ -1,0 +1,127 @@
+"""Content-addressed data store.
+
+Files live under ``var/data/ab/abcdef…`` named by their sha256. A body is streamed to a
+temporary file while hashed, fsynced, then renamed: a crash never leaves a half file
+under a real name. Nothing here knows about the database; the collector is told which
+digests are still referenced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+from xwcommon import defaults
+from xwcommon.errors import IntegrityError, PayloadTooLarge
+
+log = logging.getLogger(__name__)
+
+
+class DataStore:
+    """The one store interface: put a stream, open by digest, delete, collect."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(exist_ok=True)
+
+    def path_of(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_of(sha256).is_file()
+
+    async def put(
+        self,
+        chunks: AsyncIterator[bytes],
+        *,
+        max_bytes: int,
+        expected_sha256: str | None = None,
+        expected_size: int | None = None,
+    ) -> tuple[str, int]:
+        """Store a stream; returns (sha256, size). Raises if it is too big or not as announced."""
+        h = hashlib.sha256()
+        size = 0
+        tmp = self.tmp / f"{os.getpid()}-{id(chunks)}-{os.urandom(6).hex()}"
+        fh = await asyncio.to_thread(open, tmp, "wb")
+        try:
+            pending: list[bytes] = []
+            pending_bytes = 0
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"body larger than the limit of {max_bytes} bytes")
+                h.update(chunk)
+                pending.append(chunk)
+                pending_bytes += len(chunk)
+                if pending_bytes >= defaults.STREAM_CHUNK_BYTES:
+                    await asyncio.to_thread(fh.write, b"".join(pending))
+                    pending, pending_bytes = [], 0
+            if pending:
+                await asyncio.to_thread(fh.write, b"".join(pending))
+            await asyncio.to_thread(_flush_and_sync, fh)
+        except BaseException:
+            fh.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        fh.close()
+        digest = h.hexdigest()
+        try:
+            if expected_size is not None and size != expected_size:
+                raise IntegrityError(
+                    f"received {size} bytes but {expected_size} were announced; send it again"
+                )
+            if expected_sha256 is not None and digest != expected_sha256.lower():
+                raise IntegrityError(
+                    f"content sha256 {digest} differs from the announced {expected_sha256}; send it again"
+                )
+            final = self.path_of(digest)
+            if final.exists():
+                tmp.unlink()
+            else:
+                final.parent.mkdir(exist_ok=True)
+                os.replace(tmp, final)
+                await asyncio.to_thread(_sync_dir, final.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return digest, size
+
+    async def put_bytes(self, body: bytes) -> tuple[str, int]:
+        async def one() -> AsyncIterator[bytes]:
+            yield body
+
+        return await self.put(one(), max_bytes=len(body))
+
+    def delete(self, sha256: str) -> None:
+        self.path_of(sha256).unlink(missing_ok=True)
+
+    def collect(self, referenced: Iterable[str]) -> int:
+        """Delete every stored file whose digest is not referenced; returns how many."""
+        keep = set(referenced)
+        removed = 0
+        for sub in self.root.iterdir():
+            if sub == self.tmp or not sub.is_dir():
+                continue
+            for f in sub.iterdir():
+                if f.name not in keep:
+                    f.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
+
+def _flush_and_sync(fh: object) -> None:
+    fh.flush()  # type: ignore[attr-defined]
+    os.fsync(fh.fileno())  # type: ignore[attr-defined]
+
+
+def _sync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
