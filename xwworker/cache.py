@@ -1,0 +1,89 @@
+"""The worker's download cache: binaries and inputs, stored by content under ``cache/<sha256>``.
+
+A file gets its real name only after its sha256 was checked (the transport downloads to a
+temporary name and renames), so a name in the cache always means a complete, verified
+file. Tasks that need the same content at the same time share one download.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from xwcommon.errors import BadRequest
+
+log = logging.getLogger(__name__)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """A piece of content a task needs: ``{"data_uid", "sha256", "size"}`` on the wire."""
+
+    data_uid: str
+    sha256: str
+    size: int | None = None
+
+    @classmethod
+    def from_wire(cls, body: dict[str, Any] | None, *, what: str) -> DataRef | None:
+        if not body:
+            return None
+        try:
+            ref = cls(str(body["data_uid"]), str(body["sha256"]).lower(), body.get("size"))
+        except (KeyError, TypeError) as exc:
+            raise BadRequest(f"assignment {what}: missing {exc}") from None
+        if not _SHA256.match(ref.sha256):
+            raise BadRequest(f"assignment {what}: invalid sha256 {ref.sha256!r}")
+        return ref
+
+
+class Downloader(Protocol):
+    """What the cache needs from :class:`xwcommon.transport.Transport`."""
+
+    async def download(
+        self, path: str, dest: str | os.PathLike[str], *, expected_sha256: str | None = None
+    ) -> str: ...
+
+
+class DownloadCache:
+    """Content-addressed files under ``root``; fetched once, shared by all tasks."""
+
+    def __init__(self, root: Path, transport: Downloader) -> None:
+        self.root = Path(root)
+        self._transport = transport
+        self._inflight: dict[str, asyncio.Task[Path]] = {}
+
+    def path_of(self, ref: DataRef) -> Path:
+        return self.root / ref.sha256
+
+    async def fetch(self, ref: DataRef) -> Path:
+        """The local path of ``ref``'s content, downloading it if it is not cached yet."""
+        path = self.path_of(ref)
+        if path.is_file() and (ref.size is None or path.stat().st_size == ref.size):
+            return path
+        task = self._inflight.get(ref.sha256)
+        if task is None:
+            task = asyncio.ensure_future(self._download(ref, path))
+            self._inflight[ref.sha256] = task
+            task.add_done_callback(lambda t: self._done(ref.sha256, t))
+        # shield: one cancelled task must not abort a download other tasks wait for
+        return await asyncio.shield(task)
+
+    def _done(self, sha256: str, task: asyncio.Task[Path]) -> None:
+        self._inflight.pop(sha256, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here, so a download nobody awaits any more logs nothing
+
+    async def _download(self, ref: DataRef, path: Path) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log.info("downloading data %s (sha256 %s, %s bytes)", ref.data_uid, ref.sha256, ref.size)
+        await self._transport.download(f"/data/{ref.data_uid}/content", path, expected_sha256=ref.sha256)
+        # cached content is never changed in place; tasks get copies
+        path.chmod(0o444)
+        return path

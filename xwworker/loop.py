@@ -1,0 +1,602 @@
+"""The worker's pull loop: register, ask for work, run it, heartbeat, deliver results.
+
+Three kinds of coroutines share one :class:`Worker`:
+
+- the pull loop keeps up to ``workpool.size`` tasks running, asking the server for as many
+  assignments as there are free slots (a long-poll, so an idle worker hears of a new job
+  at once without polling storms);
+- the heartbeat loop tells the server every ``heartbeat_interval_s`` which tasks still run
+  (that extends their leases) and cancels those the server says are no longer live;
+- one task coroutine per assignment: download (cache), run (executor), upload the result,
+  report. A finished result is never given up while the server is merely unreachable.
+
+No single error ends the worker: it is logged and the loop backs off multiplicatively to
+a cap, resetting on success. Only a server whose certificate is not from the deployment CA
+(:class:`TLSError`) is fatal: the worker never talks to it again and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from xwcommon import defaults
+from xwcommon.errors import (
+    AuthenticationError,
+    BadRequest,
+    ConfigError,
+    Conflict,
+    Forbidden,
+    IntegrityError,
+    NotFound,
+    PayloadTooLarge,
+    ServerUnreachable,
+    TLSError,
+    TooManyRequests,
+    XWError,
+)
+from xwcommon.status import TaskStatus
+from xwcommon.transport import Transport
+
+from .activation import ActivationPolicy, load_policy
+from .cache import DataRef, DownloadCache
+from .executor import Assignment, Executor, LocalRunner, Outcome, Runner
+from .host import describe_host
+from .settings import WorkerSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: time limit of one small JSON call (register, heartbeat, report, release)
+JSON_TIMEOUT_S = 60.0
+#: a long-poll work request may take this much longer than the wait it asked for
+LONG_POLL_MARGIN_S = 30.0
+#: on stop, how long the worker tries to hand unfinished tasks back
+RELEASE_TIMEOUT_S = 10.0
+#: how many times a delivery is retried on server-side errors other than unreachability
+DELIVERY_ATTEMPTS = 10
+
+#: errors that mean the server no longer counts this task as ours
+_NOT_OURS = (Conflict, NotFound, Forbidden)
+
+
+class _FetchFailed(Exception):
+    """Raised when a task's binary or input cannot be had; the task ends in ERROR."""
+
+
+class Phase(enum.StrEnum):
+    PREPARING = "preparing"
+    RUNNING = "running"
+    DELIVERING = "delivering"
+
+
+@dataclass
+class TaskRun:
+    """One assignment in this worker, from its arrival to its report."""
+
+    assignment: Assignment
+    task: asyncio.Task[None] | None = None
+    phase: Phase = Phase.PREPARING
+    cancelled_by_server: bool = False
+
+    @property
+    def uid(self) -> str:
+        return self.assignment.task_uid
+
+
+@dataclass
+class Backoff:
+    """Multiplicative back-off to a cap; :meth:`reset` after a success."""
+
+    start_s: float = defaults.BACKOFF_START_S
+    cap_s: float = defaults.BACKOFF_CAP_S
+    _next_s: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self._next_s = self.start_s
+
+    def next(self) -> float:
+        delay = self._next_s
+        self._next_s = min(self._next_s * 2, self.cap_s)
+        return delay
+
+    def reset(self) -> None:
+        self._next_s = self.start_s
+
+
+def make_transport(settings: WorkerSettings) -> Transport:
+    """The worker's transport: it never stops retrying an unreachable server."""
+    return Transport(
+        settings.servers,
+        settings.ca_file,
+        settings.login,
+        settings.password,
+        retry_for_s=None,
+        # JSON calls pass their own short timeouts; this bounds one file transfer
+        request_timeout_s=settings.transfer_timeout_s,
+        connections=2 * settings.workpool_size + 4,
+    )
+
+
+class Worker:
+    """A volunteer worker bound to one deployment; :meth:`run` until :meth:`stop`."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        transport: Transport | None = None,
+        runner: Runner | None = None,
+        policy: ActivationPolicy | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.settings = settings
+        self._owns_transport = transport is None
+        self.transport = transport if transport is not None else make_transport(settings)
+        self.executor = Executor(settings.tmpdir, runner or LocalRunner(), kill_grace_s=settings.kill_grace_s)
+        self.cache = DownloadCache(settings.cache_dir, self.transport)
+        self.policy = policy if policy is not None else load_policy(settings)
+        self._sleep = sleep
+        self._clock = clock
+        self._backoff = backoff or Backoff()
+        self.host_uid: str | None = None
+        self.lease_s = defaults.LEASE_S
+        self.heartbeat_interval_s = settings.heartbeat_interval_s or defaults.HEARTBEAT_INTERVAL_S
+        self.tasks: dict[str, TaskRun] = {}
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._slot_freed = asyncio.Event()
+        self._register_lock = asyncio.Lock()
+        self._fatal: BaseException | None = None
+        self.registered_at: float | None = None
+        #: counters for logs and tests
+        self.completed = 0
+        self.failed = 0
+        self.released = 0
+
+    # -- control -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop gracefully (a second call skips the grace period); safe from a signal handler."""
+        if self._stopping.is_set():
+            log.info("stop requested again: killing running tasks now")
+            self._hurry.set()
+        else:
+            log.info("stop requested: asking for no more work")
+            self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+            log.critical("fatal: %s", exc)
+        self._stopping.set()
+        self._hurry.set()
+
+    # -- main ----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Register, work until stopped, hand back what is unfinished; raise a fatal error."""
+        try:
+            await asyncio.to_thread(self._prepare_dirs)
+            await self._register_first()
+            pull = asyncio.create_task(self._pull_loop(), name="xwworker-pull")
+            heartbeat = asyncio.create_task(self._heartbeat_loop(), name="xwworker-heartbeat")
+            stop = asyncio.create_task(self._stopping.wait())
+            done, _ = await asyncio.wait({pull, heartbeat, stop}, return_when=asyncio.FIRST_COMPLETED)
+            for loop_task in (pull, heartbeat):
+                if loop_task in done and not loop_task.cancelled() and loop_task.exception() is not None:
+                    self._fail(loop_task.exception() or RuntimeError("loop ended"))
+            await _cancel(pull)
+            await self._drain()
+            await _cancel(heartbeat)
+            await _cancel(stop)
+        finally:
+            with contextlib.suppress(OSError):
+                self.settings.state_file.unlink()
+            self.policy.close()
+            if self._owns_transport:
+                await self.transport.close()
+        if self._fatal is not None:
+            raise self._fatal
+        log.info(
+            "worker stopped: %d completed, %d failed, %d handed back",
+            self.completed,
+            self.failed,
+            self.released,
+        )
+
+    def _prepare_dirs(self) -> None:
+        s = self.settings
+        s.tmpdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # scratch dirs and results left by an earlier run belong to tasks whose leases are gone
+        for leftover in (s.tasks_dir, s.results_dir):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for d in (s.cache_dir, s.tasks_dir, s.results_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # -- registration --------------------------------------------------------------------------
+    async def _register_first(self) -> None:
+        """Register, retrying forever, except on errors no retry can fix."""
+        while True:
+            try:
+                await self._register()
+                return
+            except (TLSError, ConfigError):
+                raise
+            except AuthenticationError as exc:
+                raise AuthenticationError(
+                    f"the server refused login {self.settings.login!r}: {exc.message}; "
+                    f"check login and password in {self.settings.config_file or 'the worker config'}"
+                ) from exc
+            except Forbidden as exc:
+                raise Forbidden(f"the server refused this identity as a worker: {exc.message}") from exc
+            except (XWError, KeyError, TypeError, ValueError) as exc:
+                delay = self._backoff.next()
+                log.warning("registration failed (%s); retrying in %.1fs", _describe(exc), delay)
+                await self._sleep(delay)
+
+    async def _register(self) -> None:
+        body = await asyncio.to_thread(describe_host, self.settings)
+        if self.host_uid:
+            body["host_uid"] = self.host_uid
+        answer = await self.transport.request("POST", "/work/register", json=body, timeout_s=JSON_TIMEOUT_S)
+        self.host_uid = str(answer["host_uid"])
+        self.lease_s = float(answer.get("lease_s") or self.lease_s)
+        if self.settings.heartbeat_interval_s is None and answer.get("heartbeat_interval_s"):
+            self.heartbeat_interval_s = float(answer["heartbeat_interval_s"])
+        self._backoff.reset()
+        self.registered_at = time.time()
+        self._write_state()
+        log.info(
+            "registered at %s as host %s (%s); lease %.0fs, heartbeat every %.0fs",
+            self.transport.server,
+            self.host_uid,
+            body["name"],
+            self.lease_s,
+            self.heartbeat_interval_s,
+        )
+
+    async def _reregister(self, seen_host_uid: str | None) -> None:
+        """The server forgot this host (it answered 404): register again, once for all callers."""
+        async with self._register_lock:
+            if self.host_uid != seen_host_uid:
+                return  # another coroutine did it meanwhile
+            log.warning("server does not know host %s any more; registering again", self.host_uid)
+            try:
+                await self._register()
+            except NotFound:
+                self.host_uid = None
+                await self._register()
+
+    # -- pulling work --------------------------------------------------------------------------
+    async def _pull_loop(self) -> None:
+        size = self.settings.workpool_size
+        while not self.stopping:
+            if self.host_uid is None:  # a registration again failed earlier
+                await self._guarded(self._reregister(None), "registering again")
+                continue
+            if not self.policy.allows(self._clock()):
+                await self._sleep(self.policy.check_interval_s)
+                continue
+            free = size - len(self.tasks)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            host_uid = self.host_uid
+            try:
+                answer = await self.transport.request(
+                    "POST",
+                    "/work/request",
+                    json={
+                        "host_uid": host_uid,
+                        "capacity": free,
+                        "wait_s": self.settings.work_request_wait_s,
+                    },
+                    timeout_s=self.settings.work_request_wait_s + LONG_POLL_MARGIN_S,
+                )
+                assignments = answer.get("assignments") or []
+            except TLSError:
+                raise
+            except NotFound:
+                await self._guarded(self._reregister(host_uid), "registering again")
+                continue
+            except (XWError, AttributeError, TypeError, ValueError) as exc:
+                delay = self._backoff.next()
+                log.warning("work request failed (%s); retrying in %.1fs", _describe(exc), delay)
+                await self._sleep(delay)
+                continue
+            self._backoff.reset()
+            for body in assignments:
+                self._accept(body)
+
+    def _accept(self, body: Any) -> None:
+        try:
+            assignment = Assignment.from_wire(body)
+        except (BadRequest, AttributeError) as exc:
+            # without a usable assignment there is nothing to report on; its lease will expire
+            log.error("ignoring a malformed assignment: %s", _describe(exc))
+            return
+        if assignment.task_uid in self.tasks:
+            log.warning("task %s assigned twice; ignoring the second", assignment.task_uid)
+            return
+        run = TaskRun(assignment)
+        run.task = asyncio.create_task(self._run_task(run), name=f"xwworker-task-{assignment.task_uid}")
+        self.tasks[run.uid] = run
+        run.task.add_done_callback(lambda t, uid=run.uid: self._task_done(uid, t))  # type: ignore[misc]
+        log.info(
+            "task %s: job %s (%s %s)",
+            run.uid,
+            assignment.job_uid,
+            assignment.app_name,
+            " ".join(assignment.args),
+        )
+
+    def _task_done(self, uid: str, task: asyncio.Task[None]) -> None:
+        self.tasks.pop(uid, None)
+        self._slot_freed.set()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, TLSError):
+            self._fail(exc)
+        elif exc is not None:
+            log.error("task %s: unexpected error: %s", uid, exc, exc_info=exc)
+
+    # -- heartbeats ----------------------------------------------------------------------------
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await self._sleep(self.heartbeat_interval_s)
+            await self.heartbeat()
+
+    async def heartbeat(self) -> None:
+        """One heartbeat: extend the leases of all our tasks; stop those the server cancelled."""
+        host_uid = self.host_uid
+        task_uids = list(self.tasks)
+        try:
+            answer = await self.transport.request(
+                "POST",
+                "/work/heartbeat",
+                json={"host_uid": host_uid, "task_uids": task_uids},
+                timeout_s=JSON_TIMEOUT_S,
+            )
+            cancel = [str(u) for u in answer.get("cancel") or []]
+            self.lease_s = float(answer.get("lease_s") or self.lease_s)
+        except TLSError:
+            raise
+        except NotFound:
+            await self._guarded(self._reregister(host_uid), "registering again")
+            return
+        except (XWError, AttributeError, TypeError, ValueError) as exc:
+            log.warning("heartbeat failed (%s)", _describe(exc))
+            return
+        self._write_state()
+        for uid in cancel:
+            run = self.tasks.get(uid)
+            if run is not None and run.task is not None and not run.task.done():
+                log.info("task %s: the server cancelled it (%s); stopping it", uid, run.phase)
+                run.cancelled_by_server = True
+                run.task.cancel()
+
+    def _write_state(self) -> None:
+        """Leave a small JSON file for ``xwworker status`` (best effort)."""
+        state = {
+            "pid": os.getpid(),
+            "host_uid": self.host_uid,
+            "server": self.transport.server,
+            "registered_at": self.registered_at,
+            "updated_at": time.time(),
+            "tasks": {uid: run.phase.value for uid, run in self.tasks.items()},
+            "workpool_size": self.settings.workpool_size,
+        }
+        path = self.settings.state_file
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("cannot write %s: %s", path, exc)
+
+    async def _guarded(self, call: Awaitable[None], what: str) -> None:
+        """Await ``call``; log and back off on any error but TLSError."""
+        try:
+            await call
+        except TLSError:
+            raise
+        except (XWError, KeyError, TypeError, ValueError) as exc:
+            delay = self._backoff.next()
+            log.warning("%s failed (%s); retrying in %.1fs", what, _describe(exc), delay)
+            await self._sleep(delay)
+
+    # -- one task ------------------------------------------------------------------------------
+    async def _run_task(self, run: TaskRun) -> None:
+        a = run.assignment
+        try:
+            outcome = await self._execute(run)
+            run.phase = Phase.DELIVERING
+            await self._deliver(a, outcome)
+        except asyncio.CancelledError:
+            why = "cancelled by the server" if run.cancelled_by_server else "stopped"
+            log.info("task %s: %s while %s", a.task_uid, why, run.phase)
+            self.executor.cleanup(a.task_uid)
+            raise
+        except TLSError:
+            self.executor.cleanup(a.task_uid)
+            raise
+        except Exception:
+            # a fault of this worker, not of the job: hand the job back rather than fail it
+            log.exception("task %s: unexpected worker error; handing the task back", a.task_uid)
+            self.executor.cleanup(a.task_uid)
+            await self._release([a.task_uid])
+            return
+        await asyncio.to_thread(self.executor.cleanup, a.task_uid)
+
+    async def _execute(self, run: TaskRun) -> Outcome:
+        a = run.assignment
+        try:
+            binary = await self._fetch(a.binary, "binary")
+            stdin = await self._fetch(a.stdin, "stdin") if a.stdin else None
+            env = await self._fetch(a.env, "env") if a.env else None
+        except _FetchFailed as exc:
+            return Outcome(TaskStatus.ERROR, None, str(exc))
+        run.phase = Phase.RUNNING
+        return await self.executor.run(a, binary, stdin=stdin, env_archive=env)
+
+    async def _fetch(self, ref: DataRef, what: str) -> Path:
+        try:
+            return await self.cache.fetch(ref)
+        except TLSError:
+            raise
+        except (XWError, OSError) as exc:
+            message = f"cannot get the {what} (data {ref.data_uid}): {_describe(exc)}"
+            log.warning("%s", message)
+            raise _FetchFailed(message) from exc
+
+    async def _deliver(self, a: Assignment, outcome: Outcome) -> None:
+        """Upload the result and report; drop the task if the server says it is not ours."""
+        uid = a.task_uid
+        result_uid: str | None = None
+        if outcome.result_zip is not None:
+            zip_path = outcome.result_zip
+            try:
+                answer = await self._persist(
+                    lambda: self.transport.upload(f"/work/tasks/{uid}/result", zip_path),
+                    f"task {uid}: upload",
+                )
+                result_uid = str(answer["result_uid"])
+            except _NOT_OURS as exc:
+                log.warning(
+                    "task %s: the server no longer counts it as ours (%s); dropping it", uid, exc.message
+                )
+                return
+            except PayloadTooLarge as exc:
+                outcome.status = TaskStatus.ERROR
+                outcome.message = f"result too large for the server: {exc.message}"
+            except (XWError, KeyError, TypeError) as exc:
+                log.error("task %s: result upload failed (%s); reporting without it", uid, _describe(exc))
+                outcome.status = TaskStatus.ERROR
+                outcome.message = f"{outcome.message + '; ' if outcome.message else ''}result upload failed"
+        report = {
+            "status": outcome.status.value,
+            "exit_code": outcome.exit_code,
+            "message": outcome.message,
+            "result_uid": result_uid,
+        }
+        try:
+            answer = await self._persist(
+                lambda: self.transport.request(
+                    "POST", f"/work/tasks/{uid}/report", json=report, timeout_s=JSON_TIMEOUT_S
+                ),
+                f"task {uid}: report",
+            )
+        except _NOT_OURS as exc:
+            log.warning("task %s: the server no longer counts it as ours (%s); dropping it", uid, exc.message)
+            return
+        except XWError as exc:
+            log.error("task %s: report refused (%s); dropping it", uid, _describe(exc))
+            return
+        if outcome.ok:
+            self.completed += 1
+        else:
+            self.failed += 1
+        job_status = answer.get("job_status") if isinstance(answer, dict) else None
+        log.info("task %s: reported %s; job %s is %s", uid, outcome.status, a.job_uid, job_status)
+
+    async def _persist(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """Retry ``call`` while the server cannot answer now; other errors are raised.
+
+        Unreachable or throttling servers are waited for without limit (a finished result
+        is worth it, and heartbeats keep the lease meanwhile); server-side failures and
+        corrupted transfers get ``DELIVERY_ATTEMPTS`` tries.
+        """
+        backoff = Backoff(self._backoff.start_s, self._backoff.cap_s)
+        attempts = 0
+        while True:
+            reason: XWError
+            try:
+                return await call()
+            except TLSError:
+                raise
+            except (ServerUnreachable, TooManyRequests) as exc:
+                reason = exc
+            except XWError as exc:
+                attempts += 1
+                retryable = isinstance(exc, IntegrityError) or exc.http_status >= 500
+                if not retryable or attempts >= DELIVERY_ATTEMPTS:
+                    raise
+                reason = exc
+            delay = backoff.next()
+            log.warning("%s failed (%s); retrying in %.1fs", what, _describe(reason), delay)
+            await self._sleep(delay)
+
+    # -- stopping ------------------------------------------------------------------------------
+    async def _drain(self) -> None:
+        """Let running tasks finish within the grace period, then kill and hand back the rest."""
+        if self.tasks and not self._hurry.is_set():
+            grace_s = self.settings.shutdown_grace_s
+            log.info("waiting up to %.0fs for %d running task(s) to finish", grace_s, len(self.tasks))
+            all_done = asyncio.ensure_future(asyncio.wait([r.task for r in self.tasks.values() if r.task]))
+            hurry = asyncio.ensure_future(self._hurry.wait())
+            await asyncio.wait({all_done, hurry}, timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
+            await _cancel(all_done)
+            await _cancel(hurry)
+        unfinished = list(self.tasks.values())
+        if not unfinished:
+            return
+        log.info("killing %d unfinished task(s)", len(unfinished))
+        for run in unfinished:
+            if run.task is not None:
+                run.task.cancel()
+        await asyncio.gather(*(r.task for r in unfinished if r.task), return_exceptions=True)
+        if self._fatal is not None or self.host_uid is None:
+            return
+        await self._release([r.uid for r in unfinished if not r.cancelled_by_server])
+
+    async def _release(self, uids: list[str]) -> None:
+        """Hand tasks back to the server (best effort, bounded in time)."""
+        if not uids or self.host_uid is None:
+            return
+        try:
+            answer = await asyncio.wait_for(
+                self.transport.request(
+                    "POST",
+                    "/work/release",
+                    json={"host_uid": self.host_uid, "task_uids": uids},
+                    timeout_s=RELEASE_TIMEOUT_S,
+                ),
+                timeout=RELEASE_TIMEOUT_S,
+            )
+            self.released += len(uids)
+            log.info("handed back %s task(s): %s", answer.get("released", len(uids)), ", ".join(uids))
+        except (XWError, TimeoutError, AttributeError) as exc:
+            log.warning(
+                "could not hand back %d task(s) (%s); their leases will expire", len(uids), _describe(exc)
+            )
+
+
+async def _cancel(task: asyncio.Future[Any]) -> None:
+    if not task.done():
+        task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, XWError):
+        return f"{exc.code}: {exc.message}" if exc.message else exc.code
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

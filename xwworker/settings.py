@@ -1,0 +1,205 @@
+"""The worker's typed settings, loaded from ``xtremweb.worker.conf``.
+
+The file is an XWHEP properties file (``key=value`` or ``key: value``). Keys:
+
+- ``dispatcher.servers``   space-separated server list (``host[:port]`` or ``https://host:port``);
+                           the worker fails over along it. Required.
+- ``login``, ``password``  the worker identity. Required.
+- ``ca.file``              the deployment CA certificate, relative to this file's folder.
+                           XWHEP's ``path.certfile`` is accepted as an alias. Required.
+- ``workpool.size``        how many jobs run at once (default: the number of CPUs)
+- ``path.tmpdir``          where the worker keeps its cache, scratch dirs and results
+                           (default: ``<system temp>/xwworker-<login>``)
+- ``heartbeat_interval_s`` seconds between heartbeats (default: what the server says)
+- ``tags``                 comma-separated host tags, sent at registration
+- ``worker.name``          the host name shown on the server (default: the host name)
+- ``log.file``             log file (default: ``<path.tmpdir>/xwworker.log``)
+- ``pid.file``             pid file (default: ``<path.tmpdir>/xwworker.pid``)
+- ``shutdown_grace_s``     on stop, how long running jobs may go on before they are killed and
+                           handed back (default 30)
+- ``work_request_wait_s``  how long one work request may wait on the server (long-poll)
+- ``transfer_timeout_s``   upper bound for one file upload or download
+- ``kill_grace_s``         seconds between SIGTERM and SIGKILL when a job is stopped
+- ``activator.class``      when the machine may compute (default ``always``; XWHEP's
+                           ``xtremweb.worker.AlwaysActive`` is accepted)
+
+Any key may be overridden by an environment variable ``XWWORKER_<KEY>``, the key upper-cased
+with dots turned into underscores (``XWWORKER_WORKPOOL_SIZE=2``). Other XWHEP keys
+(``port.tcp``, ``tracer.enable``...) are kept in ``extra`` and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xwcommon import defaults
+from xwcommon.config import as_float, as_int, load_properties, resolve_path
+from xwcommon.errors import ConfigError
+
+#: where the worker looks for its config file when none is given (XWHEP's place)
+DEFAULT_CONFIG = Path("~/.xtremweb/xtremweb.worker.conf")
+ENV_PREFIX = "XWWORKER_"
+
+SHUTDOWN_GRACE_S = 30.0
+KILL_GRACE_S = 5.0
+TRANSFER_TIMEOUT_S = 6 * 3600.0
+
+_KNOWN_KEYS = (
+    "dispatcher.servers",
+    "login",
+    "password",
+    "ca.file",
+    "path.certfile",
+    "workpool.size",
+    "path.tmpdir",
+    "heartbeat_interval_s",
+    "tags",
+    "worker.name",
+    "log.file",
+    "pid.file",
+    "shutdown_grace_s",
+    "work_request_wait_s",
+    "transfer_timeout_s",
+    "kill_grace_s",
+    "activator.class",
+)
+
+
+@dataclass
+class WorkerSettings:
+    servers: list[str]
+    login: str
+    password: str
+    ca_file: Path
+    tmpdir: Path
+    workpool_size: int = field(default_factory=lambda: os.cpu_count() or 1)
+    heartbeat_interval_s: float | None = None
+    tags: list[str] = field(default_factory=list)
+    name: str = field(default_factory=socket.gethostname)
+    log_file: Path | None = None
+    pid_file: Path | None = None
+    shutdown_grace_s: float = SHUTDOWN_GRACE_S
+    work_request_wait_s: float = defaults.WORK_REQUEST_WAIT_S
+    transfer_timeout_s: float = TRANSFER_TIMEOUT_S
+    kill_grace_s: float = KILL_GRACE_S
+    activator: str = "always"
+    config_file: Path | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.log_file is None:
+            self.log_file = self.tmpdir / "xwworker.log"
+        if self.pid_file is None:
+            self.pid_file = self.tmpdir / "xwworker.pid"
+
+    # -- derived paths -------------------------------------------------------------------------
+    @property
+    def cache_dir(self) -> Path:
+        return self.tmpdir / "cache"
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.tmpdir / "tasks"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.tmpdir / "results"
+
+    @property
+    def state_file(self) -> Path:
+        """Written by a running worker (pid, host, server, tasks), read by ``xwworker status``."""
+        return self.tmpdir / "xwworker.state.json"
+
+    # -- loading -------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+    ) -> WorkerSettings:
+        """Read ``path`` (default ``~/.xtremweb/xtremweb.worker.conf``), then ``XWWORKER_*`` overrides."""
+        conf = Path(os.path.expanduser(path if path is not None else DEFAULT_CONFIG)).absolute()
+        if not conf.is_file():
+            hint = "" if path is not None else "; give one with --xwconfig FILE"
+            raise ConfigError(f"worker config file {conf} does not exist{hint}")
+        props = load_properties(conf)
+        environ = os.environ if environ is None else environ
+        for key in _KNOWN_KEYS:
+            env_name = ENV_PREFIX + key.upper().replace(".", "_")
+            if env_name in environ:
+                props[key] = environ[env_name]
+        return cls.from_properties(props, base=conf.parent, config_file=conf)
+
+    @classmethod
+    def from_properties(
+        cls, props: Mapping[str, str], *, base: Path, config_file: Path | None = None
+    ) -> WorkerSettings:
+        """Build settings from parsed properties; relative paths are relative to ``base``."""
+        where = f" in {config_file}" if config_file else ""
+
+        def required(key: str) -> str:
+            value = props.get(key, "").strip()
+            if not value:
+                raise ConfigError(f"{key}: missing{where}")
+            return value
+
+        servers = required("dispatcher.servers").split()
+        login = required("login")
+        if "password" not in props:
+            raise ConfigError(f"password: missing{where}")
+        password = props["password"].strip()
+        ca_value = props.get("ca.file", "").strip() or props.get("path.certfile", "").strip()
+        if not ca_value:
+            raise ConfigError(
+                f"ca.file: missing{where} (the deployment CA certificate; path.certfile also works)"
+            )
+        ca_key = "ca.file" if props.get("ca.file", "").strip() else "path.certfile"
+        ca_file = resolve_path(ca_value, base)
+        if not ca_file.is_file():
+            raise ConfigError(f"{ca_key}: CA certificate {ca_file} does not exist")
+
+        tmp_value = props.get("path.tmpdir", "").strip()
+        tmpdir = resolve_path(tmp_value, base) if tmp_value else default_tmpdir(login)
+
+        s = cls(servers=servers, login=login, password=password, ca_file=ca_file, tmpdir=tmpdir)
+        s.config_file = config_file
+        if value := props.get("workpool.size", "").strip():
+            s.workpool_size = as_int(value, key="workpool.size", minimum=1)
+        if value := props.get("heartbeat_interval_s", "").strip():
+            s.heartbeat_interval_s = _positive(value, "heartbeat_interval_s")
+        if value := props.get("shutdown_grace_s", "").strip():
+            s.shutdown_grace_s = as_float(value, key="shutdown_grace_s", minimum=0.0)
+        if value := props.get("work_request_wait_s", "").strip():
+            s.work_request_wait_s = as_float(value, key="work_request_wait_s", minimum=0.0)
+        if value := props.get("transfer_timeout_s", "").strip():
+            s.transfer_timeout_s = _positive(value, "transfer_timeout_s")
+        if value := props.get("kill_grace_s", "").strip():
+            s.kill_grace_s = as_float(value, key="kill_grace_s", minimum=0.0)
+        s.tags = [t.strip() for t in props.get("tags", "").split(",") if t.strip()]
+        if value := props.get("worker.name", "").strip():
+            s.name = value
+        if value := props.get("log.file", "").strip():
+            s.log_file = resolve_path(value, base)
+        if value := props.get("pid.file", "").strip():
+            s.pid_file = resolve_path(value, base)
+        if value := props.get("activator.class", "").strip():
+            s.activator = value
+        s.extra = {k: v for k, v in props.items() if k not in _KNOWN_KEYS}
+        return s
+
+
+def default_tmpdir(login: str) -> Path:
+    """``<system temp>/xwworker-<login>``, the login reduced to file-name-safe characters."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", login) or "worker"
+    return Path(tempfile.gettempdir()) / f"xwworker-{safe}"
+
+
+def _positive(value: str, key: str) -> float:
+    n = as_float(value, key=key)
+    if n <= 0:
+        raise ConfigError(f"{key}: must be greater than 0, got {value!r}")
+    return n
