@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -149,5 +150,5 @@ async def delete(srv: Server, caller: Caller, ref: str) -> None:
         ).scalar_one()
         if jobs:
             raise Conflict(f"application {app.name!r} still has {jobs} jobs; remove them first")
-        await session.execute(AppBinary.__table__.delete().where(AppBinary.app_id == app.id))
+        await session.execute(sa_delete(AppBinary).where(AppBinary.app_id == app.id))
         await session.delete(app)

@@ -7,6 +7,7 @@ import collections
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -117,7 +118,7 @@ async def uid_maps(
     """Batch-resolve integer ids to UIDs: ``{"user": ids, "app": ids, "data": ids, ...}``."""
     from .db.models import App, Data, Host, Job, User
 
-    models = {"user": User, "app": App, "data": Data, "host": Host, "job": Job}
+    models: dict[str, Any] = {"user": User, "app": App, "data": Data, "host": Host, "job": Job}
     out: dict[str, dict[int, str]] = {}
     for kind, ids in wanted.items():
         idset = {i for i in ids if i is not None}

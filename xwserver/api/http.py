@@ -101,9 +101,10 @@ async def read_json(request: web.Request) -> Any:
         raise BadRequest("this call needs a JSON body")
     try:
         raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
+    except web.HTTPRequestEntityTooLarge:
+        limit = request.app[SERVER_KEY].settings.max_json_bytes
         raise PayloadTooLarge(
-            f"JSON body larger than {exc.max_size} bytes; split it (max_json_bytes)"
+            f"JSON body larger than the limit of {limit} bytes; split it (max_json_bytes)"
         ) from None
     try:
         return json.loads(raw)
