@@ -13,7 +13,7 @@ from aiohttp import web
 from .api.http import SERVER_KEY, auth_middleware, errors_middleware
 from .api.routes import add_routes
 from .db.engine import create_engine, migrate
-from .leases import reaper_loop
+from .leases import grant_restart_grace, reaper_loop
 from .settings import ServerSettings
 from .state import Server
 from .store import DataStore
@@ -64,7 +64,11 @@ def _access_logger(settings: ServerSettings) -> logging.Logger:
 async def open_server(settings: ServerSettings) -> Server:
     engine = create_engine(settings.db_url)
     await migrate(engine)
-    return Server(settings, engine, DataStore(settings.data_dir))
+    srv = Server(settings, engine, DataStore(settings.data_dir))
+    renewed = await grant_restart_grace(srv)
+    if renewed:
+        log.info("renewed the leases of %d running tasks after start", renewed)
+    return srv
 
 
 async def serve(settings: ServerSettings, *, stop: asyncio.Event | None = None) -> None:

@@ -234,6 +234,18 @@ async def reap(srv: Server, *, now: float | None = None, batch: int = 1000) -> i
     return len(rows)
 
 
+async def grant_restart_grace(srv: Server, *, now: float | None = None) -> int:
+    """At start, give every live task a fresh lease: its worker could not heartbeat while we were down."""
+    now = time.time() if now is None else now
+    async with srv.sessions.begin() as session:
+        result = await session.execute(
+            update(Task)
+            .where(Task.status == TaskStatus.RUNNING, Task.lease_expires_at < now + srv.settings.lease_s)
+            .values(lease_expires_at=now + srv.settings.lease_s)
+        )
+    return result.rowcount or 0  # type: ignore[attr-defined]
+
+
 async def reaper_loop(srv: Server) -> None:
     """Runs for the server's life; one error never stops it."""
     delay = srv.settings.reaper_interval_s
