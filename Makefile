@@ -1,0 +1,66 @@
+# XtremWeb-Py developer tasks. Needs only python3 (3.11+) and a reachable package index.
+#
+#   make install   create/refresh .venv with the project (editable) and every extra
+#   make demo      run the end-to-end demo (server, workers, client) on this machine
+#   make test      lint, format check, type check, then the whole test suite
+#   make lint      ruff check, ruff format --check, mypy
+#   make fmt       format the code and apply ruff's safe fixes
+#   make bench     run the benchmarks (they print figures; they are not tests)
+#   make clean     remove build outputs and caches (keeps .venv; `make distclean` removes it too)
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+RUFF   := $(VENV)/bin/ruff
+MYPY   := $(VENV)/bin/mypy
+PYTEST := $(VENV)/bin/pytest
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint fmt bench clean distclean
+
+help:
+	@sed -n 's/^#   //p' Makefile
+
+install: $(STAMP)
+
+# The venv is (re)created when its interpreter is missing or no longer runs (e.g. a venv
+# copied from another machine, or a Python upgrade).
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "XtremWeb-Py needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) -V 2>&1)" >&2; exit 1; }
+	$(PYTHON) -m venv --clear $(VENV)
+
+# Reinstall only when pyproject.toml changed since the last install.
+$(STAMP): pyproject.toml | $(PY)
+	@$(PY) -c 'import sys' 2>/dev/null || { rm -rf $(VENV); $(MAKE) --no-print-directory $(PY); }
+	$(PY) -m pip install --quiet -e '.[dev,server,worker]'
+	@touch $@
+
+demo: install
+	$(PY) demo/run_demo.py
+
+test: install
+	$(RUFF) check .
+	$(RUFF) format --check .
+	$(MYPY)
+	$(PYTEST)
+
+lint: install
+	$(RUFF) check .
+	$(RUFF) format --check .
+	$(MYPY)
+
+fmt: install
+	$(RUFF) format .
+	$(RUFF) check --fix .
+
+bench: install
+	$(PY) bench/dispatch.py
+
+clean:
+	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

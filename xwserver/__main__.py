@@ -1,0 +1,7 @@
+"""``python -m xwserver``: the same as the ``xwserver`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,313 @@
+"""``xwserver``: create a server home, run the server, manage it in the background.
+
+::
+
+    xwserver init    --home DIR [--url https://HOST:PORT] [--db URL]
+                     [--admin-login L] [--admin-password P] [--force [--new-keys]]
+                     (the admin password may come from $XWSERVER_ADMIN_PASSWORD instead)
+    xwserver console --home DIR      run in the foreground (logs to stderr and var/log)
+    xwserver start   --home DIR      run in the background, return once it answers
+    xwserver stop    --home DIR      graceful stop (SIGTERM), SIGKILL after --timeout
+    xwserver restart --home DIR
+    xwserver status  --home DIR      exit status 0 if running, 3 if not (LSB)
+
+``--home`` defaults to ``$XWSERVER_HOME``. Errors are one line on stderr: exit status 2
+for configuration errors, 1 for the others; never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import logging.handlers
+import os
+import secrets
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from xwcommon import __version__, daemon
+from xwcommon.errors import ConfigError, XWError
+from xwcommon.transport import normalize_server
+
+from . import home as homes
+from . import keystore
+from .settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+HOME_ENV = "XWSERVER_HOME"
+DEFAULT_URL = "https://localhost:4325"
+DEFAULT_ADMIN = "admin"
+#: the admin's password for init, kept off the command line (where `ps` shows it)
+ADMIN_PASSWORD_ENV = "XWSERVER_ADMIN_PASSWORD"
+#: LSB exit status of ``status`` when the program is not running
+EXIT_NOT_RUNNING = 3
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"xwserver: {exc.message}", file=sys.stderr)
+        return 2
+    except XWError as exc:
+        print(f"xwserver: {exc.message}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into e.g. head: nothing more to say
+        return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"xwserver: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- init ------------------------------------------------------------------------------------------
+def cmd_init(args: argparse.Namespace) -> int:
+    home = _home(args)
+    conf = homes.conf_file(home)
+    if conf.exists() and not args.force:
+        raise ConfigError(
+            f"{home} is already a server home ({conf} exists); pass --force to re-create its "
+            "configuration (keys are kept unless --new-keys is given too)"
+        )
+    if args.new_keys and not args.force:
+        raise ConfigError("--new-keys only makes sense with --force")
+    url = _check_url(args.url)
+    host = urlsplit(url).hostname or "localhost"
+
+    settings = ServerSettings(home=home, url=url)
+    homes.make_dirs(settings)
+    made_keys = _ensure_keys(settings, host, new_keys=args.new_keys)
+
+    stamp = homes.now_stamp()
+    homes.write_private(conf, homes.render_server_conf(url, args.db, stamp=stamp))
+    settings = ServerSettings.load(home)  # what the server will read, validated
+
+    given = args.admin_password or os.environ.get(ADMIN_PASSWORD_ENV)
+    generated = not given
+    admin_password = given or secrets.token_urlsafe(18)
+    from .bootstrap import bootstrap  # the server's dependencies are needed from here on
+
+    boot = asyncio.run(bootstrap(settings, args.admin_login, admin_password))
+
+    ca_file = settings.keystore_dir / keystore.CA_CERT
+    client_conf = settings.conf_dir / homes.CLIENT_CONF
+    worker_conf = settings.conf_dir / homes.WORKER_CONF
+    homes.write_private(
+        client_conf,
+        homes.render_client_conf(url, boot.admin_login, boot.admin_password, ca_file, stamp=stamp),
+    )
+    homes.write_private(
+        worker_conf,
+        homes.render_worker_conf(url, boot.worker_login, boot.worker_password, ca_file, stamp=stamp),
+    )
+
+    rows = [
+        ("server config", str(conf)),
+        (
+            f"keystore ({'new' if made_keys else 'kept'})",
+            f"{settings.keystore_dir}  (give {ca_file.name} to workers and clients)",
+        ),
+        ("database", _safe_db_url(settings.db_url)),
+        ("admin config", f"{client_conf}  (login {boot.admin_login})"),
+        ("worker config", f"{worker_conf}  (public worker, login {boot.worker_login})"),
+    ]
+    if generated:
+        rows.append(("admin password", f"{boot.admin_password}  (generated; also in {client_conf.name})"))
+    print(f"XtremWeb-Py server home ready in {home}")
+    for label, value in rows:
+        print(f"  {label:<17}{value}")
+    print(f"Start it with: xwserver start --home {home}")
+    return 0
+
+
+def _ensure_keys(settings: ServerSettings, host: str, *, new_keys: bool) -> bool:
+    """Make the keystore unless keys are there and not to be replaced; True if made."""
+    paths = keystore.KeystorePaths.of(settings.keystore_dir)
+    present = [p for p in paths.all() if p.exists()]
+    if present and not new_keys:
+        if len(present) != len(paths.all()):
+            missing = ", ".join(p.name for p in paths.all() if not p.exists())
+            raise ConfigError(
+                f"keystore {settings.keystore_dir} is incomplete (missing {missing}); "
+                "pass --force --new-keys to make new keys"
+            )
+        if not keystore.covers_host(paths.server_cert, host):
+            raise ConfigError(
+                f"the server certificate {paths.server_cert} does not name {host} (it names "
+                f"{', '.join(keystore.certificate_hosts(paths.server_cert))}); pass --new-keys to make "
+                "new keys for the new URL"
+            )
+        return False
+    keystore.init_keystore(settings.keystore_dir, [host], force=new_keys)
+    return True
+
+
+def _check_url(url: str) -> str:
+    text = url.strip()
+    if not text.startswith("https://"):
+        raise ConfigError(f"--url: the server URL must start with https://, got {url!r}")
+    normalised = normalize_server(text)
+    if not urlsplit(normalised).hostname:
+        raise ConfigError(f"--url: no host in {url!r}")
+    return normalised
+
+
+def _safe_db_url(url: str) -> str:
+    """The database URL without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@", 1)
+    return url
+
+
+# -- run and manage -----------------------------------------------------------------------------------
+def cmd_console(args: argparse.Namespace) -> int:
+    settings = ServerSettings.load(_home(args))
+    _configure_logging(settings, args.log_level, to_stderr=not args.detached)
+    from .app import serve  # the server's dependencies are needed from here on
+
+    with daemon.PidFile(settings.pid_file, "xwserver"):
+        log.info("xwserver %s starting at %s (home %s)", __version__, settings.url, settings.home)
+        try:
+            asyncio.run(serve(settings))
+        except KeyboardInterrupt:
+            pass
+        log.info("xwserver stopped")
+    return 0
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    from . import daemon as server_daemon
+
+    settings = ServerSettings.load(_home(args))
+    pid = server_daemon.start(settings, timeout_s=args.timeout, log_level=args.log_level)
+    print(f"xwserver is running (pid {pid}) at {settings.url}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from . import daemon as server_daemon
+
+    settings = ServerSettings.load(_home(args))
+    pid = server_daemon.stop(settings, timeout_s=args.timeout)
+    print("xwserver was not running" if pid is None else f"xwserver stopped (pid {pid})")
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    cmd_stop(args)
+    return cmd_start(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from . import daemon as server_daemon
+
+    settings = ServerSettings.load(_home(args))
+    st = server_daemon.status(settings)
+    if st.running:
+        print(f"xwserver is running (pid {st.pid}) at {settings.url}")
+        return 0
+    note = f" (stale pid file names pid {st.pid})" if st.stale and st.pid else ""
+    print(f"xwserver is not running{note}")
+    return EXIT_NOT_RUNNING
+
+
+def _configure_logging(settings: ServerSettings, level: str, *, to_stderr: bool) -> None:
+    """The server's log goes to var/log/xwserver.log (reopened if rotated) and, in the
+    foreground, to stderr too."""
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [
+        logging.handlers.WatchedFileHandler(settings.log_dir / "xwserver.log", encoding="utf-8")
+    ]
+    if to_stderr:
+        handlers.append(logging.StreamHandler(sys.stderr))
+    root = logging.getLogger()
+    for h in handlers:
+        h.setFormatter(fmt)
+        root.addHandler(h)
+    root.setLevel(level)
+    if level != "DEBUG":
+        logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin
+
+
+# -- argument parsing -------------------------------------------------------------------------------
+def _home(args: argparse.Namespace) -> Path:
+    value = args.home or os.environ.get(HOME_ENV)
+    if not value:
+        raise ConfigError(f"no server home: pass --home DIR or set {HOME_ENV}")
+    return Path(value).expanduser().resolve()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xwserver", description="XtremWeb-Py server: set up, run and manage a deployment's server."
+    )
+    parser.add_argument("--version", action="version", version=f"xwserver {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", metavar="DIR", help=f"the server home (default: ${HOME_ENV})")
+
+    p = sub.add_parser("init", parents=[common], help="create a server home: config, keys, database, admin")
+    p.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help=f"https://HOST:PORT the server is reached at (default {DEFAULT_URL})",
+    )
+    p.add_argument("--db", metavar="URL", help="SQLAlchemy database URL (default: SQLite in HOME/var)")
+    p.add_argument(
+        "--admin-login", default=DEFAULT_ADMIN, help=f"login of the SUPER admin (default {DEFAULT_ADMIN})"
+    )
+    p.add_argument(
+        "--admin-password",
+        help=f"the admin's password (default: ${ADMIN_PASSWORD_ENV}, else a generated one, printed)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="re-create the configuration of an existing home (resets the admin and worker passwords; "
+        "keeps the keys)",
+    )
+    p.add_argument(
+        "--new-keys",
+        action="store_true",
+        help="with --force: also replace the CA and server keys (every worker and client needs the new ca.pem)",
+    )
+    p.set_defaults(func=cmd_init)
+
+    log_level = argparse.ArgumentParser(add_help=False)
+    log_level.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
+    )
+
+    p = sub.add_parser("console", parents=[common, log_level], help="run the server in the foreground")
+    p.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)  # set by start: no stderr log
+    p.set_defaults(func=cmd_console)
+
+    for name, func, what, default_s in (
+        ("start", cmd_start, "start the server in the background", daemon.START_TIMEOUT_S),
+        ("stop", cmd_stop, "stop the background server", daemon.STOP_TIMEOUT_S),
+        ("restart", cmd_restart, "stop, then start the server", daemon.START_TIMEOUT_S),
+    ):
+        parents = [common] if name == "stop" else [common, log_level]
+        p = sub.add_parser(name, parents=parents, help=what)
+        p.add_argument(
+            "--timeout",
+            type=float,
+            default=default_s,
+            metavar="SECONDS",
+            help=f"how long to wait (default {default_s:.0f}; stop sends SIGKILL after it)",
+        )
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("status", parents=[common], help="tell whether the server runs (exit status 3 if not)")
+    p.set_defaults(func=cmd_status)
+    return parser
