@@ -1,0 +1,5 @@
+"""``python -m xwclient --xwCOMMAND …``."""
+
+from .cli import main
+
+raise SystemExit(main())

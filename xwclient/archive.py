@@ -1,0 +1,112 @@
+"""Zip archives the client handles: job results it extracts (and, later, environments it builds).
+
+A result archive is written by a volunteer worker, which the client does not trust: every
+member name is checked before anything is written, so an archive that would write outside
+its folder (``../x``, ``/etc/x``, ``C:\\x``, a symbolic link) is refused as a whole
+("zip slip").
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from xwcommon import defaults
+from xwcommon.errors import IntegrityError
+
+
+class UnsafeArchive(IntegrityError):
+    """Raised when an archive holds a member that would land outside its extraction folder."""
+
+    code = "unsafe_archive"
+
+
+def member_target(name: str, dest: Path) -> Path:
+    """Where member ``name`` is extracted under ``dest``; :class:`UnsafeArchive` if outside."""
+    # Zips made on Windows may use backslashes; treat them as separators for the check.
+    norm = name.replace("\\", "/")
+    parts = PurePosixPath(norm).parts
+    if (
+        not norm
+        or norm.startswith("/")
+        or (os.name == "nt" and ":" in norm)  # a drive letter: C:/x or C:x
+        or ".." in parts
+        or "\x00" in norm
+    ):
+        raise UnsafeArchive(f"archive member {name!r} would be written outside {dest}; archive refused")
+    root = dest.resolve()
+    target = (root / norm).resolve()
+    if target != root and root not in target.parents:
+        raise UnsafeArchive(f"archive member {name!r} would be written outside {dest}; archive refused")
+    return target
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return stat.S_ISLNK(info.external_attr >> 16)
+
+
+def check_archive(zf: zipfile.ZipFile, dest: Path) -> None:
+    """Refuse the whole archive if any member is unsafe; nothing is written."""
+    for info in zf.infolist():
+        member_target(info.filename, dest)
+        if _is_symlink(info):
+            raise UnsafeArchive(f"archive member {info.filename!r} is a symbolic link; archive refused")
+
+
+def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
+    """Extract ``archive`` into the folder ``dest`` (created); return the files written.
+
+    Raises :class:`UnsafeArchive` (and writes nothing) when a member would escape ``dest``,
+    and :class:`zipfile.BadZipFile` when ``archive`` is not a zip file.
+    """
+    dest = Path(dest)
+    with zipfile.ZipFile(archive) as zf:
+        check_archive(zf, dest)
+        dest.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for info in zf.infolist():
+            target = member_target(info.filename, dest)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, defaults.STREAM_CHUNK_BYTES)
+            mode = (info.external_attr >> 16) & 0o777
+            if mode:
+                # Keep the executable bits a job set, never set-uid/gid or world-writable.
+                os.chmod(target, (mode & 0o755) | 0o600)
+            written.append(target)
+    return written
+
+
+def extract_replacing(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Extract into a fresh sibling folder, then put it in place of ``dest``.
+
+    A refused or broken archive leaves ``dest`` as it was; a previous extraction is replaced.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it 0700; results are ordinary files
+        safe_extract(archive, staging)
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        elif dest.exists() or dest.is_symlink():
+            dest.unlink()
+        os.replace(staging, dest)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return dest
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,521 @@
+"""The client's commands: one async handler each, registered with :func:`command`.
+
+A handler gets a :class:`Context` (the parsed command line, the SDK client, the output
+streams) and returns an exit code. Adding a command is one decorated function here; the
+parser, the help and the scripts pick it up from :data:`COMMANDS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from xwcommon.errors import BadRequest, XWError
+from xwcommon.platforms import normalize_cpu, normalize_os
+from xwcommon.status import FINAL_JOB_STATUSES, JobStatus
+from xwcommon.transport import sha256_file
+from xwcommon.uri import is_uid, parse_uid
+
+from . import formats
+from .exitcodes import describe_error, exit_code_for
+from .sdk import NoResult, XWClient, safe_file_name
+
+log = logging.getLogger(__name__)
+
+#: results downloaded at once by xwresults
+RESULTS_CONCURRENCY = 8
+
+
+class UsageError(BadRequest):
+    """Raised when the command line is wrong (exit code 2)."""
+
+    code = "usage"
+
+
+@dataclass
+class Invocation:
+    """A parsed command line."""
+
+    command: str | None = None
+    #: the positional arguments, in order (for xwsendwork: the app, then the job's arguments)
+    args: list[str] = field(default_factory=list)
+    #: ``--xw`` options by name without dashes (``"xwlabel"``); flags are ``True``
+    options: dict[str, str | bool] = field(default_factory=dict)
+
+    def value(self, name: str) -> str | None:
+        v = self.options.get(name)
+        return v if isinstance(v, str) else None
+
+    def flag(self, name: str) -> bool:
+        return self.options.get(name) is True
+
+
+@dataclass
+class Context:
+    """What a command handler works with."""
+
+    inv: Invocation
+    client: XWClient
+    fmt: str = "text"
+    out: IO[str] = field(default_factory=lambda: sys.stdout)
+    err: IO[str] = field(default_factory=lambda: sys.stderr)
+    #: the process's standard input (binary), or None when there is none
+    stdin: IO[bytes] | None = None
+    cwd: Path = field(default_factory=Path.cwd)
+    prog: str = "xwclient"
+
+    def emit(
+        self, rows: Iterable[dict[str, Any]], kind: str, text_lines: Iterable[str] | None = None
+    ) -> None:
+        """Rows in the chosen format; in ``text``, ``text_lines`` instead when given."""
+        if self.fmt == "text" and text_lines is not None:
+            for line in text_lines:
+                print(line, file=self.out)
+        else:
+            self.out.write(formats.render(rows, kind, self.fmt))
+        self.out.flush()
+
+    def emit_unless_failed(self, rows: list[dict[str, Any]], kind: str, code: int) -> None:
+        """Rows, but no empty table after every item failed (the errors said it all)."""
+        if rows or code == 0:
+            self.emit(rows, kind)
+
+    def warn(self, message: str) -> None:
+        print(f"{self.prog}: {message}", file=self.err)
+
+
+Handler = Callable[[Context], Awaitable[int]]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One client command, ``--xw<name>`` on the command line and a script ``xw<name>``."""
+
+    name: str
+    usage: str
+    summary: str
+    run: Handler
+    aliases: tuple[str, ...] = ()
+    #: the options this command accepts, beside the common ones
+    options: frozenset[str] = frozenset()
+    min_args: int = 0
+    max_args: int | None = None
+
+
+#: every command by name and alias (``"sendwork"``, ``"submit"`` …)
+COMMANDS: dict[str, Command] = {}
+#: commands in registration order, for the help
+ORDERED: list[Command] = []
+
+
+def command(
+    name: str,
+    usage: str,
+    summary: str,
+    *,
+    aliases: tuple[str, ...] = (),
+    options: Iterable[str] = (),
+    min_args: int = 0,
+    max_args: int | None = None,
+) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        cmd = Command(name, usage, summary, fn, aliases, frozenset(options), min_args, max_args)
+        for key in (name, *aliases):
+            if key in COMMANDS:
+                raise ValueError(f"command {key!r} registered twice")
+            COMMANDS[key] = cmd
+        ORDERED.append(cmd)
+        return fn
+
+    return register
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _uid_arg(text: str) -> str:
+    try:
+        return parse_uid(text)
+    except BadRequest as exc:
+        raise UsageError(exc.message) from None
+
+
+async def _each(
+    ctx: Context, items: list[str], action: Callable[[str], Awaitable[None]], *, concurrency: int = 1
+) -> int:
+    """Run ``action`` on each item, ``concurrency`` at a time; report failures on stderr and go
+    on; return the first failure's exit code (0 if none)."""
+    codes: list[int] = []
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(item: str) -> None:
+        async with gate:
+            try:
+                await action(item)
+            except (XWError, OSError) as exc:
+                ctx.warn(f"error: {describe_error(exc, ctx.client.settings)}")
+                codes.append(exit_code_for(exc))
+
+    if concurrency == 1:
+        for item in items:
+            await one(item)
+    else:
+        await asyncio.gather(*(one(item) for item in items))
+    return codes[0] if codes else 0
+
+
+def stdin_to_file(stream: IO[bytes] | None, directory: str | None = None) -> Path | None:
+    """Copy a piped or redirected standard input to a temporary file; ``None`` when there is none.
+
+    No input is: no stream, a closed one, a terminal, a character device such as
+    ``/dev/null``, or an empty stream. The caller removes the file.
+    """
+    if stream is None:
+        return None
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        fd = None  # an in-memory stream (tests, embedding): read it
+    if fd is not None:
+        try:
+            if os.isatty(fd) or stat.S_ISCHR(os.fstat(fd).st_mode):
+                return None
+        except OSError:
+            return None
+    fd_out, name = tempfile.mkstemp(prefix="xwstdin.", dir=directory)
+    path = Path(name)
+    try:
+        with open(fd_out, "wb") as fh:
+            shutil.copyfileobj(stream, fh, 1024 * 1024)
+    except (OSError, ValueError):
+        path.unlink(missing_ok=True)  # a stream that cannot be read (closed, captured): none
+        return None
+    if path.stat().st_size == 0:
+        path.unlink()
+        return None
+    return path
+
+
+# -- applications -------------------------------------------------------------------------------------
+@command(
+    "sendapp",
+    "--xwsendapp NAME CPU OS FILE|URI",
+    "insert an application binary for one platform (CPU/OS any for scripts); again with the same "
+    "name to add another platform",
+    min_args=4,
+    max_args=4,
+)
+async def cmd_sendapp(ctx: Context) -> int:
+    name, cpu, os_name, source = ctx.inv.args
+    try:
+        normalize_cpu(cpu)
+        normalize_os(os_name)
+    except BadRequest as exc:
+        raise UsageError(exc.message) from None
+    app = await ctx.client.send_app(name, cpu, os_name, source)
+    ctx.emit([app], "app", [app["uri"]])
+    return 0
+
+
+@command("apps", "--xwapps [UID|NAME…]", "list applications", aliases=("getapps",))
+async def cmd_apps(ctx: Context) -> int:
+    if not ctx.inv.args:
+        ctx.emit(await ctx.client.list_apps(), "app")
+        return 0
+    apps: list[dict[str, Any]] = []
+
+    async def get(key: str) -> None:
+        apps.append(await ctx.client.get_app(key))
+
+    code = await _each(ctx, ctx.inv.args, get)
+    ctx.emit_unless_failed(apps, "app", code)
+    return code
+
+
+# -- data -----------------------------------------------------------------------------------------
+@command(
+    "senddata",
+    "--xwsenddata FILE… [--xwname NAME]",
+    "upload files as data (XWHEP's NAME CPU OS FILE form is accepted too); prints each URI",
+    options=("xwname",),
+    min_args=1,
+)
+async def cmd_senddata(ctx: Context) -> int:
+    files = ctx.inv.args
+    name = ctx.inv.value("xwname")
+    if len(files) == 4 and not Path(files[0]).exists() and _is_platform(files[1], files[2]):
+        name, files = name or files[0], [files[3]]  # XWHEP: --xwsenddata NAME CPU OS URI
+    if name is not None and len(files) > 1:
+        raise UsageError("--xwname names one file; send the files one by one to name each")
+    sent: list[dict[str, Any]] = []
+
+    async def send(path: str) -> None:
+        local = Path(path[len("file://") :] if path.startswith("file://") else path).expanduser()
+        if not local.is_file():
+            raise BadRequest(f"no such file {local}")
+        sent.append(await ctx.client.send_data(local, name))
+
+    code = await _each(ctx, files, send)
+    ctx.emit(sent, "data", [d["uri"] for d in sent])
+    return code
+
+
+def _is_platform(cpu: str, os_name: str) -> bool:
+    try:
+        normalize_cpu(cpu)
+        normalize_os(os_name)
+    except BadRequest:
+        return False
+    return True
+
+
+@command("datas", "--xwdatas [UID…]", "list data", aliases=("getdatas", "data"))
+async def cmd_datas(ctx: Context) -> int:
+    if not ctx.inv.args:
+        ctx.emit(await ctx.client.list_data(), "data")
+        return 0
+    rows: list[dict[str, Any]] = []
+
+    async def get(uid: str) -> None:
+        rows.append(await ctx.client.get_data(uid))
+
+    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], get)
+    ctx.emit_unless_failed(rows, "data", code)
+    return code
+
+
+@command(
+    "download",
+    "--xwdownload UID… [--xwoverride]",
+    "download data into the current folder under their names (sha256 verified); a file already "
+    "there with the same content is kept unless --xwoverride",
+    aliases=("getdata",),
+    options=("xwoverride",),
+    min_args=1,
+)
+async def cmd_download(ctx: Context) -> int:
+    async def fetch(uid: str) -> None:
+        data = await ctx.client.get_data(uid)
+        target = ctx.cwd / safe_file_name(data.get("name"), data["uid"])
+        same = target.is_file() and sha256_file(target)[0] == data.get("sha256")
+        if same and not ctx.inv.flag("xwoverride"):
+            log.info("%s already holds data %s; kept", target, data["uid"])
+        else:
+            await ctx.client.download_data(data["uid"], target)
+        print(target, file=ctx.out)
+
+    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], fetch)
+    ctx.out.flush()
+    return code
+
+
+# -- jobs -------------------------------------------------------------------------------------------
+@command(
+    "sendwork",
+    "--xwsendwork APP [JOB ARGUMENTS…] [--xwlabel L] [--xwstdin FILE|UID] [--xwnostdin] [< FILE]",
+    "submit a job; every argument that is not an --xw option is the job's (use -- to pass --xw… "
+    "ones too); a piped or redirected standard input becomes the job's; prints the job's URI",
+    aliases=("submit",),
+    options=("xwlabel", "xwstdin", "xwnostdin"),
+    min_args=1,
+)
+async def cmd_sendwork(ctx: Context) -> int:
+    app, *job_args = ctx.inv.args
+    stdin_uid: str | None = None
+    stdin_path: Path | None = None
+    temp: Path | None = None
+    given = ctx.inv.value("xwstdin")
+    if given is not None:
+        local = Path(given[len("file://") :] if given.startswith("file://") else given).expanduser()
+        if local.is_file():
+            stdin_path = local
+        elif is_uid(given):
+            stdin_uid = parse_uid(given)
+        else:
+            raise UsageError(f"--xwstdin {given}: no such file, and not a data UID or xw:// URI")
+    elif not ctx.inv.flag("xwnostdin"):
+        temp = stdin_path = stdin_to_file(ctx.stdin)
+    try:
+        job = await ctx.client.submit(
+            app,
+            job_args,
+            stdin_path,
+            ctx.inv.value("xwlabel"),
+            stdin_uid=stdin_uid,
+            stdin_name="stdin" if temp is not None else None,
+        )
+    finally:
+        if temp is not None:
+            temp.unlink(missing_ok=True)
+    ctx.emit([job], "job", [job["uri"]])
+    return 0
+
+
+def _statuses(ctx: Context) -> str | None:
+    raw = ctx.inv.value("xwstatus")
+    if raw is None:
+        return None
+    names = [s.strip().upper() for s in raw.replace(" ", ",").split(",") if s.strip()]
+    known = {s.value for s in JobStatus}
+    for n in names:
+        if n not in known:
+            raise UsageError(f"--xwstatus: unknown status {n!r}; use some of {', '.join(sorted(known))}")
+    return ",".join(names)
+
+
+@command(
+    "works",
+    "--xwworks [UID…] [--xwstatus S1,S2] [--xwlabel L]",
+    "list your jobs, or the given ones",
+    aliases=("getworks", "jobs"),
+    options=("xwstatus", "xwlabel"),
+)
+async def cmd_works(ctx: Context) -> int:
+    status = _statuses(ctx)
+    if not ctx.inv.args:
+        ctx.emit(await ctx.client.list_jobs(status=status, label=ctx.inv.value("xwlabel")), "job")
+        return 0
+    jobs: list[dict[str, Any]] = []
+
+    async def get(uid: str) -> None:
+        jobs.append(await ctx.client.get_job(uid))
+
+    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], get)
+    ctx.emit_unless_failed(jobs, "job", code)
+    return code
+
+
+@command(
+    "tasks", "--xwtasks [JOB_UID…]", "list tasks (one per attempt of a job on a host)", aliases=("gettasks",)
+)
+async def cmd_tasks(ctx: Context) -> int:
+    if not ctx.inv.args:
+        ctx.emit(await ctx.client.list_tasks(), "task")
+        return 0
+    tasks: list[dict[str, Any]] = []
+
+    async def get(uid: str) -> None:
+        tasks.extend(await ctx.client.list_tasks(job=uid))
+
+    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], get)
+    ctx.emit_unless_failed(tasks, "task", code)
+    return code
+
+
+@command(
+    "wait",
+    "--xwwait [UID…] [--xwtimeout SECONDS]",
+    "wait until the jobs (default: all your unfinished ones) are COMPLETED, ERROR or ABORTED; "
+    "lists them; exit code 1 on timeout",
+    options=("xwtimeout",),
+)
+async def cmd_wait(ctx: Context) -> int:
+    timeout_s: float | None = None
+    if (raw := ctx.inv.value("xwtimeout")) is not None:
+        try:
+            timeout_s = float(raw)
+        except ValueError:
+            raise UsageError(f"--xwtimeout {raw}: expected a number of seconds") from None
+    uids = [_uid_arg(u) for u in ctx.inv.args]
+    if not uids:
+        unfinished = [s.value for s in JobStatus if s not in FINAL_JOB_STATUSES]
+        uids = [j["uid"] for j in await ctx.client.list_jobs(status=unfinished)]
+    ctx.emit(await ctx.client.wait(uids, timeout_s=timeout_s), "job")
+    return 0
+
+
+# -- results ---------------------------------------------------------------------------------------
+@command(
+    "results",
+    "--xwresults [UID…] [--xwnoextract] [--xwrmzip] [--xwnoerase]",
+    "download results into ResultsOf_<UID>.zip and extract them into ResultsOf_<UID>/ "
+    "(default: all your finished jobs that have one); the jobs stay on the server",
+    aliases=("result", "getresults"),
+    options=("xwnoextract", "xwrmzip", "xwnoerase"),
+)
+async def cmd_results(ctx: Context) -> int:
+    # Erasing the job after its download is not the default yet; --xwnoerase is accepted now
+    # so that scripts keep working when it becomes so.
+    extract = not ctx.inv.flag("xwnoextract")
+    uids = [_uid_arg(u) for u in ctx.inv.args]
+    if not uids:
+        finished = await ctx.client.list_jobs(status=[JobStatus.COMPLETED, JobStatus.ERROR])
+        uids = [j["uid"] for j in finished if j.get("result_uid")]
+        if not uids:
+            ctx.warn("no finished job of yours has a result to download")
+    rows: list[dict[str, Any]] = []
+
+    async def fetch(uid: str) -> None:
+        path = await ctx.client.fetch_result(uid, ctx.cwd, extract)
+        if extract and ctx.inv.flag("xwrmzip"):
+            path.with_name(path.name + ".zip").unlink(missing_ok=True)
+        rows.append({"job_uid": uid, "path": str(path)})
+        if ctx.fmt == "text":
+            print(path, file=ctx.out)
+            ctx.out.flush()
+
+    code = await _each(ctx, uids, fetch, concurrency=RESULTS_CONCURRENCY)
+    if ctx.fmt != "text":
+        ctx.emit(rows, "result")
+    return code
+
+
+# -- any object -------------------------------------------------------------------------------------
+@command(
+    "rm",
+    "--xwrm UID…",
+    "delete jobs, data or applications (a running job is aborted first)",
+    aliases=("remove", "delete"),
+    min_args=1,
+)
+async def cmd_rm(ctx: Context) -> int:
+    rows: list[dict[str, Any]] = []
+
+    async def remove(uid: str) -> None:
+        rows.append({"uid": uid, "kind": await ctx.client.remove(uid)})
+
+    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], remove)
+    ctx.emit(rows, "removed", [f"{r['uid']} removed ({r['kind']})" for r in rows])
+    return code
+
+
+# -- hosts and server --------------------------------------------------------------------------------
+@command("workers", "--xwworkers", "list volunteer hosts", aliases=("getworkers", "hosts"), max_args=0)
+async def cmd_workers(ctx: Context) -> int:
+    ctx.emit(await ctx.client.list_hosts(), "host")
+    return 0
+
+
+@command("ping", "--xwping", "check that the server answers, and how fast", max_args=0)
+async def cmd_ping(ctx: Context) -> int:
+    p = await ctx.client.ping()
+    ctx.emit(
+        [p],
+        "ping",
+        [
+            f"{p['server']} answered: XtremWeb-Py {p['version']} (api {p['api']}); round trip "
+            f"{p['rtt_ms']:.1f} ms (first request, TLS set-up included: {p['connect_ms']:.1f} ms)"
+        ],
+    )
+    return 0
+
+
+@command("version", "--xwversion", "show the client's and the server's versions", max_args=0)
+async def cmd_version(ctx: Context) -> int:
+    v = await ctx.client.version()
+    ctx.emit(
+        [v],
+        "version",
+        [f"client {v['client_version']}", f"server {v['server_version']} (api {v['api']}) at {v['server']}"],
+    )
+    return 0
+
+
+__all__ = ["COMMANDS", "ORDERED", "Command", "Context", "Invocation", "NoResult", "UsageError", "command"]

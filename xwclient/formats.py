@@ -1,0 +1,243 @@
+"""Output formats of the client: ``text``, ``json``, ``xml``, ``csv``, ``html``.
+
+Every format shows the same fields, in one fixed order per kind of object
+(:data:`COLUMNS`), so a script may switch formats without surprises, and every format
+but ``text`` parses back with :func:`parse`.
+
+Cell values: ``json`` keeps the wire's types (numbers, ``null``, lists). The other formats
+are text: ``None`` is the empty string, booleans are ``true``/``false``, lists and objects
+are compact JSON (``["-n","5"]``), so nothing is lost; :func:`cell` is that conversion.
+``text`` is for people: lists of words are joined by spaces and an app's binaries are
+shown as ``os/cpu``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import re
+import shlex
+from collections.abc import Iterable, Mapping
+from html.parser import HTMLParser
+from typing import Any
+from xml.etree import ElementTree
+
+from xwcommon.errors import BadRequest
+
+FORMATS = ("text", "json", "xml", "csv", "html")
+
+#: the fields of each kind of row, most useful first; the XML element of a row is its kind
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "data": ("uid", "name", "size", "sha256", "status", "owner_uid", "access_rights", "created_at", "uri"),
+    "app": ("uid", "name", "binaries", "owner_uid", "access_rights", "created_at", "uri"),
+    "job": (
+        "uid",
+        "status",
+        "app_name",
+        "label",
+        "args",
+        "exit_code",
+        "message",
+        "retry",
+        "max_retry",
+        "result_uid",
+        "result_sha256",
+        "stdin_uid",
+        "env_uid",
+        "app_uid",
+        "owner_uid",
+        "access_rights",
+        "created_at",
+        "started_at",
+        "completed_at",
+        "uri",
+    ),
+    "task": (
+        "uid",
+        "job_uid",
+        "host_uid",
+        "status",
+        "exit_code",
+        "started_at",
+        "ended_at",
+        "lease_expires_at",
+        "uri",
+    ),
+    "host": (
+        "uid",
+        "name",
+        "os",
+        "cpu",
+        "cores",
+        "memory_bytes",
+        "disk_free_bytes",
+        "tags",
+        "enabled",
+        "last_seen_at",
+        "owner_uid",
+        "uri",
+    ),
+    "user": ("uid", "login", "rights", "group_uid", "email", "uri"),
+    # what the client itself reports
+    "result": ("job_uid", "path", "result_uid", "sha256"),
+    "removed": ("uid", "kind"),
+    "ping": ("server", "version", "api", "connect_ms", "rtt_ms"),
+    "version": ("client_version", "server_version", "api", "server"),
+}
+
+#: the XML root element
+XML_ROOT = "xtremweb"
+
+
+def check_format(name: str) -> str:
+    """Normalise a format name (XWHEP wrote them in capitals); :class:`BadRequest` if unknown."""
+    fmt = name.strip().lower()
+    if fmt not in FORMATS:
+        raise BadRequest(f"unknown format {name!r}; use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def columns_of(kind: str) -> tuple[str, ...]:
+    try:
+        return COLUMNS[kind]
+    except KeyError:
+        raise ValueError(f"unknown kind of row {kind!r}") from None
+
+
+def cell(value: Any) -> str:
+    """One value as text, losslessly for the wire's types (see the module docstring)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+#: one row per line and aligned columns, whatever a job wrote in its message
+_HUMAN_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
+
+
+def _human_cell(field: str, value: Any) -> str:
+    if field == "binaries" and isinstance(value, list):
+        return " ".join(f"{b.get('os', '?')}/{b.get('cpu', '?')}" for b in value if isinstance(b, Mapping))
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return shlex.join(value) if field == "args" else " ".join(value)
+    return cell(value).translate(_HUMAN_ESCAPES)
+
+
+def project(rows: Iterable[Mapping[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """Keep the kind's fields, in its order; a missing field is ``None``."""
+    cols = columns_of(kind)
+    return [{c: row.get(c) for c in cols} for row in rows]
+
+
+def render(rows: Iterable[Mapping[str, Any]], kind: str, fmt: str = "text") -> str:
+    """Render rows of one kind in one format; the result ends with a newline."""
+    fmt = check_format(fmt)
+    cols = columns_of(kind)
+    data = project(rows, kind)
+    if fmt == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(cols)
+        writer.writerows([cell(r[c]) for c in cols] for r in data)
+        return buf.getvalue()
+    if fmt == "xml":
+        root = ElementTree.Element(XML_ROOT, {"kind": kind, "count": str(len(data))})
+        for r in data:
+            ElementTree.SubElement(root, kind, {c: _xml_safe(cell(r[c])) for c in cols})
+        ElementTree.indent(root)
+        return (
+            '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(root, encoding="unicode") + "\n"
+        )
+    if fmt == "html":
+        return _render_html(data, kind, cols)
+    return _render_text(data, cols)
+
+
+# Characters XML 1.0 cannot carry at all, even escaped (control characters but tab, CR, LF).
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_safe(text: str) -> str:
+    return _XML_INVALID.sub("\ufffd", text)
+
+
+def _render_text(data: list[dict[str, Any]], cols: tuple[str, ...]) -> str:
+    table = [list(cols)] + [[_human_cell(c, r[c]) for c in cols] for r in data]
+    widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
+    return "".join(
+        "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n" for line in table
+    )
+
+
+def _render_html(data: list[dict[str, Any]], kind: str, cols: tuple[str, ...]) -> str:
+    esc = html.escape
+    out = [
+        "<!DOCTYPE html>",
+        '<html><head><meta charset="utf-8"><title>XtremWeb-Py: ' + esc(kind) + "</title></head><body>",
+        f'<table class="xw-{esc(kind)}">',
+        "<thead><tr>" + "".join(f"<th>{esc(c)}</th>" for c in cols) + "</tr></thead>",
+        "<tbody>",
+    ]
+    out += ["<tr>" + "".join(f"<td>{esc(cell(r[c]))}</td>" for c in cols) + "</tr>" for r in data]
+    out += ["</tbody>", "</table>", "</body></html>"]
+    return "\n".join(out) + "\n"
+
+
+# -- parsing back ---------------------------------------------------------------------------------
+def parse(text: str, fmt: str) -> list[dict[str, Any]]:
+    """Rows back from ``json``, ``xml``, ``csv`` or ``html`` output.
+
+    ``json`` gives the wire's types back; the others give the :func:`cell` strings.
+    """
+    fmt = check_format(fmt)
+    if fmt == "json":
+        rows = json.loads(text)
+        if not isinstance(rows, list):
+            raise ValueError("JSON output is a list of rows")
+        return [dict(r) for r in rows]
+    if fmt == "csv":
+        return [dict(r) for r in csv.DictReader(io.StringIO(text))]
+    if fmt == "xml":
+        root = ElementTree.fromstring(text)
+        return [dict(child.attrib) for child in root]
+    if fmt == "html":
+        parser = _TableParser()
+        parser.feed(text)
+        parser.close()
+        header, *body = parser.rows
+        return [dict(zip(header, r, strict=True)) for r in body]
+    raise ValueError("text output is for people and does not parse back; use json, xml, csv or html")
+
+
+class _TableParser(HTMLParser):
+    """Collects the cells of the one table the ``html`` format writes."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append("".join(self._cell))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)

@@ -1,0 +1,579 @@
+"""The client SDK: every client action as one documented call.
+
+:class:`XWClient` is asynchronous and is what the CLI uses::
+
+    async with XWClient.from_config() as xw:            # --xwconfig, $XWCONFIG, ~/.xtremweb/xwrc
+        app = await xw.send_app("hello", "any", "any", "hello.sh")
+        job = await xw.submit("hello", ["-n", "5"], label="try")
+        await xw.wait([job["uid"]])
+        folder = await xw.fetch_result(job["uid"])      # ResultsOf_<UID>/stdout.txt …
+
+:class:`Client` is the same API for synchronous code (scripts, notebooks without a running
+loop)::
+
+    with Client() as xw:
+        print(xw.list_jobs(status="COMPLETED"))
+
+Objects are the wire's JSON objects (``docs/api.md``) as dicts. Wherever a UID is
+expected, an ``xw://`` URI is accepted too. Errors are :class:`xwcommon.errors.XWError`
+subclasses: ``NotFound``, ``AuthenticationError``, ``ServerUnreachable``, ``TLSError``…
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+import zipfile
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote, urlsplit
+
+import xwcommon
+from xwcommon import defaults
+from xwcommon.errors import BadRequest, ConfigError, Conflict, IntegrityError, NotFound, XWError
+from xwcommon.platforms import normalize_cpu, normalize_os
+from xwcommon.status import FINAL_JOB_STATUSES
+from xwcommon.transport import Transport
+from xwcommon.uri import is_uid, parse_uid
+
+from .archive import extract_replacing
+from .settings import ClientSettings, load_settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: the client's version, shown by ``xwversion``
+CLIENT_VERSION = xwcommon.__version__
+#: page size of the paginated lists (``GET /jobs``, ``GET /tasks``)
+PAGE_SIZE = 1000
+#: jobs per ``POST /jobs/bulk`` request
+BULK_CHUNK = 2000
+#: up to this many UIDs, :meth:`XWClient.wait` polls each job; beyond, it lists them all
+WAIT_SINGLE_POLL_MAX = 50
+#: how many requests :meth:`XWClient.wait` keeps in flight
+WAIT_CONCURRENCY = 16
+
+RESULT_PREFIX = "ResultsOf_"
+
+
+class NoResult(Conflict):
+    """Raised when a job has no result to download (not finished, or finished without one)."""
+
+    code = "no_result"
+
+
+class WaitTimeout(XWError):
+    """Raised when :meth:`XWClient.wait` gives up before every job has finished."""
+
+    code = "timeout"
+    http_status = 408
+
+
+def result_paths(job_uid: str, dest_dir: str | os.PathLike[str] = ".") -> tuple[Path, Path]:
+    """``(ResultsOf_<UID>.zip, ResultsOf_<UID>/)`` under ``dest_dir``."""
+    base = Path(dest_dir)
+    return base / f"{RESULT_PREFIX}{job_uid}.zip", base / f"{RESULT_PREFIX}{job_uid}"
+
+
+def _uid_path(uid: str) -> str:
+    return quote(parse_uid(uid), safe="")
+
+
+def _local_path(text: str | os.PathLike[str]) -> Path | None:
+    """A local file named by a path or a ``file://`` URI, or ``None`` if ``text`` names none."""
+    s = os.fspath(text)
+    if s.startswith("file://"):
+        return Path(unquote(urlsplit(s).path))
+    if "://" in s and not s.startswith("xw://"):
+        return None
+    p = Path(os.path.expanduser(s))
+    return p if p.exists() else None
+
+
+class XWClient:
+    """An asynchronous, authenticated client of one XtremWeb-Py deployment.
+
+    Use it as an async context manager (or call :meth:`close`). It logs in lazily, on the
+    first call that needs it, and keeps its HTTPS connections alive between calls.
+    """
+
+    def __init__(
+        self,
+        settings: ClientSettings | None = None,
+        *,
+        transport: Transport | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if transport is None:
+            if settings is None:
+                settings = load_settings()
+            try:
+                transport = Transport(
+                    settings.servers,
+                    settings.ca_file,
+                    settings.login,
+                    settings.password,
+                    retry_for_s=settings.retry_for_s,
+                    request_timeout_s=settings.request_timeout_s,
+                )
+            except ssl.SSLError as exc:
+                raise ConfigError(
+                    f"{settings.config_file}: ca.file {settings.ca_file} is not a PEM CA certificate "
+                    f"({exc.reason or exc}); copy the deployment's ca.pem there"
+                ) from None
+        self.settings = settings
+        self.transport = transport
+        self._sleep = sleep
+        self._now = now
+
+    @classmethod
+    def from_config(cls, config: str | os.PathLike[str] | None = None) -> XWClient:
+        """A client configured from ``config``, else ``$XWCONFIG``, else ``~/.xtremweb/xwrc``."""
+        return cls(load_settings(config))
+
+    async def close(self) -> None:
+        await self.transport.close()
+
+    async def __aenter__(self) -> XWClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- server ---------------------------------------------------------------------------------
+    async def version(self) -> dict[str, Any]:
+        """``{"client_version", "server_version", "api", "server"}``; needs no login."""
+        reply = await self.transport.request("GET", "/version", auth=False)
+        return {
+            "client_version": CLIENT_VERSION,
+            "server_version": reply.get("version"),
+            "api": reply.get("api"),
+            "server": reply.get("server"),
+        }
+
+    async def ping(self) -> dict[str, Any]:
+        """Time a request to the server; needs no login.
+
+        ``connect_ms`` is the first request, TLS handshake included; ``rtt_ms`` a second
+        one on the open connection, which is what a busy client sees.
+        """
+        t0 = time.perf_counter()
+        await self.transport.request("GET", "/version", auth=False)
+        t1 = time.perf_counter()
+        reply = await self.transport.request("GET", "/version", auth=False)
+        t2 = time.perf_counter()
+        return {
+            "server": self.transport.server,
+            "version": reply.get("version"),
+            "api": reply.get("api"),
+            "connect_ms": round((t1 - t0) * 1000, 3),
+            "rtt_ms": round((t2 - t1) * 1000, 3),
+        }
+
+    async def whoami(self) -> dict[str, Any]:
+        """The caller's User."""
+        return dict(await self.transport.request("GET", "/users/me"))
+
+    # -- data -----------------------------------------------------------------------------------
+    async def send_data(
+        self,
+        path: str | os.PathLike[str],
+        name: str | None = None,
+        *,
+        access_rights: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Any]:
+        """Upload a local file as a new data (streamed, sha256 checked by the server)."""
+        p = Path(path)
+        if not p.is_file():
+            raise BadRequest(f"{p} is not a readable file")
+        params = {"name": name or p.name, "access_rights": access_rights}
+        return dict(await self.transport.upload("/data", p, params=params, progress=progress))
+
+    async def list_data(self) -> list[dict[str, Any]]:
+        """Every data the caller may read."""
+        return list((await self.transport.request("GET", "/data"))["data"])
+
+    async def get_data(self, uid: str) -> dict[str, Any]:
+        return dict(await self.transport.request("GET", f"/data/{_uid_path(uid)}"))
+
+    async def download_data(
+        self,
+        uid: str,
+        dest: str | os.PathLike[str],
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> Path:
+        """Download a data's content to ``dest`` (a file, or a folder to write it in by its name).
+
+        The content is verified against the data's sha256 and written atomically.
+        """
+        data = await self.get_data(uid)
+        target = Path(dest)
+        if target.is_dir():
+            target = target / safe_file_name(data.get("name"), data["uid"])
+        await self.transport.download(
+            f"/data/{_uid_path(data['uid'])}/content",
+            target,
+            expected_sha256=data.get("sha256"),
+            progress=progress,
+        )
+        return target
+
+    async def delete_data(self, uid: str) -> None:
+        await self.transport.request("DELETE", f"/data/{_uid_path(uid)}")
+
+    # -- applications ---------------------------------------------------------------------------------
+    async def send_app(
+        self, name: str, cpu: str, os: str, path_or_data_uri: str | os.PathLike[str]
+    ) -> dict[str, Any]:
+        """Insert an application binary for ``(os, cpu)`` (XWHEP's argument order).
+
+        ``path_or_data_uri`` is a local file (path or ``file://`` URI), uploaded as a data
+        first, or the UID/``xw://`` URI of a data already on the server. The same name
+        again adds (or replaces) the binary of another platform. ``any``/``any`` suits
+        scripts.
+        """
+        binary_os, binary_cpu = normalize_os(os), normalize_cpu(cpu)
+        local = _local_path(path_or_data_uri)
+        if local is not None:
+            data = await self.send_data(local)
+            data_uid = data["uid"]
+        elif is_uid(str(path_or_data_uri)):
+            data_uid = parse_uid(str(path_or_data_uri))
+        else:
+            raise BadRequest(
+                f"{path_or_data_uri!s}: no such file, and not a data UID or xw:// URI; give the binary's path"
+            )
+        body = {"name": name, "binaries": [{"os": binary_os, "cpu": binary_cpu, "data_uid": data_uid}]}
+        return dict(await self.transport.request("POST", "/apps", json=body))
+
+    async def list_apps(self) -> list[dict[str, Any]]:
+        return list((await self.transport.request("GET", "/apps"))["apps"])
+
+    async def get_app(self, uid_or_name: str) -> dict[str, Any]:
+        key = parse_uid(uid_or_name) if is_uid(uid_or_name) else uid_or_name
+        return dict(await self.transport.request("GET", f"/apps/{quote(key, safe='')}"))
+
+    async def delete_app(self, uid: str) -> None:
+        await self.transport.request("DELETE", f"/apps/{_uid_path(uid)}")
+
+    # -- jobs -----------------------------------------------------------------------------------
+    async def submit(
+        self,
+        app: str,
+        args: Sequence[str] | str = (),
+        stdin_path: str | os.PathLike[str] | None = None,
+        label: str | None = None,
+        *,
+        stdin_uid: str | None = None,
+        stdin_name: str | None = None,
+        env_uid: str | None = None,
+        max_retry: int | None = None,
+    ) -> dict[str, Any]:
+        """Submit one job of ``app`` (name or UID).
+
+        ``stdin_path`` is uploaded as a data first (named ``stdin_name``, else the file's
+        name); ``stdin_uid`` names a data already on the server instead.
+        """
+        spec = await self._spec(
+            {
+                "app": app,
+                "args": args,
+                "label": label,
+                "stdin_uid": stdin_uid,
+                "env_uid": env_uid,
+                "max_retry": max_retry,
+            },
+            stdin_path,
+            stdin_name,
+        )
+        return dict(await self.transport.request("POST", "/jobs", json=spec))
+
+    async def submit_many(
+        self, specs: Sequence[dict[str, Any]], chunk: int = BULK_CHUNK
+    ) -> list[dict[str, Any]]:
+        """Submit many jobs in ``POST /jobs/bulk`` requests of ``chunk`` jobs; order is preserved.
+
+        Each spec is a wire JobSpec (``app``, ``args``, ``stdin_uid``, ``env_uid``, ``label``,
+        ``max_retry``); a ``stdin_path`` key is uploaded as a data and becomes ``stdin_uid``.
+        Each chunk is all or nothing on the server; when one fails, the jobs of the chunks
+        before it stay submitted, and the error says how many.
+        """
+        chunk = max(1, min(chunk, defaults.MAX_BULK_JOBS))
+        wire = [await self._spec(dict(s), s.get("stdin_path")) for s in specs]
+        jobs: list[dict[str, Any]] = []
+        for start in range(0, len(wire), chunk):
+            try:
+                reply = await self.transport.request(
+                    "POST", "/jobs/bulk", json={"jobs": wire[start : start + chunk]}
+                )
+            except XWError as exc:
+                if jobs:
+                    exc.message = f"{exc.message} (the first {len(jobs)} jobs were submitted)"
+                    exc.args = (exc.message,)
+                raise
+            jobs.extend(reply["jobs"])
+        return jobs
+
+    async def _spec(
+        self,
+        spec: dict[str, Any],
+        stdin_path: str | os.PathLike[str] | None,
+        stdin_name: str | None = None,
+    ) -> dict[str, Any]:
+        spec.pop("stdin_path", None)
+        if stdin_path is not None:
+            spec["stdin_uid"] = (await self.send_data(stdin_path, name=stdin_name))["uid"]
+        if isinstance(spec.get("args"), (list, tuple)):
+            spec["args"] = [str(a) for a in spec["args"]]
+        for key in ("stdin_uid", "env_uid"):
+            if spec.get(key):
+                spec[key] = parse_uid(spec[key])
+        return {k: v for k, v in spec.items() if v is not None}
+
+    async def list_jobs(
+        self, status: str | Iterable[str] | None = None, label: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The caller's jobs (every page), optionally only those of some statuses or a label."""
+        if status is not None and not isinstance(status, str):
+            status = ",".join(status)
+        return await self._paginate("/jobs", "jobs", {"status": status or None, "label": label})
+
+    async def get_job(self, uid: str) -> dict[str, Any]:
+        return dict(await self.transport.request("GET", f"/jobs/{_uid_path(uid)}"))
+
+    async def delete_job(self, uid: str) -> None:
+        """Delete a job (a running one is aborted first)."""
+        await self.transport.request("DELETE", f"/jobs/{_uid_path(uid)}")
+
+    async def list_tasks(self, job: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Tasks (one per attempt of a job on a host), optionally of one job."""
+        return await self._paginate(
+            "/tasks", "tasks", {"job": parse_uid(job) if job else None, "status": status}
+        )
+
+    async def _paginate(self, path: str, key: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = (
+                await self.transport.request(
+                    "GET", path, params={**params, "limit": PAGE_SIZE, "offset": len(rows)}
+                )
+            )[key]
+            rows.extend(page)
+            if len(page) < PAGE_SIZE:
+                return rows
+
+    async def wait(
+        self,
+        uids: Iterable[str],
+        poll_s: float = 0.5,
+        timeout_s: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Wait until every job is COMPLETED, ERROR or ABORTED; return them in ``uids`` order.
+
+        Raises :class:`WaitTimeout` after ``timeout_s`` seconds (never, if ``None``).
+        """
+        order = [parse_uid(u) for u in uids]
+        done: dict[str, dict[str, Any]] = {}
+        deadline = None if timeout_s is None else self._now() + timeout_s
+        gate = asyncio.Semaphore(WAIT_CONCURRENCY)
+
+        async def one(uid: str) -> dict[str, Any]:
+            async with gate:
+                return await self.get_job(uid)
+
+        while True:
+            todo = [u for u in dict.fromkeys(order) if u not in done]
+            if not todo:
+                return [done[u] for u in order]
+            if len(todo) <= WAIT_SINGLE_POLL_MAX:
+                jobs = await asyncio.gather(*(one(u) for u in todo))
+            else:
+                wanted = set(todo)
+                jobs = [j for j in await self.list_jobs() if j["uid"] in wanted]
+                missing = wanted - {j["uid"] for j in jobs}
+                if missing:
+                    raise NotFound(f"job {sorted(missing)[0]} not found ({len(missing)} missing)")
+            for job in jobs:
+                if job["status"] in FINAL_JOB_STATUSES:
+                    done[job["uid"]] = job
+            if len(done) == len(set(order)):
+                continue
+            if deadline is not None and self._now() + poll_s > deadline:
+                left = len(set(order)) - len(done)
+                raise WaitTimeout(f"{left} job(s) still not finished after {timeout_s:g}s")
+            await self._sleep(poll_s)
+
+    # -- results ----------------------------------------------------------------------------------
+    async def fetch_result(
+        self,
+        uid: str,
+        dest_dir: str | os.PathLike[str] = ".",
+        extract: bool = True,
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> Path:
+        """Download a job's result to ``ResultsOf_<UID>.zip`` (sha256 verified) under ``dest_dir``.
+
+        With ``extract`` (the default) it is then extracted into ``ResultsOf_<UID>/``,
+        refusing members that would land outside that folder, and the folder is
+        returned; otherwise the zip file is. The job stays on the server.
+        """
+        job = await self.get_job(uid)
+        result_uid = job.get("result_uid")
+        if not result_uid:
+            raise NoResult(f"job {job['uid']} has no result (status {job.get('status')})")
+        zip_path, folder = result_paths(job["uid"], dest_dir)
+        expected = job.get("result_sha256")
+        if not expected:
+            expected = (await self.get_data(result_uid)).get("sha256")
+        zip_path.parent.mkdir(parents=True, exist_ok=True)
+        await self.transport.download(
+            f"/data/{_uid_path(result_uid)}/content", zip_path, expected_sha256=expected, progress=progress
+        )
+        if not extract:
+            return zip_path
+        try:
+            await asyncio.to_thread(extract_replacing, zip_path, folder)
+        except zipfile.BadZipFile:
+            raise IntegrityError(
+                f"the result of job {job['uid']} is not a zip archive; it is kept as {zip_path}"
+            ) from None
+        return folder
+
+    # -- hosts ------------------------------------------------------------------------------------
+    async def list_hosts(self) -> list[dict[str, Any]]:
+        """The volunteer hosts known to the server."""
+        return list((await self.transport.request("GET", "/hosts"))["hosts"])
+
+    # -- any object ----------------------------------------------------------------------------------
+    async def remove(self, uid: str) -> str:
+        """Delete a job, a data or an app by UID; return which kind it was.
+
+        The kind is found by trying each in turn (a job first: it is what users delete most).
+        """
+        key = _uid_path(uid)
+        for kind, path in (("job", "/jobs/"), ("data", "/data/"), ("app", "/apps/")):
+            try:
+                await self.transport.request("DELETE", path + key)
+                return kind
+            except NotFound:
+                continue
+        raise NotFound(f"no job, data or application {parse_uid(uid)} visible to you")
+
+
+def safe_file_name(name: Any, fallback: str) -> str:
+    """A data's name as a plain file name (no folders, no dot-files that hide)."""
+    base = os.path.basename(str(name or "").replace("\\", "/")).strip()
+    if base in ("", ".", ".."):
+        return fallback
+    return base
+
+
+# -- the synchronous facade ------------------------------------------------------------------------
+class Client:
+    """:class:`XWClient` for synchronous code: each method runs the async one to completion.
+
+    It owns a private event loop, so its connections stay open between calls; do not use
+    it from inside a running event loop (use :class:`XWClient` there).
+    """
+
+    def __init__(
+        self, settings: ClientSettings | None = None, *, config: str | os.PathLike[str] | None = None
+    ) -> None:
+        if settings is None:
+            settings = load_settings(config)
+        self._loop = asyncio.new_event_loop()
+        self.aio = XWClient(settings)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self._loop.run_until_complete(coro)
+
+    def close(self) -> None:
+        if not self._loop.is_closed():
+            self._run(self.aio.close())
+            self._loop.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ping(self) -> dict[str, Any]:
+        return self._run(self.aio.ping())
+
+    def version(self) -> dict[str, Any]:
+        return self._run(self.aio.version())
+
+    def whoami(self) -> dict[str, Any]:
+        return self._run(self.aio.whoami())
+
+    def send_data(self, path: str | os.PathLike[str], name: str | None = None) -> dict[str, Any]:
+        return self._run(self.aio.send_data(path, name))
+
+    def list_data(self) -> list[dict[str, Any]]:
+        return self._run(self.aio.list_data())
+
+    def get_data(self, uid: str) -> dict[str, Any]:
+        return self._run(self.aio.get_data(uid))
+
+    def download_data(self, uid: str, dest: str | os.PathLike[str]) -> Path:
+        return self._run(self.aio.download_data(uid, dest))
+
+    def send_app(
+        self, name: str, cpu: str, os: str, path_or_data_uri: str | os.PathLike[str]
+    ) -> dict[str, Any]:
+        return self._run(self.aio.send_app(name, cpu, os, path_or_data_uri))
+
+    def list_apps(self) -> list[dict[str, Any]]:
+        return self._run(self.aio.list_apps())
+
+    def get_app(self, uid_or_name: str) -> dict[str, Any]:
+        return self._run(self.aio.get_app(uid_or_name))
+
+    def submit(
+        self,
+        app: str,
+        args: Sequence[str] | str = (),
+        stdin_path: str | os.PathLike[str] | None = None,
+        label: str | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        return self._run(self.aio.submit(app, args, stdin_path, label, **kwargs))
+
+    def submit_many(self, specs: Sequence[dict[str, Any]], chunk: int = BULK_CHUNK) -> list[dict[str, Any]]:
+        return self._run(self.aio.submit_many(specs, chunk))
+
+    def list_jobs(
+        self, status: str | Iterable[str] | None = None, label: str | None = None
+    ) -> list[dict[str, Any]]:
+        return self._run(self.aio.list_jobs(status, label))
+
+    def get_job(self, uid: str) -> dict[str, Any]:
+        return self._run(self.aio.get_job(uid))
+
+    def list_tasks(self, job: str | None = None) -> list[dict[str, Any]]:
+        return self._run(self.aio.list_tasks(job))
+
+    def remove(self, uid: str) -> str:
+        return self._run(self.aio.remove(uid))
+
+    def fetch_result(self, uid: str, dest_dir: str | os.PathLike[str] = ".", extract: bool = True) -> Path:
+        return self._run(self.aio.fetch_result(uid, dest_dir, extract))
+
+    def wait(
+        self, uids: Iterable[str], poll_s: float = 0.5, timeout_s: float | None = None
+    ) -> list[dict[str, Any]]:
+        return self._run(self.aio.wait(uids, poll_s, timeout_s))
+
+    def list_hosts(self) -> list[dict[str, Any]]:
+        return self._run(self.aio.list_hosts())

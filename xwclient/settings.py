@@ -1,0 +1,145 @@
+"""The client's typed settings, loaded from its config file.
+
+Where the file is looked for, first match wins:
+
+1. ``--xwconfig FILE`` on the command line (or ``config=`` in the SDK);
+2. the ``XWCONFIG`` environment variable;
+3. ``~/.xtremweb/xwrc`` (XWHEP's place).
+
+Keys (XWHEP's properties: ``key=value`` or ``key: value``, ``#`` comments):
+
+- ``dispatcher.servers``  space-separated list of servers (``https://HOST:PORT`` or
+  ``HOST:PORT``); the first is used, the next ones on failure (failover)
+- ``login``               the user's login
+- ``password``            the user's password (keep the file mode 0600)
+- ``ca.file``             the deployment's CA certificate, the only one trusted; a relative
+  path is relative to the config file's folder. XWHEP's ``path.certfile`` is an alias.
+- ``retry_for_s``         how long to keep retrying an unreachable server before giving up
+  (default 30)
+- ``request_timeout_s``   how long one request may take (default 60)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xwcommon.config import as_float, load_properties, resolve_path
+from xwcommon.errors import ConfigError
+
+#: the environment variable naming the config file
+CONFIG_ENV = "XWCONFIG"
+#: XWHEP's per-user config file, relative to the home folder
+USER_CONFIG = Path(".xtremweb") / "xwrc"
+
+DEFAULT_RETRY_FOR_S = 30.0
+DEFAULT_REQUEST_TIMEOUT_S = 60.0
+
+_CA_KEYS = ("ca.file", "path.certfile")
+
+
+@dataclass
+class ClientSettings:
+    """Everything the client needs to reach and authenticate against one deployment."""
+
+    config_file: Path
+    servers: list[str]
+    login: str
+    password: str = field(repr=False)
+    ca_file: Path
+    retry_for_s: float = DEFAULT_RETRY_FOR_S
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    #: every key of the file, for the commands that read more than the above
+    extra: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+def find_config_file(
+    explicit: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    home: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The config file to use: ``explicit``, else ``$XWCONFIG``, else ``~/.xtremweb/xwrc``.
+
+    The file is not required to exist here; :func:`load_settings` says clearly when it does not.
+    """
+    environ = os.environ if env is None else env
+    if explicit:
+        return Path(os.path.expanduser(os.fspath(explicit)))
+    from_env = environ.get(CONFIG_ENV, "").strip()
+    if from_env:
+        return Path(os.path.expanduser(from_env))
+    base = Path(home) if home is not None else Path(os.path.expanduser("~"))
+    return base / USER_CONFIG
+
+
+def load_settings(
+    explicit: str | os.PathLike[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    home: str | os.PathLike[str] | None = None,
+) -> ClientSettings:
+    """Find, read and validate the client config; errors name the file and the key."""
+    path = find_config_file(explicit, env=env, home=home)
+    if not path.is_file():
+        how = _how_found(explicit, env)
+        raise ConfigError(
+            f"client config file {path} ({how}) does not exist; give one with --xwconfig FILE, "
+            f"set ${CONFIG_ENV}, or create ~/{USER_CONFIG.as_posix()} (xwserver init writes one in conf/xwrc)"
+        )
+    return settings_from_properties(load_properties(path), path)
+
+
+def settings_from_properties(values: dict[str, str], path: Path) -> ClientSettings:
+    """Validate already-parsed properties read from ``path``."""
+    servers = values.get("dispatcher.servers", "").split()
+    if not servers:
+        raise ConfigError(
+            f"{path}: key dispatcher.servers is missing or empty; set it to the server, "
+            "e.g. dispatcher.servers=https://xw.example.org:4325"
+        )
+    login = values.get("login", "").strip()
+    if not login:
+        raise ConfigError(f"{path}: key login is missing or empty; set it to your XtremWeb login")
+    if "password" not in values:
+        raise ConfigError(f"{path}: key password is missing; set it to your XtremWeb password")
+    ca_value = next((values[k].strip() for k in _CA_KEYS if values.get(k, "").strip()), "")
+    if not ca_value:
+        raise ConfigError(
+            f"{path}: key ca.file (or XWHEP's path.certfile) is missing; set it to the deployment's "
+            "CA certificate (ca.pem), relative to this file's folder or absolute"
+        )
+    ca_file = resolve_path(ca_value, path.resolve().parent)
+    if not ca_file.is_file():
+        raise ConfigError(
+            f"{path}: key ca.file points at {ca_file}, which does not exist; copy the deployment's "
+            "ca.pem there or fix the key"
+        )
+    retry_for_s = DEFAULT_RETRY_FOR_S
+    if values.get("retry_for_s", "").strip():
+        retry_for_s = as_float(values["retry_for_s"], key=f"{path}: retry_for_s", minimum=0.0)
+    request_timeout_s = DEFAULT_REQUEST_TIMEOUT_S
+    if values.get("request_timeout_s", "").strip():
+        request_timeout_s = as_float(
+            values["request_timeout_s"], key=f"{path}: request_timeout_s", minimum=0.1
+        )
+    return ClientSettings(
+        config_file=path,
+        servers=servers,
+        login=login,
+        password=values["password"],
+        ca_file=ca_file,
+        retry_for_s=retry_for_s,
+        request_timeout_s=request_timeout_s,
+        extra=dict(values),
+    )
+
+
+def _how_found(explicit: object, env: Mapping[str, str] | None) -> str:
+    if explicit:
+        return "from --xwconfig"
+    if (os.environ if env is None else env).get(CONFIG_ENV, "").strip():
+        return f"from ${CONFIG_ENV}"
+    return "the default place"
