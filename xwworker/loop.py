@@ -162,6 +162,8 @@ class Worker:
         self._register_lock = asyncio.Lock()
         self._fatal: BaseException | None = None
         self.registered_at: float | None = None
+        #: the work request in flight, if any
+        self._poll: asyncio.Future[Any] | None = None
         #: counters for logs and tests
         self.completed = 0
         self.failed = 0
@@ -193,7 +195,9 @@ class Worker:
         """Register, work until stopped, hand back what is unfinished; raise a fatal error."""
         try:
             await asyncio.to_thread(self._prepare_dirs)
-            await self._register_first()
+            if not await self._until_stopped(self._register_first()):
+                log.info("stopped before registering")
+                return
             pull = asyncio.create_task(self._pull_loop(), name="xwworker-pull")
             heartbeat = asyncio.create_task(self._heartbeat_loop(), name="xwworker-heartbeat")
             stop = asyncio.create_task(self._stopping.wait())
@@ -220,6 +224,21 @@ class Worker:
             self.released,
         )
 
+    async def _until_stopped(self, coro: Awaitable[None]) -> bool:
+        """Run ``coro`` unless a stop comes first; True if it ran to its end."""
+        work = asyncio.ensure_future(coro)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({work, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await _cancel(stop)
+            if not work.done():
+                await _cancel(work)
+        if work.cancelled():
+            return False
+        work.result()  # raises what registration raised
+        return True
+
     def _prepare_dirs(self) -> None:
         s = self.settings
         s.tmpdir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -232,19 +251,30 @@ class Worker:
     # -- registration --------------------------------------------------------------------------
     async def _register_first(self) -> None:
         """Register, retrying forever, except on errors no retry can fix."""
+        self.host_uid = await asyncio.to_thread(self._read_host_uid)
         while True:
             try:
                 await self._register()
                 return
             except (TLSError, ConfigError):
                 raise
+            except (NotFound, Forbidden) as exc:
+                if self.host_uid is None:
+                    if isinstance(exc, Forbidden):
+                        raise Forbidden(
+                            f"the server refused this identity as a worker: {exc.message}"
+                        ) from exc
+                    raise
+                # the kept host uid is unknown to this server or belongs to another identity
+                log.warning(
+                    "cannot register again as host %s (%s); registering anew", self.host_uid, exc.message
+                )
+                self.host_uid = None
             except AuthenticationError as exc:
                 raise AuthenticationError(
                     f"the server refused login {self.settings.login!r}: {exc.message}; "
                     f"check login and password in {self.settings.config_file or 'the worker config'}"
                 ) from exc
-            except Forbidden as exc:
-                raise Forbidden(f"the server refused this identity as a worker: {exc.message}") from exc
             except (XWError, KeyError, TypeError, ValueError) as exc:
                 delay = self._backoff.next()
                 log.warning("registration failed (%s); retrying in %.1fs", _describe(exc), delay)
@@ -256,6 +286,8 @@ class Worker:
             body["host_uid"] = self.host_uid
         answer = await self.transport.request("POST", "/work/register", json=body, timeout_s=JSON_TIMEOUT_S)
         self.host_uid = str(answer["host_uid"])
+        with contextlib.suppress(OSError):
+            self.settings.host_file.write_text(self.host_uid + "\n", encoding="ascii")
         self.lease_s = float(answer.get("lease_s") or self.lease_s)
         if self.settings.heartbeat_interval_s is None and answer.get("heartbeat_interval_s"):
             self.heartbeat_interval_s = float(answer["heartbeat_interval_s"])
@@ -279,9 +311,16 @@ class Worker:
             log.warning("server does not know host %s any more; registering again", self.host_uid)
             try:
                 await self._register()
-            except NotFound:
+            except (NotFound, Forbidden):
                 self.host_uid = None
                 await self._register()
+
+    def _read_host_uid(self) -> str | None:
+        try:
+            text = self.settings.host_file.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+        return text or None
 
     # -- pulling work --------------------------------------------------------------------------
     async def _pull_loop(self) -> None:
@@ -299,31 +338,48 @@ class Worker:
                 await self._slot_freed.wait()
                 continue
             host_uid = self.host_uid
+            # The request runs as its own task and survives a stop: the server may hand it
+            # jobs after we stopped listening, and only a worker that still reads the answer
+            # can give them back (see _drain).
+            poll = self._poll = asyncio.ensure_future(self._request_work(host_uid, free))
             try:
-                answer = await self.transport.request(
-                    "POST",
-                    "/work/request",
-                    json={
-                        "host_uid": host_uid,
-                        "capacity": free,
-                        "wait_s": self.settings.work_request_wait_s,
-                    },
-                    timeout_s=self.settings.work_request_wait_s + LONG_POLL_MARGIN_S,
-                )
-                assignments = answer.get("assignments") or []
-            except TLSError:
-                raise
-            except NotFound:
-                await self._guarded(self._reregister(host_uid), "registering again")
-                continue
-            except (XWError, AttributeError, TypeError, ValueError) as exc:
+                answer = await asyncio.shield(poll)
+            except asyncio.CancelledError:
+                raise  # stopping: self._poll stays for _drain, which reads its answer
+            except Exception as exc:
+                self._poll = None
+                if isinstance(exc, TLSError):
+                    raise
+                if isinstance(exc, NotFound):
+                    await self._guarded(self._reregister(host_uid), "registering again")
+                    continue
                 delay = self._backoff.next()
-                log.warning("work request failed (%s); retrying in %.1fs", _describe(exc), delay)
+                log.warning(
+                    "work request failed (%s); retrying in %.1fs",
+                    _describe(exc),
+                    delay,
+                    exc_info=not isinstance(exc, XWError),
+                )
                 await self._sleep(delay)
+                continue
+            self._poll = None
+            assignments = answer.get("assignments") if isinstance(answer, dict) else None
+            if not isinstance(assignments, list):
+                log.warning("work request: unexpected answer %.200r", answer)
+                await self._sleep(self._backoff.next())
                 continue
             self._backoff.reset()
             for body in assignments:
                 self._accept(body)
+
+    async def _request_work(self, host_uid: str | None, capacity: int) -> Any:
+        wait_s = self.settings.work_request_wait_s
+        return await self.transport.request(
+            "POST",
+            "/work/request",
+            json={"host_uid": host_uid, "capacity": capacity, "wait_s": wait_s},
+            timeout_s=wait_s + LONG_POLL_MARGIN_S,
+        )
 
     def _accept(self, body: Any) -> None:
         try:
@@ -339,6 +395,7 @@ class Worker:
         run.task = asyncio.create_task(self._run_task(run), name=f"xwworker-task-{assignment.task_uid}")
         self.tasks[run.uid] = run
         run.task.add_done_callback(lambda t, uid=run.uid: self._task_done(uid, t))  # type: ignore[misc]
+        self._write_state()
         log.info(
             "task %s: job %s (%s %s)",
             run.uid,
@@ -350,6 +407,8 @@ class Worker:
     def _task_done(self, uid: str, task: asyncio.Task[None]) -> None:
         self.tasks.pop(uid, None)
         self._slot_freed.set()
+        if not self.stopping:
+            self._write_state()
         if task.cancelled():
             return
         exc = task.exception()
@@ -362,7 +421,12 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             await self._sleep(self.heartbeat_interval_s)
-            await self.heartbeat()
+            try:
+                await self.heartbeat()
+            except TLSError:
+                raise
+            except Exception:
+                log.exception("heartbeat failed")
 
     async def heartbeat(self) -> None:
         """One heartbeat: extend the leases of all our tasks; stop those the server cancelled."""
@@ -418,9 +482,15 @@ class Worker:
             await call
         except TLSError:
             raise
-        except (XWError, KeyError, TypeError, ValueError) as exc:
+        except Exception as exc:
             delay = self._backoff.next()
-            log.warning("%s failed (%s); retrying in %.1fs", what, _describe(exc), delay)
+            log.warning(
+                "%s failed (%s); retrying in %.1fs",
+                what,
+                _describe(exc),
+                delay,
+                exc_info=not isinstance(exc, XWError),
+            )
             await self._sleep(delay)
 
     # -- one task ------------------------------------------------------------------------------
@@ -546,26 +616,61 @@ class Worker:
 
     # -- stopping ------------------------------------------------------------------------------
     async def _drain(self) -> None:
-        """Let running tasks finish within the grace period, then kill and hand back the rest."""
+        """Let running tasks finish within the grace period, then kill and hand back the rest.
+
+        A work request still in flight is waited for too (a second stop signal cuts the
+        wait): the server goes on serving a long-poll whose client went away, and jobs it
+        hands out then would stay RUNNING until their lease expires, spending a retry.
+        Reading the answer lets us hand them back at once.
+        """
+        poll, self._poll = self._poll, None
+        if self._fatal is not None and poll is not None:
+            await _cancel(poll)
+            poll = None
         if self.tasks and not self._hurry.is_set():
             grace_s = self.settings.shutdown_grace_s
             log.info("waiting up to %.0fs for %d running task(s) to finish", grace_s, len(self.tasks))
-            all_done = asyncio.ensure_future(asyncio.wait([r.task for r in self.tasks.values() if r.task]))
-            hurry = asyncio.ensure_future(self._hurry.wait())
-            await asyncio.wait({all_done, hurry}, timeout=grace_s, return_when=asyncio.FIRST_COMPLETED)
-            await _cancel(all_done)
-            await _cancel(hurry)
+            await self._wait_unless_hurried([r.task for r in self.tasks.values() if r.task], grace_s)
         unfinished = list(self.tasks.values())
-        if not unfinished:
+        if unfinished:
+            log.info("killing %d unfinished task(s)", len(unfinished))
+            for run in unfinished:
+                if run.task is not None:
+                    run.task.cancel()
+            await asyncio.gather(*(r.task for r in unfinished if r.task), return_exceptions=True)
+        late = await self._late_assignments(poll)
+        if self._fatal is None:
+            await self._release([r.uid for r in unfinished if not r.cancelled_by_server] + late)
+
+    async def _late_assignments(self, poll: asyncio.Future[Any] | None) -> list[str]:
+        """The task uids the in-flight work request brings back (after waiting for it)."""
+        if poll is None:
+            return []
+        if not poll.done() and not self._hurry.is_set():
+            wait_s = self.settings.work_request_wait_s + LONG_POLL_MARGIN_S
+            log.info("waiting for the pending work request to return (stop again to skip)")
+            await self._wait_unless_hurried([poll], wait_s)
+        if not poll.done():
+            await _cancel(poll)
+            return []
+        if poll.cancelled() or poll.exception() is not None:
+            return []
+        answer = poll.result()
+        bodies = answer.get("assignments") if isinstance(answer, dict) else None
+        uids = [str(b["task_uid"]) for b in bodies or [] if isinstance(b, dict) and b.get("task_uid")]
+        if uids:
+            log.info("%d task(s) arrived while stopping; handing them back", len(uids))
+        return uids
+
+    async def _wait_unless_hurried(self, aws: list[asyncio.Future[Any]], timeout_s: float) -> None:
+        """Wait until all of ``aws`` are done, ``timeout_s`` passed, or a second stop came."""
+        if not aws:
             return
-        log.info("killing %d unfinished task(s)", len(unfinished))
-        for run in unfinished:
-            if run.task is not None:
-                run.task.cancel()
-        await asyncio.gather(*(r.task for r in unfinished if r.task), return_exceptions=True)
-        if self._fatal is not None or self.host_uid is None:
-            return
-        await self._release([r.uid for r in unfinished if not r.cancelled_by_server])
+        all_done = asyncio.ensure_future(asyncio.wait(aws))
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        await asyncio.wait({all_done, hurry}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        await _cancel(all_done)
+        await _cancel(hurry)
 
     async def _release(self, uids: list[str]) -> None:
         """Hand tasks back to the server (best effort, bounded in time)."""

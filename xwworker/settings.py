@@ -112,6 +112,11 @@ class WorkerSettings:
         return self.tmpdir / "results"
 
     @property
+    def host_file(self) -> Path:
+        """The host uid the server gave, kept so that a restarted worker is the same host."""
+        return self.tmpdir / "xwworker.host"
+
+    @property
     def state_file(self) -> Path:
         """Written by a running worker (pid, host, server, tasks), read by ``xwworker status``."""
         return self.tmpdir / "xwworker.state.json"

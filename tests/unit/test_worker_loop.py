@@ -1,0 +1,458 @@
+"""The worker's pull loop against a small in-process HTTPS server speaking the /work API.
+
+The stub server answers what the real one would, and can be told to misbehave (409 on a
+report, 404 for a forgotten host, a cancel in a heartbeat, a job handed out while the
+worker stops), which the real server does only in rare races. Jobs are real processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import io
+import ipaddress
+import json
+import ssl
+import zipfile
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from xwcommon.errors import TLSError
+from xwworker.loop import Backoff, Worker
+from xwworker.settings import WorkerSettings
+
+API = "/api/v1"
+
+
+# -- a throwaway PKI -------------------------------------------------------------------------------
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def make_ca(folder: Path, cn: str) -> tuple[Path, ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(_name(cn))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    path = folder / f"{cn}.pem"
+    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return path, key, cert
+
+
+def server_context(
+    folder: Path, ca_key: ec.EllipticCurvePrivateKey, ca_cert: x509.Certificate
+) -> ssl.SSLContext:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("127.0.0.1"))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_file, key_file = folder / "server.pem", folder / "server.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
+# -- the stub server -----------------------------------------------------------------------------------
+@dataclass
+class StubServer:
+    """Just enough of the /work API; every call is recorded in ``calls``."""
+
+    data: dict[str, bytes] = field(default_factory=dict)
+    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    results: dict[str, bytes] = field(default_factory=dict)
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    released: list[str] = field(default_factory=list)
+    cancel: set[str] = field(default_factory=set)
+    report_status: int = 200
+    forget_host_once: bool = False
+    #: set while a work request waits, so a test can act at that moment
+    polling: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    hosts: int = 0
+
+    def add_data(self, content: bytes) -> dict[str, Any]:
+        sha = hashlib.sha256(content).hexdigest()
+        uid = f"data-{len(self.data)}"
+        self.data[uid] = content
+        return {"data_uid": uid, "sha256": sha, "size": len(content)}
+
+    def called(self, name: str) -> list[Any]:
+        return [body for n, body in self.calls if n == name]
+
+    def _record(self, name: str, body: Any) -> None:
+        self.calls.append((name, body))
+        self.changed.set()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+        async def loop() -> None:
+            while not predicate():
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(loop(), timeout_s)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        r = app.router
+        r.add_post(f"{API}/login", self.login)
+        r.add_post(f"{API}/work/register", self.register)
+        r.add_post(f"{API}/work/request", self.request)
+        r.add_post(f"{API}/work/heartbeat", self.heartbeat)
+        r.add_post(f"{API}/work/tasks/{{uid}}/result", self.result)
+        r.add_post(f"{API}/work/tasks/{{uid}}/report", self.report)
+        r.add_post(f"{API}/work/release", self.release)
+        r.add_get(f"{API}/data/{{uid}}/content", self.content)
+        return app
+
+    async def login(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._record("login", body)
+        if body != {"login": "w", "password": "pw"}:
+            return web.json_response({"error": "unauthorized", "message": "bad credentials"}, status=401)
+        return web.json_response({"token": "t0k", "expires_at": "2099-01-01T00:00:00Z", "user": {}})
+
+    async def register(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._record("register", body)
+        self.hosts += 1
+        uid = body.get("host_uid") or f"host-{self.hosts}"
+        return web.json_response({"host_uid": uid, "lease_s": 60, "heartbeat_interval_s": 0.2})
+
+    async def request(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._record("request", body)
+        if self.forget_host_once:
+            self.forget_host_once = False
+            return web.json_response({"error": "not_found", "message": "no such host"}, status=404)
+        out = []
+        self.polling.set()
+        try:
+            out.append(await asyncio.wait_for(self.queue.get(), body["wait_s"]))
+            while len(out) < body["capacity"] and not self.queue.empty():
+                out.append(self.queue.get_nowait())
+        except TimeoutError:
+            pass
+        finally:
+            self.polling.clear()
+        return web.json_response({"assignments": out})
+
+    async def heartbeat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._record("heartbeat", body)
+        cancel = [u for u in body["task_uids"] if u in self.cancel]
+        return web.json_response({"lease_s": 60, "cancel": cancel})
+
+    async def result(self, request: web.Request) -> web.Response:
+        content = await request.read()
+        uid = request.match_info["uid"]
+        assert hashlib.sha256(content).hexdigest() == request.query["sha256"]
+        assert len(content) == int(request.query["size"])
+        self.results[uid] = content
+        self._record("result", uid)
+        return web.json_response({"result_uid": f"result-of-{uid}"})
+
+    async def report(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        uid = request.match_info["uid"]
+        self._record("report", (uid, body))
+        if self.report_status != 200:
+            return web.json_response({"error": "conflict", "message": "not live"}, status=self.report_status)
+        self.reports[uid] = body
+        self.changed.set()
+        return web.json_response({"job_status": body["status"]})
+
+    async def release(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self._record("release", body)
+        self.released.extend(body["task_uids"])
+        return web.json_response({"released": len(body["task_uids"])})
+
+    async def content(self, request: web.Request) -> web.Response:
+        uid = request.match_info["uid"]
+        self._record("content", uid)
+        data = self.data[uid]
+        return web.Response(body=data, headers={"X-XW-SHA256": hashlib.sha256(data).hexdigest()})
+
+
+@dataclass
+class Grid:
+    stub: StubServer
+    url: str
+    ca_file: Path
+    other_ca_file: Path
+    tmp: Path
+
+    def settings(self, **overrides: Any) -> WorkerSettings:
+        s = WorkerSettings(
+            servers=[self.url],
+            login="w",
+            password="pw",
+            ca_file=self.ca_file,
+            tmpdir=self.tmp / "worker",
+            workpool_size=2,
+            heartbeat_interval_s=0.2,
+            shutdown_grace_s=5.0,
+            work_request_wait_s=0.5,
+            kill_grace_s=0.5,
+        )
+        for k, v in overrides.items():
+            setattr(s, k, v)
+        return s
+
+    def worker(self, **overrides: Any) -> Worker:
+        return Worker(self.settings(**overrides), backoff=Backoff(0.05, 0.2))
+
+
+@pytest.fixture
+async def grid(tmp_path: Path) -> AsyncIterator[Grid]:
+    ca_file, ca_key, ca_cert = make_ca(tmp_path, "deployment-ca")
+    other_ca_file, _, _ = make_ca(tmp_path, "some-other-ca")
+    stub = StubServer()
+    runner = web.AppRunner(stub.app())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_context(tmp_path, ca_key, ca_cert))
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield Grid(stub, f"https://127.0.0.1:{port}", ca_file, other_ca_file, tmp_path)
+    finally:
+        await runner.cleanup()
+
+
+def script(body: str) -> bytes:
+    return ("#!/usr/bin/env python3\n" + body).encode()
+
+
+def assignment(stub: StubServer, uid: str, binary: bytes, *args: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "task_uid": uid,
+        "job_uid": f"job-of-{uid}",
+        "app_name": "app",
+        "args": list(args),
+        "lease_expires_at": "2099-01-01T00:00:00Z",
+        "binary": stub.add_data(binary),
+        "stdin": None,
+        "env": None,
+        **extra,
+    }
+
+
+# -- tests -----------------------------------------------------------------------------------------------
+async def test_an_assignment_is_run_uploaded_and_reported(grid: Grid) -> None:
+    stub = grid.stub
+    env = io.BytesIO()
+    with zipfile.ZipFile(env, "w") as zf:
+        zf.writestr("in/x.txt", "6")
+    binary = script(
+        "import sys\nx = int(open('in/x.txt').read())\nprint(x * int(sys.argv[1]), sys.stdin.read())\n"
+    )
+    stub.queue.put_nowait(
+        assignment(
+            stub, "t1", binary, "7", stdin=stub.add_data(b"from stdin"), env=stub.add_data(env.getvalue())
+        )
+    )
+    worker = grid.worker()
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: "t1" in stub.reports)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+
+    register = stub.called("register")[0]
+    assert {"name", "os", "cpu", "cores", "memory_bytes", "disk_free_bytes", "tags", "version"} <= set(
+        register
+    )
+    assert stub.reports["t1"] == {
+        "status": "COMPLETED",
+        "exit_code": 0,
+        "message": None,
+        "result_uid": "result-of-t1",
+    }
+    with zipfile.ZipFile(io.BytesIO(stub.results["t1"])) as zf:
+        assert zf.read("stdout.txt") == b"42 from stdin\n"
+        assert "app" not in zf.namelist()
+    assert stub.released == []
+    assert worker.completed == 1
+    assert list((grid.tmp / "worker" / "tasks").iterdir()) == []
+    assert list((grid.tmp / "worker" / "results").iterdir()) == []
+
+
+async def test_a_failing_job_is_reported_as_error_with_its_exit_code(grid: Grid) -> None:
+    stub = grid.stub
+    stub.queue.put_nowait(assignment(stub, "t1", script("import sys\nsys.exit(5)\n")))
+    worker = grid.worker()
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: "t1" in stub.reports)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert stub.reports["t1"]["status"] == "ERROR"
+    assert stub.reports["t1"]["exit_code"] == 5
+    assert stub.reports["t1"]["message"] == "exited with code 5"
+    assert stub.reports["t1"]["result_uid"] == "result-of-t1"
+
+
+async def test_tasks_sharing_a_binary_download_it_once(grid: Grid) -> None:
+    stub = grid.stub
+    binary = script("print('hi')\n")
+    first = assignment(stub, "t1", binary)
+    second = dict(first, task_uid="t2", job_uid="job-of-t2")
+    stub.queue.put_nowait(first)
+    stub.queue.put_nowait(second)
+    worker = grid.worker()
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: {"t1", "t2"} <= set(stub.reports))
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert stub.called("content") == [first["binary"]["data_uid"]]
+
+
+async def test_a_409_on_report_drops_the_task_and_the_worker_goes_on(grid: Grid) -> None:
+    stub = grid.stub
+    stub.report_status = 409
+    stub.queue.put_nowait(assignment(stub, "t1", script("print(1)\n")))
+    worker = grid.worker()
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: len(stub.called("report")) == 1)
+    stub.report_status = 200
+    stub.queue.put_nowait(assignment(stub, "t2", script("print(2)\n")))
+    await stub.wait_for(lambda: "t2" in stub.reports)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert len(stub.called("report")) == 2  # the refused report was not retried
+    assert "t1" not in stub.reports
+    assert stub.released == []
+    assert not (grid.tmp / "worker" / "tasks" / "t1").exists()
+
+
+async def test_a_task_the_server_cancels_is_killed_and_not_reported(grid: Grid, tmp_path: Path) -> None:
+    stub = grid.stub
+    pid_file = tmp_path / "job.pid"
+    binary = script(
+        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
+    )
+    stub.queue.put_nowait(assignment(stub, "t1", binary))
+    worker = grid.worker()
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: any("t1" in hb["task_uids"] for hb in stub.called("heartbeat")))
+    await stub.wait_for(lambda: pid_file.exists() and pid_file.read_text() != "")
+    pid = int(pid_file.read_text())
+    stub.cancel.add("t1")
+    await stub.wait_for(lambda: "t1" not in worker.tasks)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert stub.called("report") == []
+    assert stub.released == []
+
+
+async def test_stopping_hands_back_unfinished_tasks_after_the_grace_period(grid: Grid) -> None:
+    stub = grid.stub
+    stub.queue.put_nowait(assignment(stub, "slow", script("import time\ntime.sleep(600)\n")))
+    stub.queue.put_nowait(assignment(stub, "fast", script("import time\ntime.sleep(0.3)\n")))
+    worker = grid.worker(shutdown_grace_s=2.0)
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: len(worker.tasks) == 2)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert stub.reports["fast"]["status"] == "COMPLETED"  # finished within the grace period
+    assert stub.released == ["slow"]
+    assert stub.called("release")[0]["host_uid"] == "host-1"
+    assert "slow" not in stub.reports
+
+
+async def test_a_job_handed_out_while_the_worker_stops_is_handed_back(grid: Grid) -> None:
+    stub = grid.stub
+    worker = grid.worker(work_request_wait_s=5.0)
+    run = asyncio.create_task(worker.run())
+    await asyncio.wait_for(stub.polling.wait(), 10)
+    worker.stop()
+    await asyncio.sleep(0.2)  # the worker stopped listening; the server does not know
+    stub.queue.put_nowait(assignment(stub, "late", script("print('never')\n")))
+    await asyncio.wait_for(run, 20)
+    assert stub.released == ["late"]
+    assert stub.called("content") == []
+
+
+async def test_a_forgotten_host_registers_again_with_its_uid(grid: Grid) -> None:
+    stub = grid.stub
+    stub.forget_host_once = True
+    worker = grid.worker()
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: len(stub.called("register")) == 2 and len(stub.called("request")) >= 2)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    first, second = stub.called("register")
+    assert "host_uid" not in first
+    assert second["host_uid"] == "host-1"
+
+
+async def test_a_restarted_worker_registers_as_the_same_host(grid: Grid) -> None:
+    for _ in range(2):
+        worker = grid.worker()
+        run = asyncio.create_task(worker.run())
+        await grid.stub.wait_for(lambda w=worker: w.host_uid is not None)  # type: ignore[misc]
+        worker.stop()
+        await asyncio.wait_for(run, 20)
+    assert [r.get("host_uid") for r in grid.stub.called("register")] == [None, "host-1"]
+
+
+async def test_a_server_certificate_from_another_ca_is_fatal(grid: Grid) -> None:
+    worker = grid.worker(ca_file=grid.other_ca_file)
+    with pytest.raises(TLSError, match="not signed by the deployment CA"):
+        await asyncio.wait_for(worker.run(), 20)
+    assert grid.stub.calls == []
+
+
+async def test_state_file_shows_the_host_and_is_removed_on_exit(grid: Grid) -> None:
+    worker = grid.worker()
+    run = asyncio.create_task(worker.run())
+    await grid.stub.wait_for(lambda: len(grid.stub.called("heartbeat")) >= 1)
+    state = json.loads(worker.settings.state_file.read_text())
+    assert state["host_uid"] == "host-1"
+    assert state["server"] == grid.url
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert not worker.settings.state_file.exists()
