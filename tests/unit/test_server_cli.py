@@ -193,3 +193,12 @@ def test_the_sample_config_is_what_init_writes() -> None:
         "regenerate it: python -c 'from xwserver.home import render_server_conf, SAMPLE_URL; "
         'print(render_server_conf(SAMPLE_URL), end="")\' > conf/xwserver.conf.sample'
     )
+
+
+def test_a_database_password_is_not_printed() -> None:
+    from xwserver.cli import _safe_db_url
+
+    assert _safe_db_url("postgresql+asyncpg://xw:pa55@db.example.org:5432/xw") == (
+        "postgresql+asyncpg://xw:***@db.example.org:5432/xw"
+    )
+    assert _safe_db_url("sqlite+aiosqlite:////var/xw.db") == "sqlite+aiosqlite:////var/xw.db"
