@@ -89,7 +89,7 @@ def console(settings: WorkerSettings, args: argparse.Namespace) -> int:
             asyncio.run(_run_worker(settings))
         except XWError as exc:
             log.critical("%s", exc.message)
-            return 1
+            return 2 if isinstance(exc, ConfigError) else 1
     return 0
 
 

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -117,6 +118,15 @@ class Backoff:
 
 def make_transport(settings: WorkerSettings) -> Transport:
     """The worker's transport: it never stops retrying an unreachable server."""
+    try:
+        return _transport(settings)
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"ca.file: {settings.ca_file} is not a usable PEM certificate ({exc.reason})"
+        ) from exc
+
+
+def _transport(settings: WorkerSettings) -> Transport:
     return Transport(
         settings.servers,
         settings.ca_file,

@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from xwcommon.errors import TLSError
+from xwworker.activation import ActivationPolicy
 from xwworker.loop import Backoff, Worker
 from xwworker.settings import WorkerSettings
 
@@ -456,3 +457,44 @@ async def test_state_file_shows_the_host_and_is_removed_on_exit(grid: Grid) -> N
     worker.stop()
     await asyncio.wait_for(run, 20)
     assert not worker.settings.state_file.exists()
+
+
+class Switch(ActivationPolicy):
+    """A policy a test turns on and off; it records the times it was asked about."""
+
+    check_interval_s = 0.05
+
+    def __init__(self) -> None:
+        self.on = False
+        self.asked: list[float] = []
+
+    def allows(self, now: float) -> bool:
+        self.asked.append(now)
+        return self.on
+
+
+async def test_no_work_is_asked_for_while_the_activation_policy_says_no(grid: Grid) -> None:
+    policy = Switch()
+    worker = Worker(grid.settings(), policy=policy, clock=lambda: 1234.0, backoff=Backoff(0.05, 0.2))
+    run = asyncio.create_task(worker.run())
+    await grid.stub.wait_for(lambda: len(grid.stub.called("heartbeat")) >= 2)
+    assert grid.stub.called("request") == []
+    assert policy.asked and set(policy.asked) == {1234.0}
+    policy.on = True
+    await grid.stub.wait_for(lambda: len(grid.stub.called("request")) >= 1)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+
+
+async def test_a_second_stop_skips_the_grace_period(grid: Grid) -> None:
+    stub = grid.stub
+    stub.queue.put_nowait(assignment(stub, "slow", script("import time\ntime.sleep(600)\n")))
+    worker = grid.worker(shutdown_grace_s=600.0)
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: len(worker.tasks) == 1)
+    worker.stop()
+    await asyncio.sleep(0.3)
+    assert not run.done()
+    worker.stop()
+    await asyncio.wait_for(run, 10)
+    assert stub.released == ["slow"]
