@@ -27,7 +27,7 @@ from xwcommon.uri import is_uid, parse_uid
 
 from . import formats
 from .exitcodes import describe_error, exit_code_for
-from .sdk import NoResult, XWClient, safe_file_name
+from .sdk import XWClient, safe_file_name
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ async def cmd_download(ctx: Context) -> int:
     async def fetch(uid: str) -> None:
         data = await ctx.client.get_data(uid)
         target = ctx.cwd / safe_file_name(data.get("name"), data["uid"])
-        same = target.is_file() and sha256_file(target)[0] == data.get("sha256")
+        same = target.is_file() and (await asyncio.to_thread(sha256_file, target))[0] == data.get("sha256")
         if same and not ctx.inv.flag("xwoverride"):
             log.info("%s already holds data %s; kept", target, data["uid"])
         else:
@@ -518,4 +518,4 @@ async def cmd_version(ctx: Context) -> int:
     return 0
 
 
-__all__ = ["COMMANDS", "ORDERED", "Command", "Context", "Invocation", "NoResult", "UsageError", "command"]
+__all__ = ["COMMANDS", "ORDERED", "Command", "Context", "Invocation", "UsageError", "command"]
