@@ -254,7 +254,11 @@ class Transport:
             headers = {}
             if auth and self._token:
                 headers["Authorization"] = f"Bearer {self._token}"
-            timeout = aiohttp.ClientTimeout(total=timeout_s or self.request_timeout_s, sock_connect=10)
+            if data_factory is not None or consumer is not None:
+                # a transfer may take long; what must not happen is silence for too long
+                timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self.request_timeout_s)
+            else:
+                timeout = aiohttp.ClientTimeout(total=timeout_s or self.request_timeout_s, sock_connect=10)
             try:
                 async with self.session.request(
                     method,
