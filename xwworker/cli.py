@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     except XWError as exc:
         print(f"{NAME}: {exc.message}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. a pid or log folder that cannot be created
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"{NAME}: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -251,12 +251,15 @@ class Worker:
 
     def _prepare_dirs(self) -> None:
         s = self.settings
-        s.tmpdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # scratch dirs and results left by an earlier run belong to tasks whose leases are gone
-        for leftover in (s.tasks_dir, s.results_dir):
-            shutil.rmtree(leftover, ignore_errors=True)
-        for d in (s.cache_dir, s.tasks_dir, s.results_dir):
-            d.mkdir(parents=True, exist_ok=True)
+        try:
+            s.tmpdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # scratch dirs and results left by an earlier run belong to tasks whose leases are gone
+            for leftover in (s.tasks_dir, s.results_dir):
+                shutil.rmtree(leftover, ignore_errors=True)
+            for d in (s.cache_dir, s.tasks_dir, s.results_dir):
+                d.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"path.tmpdir: cannot use {s.tmpdir}: {exc.strerror or exc}") from exc
 
     # -- registration --------------------------------------------------------------------------
     async def _register_first(self) -> None:
