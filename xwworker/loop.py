@@ -133,7 +133,7 @@ def _transport(settings: WorkerSettings) -> Transport:
         settings.login,
         settings.password,
         retry_for_s=None,
-        # JSON calls pass their own short timeouts; this bounds one file transfer
+        # JSON calls pass their own timeouts; for file transfers this limits silence, not duration
         request_timeout_s=settings.transfer_timeout_s,
         connections=2 * settings.workpool_size + 4,
     )

@@ -18,7 +18,7 @@ The file is an XWHEP properties file (``key=value`` or ``key: value``). Keys:
 - ``shutdown_grace_s``     on stop, how long running jobs may go on before they are killed and
                            handed back (default 30)
 - ``work_request_wait_s``  how long one work request may wait on the server (long-poll)
-- ``transfer_timeout_s``   upper bound for one file upload or download
+- ``transfer_timeout_s``   a file upload or download silent for this long is retried (default 120)
 - ``kill_grace_s``         seconds between SIGTERM and SIGKILL when a job is stopped
 - ``activator.class``      when the machine may compute (default ``always``; XWHEP's
                            ``xtremweb.worker.AlwaysActive`` is accepted)
@@ -48,7 +48,7 @@ ENV_PREFIX = "XWWORKER_"
 
 SHUTDOWN_GRACE_S = 30.0
 KILL_GRACE_S = 5.0
-TRANSFER_TIMEOUT_S = 6 * 3600.0
+TRANSFER_TIMEOUT_S = 120.0
 
 _KNOWN_KEYS = (
     "dispatcher.servers",
