@@ -61,7 +61,12 @@ def pinned_ssl_context(ca_file: str | os.PathLike[str]) -> ssl.SSLContext:
         raise ConfigError(f"CA certificate {path} does not exist; copy the deployment's ca.pem there")
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_verify_locations(cafile=str(path))
+    try:
+        ctx.load_verify_locations(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"CA certificate {path} is not a PEM certificate ({exc.reason}); use the deployment's ca.pem"
+        ) from exc
     return ctx
 
 
@@ -288,13 +293,13 @@ class Transport:
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError, _Retry) as exc:
                 if deadline is not None and time.monotonic() + delay > deadline:
                     raise ServerUnreachable(
-                        f"no server answered ({', '.join(self.servers)}): {exc or type(exc).__name__}; "
+                        f"no server answered ({', '.join(self.servers)}): {str(exc) or type(exc).__name__}; "
                         "check that the server runs and dispatcher.servers is right"
                     ) from exc
                 log.warning(
                     "server %s unreachable (%s); retrying in %.1fs",
                     self.server,
-                    exc or type(exc).__name__,
+                    str(exc) or type(exc).__name__,
                     delay,
                 )
                 self._current = (self._current + 1) % len(self.servers)
