@@ -1,0 +1,11 @@
+"""Helpers for the tests that run real processes (tests/integration, tests/chaos).
+
+- :mod:`helpers.net`        free loopback ports, a plain TCP listener that records connections
+- :mod:`helpers.waiting`    bounded waits: a hang fails with a message instead of hanging
+- :mod:`helpers.databases`  a fresh PostgreSQL or MariaDB database per test, dropped afterwards
+- :mod:`helpers.api`        a small synchronous HTTPS client to observe a server (jobs, tasks)
+- :mod:`helpers.deployment` a server home, its server process, workers and the client CLI
+
+They use the programs as users do (``python -m xwserver|xwworker|xwclient``); nothing
+here imports the server, the worker or the client.
+"""

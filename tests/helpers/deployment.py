@@ -1,0 +1,492 @@
+"""A whole deployment on loopback, run as users run it: real processes, real TLS.
+
+:class:`Deployment` is a server home made by ``xwserver init`` in a test's folder, its
+server started with ``xwserver start``, any number of workers (``xwworker console``, each
+with its own ``path.tmpdir``) and the client CLI (``python -m xwclient``) run in a working
+folder with ``XWCONFIG`` set to the admin's ``conf/xwrc``.
+
+Every process it starts is ended by :meth:`Deployment.close`, also when the test failed:
+workers get SIGTERM then SIGKILL, the server ``xwserver stop`` then SIGKILL; processes
+are only ever ended by the pid this class recorded for them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+from .api import Api
+from .net import free_port
+from .waiting import wait_until
+
+#: seconds any one CLI call may take before the test fails (a watchdog, not an expectation)
+CLI_TIMEOUT_S = 60.0
+SERVER_START_TIMEOUT_S = 60.0
+WORKER_REGISTER_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 15.0
+FINAL_STATUSES = frozenset({"COMPLETED", "ERROR", "ABORTED"})
+
+#: server settings that make leases, heartbeats and the reaper fast enough for tests
+FAST_LEASES: dict[str, object] = {"lease_s": 3, "heartbeat_interval_s": 0.5, "reaper_interval_s": 0.5}
+
+
+# -- properties files ------------------------------------------------------------------------------
+def read_properties(path: Path) -> dict[str, str]:
+    """``key=value`` / ``key: value`` lines, ``#`` comments (XWHEP's properties)."""
+    values: dict[str, str] = {}
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", "!")):
+            continue
+        cuts = [p for p in (line.find("="), line.find(":")) if p > 0]
+        if cuts:
+            cut = min(cuts)
+            values[line[:cut].strip()] = line[cut + 1 :].strip()
+    return values
+
+
+def write_config(dest: Path, source: Path, overrides: Mapping[str, object]) -> Path:
+    """Copy the properties file ``source`` to ``dest`` with ``overrides`` set (mode 0600)."""
+    values: dict[str, object] = dict(read_properties(source))
+    values.update(overrides)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write("".join(f"{k}={v}\n" for k, v in values.items()))
+    return dest
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"({path} does not exist)"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def python_program(body: str) -> str:
+    """An application script as users send them: a ``#!/usr/bin/env python3`` file."""
+    return "#!/usr/bin/env python3\n" + body.lstrip("\n")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_gone(pid: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def _kill_pid(pid: int, created: float | None = None) -> None:
+    """SIGKILL ``pid`` if it is still the process we recorded (same start time)."""
+    try:
+        proc = psutil.Process(pid)
+        if created is not None and abs(proc.create_time() - created) > 0.5:
+            return  # the pid was recycled: not ours
+        proc.kill()
+    except psutil.NoSuchProcess:
+        return
+    _wait_gone(pid, 10)
+
+
+# -- workers ----------------------------------------------------------------------------------------
+@dataclass
+class WorkerProcess:
+    """One ``xwworker console`` started by a :class:`Deployment`."""
+
+    name: str
+    conf: Path
+    tmpdir: Path
+    log_path: Path
+    proc: subprocess.Popen[bytes]
+    _log: IO[bytes]
+    host_uid: str = ""
+    #: the worker's children (its jobs) seen so far, as (pid, start time): ended at teardown
+    descendants: set[tuple[int, float]] = field(default_factory=set)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def state(self) -> dict[str, Any]:
+        """The worker's state file (pid, host_uid, tasks), or {}."""
+        try:
+            state = json.loads((self.tmpdir / "xwworker.state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def remember_children(self) -> None:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    self.descendants.add((child.pid, child.create_time()))
+
+    def log_text(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: the worker dies without a word to the server (its jobs may run on)."""
+        self.remember_children()
+        if self.alive:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=STOP_TIMEOUT_S)
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM (graceful: finish or hand back tasks), SIGKILL after ``timeout_s``."""
+        self.remember_children()
+        if self.alive:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s / 2)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGTERM)  # a second stop skips the grace periods
+                try:
+                    self.proc.wait(timeout=timeout_s / 2)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(timeout=STOP_TIMEOUT_S)
+        return int(self.proc.returncode)
+
+    def close(self) -> None:
+        try:
+            self.stop()
+        finally:
+            for pid, created in self.descendants:
+                _kill_pid(pid, created)
+            self._log.close()
+
+
+# -- the deployment ----------------------------------------------------------------------------------
+class Deployment:
+    """A server home in ``root`` with its server, workers and client; see the module doc."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        db_url: str | None = None,
+        settings: Mapping[str, object] | None = None,
+    ) -> None:
+        self.root = root
+        self.home = root / "home"
+        self.workdir = root / "client"
+        self.db_url = db_url
+        self.settings = dict(settings or {})
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self.admin_password = "admin-" + secrets.token_hex(8)
+        self.workers: list[WorkerProcess] = []
+        #: every server process seen, as (pid, start time), so that teardown ends them all
+        self.server_pids: list[tuple[int, float]] = []
+        self._api: Api | None = None
+
+    # -- paths ----------------------------------------------------------------------------------
+    @property
+    def server_conf(self) -> Path:
+        return self.home / "conf" / "xwserver.conf"
+
+    @property
+    def admin_conf(self) -> Path:
+        return self.home / "conf" / "xwrc"
+
+    @property
+    def worker_conf(self) -> Path:
+        return self.home / "conf" / "xtremweb.worker.conf"
+
+    @property
+    def keystore(self) -> Path:
+        return self.home / "keystore"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.keystore / "ca.pem"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "var" / "xwserver.pid"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "var" / "log"
+
+    @property
+    def api(self) -> Api:
+        if self._api is None:
+            self._api = Api(self.url, self.ca_file, "admin", self.admin_password)
+        return self._api
+
+    # -- xwserver -------------------------------------------------------------------------------
+    def xwserver(
+        self, *args: str, check: bool = True, timeout_s: float = 90.0
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "xwserver", *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+            cwd=self.root,
+            env=self._env(),
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"xwserver {' '.join(args)} exited {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}"
+            )
+        return proc
+
+    def init(self) -> subprocess.CompletedProcess[str]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = ["init", "--home", str(self.home), "--url", self.url, "--admin-password", self.admin_password]
+        if self.db_url:
+            args += ["--db", self.db_url]
+        done = self.xwserver(*args)
+        if self.settings:
+            with open(self.server_conf, "a", encoding="utf-8") as fh:
+                fh.write("\n# test settings\n")
+                fh.writelines(f"{k}={v}\n" for k, v in self.settings.items())
+        return done
+
+    def server_pid(self) -> int | None:
+        try:
+            text = self.pid_file.read_text(encoding="ascii").strip()
+        except OSError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def start_server(self) -> int:
+        """``xwserver start``: returns once the server answers; its pid."""
+        self.xwserver("start", "--home", str(self.home), "--timeout", str(SERVER_START_TIMEOUT_S))
+        pid = self.server_pid()
+        assert pid is not None and _alive(pid), f"no live server pid after start\n{self.describe()}"
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self.server_pids.append((pid, psutil.Process(pid).create_time()))
+        return pid
+
+    def stop_server(self) -> subprocess.CompletedProcess[str]:
+        return self.xwserver("stop", "--home", str(self.home), "--timeout", "10", check=False, timeout_s=60)
+
+    def kill_server(self) -> int:
+        """SIGKILL the server: no graceful anything, its pid file stays behind."""
+        pid = self.server_pid()
+        assert pid is not None and any(p == pid for p, _ in self.server_pids), "no server of ours to kill"
+        os.kill(pid, signal.SIGKILL)
+        assert _wait_gone(pid, 10), f"server pid {pid} survived SIGKILL"
+        return pid
+
+    # -- the client CLI ---------------------------------------------------------------------------
+    def _env(self, config: Path | None = None) -> dict[str, str]:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith(("XWWORKER_", "XWSERVER_", "XWCONFIG"))
+        }
+        env["XWCONFIG"] = str(config or self.admin_conf)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def client(
+        self,
+        *args: str,
+        config: Path | None = None,
+        stdin: Path | None = None,
+        cwd: Path | None = None,
+        check: bool = True,
+        timeout_s: float = CLI_TIMEOUT_S,
+    ) -> subprocess.CompletedProcess[str]:
+        """``python -m xwclient ARGS`` with ``XWCONFIG`` (default: the admin's xwrc)."""
+        with contextlib.ExitStack() as stack:
+            stdin_stream: Any = subprocess.DEVNULL
+            if stdin is not None:
+                stdin_stream = stack.enter_context(open(stdin, "rb"))
+            proc = subprocess.run(
+                [sys.executable, "-m", "xwclient", *args],
+                stdin=stdin_stream,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+                cwd=cwd or self.workdir,
+                env=self._env(config),
+            )
+        if check and proc.returncode != 0:
+            raise AssertionError(
+                f"xwclient {' '.join(args)} exited {proc.returncode}\n"
+                f"stdout: {proc.stdout}\nstderr: {proc.stderr}\n{self.describe()}"
+            )
+        return proc
+
+    def client_json(self, *args: str) -> Any:
+        return json.loads(self.client(*args, "--xwformat", "json").stdout)
+
+    def send_app(self, name: str, source: str) -> str:
+        """Write ``source`` as an executable script and ``--xwsendapp NAME any any FILE`` it."""
+        script = self.workdir / f"{name}.py"
+        script.write_text(source, encoding="utf-8")
+        script.chmod(0o755)
+        return self.client("--xwsendapp", name, "any", "any", str(script)).stdout.strip()
+
+    def submit(
+        self, app: str, *args: str, stdin: Path | None = None, timeout_s: float = CLI_TIMEOUT_S
+    ) -> str:
+        """``--xwsendwork APP ARGS… [< stdin]``: the new job's UID (its URI must be all of stdout)."""
+        out = self.client("--xwsendwork", app, *args, stdin=stdin, timeout_s=timeout_s).stdout
+        lines = out.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("xw://"), f"xwsendwork printed {out!r}, not one URI"
+        return lines[0].rsplit("/", 1)[1]
+
+    def results(self, uid: str) -> Path:
+        """``--xwresults UID``: the folder ``ResultsOf_<UID>/`` it extracted."""
+        self.client("--xwresults", uid)
+        folder = self.workdir / f"ResultsOf_{uid}"
+        assert (self.workdir / f"ResultsOf_{uid}.zip").is_file(), f"no ResultsOf_{uid}.zip"
+        assert folder.is_dir(), f"xwresults did not extract into {folder}"
+        return folder
+
+    # -- observing -------------------------------------------------------------------------------
+    def wait_for_jobs(self, uids: Iterable[str], *, timeout_s: float = 60.0) -> dict[str, dict[str, Any]]:
+        """Wait until every job is COMPLETED, ERROR or ABORTED; their last state by UID."""
+        wanted = set(uids)
+        seen: dict[str, dict[str, Any]] = {}
+
+        def done() -> bool:
+            seen.update({j["uid"]: j for j in self.api.jobs() if j["uid"] in wanted})
+            return wanted <= seen.keys() and all(seen[u]["status"] in FINAL_STATUSES for u in wanted)
+
+        wait_until(
+            done,
+            timeout_s=timeout_s,
+            interval_s=0.25,
+            what=f"{len(wanted)} job(s) to finish",
+            describe=lambda: self.describe(
+                "job statuses: " + ", ".join(sorted(str(j.get("status")) for j in seen.values()))
+            ),
+        )
+        return {u: seen[u] for u in wanted}
+
+    def wait_for_status(self, uid: str, status: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            job = self.api.job(uid)
+            return job if job["status"] == status else None
+
+        return wait_until(
+            check,
+            timeout_s=timeout_s,
+            interval_s=0.1,
+            what=f"job {uid} to be {status}",
+            describe=self.describe,
+        )
+
+    # -- workers -----------------------------------------------------------------------------------
+    def start_worker(
+        self, *, workpool_size: int = 1, wait_registered: bool = True, **settings: object
+    ) -> WorkerProcess:
+        """``xwworker console`` with a copy of the public worker config and its own tmpdir."""
+        name = f"worker{len(self.workers) + 1}"
+        tmpdir = self.root / name
+        conf = write_config(
+            self.root / f"{name}.conf",
+            self.worker_conf,
+            {
+                "path.tmpdir": tmpdir,
+                "workpool.size": workpool_size,
+                "worker.name": name,
+                "shutdown_grace_s": 2,
+                "kill_grace_s": 1,
+                # a stopping worker waits for its pending long-poll: keep it short
+                "work_request_wait_s": 2,
+                **settings,
+            },
+        )
+        return self.start_worker_with(conf, name=name, tmpdir=tmpdir, wait_registered=wait_registered)
+
+    def start_worker_with(
+        self, conf: Path, *, name: str, tmpdir: Path, wait_registered: bool = True
+    ) -> WorkerProcess:
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        log_path = self.root / f"{name}.log"
+        log = open(log_path, "wb")  # noqa: SIM115 - closed by WorkerProcess.close
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xwworker", "console", "--xwconfig", str(conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmpdir,
+            env=self._env(),
+        )
+        worker = WorkerProcess(name, conf, tmpdir, log_path, proc, log)
+        self.workers.append(worker)
+        if wait_registered:
+
+            def registered() -> str | None:
+                if not worker.alive:
+                    raise AssertionError(
+                        f"{name} exited {proc.returncode} before registering:\n{worker.log_text()}"
+                    )
+                state = worker.state()
+                return state.get("host_uid") if state.get("pid") == worker.pid else None
+
+            worker.host_uid = wait_until(
+                registered,
+                timeout_s=WORKER_REGISTER_TIMEOUT_S,
+                what=f"{name} to register",
+                describe=lambda: worker.log_text(),
+            )
+        return worker
+
+    # -- diagnostics and teardown -------------------------------------------------------------------
+    def describe(self, note: str = "") -> str:
+        parts = [note] if note else []
+        parts.append(f"--- {self.log_dir / 'xwserver.log'}:\n{tail(self.log_dir / 'xwserver.log')}")
+        parts.append(f"--- {self.log_dir / 'xwserver.out'}:\n{tail(self.log_dir / 'xwserver.out', 15)}")
+        for w in self.workers:
+            parts.append(f"--- {w.name} (pid {w.pid}, alive {w.alive}):\n{tail(w.log_path, 25)}")
+        return "\n".join(parts)
+
+    def close(self) -> None:
+        """Stop everything this deployment started, whatever state the test left it in."""
+        errors: list[BaseException] = []
+        for w in self.workers:
+            try:
+                w.close()
+            except BaseException as exc:  # keep going: the server must be stopped too
+                errors.append(exc)
+        if self.home.is_dir():
+            try:
+                self.stop_server()
+            except BaseException as exc:
+                errors.append(exc)
+        for pid, created in self.server_pids:
+            _kill_pid(pid, created)
+        if errors:
+            raise errors[0]
+
+
+#: the ``deployment`` fixture: ``deployment(db_url=None, *, start=True, **server_settings)``
+MakeDeployment = Callable[..., Deployment]
