@@ -98,18 +98,29 @@ async def worker_holds_input(session: AsyncSession, caller: Caller, data_id: int
     return (await session.execute(live)).first() is not None
 
 
-async def get_readable(srv: Server, caller: Caller, uid_text: str) -> Data:
+async def get_readable(
+    srv: Server, caller: Caller, uid_text: str, *, session: AsyncSession | None = None
+) -> Data:
+    """The data if the caller may read it. Pass the caller's open ``session`` when there is
+    one: a second connection would wait forever on SQLite's one-connection pool."""
+    if session is None:
+        async with srv.sessions() as own:
+            return await _readable(own, caller, uid_text)
+    return await _readable(session, caller, uid_text)
+
+
+async def _readable(session: AsyncSession, caller: Caller, uid_text: str) -> Data:
     uid = parse_uid(uid_text)
-    async with srv.sessions() as session:
-        data = (await session.execute(select(Data).where(Data.uid == uid))).scalar_one_or_none()
-        if data is None:
-            raise NotFound(f"no data {uid}")
-        group = await _owner_group(session, data.owner_id)
-        if may(caller, READ, owner_id=data.owner_id, owner_group_id=group, access_rights=data.access_rights):
-            return data
-        if caller.rights == UserLevel.WORKER or caller.rights >= UserLevel.STANDARD:
-            if await worker_holds_input(session, caller, data.id):
-                return data
+    data = (await session.execute(select(Data).where(Data.uid == uid))).scalar_one_or_none()
+    if data is None:
+        raise NotFound(f"no data {uid}")
+    group = await _owner_group(session, data.owner_id)
+    if may(caller, READ, owner_id=data.owner_id, owner_group_id=group, access_rights=data.access_rights):
+        return data
+    if (
+        caller.rights == UserLevel.WORKER or caller.rights >= UserLevel.STANDARD
+    ) and await worker_holds_input(session, caller, data.id):
+        return data
     raise NotFound(f"no data {uid}")
 
 

@@ -61,13 +61,13 @@ class _Resolver:
             self.apps[ref] = await apps_mod.find(session, self.caller, ref, EXEC)
         return self.apps[ref]
 
-    async def data_id(self, ref: Any, what: str) -> int | None:
+    async def data_id(self, session: AsyncSession, ref: Any, what: str) -> int | None:
         if ref is None:
             return None
         if not isinstance(ref, str):
             raise BadRequest(f'"{what}" must be a data UID or URI')
         if ref not in self.data:
-            self.data[ref] = await get_readable(self.srv, self.caller, ref)
+            self.data[ref] = await get_readable(self.srv, self.caller, ref, session=session)
         return self.data[ref].id
 
 
@@ -92,8 +92,8 @@ async def _row(session: AsyncSession, srv: Server, res: _Resolver, spec: Any, no
         "owner_id": res.caller.id,
         "label": label,
         "args": json.dumps(_parse_args(spec.get("args"))),
-        "stdin_data_id": await res.data_id(spec.get("stdin_uid"), "stdin_uid"),
-        "env_data_id": await res.data_id(spec.get("env_uid"), "env_uid"),
+        "stdin_data_id": await res.data_id(session, spec.get("stdin_uid"), "stdin_uid"),
+        "env_data_id": await res.data_id(session, spec.get("env_uid"), "env_uid"),
         "status": JobStatus.PENDING.value,
         "retry": 0,
         "max_retry": max_retry,

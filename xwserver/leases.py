@@ -168,14 +168,19 @@ async def release(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     caller.require(UserLevel.WORKER, "handing tasks back")
     uids = _task_uids(body)
     host = await own_host(srv, caller, body.get("host_uid"))
+    return {"released": await release_tasks(srv, host.id, uids)}
+
+
+async def release_tasks(srv: Server, host_id: int, uids: list[str]) -> int:
+    """Abort a host's live tasks and put their jobs back to PENDING without spending a retry."""
     if not uids:
-        return {"released": 0}
+        return 0
     now = time.time()
     async with srv.sessions.begin() as session:
         rows = (
             await session.execute(
                 select(Task.id, Task.job_id).where(
-                    Task.host_id == host.id, Task.status == TaskStatus.RUNNING, Task.uid.in_(uids)
+                    Task.host_id == host_id, Task.status == TaskStatus.RUNNING, Task.uid.in_(uids)
                 )
             )
         ).all()
@@ -191,7 +196,7 @@ async def release(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                 .values(status=JobStatus.PENDING, started_at=None)
             )
     srv.notifier.notify(len(rows))
-    return {"released": len(rows)}
+    return len(rows)
 
 
 async def reap(srv: Server, *, now: float | None = None, batch: int = 1000) -> int:

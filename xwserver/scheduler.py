@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, insert, select, update
@@ -19,6 +20,7 @@ from xwcommon.uri import new_uid
 from .access import Caller
 from .db.models import App, AppBinary, Data, Host, Job, Task, User
 from .hosts import own_host
+from .leases import release_tasks
 from .state import Server
 from .wire import iso
 
@@ -114,8 +116,19 @@ async def claim(srv: Server, caller: Caller, host: Host, capacity: int) -> list[
     ]
 
 
-async def request_work(srv: Server, caller: Caller, body: Any) -> list[dict[str, Any]]:
-    """Long-poll: claim at once, else wait for a submission (or the re-check timer)."""
+def _always() -> bool:
+    return True
+
+
+async def request_work(
+    srv: Server, caller: Caller, body: Any, *, connected: Callable[[], bool] = _always
+) -> list[dict[str, Any]]:
+    """Long-poll: claim at once, else wait for a submission (or the re-check timer).
+
+    ``connected`` tells whether the worker is still there: jobs claimed for a request
+    whose worker went away meanwhile are handed back at once instead of waiting for
+    their lease to expire (which would also spend a retry).
+    """
     caller.require(UserLevel.WORKER, "requesting work")
     if not isinstance(body, dict):
         raise BadRequest('expected {"host_uid": ..., "capacity": k, "wait_s": s}')
@@ -129,7 +142,13 @@ async def request_work(srv: Server, caller: Caller, body: Any) -> list[dict[str,
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     while True:
+        if not connected():
+            srv.notifier.notify(1)  # pass a wake-up this request may have taken to a live one
+            return []
         got = await claim(srv, caller, host, capacity)
+        if got and not connected():
+            await release_tasks(srv, host.id, [a["task_uid"] for a in got])
+            return []
         remaining = deadline - loop.time()
         if got or remaining <= 0 or srv.notifier.closing:
             return got

@@ -20,6 +20,12 @@ log = logging.getLogger(__name__)
 
 SERVER_KEY = web.AppKey("server", Server)
 
+# Typed keys for what auth_middleware stores on the request: aiohttp 3.14 warns about str
+# keys (an error under the test suite's warnings-as-errors); older aiohttp has no RequestKey.
+_RequestKey: Any = getattr(web, "RequestKey", None)
+CALLER_KEY: Any = _RequestKey("caller", Caller) if _RequestKey else "caller"
+TOKEN_KEY: Any = _RequestKey("token", str) if _RequestKey else "token"
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 #: routes anyone may call without a token
@@ -82,8 +88,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("missing bearer token; log in with POST /api/v1/login")
-    request["caller"] = await resolve_token(request.app[SERVER_KEY], token.strip())
-    request["token"] = token.strip()
+    request[CALLER_KEY] = await resolve_token(request.app[SERVER_KEY], token.strip())
+    request[TOKEN_KEY] = token.strip()
     return await handler(request)
 
 
@@ -92,7 +98,7 @@ def server_of(request: web.Request) -> Server:
 
 
 def caller_of(request: web.Request) -> Caller:
-    caller: Caller = request["caller"]
+    caller: Caller = request[CALLER_KEY]
     return caller
 
 

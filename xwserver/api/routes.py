@@ -13,7 +13,7 @@ from xwcommon.errors import BadRequest
 from .. import apps, data, hosts, jobs, leases, scheduler, users
 from ..db.models import User
 from ..wire import iso
-from .http import Handler, body_chunks, caller_of, ok, query_int, read_json, server_of
+from .http import TOKEN_KEY, Handler, body_chunks, caller_of, ok, query_int, read_json, server_of
 
 
 # -- session -----------------------------------------------------------------------------------------
@@ -27,7 +27,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def logout(request: web.Request) -> web.Response:
-    await users.logout(server_of(request), request["token"])
+    await users.logout(server_of(request), request[TOKEN_KEY])
     return ok()
 
 
@@ -180,8 +180,15 @@ async def work_register(request: web.Request) -> web.Response:
 
 async def work_request(request: web.Request) -> web.Response:
     body = await read_json(request)
-    got = await scheduler.request_work(server_of(request), caller_of(request), body)
+    got = await scheduler.request_work(
+        server_of(request), caller_of(request), body, connected=lambda: _connected(request)
+    )
     return web.json_response({"assignments": got})
+
+
+def _connected(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is not None and not transport.is_closing()
 
 
 async def work_heartbeat(request: web.Request) -> web.Response:
