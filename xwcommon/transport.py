@@ -40,15 +40,14 @@ _RETRYABLE_STATUSES = {502, 503, 504}
 def normalize_server(text: str) -> str:
     """``host``, ``host:port`` or ``https://host:port`` → ``https://host:port``; plaintext refused."""
     s = text.strip().rstrip("/")
-    if s.startswith("http://"):
-        raise ConfigError(f"server {text!r}: plaintext http is refused; use https://")
-    if s.startswith("xw://"):
-        s = s[len("xw://") :]
-    if not s.startswith("https://"):
-        s = "https://" + s
-    hostport = s[len("https://") :]
-    if "/" in hostport:
-        hostport = hostport.split("/", 1)[0]
+    scheme, sep, rest = s.partition("://")
+    if sep:  # schemes are case-insensitive: HTTP:// is plaintext too
+        if scheme.lower() == "http":
+            raise ConfigError(f"server {text!r}: plaintext http is refused; use https://")
+        if scheme.lower() not in {"https", "xw"}:
+            raise ConfigError(f"server {text!r}: unknown scheme {scheme}://; use https://")
+        s = rest
+    hostport = s.split("/", 1)[0]
     if not hostport.rsplit("]", 1)[-1].count(":"):
         hostport = f"{hostport}:{defaults.DEFAULT_PORT}"
     return "https://" + hostport
@@ -65,7 +64,7 @@ def pinned_ssl_context(ca_file: str | os.PathLike[str]) -> ssl.SSLContext:
         ctx.load_verify_locations(cafile=str(path))
     except ssl.SSLError as exc:
         raise ConfigError(
-            f"CA certificate {path} is not a PEM certificate ({exc.reason}); use the deployment's ca.pem"
+            f"ca.file: {path} is not a usable PEM certificate ({exc}); use the deployment's ca.pem"
         ) from exc
     return ctx
 

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from .accesslog import AccessLogFile, access_logger_class
 from .api.http import SERVER_KEY, auth_middleware, errors_middleware
 from .api.routes import add_routes
 from .db.engine import create_engine, migrate
@@ -19,9 +20,6 @@ from .state import Server
 from .store import DataStore
 
 log = logging.getLogger(__name__)
-
-#: Common Log Format
-ACCESS_LOG_FORMAT = '%a - - %t "%r" %s %b'
 
 
 def create_app(srv: Server) -> web.Application:
@@ -49,18 +47,6 @@ def create_app(srv: Server) -> web.Application:
     return app
 
 
-def _access_logger(settings: ServerSettings) -> logging.Logger:
-    logger = logging.getLogger("xwserver.access")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    if not logger.handlers:
-        settings.log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(settings.log_dir / "access.log")
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        logger.addHandler(handler)
-    return logger
-
-
 async def open_server(settings: ServerSettings) -> Server:
     engine = create_engine(settings.db_url)
     await migrate(engine)
@@ -77,13 +63,16 @@ async def serve(settings: ServerSettings, *, stop: asyncio.Event | None = None) 
 
     srv = await open_server(settings)
     app = create_app(srv)
+    settings.log_dir.mkdir(parents=True, exist_ok=True)
+    access_log = AccessLogFile(settings.log_dir / "access.log")
     runner = web.AppRunner(
         app,
-        access_log=_access_logger(settings),
-        access_log_format=ACCESS_LOG_FORMAT,
+        access_log=log,
+        access_log_class=access_logger_class(access_log),
         shutdown_timeout=30.0,
         handle_signals=False,
     )
+    flusher = asyncio.create_task(access_log.run())
     await runner.setup()
     site = web.TCPSite(
         runner,
@@ -105,5 +94,8 @@ async def serve(settings: ServerSettings, *, stop: asyncio.Event | None = None) 
         log.info("xwserver stopping: finishing in-flight requests")
     finally:
         await runner.cleanup()
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
         await srv.engine.dispose()
         log.info("xwserver stopped")

@@ -13,10 +13,11 @@ from xwcommon.levels import UserLevel
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.uri import new_uid, parse_uid
 
+from . import hot
 from .access import Caller
 from .data import check_name
 from .db.models import Host
-from .state import Server, uid_maps
+from .state import HostInfo, Server, uid_maps
 
 MAX_TAGS = 64
 
@@ -72,6 +73,7 @@ async def register(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
             for k, v in values.items():
                 setattr(host, k, v)
             host.last_seen_at = now
+    srv.hosts.drop(host.uid)
     return {
         "host_uid": host.uid,
         "lease_s": srv.settings.lease_s,
@@ -79,13 +81,21 @@ async def register(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     }
 
 
-async def own_host(srv: Server, caller: Caller, uid_text: Any) -> Host:
+async def own_host(srv: Server, caller: Caller, uid_text: Any) -> HostInfo:
     """The caller's enabled host, or a clear error (404 makes the worker register again)."""
     if not isinstance(uid_text, str):
         raise BadRequest('"host_uid" must be the UID given at registration')
     uid = parse_uid(uid_text)
-    async with srv.sessions() as session:
-        host = (await session.execute(select(Host).where(Host.uid == uid))).scalar_one_or_none()
+    now = time.time()
+    host = srv.hosts.get(uid, now)
+    if host is None:
+        async with srv.engine.connect() as conn:
+            row = (await conn.execute(hot.HOST_BY_UID, {"uid": uid})).first()
+        if row is not None:
+            host = HostInfo(
+                id=row.id, uid=uid, owner_id=row.owner_id, os=row.os, cpu=row.cpu, enabled=row.enabled
+            )
+            srv.hosts.put(host, now)
     if host is None or host.owner_id != caller.id:
         raise NotFound(f"no host {uid} for {caller.login}; register again")
     if not host.enabled:

@@ -10,18 +10,21 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from xwcommon.errors import BadRequest, Conflict, NotFound
 from xwcommon.levels import PRIVATE, UserLevel
 from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import parse_uid
 
+from . import hot
 from .access import Caller
 from .data import store_upload
-from .db.models import Data, Host, Job, Task
+from .db.models import Job, Task
 from .hosts import own_host
 from .state import Server
 
@@ -48,44 +51,34 @@ async def heartbeat(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     uids = _task_uids(body)
     host = await own_host(srv, caller, body.get("host_uid"))
     now = time.time()
-    async with srv.sessions.begin() as session:
-        await session.execute(
-            update(Task)
-            .where(Task.host_id == host.id, Task.status == TaskStatus.RUNNING)
-            .values(lease_expires_at=now + srv.settings.lease_s)
-        )
-        await session.execute(update(Host).where(Host.id == host.id).values(last_seen_at=now))
-        live = set()
+    async with srv.engine.begin() as conn:
+        await conn.execute(hot.RENEW_LEASES, {"b_host_id": host.id, "until": now + srv.settings.lease_s})
+        await conn.execute(hot.HOST_SEEN, {"host_id": host.id, "now": now})
+        live: set[str] = set()
         if uids:
-            live = set(
-                (
-                    await session.execute(
-                        select(Task.uid).where(
-                            Task.host_id == host.id, Task.status == TaskStatus.RUNNING, Task.uid.in_(uids)
-                        )
-                    )
-                ).scalars()
-            )
+            live = set((await conn.execute(hot.LIVE_UIDS, {"host_id": host.id, "uids": uids})).scalars())
     return {"lease_s": srv.settings.lease_s, "cancel": [u for u in uids if u not in live]}
 
 
-async def _live_task(srv: Server, caller: Caller, uid_text: str) -> tuple[Task, Job]:
+@dataclass(frozen=True)
+class LiveTask:
+    id: int
+    uid: str
+    job_id: int
+    job_uid: str
+    job_owner_id: int
+
+
+async def _live_task(conn: AsyncConnection, caller: Caller, uid_text: str) -> LiveTask:
+    """The caller's task if it is still live; 404 if it is not the caller's, 409 if it ended."""
     uid = parse_uid(uid_text)
-    async with srv.sessions() as session:
-        row = (
-            await session.execute(
-                select(Task, Job, Host.owner_id)
-                .join(Job, Job.id == Task.job_id)
-                .join(Host, Host.id == Task.host_id)
-                .where(Task.uid == uid)
-            )
-        ).first()
-    if row is None or row[2] != caller.id:
+    row = (await conn.execute(hot.TASK_OF, {"uid": uid})).first()
+    if row is None or row[5] != caller.id:
         raise NotFound(f"no task {uid} held by {caller.login}")
-    task, job, _owner = row
-    if task.status != TaskStatus.RUNNING:
-        raise Conflict(f"task {uid} is {task.status}, no longer live; its job went elsewhere")
-    return task, job
+    task_id, status, job_id, job_uid, job_owner_id, _host_owner = row
+    if status != TaskStatus.RUNNING:
+        raise Conflict(f"task {uid} is {status}, no longer live; its job went elsewhere")
+    return LiveTask(task_id, uid, job_id, job_uid, job_owner_id)
 
 
 async def upload_result(
@@ -99,13 +92,14 @@ async def upload_result(
 ) -> dict[str, Any]:
     """Store a task's result archive; it belongs to the job's owner (delegation)."""
     caller.require(UserLevel.WORKER, "uploading results")
-    task, job = await _live_task(srv, caller, task_uid)
+    async with srv.engine.connect() as conn:
+        task = await _live_task(conn, caller, task_uid)
     data = await store_upload(
         srv,
         caller,
         chunks,
-        name=f"ResultsOf_{job.uid}.zip",
-        owner_id=job.owner_id,
+        name=f"ResultsOf_{task.job_uid}.zip",
+        owner_id=task.job_owner_id,
         access_rights=PRIVATE,
         expected_sha256=sha256,
         expected_size=size,
@@ -118,7 +112,7 @@ async def report(srv: Server, caller: Caller, task_uid: str, body: Any) -> dict[
     if not isinstance(body, dict):
         raise BadRequest('expected {"status": "COMPLETED"|"ERROR", "exit_code": int, ...}')
     try:
-        status = TaskStatus(str(body.get("status", "")).upper())
+        status: TaskStatus | None = TaskStatus(str(body.get("status", "")).upper())
     except ValueError:
         status = None
     if status not in (TaskStatus.COMPLETED, TaskStatus.ERROR):
@@ -126,39 +120,41 @@ async def report(srv: Server, caller: Caller, task_uid: str, body: Any) -> dict[
     exit_code = body.get("exit_code")
     if exit_code is not None and (not isinstance(exit_code, int) or isinstance(exit_code, bool)):
         raise BadRequest('"exit_code" must be an integer or null')
+    if exit_code is not None and not -(2**31) <= exit_code < 2**31:
+        raise BadRequest('"exit_code" is out of range')
     message = body.get("message")
     if message is not None and not isinstance(message, str):
         raise BadRequest('"message" must be a string or null')
     message = message[:MAX_MESSAGE] if message else None
-    task, job = await _live_task(srv, caller, task_uid)
+    result_uid = body.get("result_uid")
+    if result_uid is not None and not isinstance(result_uid, str):
+        raise BadRequest('"result_uid" must be the UID the result upload answered, or null')
     now = time.time()
-    async with srv.sessions.begin() as session:
+    job_status = JobStatus.COMPLETED if status == TaskStatus.COMPLETED else JobStatus.ERROR
+    async with srv.engine.begin() as conn:
+        task = await _live_task(conn, caller, task_uid)
         result_id = None
-        if body.get("result_uid"):
-            result = (
-                await session.execute(select(Data).where(Data.uid == parse_uid(str(body["result_uid"]))))
-            ).scalar_one_or_none()
-            if result is None or result.owner_id != job.owner_id:
+        if result_uid:
+            result = (await conn.execute(hot.RESULT_OF, {"uid": parse_uid(result_uid)})).first()
+            if result is None or result.owner_id != task.job_owner_id:
                 raise BadRequest("result_uid does not name this task's uploaded result")
             result_id = result.id
-        done = await session.execute(
-            update(Task)
-            .where(Task.id == task.id, Task.status == TaskStatus.RUNNING)
-            .values(status=status, ended_at=now, exit_code=exit_code)
+        done = await conn.execute(
+            hot.FINISH_TASK,
+            {"task_id": task.id, "b_status": status.value, "now": now, "b_exit_code": exit_code},
         )
-        if done.rowcount != 1:  # type: ignore[attr-defined]
+        if done.rowcount != 1:
             raise Conflict(f"task {task.uid} is no longer live")
-        job_status = JobStatus.COMPLETED if status == TaskStatus.COMPLETED else JobStatus.ERROR
-        await session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.status == JobStatus.RUNNING)
-            .values(
-                status=job_status,
-                exit_code=exit_code,
-                message=message,
-                result_data_id=result_id,
-                completed_at=now,
-            )
+        await conn.execute(
+            hot.FINISH_JOB,
+            {
+                "job_id": task.job_id,
+                "b_status": job_status.value,
+                "b_exit_code": exit_code,
+                "b_message": message,
+                "result_id": result_id,
+                "now": now,
+            },
         )
     return {"job_status": job_status.value}
 

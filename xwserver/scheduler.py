@@ -8,36 +8,30 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, insert, select, update
-
 from xwcommon import defaults
 from xwcommon.errors import BadRequest
 from xwcommon.levels import UserLevel
 from xwcommon.platforms import ANY
-from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import new_uid
 
+from . import hot
 from .access import Caller
-from .db.models import App, AppBinary, Data, Host, Job, Task, User
 from .hosts import own_host
 from .leases import release_tasks
-from .state import Server
+from .state import HostInfo, Server
 from .wire import iso
 
 MAX_CAPACITY = 256
 MAX_WAIT_S = 60.0
 
 
-def eligible(caller: Caller) -> ColumnElement[bool]:
+def worker_kind(caller: Caller) -> str:
     """Which jobs a worker identity may run (DESIGN: public, group and private workers)."""
     if caller.rights >= UserLevel.STANDARD:
-        # a private worker runs its owner's jobs only
-        return Job.owner_id == caller.id
+        return "private"  # its owner's jobs only
     if caller.group_id is None:
-        # a public worker runs public jobs (executable by others)
-        return Job.access_rights.op("&")(0o001) != 0
-    members = select(User.id).where(User.group_id == caller.group_id)
-    return and_(Job.owner_id.in_(members), Job.access_rights.op("&")(0o011) != 0)
+        return "public"  # public jobs (executable by others)
+    return "group"  # its group's jobs, and public jobs of its group's members
 
 
 def _binary_rank(os_name: str, cpu: str) -> int:
@@ -45,50 +39,39 @@ def _binary_rank(os_name: str, cpu: str) -> int:
     return (os_name == ANY) + (cpu == ANY)
 
 
-async def claim(srv: Server, caller: Caller, host: Host, capacity: int) -> list[dict[str, Any]]:
+async def claim(srv: Server, caller: Caller, host: HostInfo, capacity: int) -> list[dict[str, Any]]:
+    """One short transaction: pick, mark RUNNING, insert the tasks, describe what to fetch."""
     now = time.time()
     lease_until = now + srv.settings.lease_s
-    platforms = (AppBinary.os.in_([host.os, ANY]), AppBinary.cpu.in_([host.cpu, ANY]))
-    async with srv.sessions.begin() as session:
-        q = (
-            select(Job.id, Job.uid, Job.app_id, Job.args, Job.stdin_data_id, Job.env_data_id)
-            .where(
-                Job.status == JobStatus.PENDING,
-                Job.app_id.in_(select(AppBinary.app_id).where(*platforms)),
-                eligible(caller),
-            )
-            .order_by(Job.id)
-            .limit(capacity)
-        )
-        if srv.skip_locked:
-            q = q.with_for_update(skip_locked=True, of=Job)
-        jobs = (await session.execute(q)).all()
+    params = {
+        "os": host.os,
+        "cpu": host.cpu,
+        "k": capacity,
+        "owner_id": caller.id,
+        "group_id": caller.group_id,
+    }
+    async with srv.engine.begin() as conn:
+        jobs = (await conn.execute(hot.claim_select(worker_kind(caller), srv.skip_locked), params)).all()
         if not jobs:
             return []
-        await session.execute(
-            update(Job)
-            .where(Job.id.in_([j.id for j in jobs]), Job.status == JobStatus.PENDING)
-            .values(status=JobStatus.RUNNING, started_at=now)
-        )
+        await conn.execute(hot.CLAIM_JOBS, {"ids": [j.id for j in jobs], "now": now})
         tasks = [
             {
                 "uid": new_uid(),
                 "job_id": j.id,
                 "host_id": host.id,
-                "status": TaskStatus.RUNNING.value,
+                "status": hot.RUNNING,
                 "started_at": now,
                 "lease_expires_at": lease_until,
+                "ended_at": None,
+                "exit_code": None,
             }
             for j in jobs
         ]
-        await session.execute(insert(Task), tasks)
-        app_ids = {j.app_id for j in jobs}
+        await conn.execute(hot.INSERT_TASKS, tasks)
         binaries: dict[int, tuple[int, dict[str, Any], str]] = {}
-        rows = await session.execute(
-            select(AppBinary.app_id, AppBinary.os, AppBinary.cpu, Data.uid, Data.sha256, Data.size, App.name)
-            .join(Data, Data.id == AppBinary.data_id)
-            .join(App, App.id == AppBinary.app_id)
-            .where(AppBinary.app_id.in_(app_ids), *platforms)
+        rows = await conn.execute(
+            hot.BINARIES, {"app_ids": list({j.app_id for j in jobs}), "os": host.os, "cpu": host.cpu}
         )
         for app_id, os_name, cpu, d_uid, sha, size, app_name in rows:
             rank = _binary_rank(os_name, cpu)
@@ -97,17 +80,16 @@ async def claim(srv: Server, caller: Caller, host: Host, capacity: int) -> list[
         input_ids = {i for j in jobs for i in (j.stdin_data_id, j.env_data_id) if i is not None}
         inputs: dict[int, dict[str, Any]] = {}
         if input_ids:
-            for d_id, d_uid, sha, size in await session.execute(
-                select(Data.id, Data.uid, Data.sha256, Data.size).where(Data.id.in_(input_ids))
-            ):
+            for d_id, d_uid, sha, size in await conn.execute(hot.INPUTS, {"ids": list(input_ids)}):
                 inputs[d_id] = {"data_uid": d_uid, "sha256": sha, "size": size}
+    lease_text = iso(lease_until)
     return [
         {
             "task_uid": t["uid"],
             "job_uid": j.uid,
             "app_name": binaries[j.app_id][2],
             "args": json.loads(j.args),
-            "lease_expires_at": iso(lease_until),
+            "lease_expires_at": lease_text,
             "binary": binaries[j.app_id][1],
             "stdin": inputs.get(j.stdin_data_id) if j.stdin_data_id else None,
             "env": inputs.get(j.env_data_id) if j.env_data_id else None,

@@ -92,6 +92,40 @@ class TokenCache:
             del self._entries[key]
 
 
+@dataclass(frozen=True)
+class HostInfo:
+    """What the hot path needs of a host, cached in memory between its requests."""
+
+    id: int
+    uid: str
+    owner_id: int
+    os: str
+    cpu: str
+    enabled: bool
+
+
+@dataclass
+class HostCache:
+    """Hosts by UID for ``ttl_s`` at most; changing a host in this process drops it at once."""
+
+    ttl_s: float = 5.0
+    _entries: dict[str, tuple[HostInfo, float]] = field(default_factory=dict)
+
+    def get(self, uid: str, now: float) -> HostInfo | None:
+        hit = self._entries.get(uid)
+        if hit is None or now - hit[1] > self.ttl_s:
+            return None
+        return hit[0]
+
+    def put(self, host: HostInfo, now: float) -> None:
+        if len(self._entries) > 100_000:
+            self._entries.clear()
+        self._entries[host.uid] = (host, now)
+
+    def drop(self, uid: str) -> None:
+        self._entries.pop(uid, None)
+
+
 class Server:
     """Everything a request handler needs, created once per process."""
 
@@ -103,6 +137,7 @@ class Server:
         self.store = store
         self.notifier = WorkNotifier()
         self.tokens = TokenCache()
+        self.hosts = HostCache()
         self.wire = Wire(settings.netloc)
         self.started_at = time.time()
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects import registry
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
@@ -31,16 +32,23 @@ def backend_of(url: str) -> str:
     return name
 
 
+registry.register("sqlite.xwsqlite", "xwserver.db.inloop_sqlite", "InLoopSQLiteDialect")
+
+
 def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
     backend = backend_of(url)
     kwargs: dict[str, Any] = {}
     if backend == "sqlite":
-        path = make_url(url).database
+        parsed = make_url(url)
+        path = parsed.database
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if parsed.get_driver_name() == "aiosqlite":
+            # same database, same SQL; statements run in the loop's thread (see inloop_sqlite)
+            url = parsed.set(drivername="sqlite+xwsqlite").render_as_string(hide_password=False)
         # One connection: SQLite has one writer anyway, and queueing in the pool is far
         # cheaper than SQLITE_BUSY retries between connections of the same process.
-        kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"timeout": 30})
+        kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"timeout": 5})
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
     engine = create_async_engine(url, **kwargs)
@@ -58,7 +66,9 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        # Short: with statements in the loop's thread, waiting on another process's lock
+        # blocks the whole server (one server process per SQLite database is the rule).
+        cursor.execute("PRAGMA busy_timeout=5000")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")

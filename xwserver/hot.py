@@ -1,0 +1,119 @@
+"""Prebuilt Core statements for the hot path (claim, heartbeat, report).
+
+Built once with bind parameters, so a request pays neither statement construction nor
+ORM bookkeeping: SQLAlchemy finds the compiled SQL in its cache by the statement's
+identity. Everything here is plain SQL over the tables of ``db.models``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.sql.dml import Insert, Update
+
+from xwcommon.platforms import ANY
+from xwcommon.status import JobStatus, TaskStatus
+
+from .db.models import App, AppBinary, Data, Host, Job, Task, User
+
+# Bind parameters of an UPDATE never take a column name of its table (SQLAlchemy reserves
+# those for the SET clause): hence b_host_id, b_status and such.
+RUNNING = TaskStatus.RUNNING.value
+PENDING = JobStatus.PENDING.value
+
+_platforms = (
+    AppBinary.os.in_([bindparam("os"), ANY]),
+    AppBinary.cpu.in_([bindparam("cpu"), ANY]),
+)
+
+
+@cache
+def claim_select(kind: str, skip_locked: bool) -> Any:
+    """PENDING jobs a worker may run, oldest first. ``kind``: private, public or group."""
+    if kind == "private":
+        rights = Job.owner_id == bindparam("owner_id")
+    elif kind == "public":
+        rights = Job.access_rights.op("&")(0o001) != 0
+    else:
+        members = select(User.id).where(User.group_id == bindparam("group_id"))
+        rights = and_(Job.owner_id.in_(members), Job.access_rights.op("&")(0o011) != 0)
+    q = (
+        select(Job.id, Job.uid, Job.app_id, Job.args, Job.stdin_data_id, Job.env_data_id)
+        .where(
+            Job.status == PENDING,
+            Job.app_id.in_(select(AppBinary.app_id).where(*_platforms)),
+            rights,
+        )
+        .order_by(Job.id)
+        .limit(bindparam("k"))
+    )
+    if skip_locked:
+        q = q.with_for_update(skip_locked=True, of=Job)
+    return q
+
+
+CLAIM_JOBS: Update = (
+    update(Job)
+    .where(Job.id.in_(bindparam("ids", expanding=True)), Job.status == PENDING)
+    .values(status=JobStatus.RUNNING.value, started_at=bindparam("now"))
+)
+
+INSERT_TASKS: Insert = insert(Task)
+
+BINARIES = (
+    select(AppBinary.app_id, AppBinary.os, AppBinary.cpu, Data.uid, Data.sha256, Data.size, App.name)
+    .join(Data, Data.id == AppBinary.data_id)
+    .join(App, App.id == AppBinary.app_id)
+    .where(AppBinary.app_id.in_(bindparam("app_ids", expanding=True)), *_platforms)
+)
+
+INPUTS = select(Data.id, Data.uid, Data.sha256, Data.size).where(
+    Data.id.in_(bindparam("ids", expanding=True))
+)
+
+HOST_BY_UID = select(Host.id, Host.owner_id, Host.os, Host.cpu, Host.enabled).where(
+    Host.uid == bindparam("uid")
+)
+
+RENEW_LEASES: Update = (
+    update(Task)
+    .where(Task.host_id == bindparam("b_host_id"), Task.status == RUNNING)
+    .values(lease_expires_at=bindparam("until"))
+)
+
+HOST_SEEN: Update = update(Host).where(Host.id == bindparam("host_id")).values(last_seen_at=bindparam("now"))
+
+LIVE_UIDS = select(Task.uid).where(
+    Task.host_id == bindparam("host_id"),
+    Task.status == RUNNING,
+    Task.uid.in_(bindparam("uids", expanding=True)),
+)
+
+TASK_OF = (
+    select(Task.id, Task.status, Task.job_id, Job.uid, Job.owner_id, Host.owner_id)
+    .join(Job, Job.id == Task.job_id)
+    .join(Host, Host.id == Task.host_id)
+    .where(Task.uid == bindparam("uid"))
+)
+
+FINISH_TASK: Update = (
+    update(Task)
+    .where(Task.id == bindparam("task_id"), Task.status == RUNNING)
+    .values(status=bindparam("b_status"), ended_at=bindparam("now"), exit_code=bindparam("b_exit_code"))
+)
+
+FINISH_JOB: Update = (
+    update(Job)
+    .where(Job.id == bindparam("job_id"), Job.status == JobStatus.RUNNING.value)
+    .values(
+        status=bindparam("b_status"),
+        exit_code=bindparam("b_exit_code"),
+        message=bindparam("b_message"),
+        result_data_id=bindparam("result_id"),
+        completed_at=bindparam("now"),
+    )
+)
+
+RESULT_OF = select(Data.id, Data.owner_id).where(Data.uid == bindparam("uid"))
