@@ -19,15 +19,20 @@ def make_uri(server: str, uid: str) -> str:
     return f"{SCHEME}{host}/{uid}"
 
 
-def parse_uid(text: str) -> str:
-    """Accept a bare UID or an ``xw://server/uid`` URI; return the canonical UID."""
+def parse_uid(text: str, what: str | None = None) -> str:
+    """Accept a bare UID or an ``xw://server/uid`` URI; return the canonical UID.
+
+    ``what`` names the field the text came from, so the error says which one was wrong.
+    """
     candidate = text.strip()
     if candidate.startswith(SCHEME):
         candidate = candidate[len(SCHEME) :].rstrip("/").rsplit("/", 1)[-1]
     try:
         return str(uuid.UUID(candidate))
     except ValueError:
-        raise BadRequest(f"{text!r} is neither a UID nor an xw:// URI") from None
+        shown = text if len(text) <= 100 else text[:100] + "…"
+        field = f'"{what}": ' if what else ""
+        raise BadRequest(f"{field}{shown!r} is neither a UID nor an xw:// URI") from None
 
 
 def is_uid(text: str) -> bool:

@@ -34,7 +34,7 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     for b in binaries:
         if not isinstance(b, dict) or not all(isinstance(b.get(k), str) for k in ("os", "cpu", "data_uid")):
             raise BadRequest('each binary must be {"os": str, "cpu": str, "data_uid": str}')
-        data = await get_readable(srv, caller, b["data_uid"])
+        data = await get_readable(srv, caller, parse_uid(b["data_uid"], "data_uid"))
         wanted.append((normalize_os(b["os"]), normalize_cpu(b["cpu"]), data))
     async with srv.sessions.begin() as session:
         app = (await session.execute(select(App).where(App.name == name))).scalar_one_or_none()
@@ -121,6 +121,8 @@ async def find(session: AsyncSession, caller: Caller, ref: str, bit: int = READ)
     """An app by UID, URI or name, if the caller may ``bit`` it; else NotFound/Forbidden."""
     if not isinstance(ref, str) or not ref:
         raise BadRequest("an application is named by its name, UID or URI")
+    if any(ord(c) < 32 for c in ref):  # no name has one (check_name); PostgreSQL cannot compare a NUL
+        raise NotFound(f"no application {ref!r}; list them with xwapps")
     q = select(App).where(App.uid == parse_uid(ref)) if is_uid(ref) else select(App).where(App.name == ref)
     app = (await session.execute(q)).scalar_one_or_none()
     if app is None or not await _visible(session, caller, [app]):

@@ -25,6 +25,7 @@ from .state import Server, uid_maps
 
 MAX_ARG_BYTES = 64 * 1024
 MAX_LIST = 10_000
+MAX_OFFSET = 2**62  # past any table; larger would overflow the databases' OFFSET (a 500, not a 400)
 
 
 def _parse_args(value: Any) -> list[str]:
@@ -67,6 +68,7 @@ class _Resolver:
         if not isinstance(ref, str):
             raise BadRequest(f'"{what}" must be a data UID or URI')
         if ref not in self.data:
+            parse_uid(ref, what)  # a malformed reference is refused naming its field
             self.data[ref] = await get_readable(self.srv, self.caller, ref, session=session)
         return self.data[ref].id
 
@@ -167,8 +169,8 @@ def _paging(limit: str | None, offset: str | None) -> tuple[int, int]:
         o = int(offset) if offset else 0
     except ValueError:
         raise BadRequest("limit and offset must be integers") from None
-    if not 1 <= n <= MAX_LIST or o < 0:
-        raise BadRequest(f"limit must be 1..{MAX_LIST} and offset at least 0")
+    if not 1 <= n <= MAX_LIST or not 0 <= o <= MAX_OFFSET:
+        raise BadRequest(f"limit must be 1..{MAX_LIST} and offset 0..{MAX_OFFSET}")
     return n, o
 
 
@@ -188,7 +190,9 @@ async def list_jobs(
         q = q.where(Job.owner_id == caller.id)
     if statuses:
         q = q.where(Job.status.in_(statuses))
-    if label is not None:
+    if label:
+        q = q.where(Job.label == check_name(label, "label"))  # a NUL would be a 500 on PostgreSQL
+    elif label is not None:
         q = q.where(Job.label == label)
     async with srv.sessions() as session:
         jobs = list((await session.execute(q)).scalars())
@@ -250,7 +254,7 @@ async def list_tasks(
     if not caller.is_super:
         q = q.where(or_(Job.owner_id == caller.id, Host.owner_id == caller.id))
     if job:
-        q = q.where(Job.uid == parse_uid(job))
+        q = q.where(Job.uid == parse_uid(job, "job"))
     if status:
         try:
             q = q.where(Task.status == TaskStatus(status.upper()).value)

@@ -76,7 +76,8 @@ async def login(srv: Server, login_name: str, password: str) -> tuple[str, float
     """Check a password; return a new token, its expiry and the user."""
     if not isinstance(login_name, str) or not isinstance(password, str) or not login_name:
         raise BadRequest('login needs a JSON body {"login": "...", "password": "..."}')
-    if len(login_name) > MAX_LOGIN or len(password) > MAX_PASSWORD:
+    # no such login can exist (check_login_text); PostgreSQL cannot even compare a NUL (a 500)
+    if len(login_name) > MAX_LOGIN or len(password) > MAX_PASSWORD or any(ord(c) < 32 for c in login_name):
         raise AuthenticationError("wrong login or password")
     async with srv.sessions() as session:
         user = (await session.execute(select(User).where(User.login == login_name))).scalar_one_or_none()
