@@ -16,8 +16,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-import pytest
-
 from xwcommon.status import JobStatus, TaskStatus, check_job_transition, check_task_transition
 from xwcommon.transport import Transport, pinned_ssl_context
 from xwserver import leases
@@ -110,23 +108,19 @@ async def test_a_bulk_submission_keeps_the_order_of_its_jobs(xw: XW) -> None:
     assert [j["uid"] for j in listed] == [j["uid"] for j in created]
 
 
-@pytest.mark.parametrize(
-    ("bad", "status", "words"),
-    [
+async def test_a_bulk_with_one_bad_job_inserts_nothing(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    good: list[dict[str, Any]] = [{"app": "work", "label": f"ok-{i}"} for i in range(4)]
+    for bad, status, words in [
         ({"app": "work", "max_retry": "x"}, 400, ["job #4", "max_retry"]),
         ({"app": "no-such-app"}, 404, ["no-such-app"]),
         ({"app": "work", "args": [1, 2]}, 400, ["job #4", "args"]),
-    ],
-)
-async def test_a_bulk_with_one_bad_job_inserts_nothing(
-    xw: XW, bad: dict[str, Any], status: int, words: list[str]
-) -> None:
-    await xw.insert_app(xw.admin, "work")
-    specs: list[dict[str, Any]] = [{"app": "work", "label": f"ok-{i}"} for i in range(4)] + [bad]
-    r = await xw.call("POST", "/jobs/bulk", token=xw.admin, json={"jobs": specs})
-    assert r.status == status, r
-    for word in words:
-        assert word in r.body["message"]
+        ({"app": "work", "stdin_uid": str(uuid.uuid4())}, 404, ["no data"]),
+    ]:
+        r = await xw.call("POST", "/jobs/bulk", token=xw.admin, json={"jobs": [*good, bad]})
+        assert r.status == status, r
+        for word in words:
+            assert word in r.body["message"], r
     assert (await xw.ok("GET", "/jobs", token=xw.admin))["jobs"] == []
     host = await xw.register()
     assert await xw.request_work(host, capacity=10) == []
@@ -194,6 +188,11 @@ async def test_the_most_specific_binary_is_assigned(xw: XW) -> None:
 async def test_a_waiting_work_request_gets_a_job_submitted_after_it_started(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     host = await xw.register()
+    # with nothing to do, a request waits its wait_s and answers empty
+    started = time.monotonic()
+    assert await xw.request_work(host, wait_s=0.3) == []
+    assert time.monotonic() - started >= 0.3
+
     wait_s = 20.0
     started = time.monotonic()
     waiting = asyncio.create_task(xw.request_work(host, wait_s=wait_s))
@@ -203,13 +202,6 @@ async def test_a_waiting_work_request_gets_a_job_submitted_after_it_started(xw: 
     got = await asyncio.wait_for(waiting, wait_s)
     assert [a["job_uid"] for a in got] == [job["uid"]]
     assert time.monotonic() - started < wait_s
-
-
-async def test_a_work_request_with_nothing_to_do_answers_empty_after_its_wait(xw: XW) -> None:
-    host = await xw.register()
-    started = time.monotonic()
-    assert await xw.request_work(host, wait_s=0.3) == []
-    assert time.monotonic() - started >= 0.3
 
 
 # -- leases ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,553 @@
+"""An in-process server over real HTTPS, on a fresh database of each backend.
+
+``xw`` is a running server: a home in ``tmp_path`` (keystore, ``conf/xwserver.conf``,
+bootstrap admin and public worker), ``xwserver.app.serve`` as a task of the test's event
+loop on a free loopback port, and a client session that trusts the home's CA only.
+
+It is parametrized over the databases: SQLite always; PostgreSQL (``XW_TEST_PG_URL``) and
+MariaDB (``XW_TEST_MYSQL_URL``) each get a fresh database ``xwu_<hex>`` per test, dropped
+afterwards. A database server that does not answer skips its tests locally and fails
+them in CI (``CI=true``), so CI never passes by skipping.
+
+Other test folders reuse this harness by loading this file (see tests/security/conftest.py)
+and override ``server_conf`` to change the server's settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import io
+import json as jsonlib
+import logging
+import os
+import secrets
+import shutil
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy.engine import URL, make_url
+
+from xwcommon import defaults
+from xwcommon.transport import pinned_ssl_context
+from xwserver import app as server_app
+from xwserver.bootstrap import bootstrap
+from xwserver.db.engine import create_engine, migrate
+from xwserver.keystore import CA_CERT, init_keystore
+from xwserver.settings import ServerSettings
+from xwserver.state import Server
+from xwserver.store import DataStore
+
+PG_URL = os.environ.get("XW_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("XW_TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
+
+ADMIN_PASSWORD = "admin-" + secrets.token_hex(8)
+START_TIMEOUT_S = 20.0
+
+#: the backends every contract test runs on
+BACKENDS = [
+    "sqlite",
+    pytest.param("postgresql", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+]
+
+
+# -- databases -----------------------------------------------------------------------------------------
+def _unavailable(what: str, exc: BaseException) -> None:
+    message = f"{what} does not answer ({type(exc).__name__}: {exc})"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message + "; CI needs it", pytrace=False)
+    pytest.skip(message)
+
+
+class Templates:
+    """Databases migrated once per test session, of which each test gets a fresh copy.
+
+    Migrating a new database costs more than a test (PostgreSQL ~0.4 s), so each backend is
+    migrated once, by ``xwserver.db.engine.migrate`` as a server does, and every test's
+    database ``xwu_<hex>`` is created from it: ``CREATE DATABASE … TEMPLATE`` on PostgreSQL,
+    the template's own ``SHOW CREATE TABLE`` statements on MariaDB, a file copy on SQLite.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.sqlite_file: Path | None = None
+        self.pg: str | None = None
+        self.mysql: str | None = None
+        self.mysql_tables: list[tuple[str, str]] = []  # (name, CREATE TABLE statement)
+
+    async def sqlite(self) -> Path:
+        if self.sqlite_file is None:
+            path = self.folder / "template.db"
+            engine = create_engine(f"sqlite+aiosqlite:///{path}")
+            try:
+                await migrate(engine)
+            finally:
+                await engine.dispose()
+            self.sqlite_file = path
+        return self.sqlite_file
+
+    async def drop(self) -> None:
+        if self.pg:
+            conn = await _pg_admin()
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{self.pg}" WITH (FORCE)')
+            finally:
+                await conn.close()
+        if self.mysql:
+            await _mysql_admin(f"DROP DATABASE IF EXISTS `{self.mysql}`")
+
+
+async def _pg_admin() -> Any:
+    import asyncpg
+
+    admin = make_url(PG_URL)
+    return await asyncpg.connect(
+        host=admin.host or "127.0.0.1",
+        port=admin.port or 5432,
+        user=admin.username,
+        password=admin.password,
+        database=admin.database or "postgres",
+        timeout=5,
+    )
+
+
+async def _mysql_admin(*statements: str, database: str | None = None) -> list[tuple[Any, ...]]:
+    """Run statements on the MariaDB admin connection; the rows of the last one."""
+    import aiomysql
+
+    admin = make_url(MYSQL_URL)
+    conn = await aiomysql.connect(
+        host=admin.host or "127.0.0.1",
+        port=admin.port or 3306,
+        user=admin.username or "root",
+        password=admin.password or "",
+        db=database,
+        connect_timeout=5,
+    )
+    try:
+        async with conn.cursor() as cur:
+            for sql in statements:
+                await cur.execute(sql)
+            return list(await cur.fetchall())
+    finally:
+        conn.close()
+
+
+async def _migrated(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(backend: str, home: Path, templates: Templates) -> AsyncIterator[str]:
+    """Yield the SQLAlchemy URL of a new database holding the schema; drop it afterwards."""
+    name = f"xwu_{secrets.token_hex(6)}"
+    if backend == "sqlite":
+        db = home / "var" / "xwserver.db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(await templates.sqlite(), db)
+        yield f"sqlite+aiosqlite:///{db}"
+        return
+    if backend == "postgresql":
+        import asyncpg
+
+        admin = make_url(PG_URL)
+        try:
+            conn = await _pg_admin()
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            _unavailable(f"PostgreSQL at {admin.render_as_string(hide_password=True)}", exc)
+        try:
+            if templates.pg is None:
+                template = f"xwu_template_{secrets.token_hex(6)}"
+                await conn.execute(f'CREATE DATABASE "{template}"')
+                templates.pg = template
+                await _migrated(_with_database(admin, template))
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{templates.pg}"')
+        finally:
+            await conn.close()
+        try:
+            yield _with_database(admin, name)
+        finally:
+            conn = await _pg_admin()
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+        return
+    if backend == "mariadb":
+        import aiomysql
+
+        admin = make_url(MYSQL_URL)
+        try:
+            if templates.mysql is None:
+                template = f"xwu_template_{secrets.token_hex(6)}"
+                await _mysql_admin(f"CREATE DATABASE `{template}`")
+                templates.mysql = template
+                await _migrated(_with_database(admin, template))
+                tables = await _mysql_admin("SHOW TABLES", database=template)
+                for (table,) in tables:
+                    [(_, ddl)] = await _mysql_admin(f"SHOW CREATE TABLE `{table}`", database=template)
+                    templates.mysql_tables.append((table, ddl))
+            await _mysql_admin(f"CREATE DATABASE `{name}`")
+        except (OSError, TimeoutError, aiomysql.OperationalError) as exc:
+            _unavailable(f"MariaDB at {admin.render_as_string(hide_password=True)}", exc)
+        try:
+            await _mysql_admin(
+                "SET foreign_key_checks = 0",
+                *(ddl for _table, ddl in templates.mysql_tables),
+                f"INSERT INTO alembic_version SELECT * FROM `{templates.mysql}`.alembic_version",
+                "COMMIT",
+                database=name,
+            )
+            yield _with_database(admin, name)
+        finally:
+            await _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+        return
+    raise ValueError(backend)
+
+
+def _with_database(admin: URL, name: str) -> str:
+    return admin.set(database=name).render_as_string(hide_password=False)
+
+
+# -- the server's log -----------------------------------------------------------------------------------
+class LogCapture(logging.Handler):
+    """Keeps every record of the server's loggers, so tests can assert nothing went wrong."""
+
+    LOGGERS = ("xwserver", "aiohttp", "sqlalchemy", "alembic")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def text(self) -> str:
+        return "\n".join(self.format(r) for r in self.records)
+
+    def problems(self) -> list[str]:
+        """Errors and tracebacks: what a well-behaved server never logs for bad input."""
+        return [self.format(r) for r in self.records if r.levelno >= logging.ERROR or r.exc_info]
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[LogCapture]:
+        loggers = [logging.getLogger(n) for n in self.LOGGERS]
+        server_logger = loggers[0]
+        old_level = server_logger.level
+        server_logger.setLevel(logging.INFO)
+        for lg in loggers:
+            lg.addHandler(self)
+        try:
+            yield self
+        finally:
+            for lg in loggers:
+                lg.removeHandler(self)
+            server_logger.setLevel(old_level)
+
+
+# -- talking to it ----------------------------------------------------------------------------------------
+@dataclass
+class Reply:
+    status: int
+    body: Any
+    headers: Any = None
+
+    def __repr__(self) -> str:
+        return f"Reply({self.status}, {self.body!r})"
+
+
+@dataclass
+class XW:
+    """A running server and a pinned-TLS client session to it."""
+
+    url: str
+    backend: str
+    settings: ServerSettings
+    ca_file: Path
+    admin_password: str
+    worker_password: str
+    session: aiohttp.ClientSession
+    log: LogCapture
+    #: a second handle on the same database and store, for calling domain functions
+    #: such as ``leases.reap(srv, now=...)`` directly (its notifier is not the server's)
+    srv: Server
+    admin: str = ""
+    worker: str = ""
+
+    @property
+    def api(self) -> str:
+        return self.url + defaults.API_PREFIX
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json: Any = None,
+        data: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """One request; the answer's body is parsed as JSON when it is JSON."""
+        hdrs = dict(headers or {})
+        if token is not None:
+            hdrs["Authorization"] = f"Bearer {token}"
+        query = {k: str(v) for k, v in (params or {}).items()}
+        if isinstance(data, bytes) and len(data) > 1024 * 1024:
+            data = io.BytesIO(data)  # aiohttp warns that big raw bodies may block the loop
+        async with self.session.request(
+            method, self.api + path, json=json, data=data, params=query or None, headers=hdrs
+        ) as resp:
+            raw = await resp.read()
+            body: Any = raw
+            if resp.content_type == "application/json":
+                body = jsonlib.loads(raw)
+            return Reply(resp.status, body, resp.headers)
+
+    async def ok(
+        self, method: str, path: str, *, expect: int | tuple[int, ...] = (200, 201), **kw: Any
+    ) -> Any:
+        """A call that must succeed; returns the body."""
+        r = await self.call(method, path, **kw)
+        wanted = (expect,) if isinstance(expect, int) else expect
+        assert r.status in wanted, f"{method} {path} answered {r.status}: {r.body!r}"
+        return r.body
+
+    async def login(self, login: str, password: str) -> str:
+        body = await self.ok("POST", "/login", json={"login": login, "password": password})
+        return str(body["token"])
+
+    async def add_user(self, login: str, rights: str = "STANDARD") -> str:
+        """Create a user straight in the database (there is no user API yet); returns a token."""
+        from xwcommon.levels import UserLevel
+        from xwserver.users import create_user
+
+        password = "pw-" + secrets.token_hex(8)
+        async with self.srv.sessions.begin() as session:
+            await create_user(session, login, password, UserLevel.parse(rights))
+        return await self.login(login, password)
+
+    # -- the main path, as short helpers ---------------------------------------------------------------
+    async def upload(self, token: str, content: bytes, name: str = "blob", **params: Any) -> dict[str, Any]:
+        query = {"name": name, "sha256": hashlib.sha256(content).hexdigest(), "size": len(content), **params}
+        return dict(await self.ok("POST", "/data", token=token, data=content, params=query))
+
+    async def insert_app(
+        self, token: str, name: str, platforms: list[tuple[str, str]] | None = None
+    ) -> dict[str, Any]:
+        """An app with one (tiny) binary per platform; default: one ``any/any`` script."""
+        binaries = []
+        for os_name, cpu in platforms or [("any", "any")]:
+            d = await self.upload(token, f"#!/bin/sh\n# {name} {os_name} {cpu}\n".encode(), name=name)
+            binaries.append({"os": os_name, "cpu": cpu, "data_uid": d["uid"]})
+        return dict(await self.ok("POST", "/apps", token=token, json={"name": name, "binaries": binaries}))
+
+    async def submit(self, token: str, app: str, **spec: Any) -> dict[str, Any]:
+        return dict(await self.ok("POST", "/jobs", token=token, json={"app": app, **spec}))
+
+    async def register(
+        self, token: str | None = None, os_name: str = "linux", cpu: str = "x86_64", name: str = "host"
+    ) -> str:
+        body = await self.ok(
+            "POST",
+            "/work/register",
+            token=token or self.worker,
+            json={
+                "name": name,
+                "os": os_name,
+                "cpu": cpu,
+                "cores": 4,
+                "memory_bytes": 8 << 30,
+                "disk_free_bytes": 100 << 30,
+                "tags": [],
+                "version": "test",
+            },
+        )
+        return str(body["host_uid"])
+
+    async def request_work(
+        self, host_uid: str, capacity: int = 1, wait_s: float = 0, token: str | None = None
+    ) -> list[dict[str, Any]]:
+        body = await self.ok(
+            "POST",
+            "/work/request",
+            token=token or self.worker,
+            json={"host_uid": host_uid, "capacity": capacity, "wait_s": wait_s},
+        )
+        return list(body["assignments"])
+
+    async def job(self, uid: str, token: str | None = None) -> dict[str, Any]:
+        return dict(await self.ok("GET", f"/jobs/{uid}", token=token or self.admin))
+
+    async def tasks(self, job_uid: str) -> list[dict[str, Any]]:
+        body = await self.ok("GET", "/tasks", token=self.admin, params={"job": job_uid})
+        return list(body["tasks"])
+
+    def store_files(self) -> list[Path]:
+        """Every file in the data store, the temporary folder included."""
+        return sorted(p for p in self.settings.data_dir.rglob("*") if p.is_file())
+
+    async def assert_healthy(self) -> None:
+        """The server still answers a valid call and has logged no error or traceback."""
+        me = await self.ok("GET", "/users/me", token=self.admin)
+        assert me["login"] == "admin"
+        problems = self.log.problems()
+        assert not problems, "the server logged errors:\n" + "\n".join(problems)
+        assert "Traceback" not in self.log.text()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_server_conf(home: Path, url: str, db_url: str, extra: dict[str, str]) -> None:
+    lines = [f"server.url={url}", f"db.url={db_url}", *(f"{k}={v}" for k, v in extra.items())]
+    conf = home / "conf" / "xwserver.conf"
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text("\n".join(lines) + "\n")
+
+
+async def _wait_until_listening(session: aiohttp.ClientSession, url: str, task: asyncio.Task[None]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+        if task.done():
+            task.result()  # raises what stopped the server
+            raise RuntimeError("the server stopped before listening")
+        try:
+            async with session.get(url + defaults.API_PREFIX + "/version") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"server at {url} did not answer within {START_TIMEOUT_S}s")
+        await asyncio.sleep(0.02)
+
+
+async def issue_token(srv: Server, login: str) -> str:
+    """A bearer token for ``login``, made as POST /login makes one but without the password
+    check (a slow hash): every test needs two tokens, only the login tests need the check."""
+    from sqlalchemy import select
+
+    from xwserver.db.models import Token, User
+    from xwserver.passwords import new_token, token_digest
+
+    token, now = new_token(), time.time()
+    async with srv.sessions.begin() as session:
+        user_id = (await session.execute(select(User.id).where(User.login == login))).scalar_one()
+        session.add(
+            Token(
+                token_hash=token_digest(token),
+                user_id=user_id,
+                created_at=now,
+                expires_at=now + srv.settings.token_ttl_s,
+                revoked=False,
+            )
+        )
+    return token
+
+
+def _configure(home: Path, db_url: str, extra: dict[str, str]) -> ServerSettings:
+    """Write ``conf/xwserver.conf`` for a free loopback port and load it as the server will."""
+    write_server_conf(home, f"https://127.0.0.1:{free_port()}", db_url, extra)
+    return ServerSettings.load(home)
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    tmp_path: Path, backend: str, conf: dict[str, str], templates: Templates
+) -> AsyncIterator[XW]:
+    """A server home, bootstrapped, served on a free port; stopped and cleaned up at exit."""
+    home = tmp_path / "home"
+    async with fresh_database(backend, home, templates) as db_url:
+        init_keystore(home / "keystore", ["127.0.0.1"])
+        settings = _configure(home, db_url, conf)
+        boot = await bootstrap(settings, "admin", ADMIN_PASSWORD)
+        ca_file = settings.keystore_dir / CA_CERT
+        capture = LogCapture()
+        with capture.installed():
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(ssl=pinned_ssl_context(ca_file), limit=200),
+                timeout=aiohttp.ClientTimeout(total=60),
+            )
+            stop = asyncio.Event()
+            task: asyncio.Task[None] | None = None
+            srv: Server | None = None
+            try:
+                for attempt in range(3):
+                    task = asyncio.create_task(server_app.serve(settings, stop=stop))
+                    try:
+                        await _wait_until_listening(session, settings.url, task)
+                        break
+                    except OSError as exc:  # someone took the port between our pick and the bind
+                        if exc.errno != errno.EADDRINUSE or attempt == 2:
+                            raise
+                        settings = _configure(home, db_url, conf)
+                srv = Server(settings, create_engine(settings.db_url), DataStore(settings.data_dir))
+                xw = XW(
+                    url=settings.url,
+                    backend=backend,
+                    settings=settings,
+                    ca_file=ca_file,
+                    admin_password=boot.admin_password,
+                    worker_password=boot.worker_password,
+                    session=session,
+                    log=capture,
+                    srv=srv,
+                )
+                xw.admin = await issue_token(srv, "admin")
+                xw.worker = await issue_token(srv, boot.worker_login)
+                yield xw
+            finally:
+                await session.close()
+                stop.set()
+                try:
+                    if task is not None:
+                        await asyncio.wait_for(task, 30)
+                finally:
+                    if srv is not None:
+                        await srv.engine.dispose()
+
+
+# -- fixtures -------------------------------------------------------------------------------------------
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def server_conf() -> dict[str, str]:
+    """Extra ``xwserver.conf`` keys; override this fixture to change the server's settings."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def db_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
+    templates = Templates(tmp_path_factory.mktemp("db-templates"))
+    yield templates
+    asyncio.run(templates.drop())
+
+
+@pytest.fixture
+async def xw(
+    tmp_path: Path, backend: str, server_conf: dict[str, str], db_templates: Templates
+) -> AsyncIterator[XW]:
+    async with running_server(tmp_path, backend, server_conf, db_templates) as server:
+        yield server
