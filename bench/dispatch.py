@@ -245,6 +245,7 @@ class SimWorker:
         self.host_uid = ""
         self.capacity = 1
         self.stopping = False
+        self.separate_reports = False
 
     async def register(self) -> None:
         body = await self.t.request(
@@ -264,28 +265,57 @@ class SimWorker:
         self.host_uid = body["host_uid"]
 
     async def run(self) -> None:
-        """Request, report, repeat until told to stop; an error never ends the loop."""
+        """Request, report, repeat until told to stop; an error never ends the loop.
+
+        By default the reports of the tasks just done ride on the next work request (one
+        call per cycle, as a busy worker does); ``--separate-reports`` sends one report
+        call per task instead.
+        """
         delay_s = 0.05
+        reports: list[dict[str, Any]] = []
         while not self.stopping:
             try:
+                # a request that carries reports does not wait: its answer confirms them
                 body = await self.t.request(
                     "POST",
                     "/work/request",
-                    json={"host_uid": self.host_uid, "capacity": self.capacity, "wait_s": self.wait_s},
+                    json={
+                        "host_uid": self.host_uid,
+                        "capacity": self.capacity,
+                        "wait_s": 0 if reports else self.wait_s,
+                        "reports": reports,
+                    },
                     timeout_s=self.wait_s + 30,
                 )
                 now = time.perf_counter()
                 self.tally.requests += 1
+                for outcome in body.get("reported", []):
+                    if "job_status" in outcome:
+                        self.tally.finished()
+                    else:
+                        self.tally.errors += 1
+                        log.warning(
+                            "%s: report of task %s failed: %s", self.name, outcome["task_uid"], outcome
+                        )
+                reports = []
                 assignments = body.get("assignments", [])
                 for a in assignments:
                     self.tally.arrived(a["job_uid"], now)
-                await asyncio.gather(*(self.report(a["task_uid"]) for a in assignments))
+                if self.separate_reports:
+                    await asyncio.gather(*(self.report(a["task_uid"]) for a in assignments))
+                else:
+                    reports = [
+                        {"task_uid": a["task_uid"], "status": "COMPLETED", "exit_code": 0}
+                        for a in assignments
+                    ]
                 delay_s = 0.05
             except (XWError, KeyError, TypeError) as exc:
                 self.tally.errors += 1
                 log.warning("%s: work request failed: %s", self.name, exc)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 2.0)
+        if reports:  # deliver what is done before leaving
+            await asyncio.gather(*(self.report(r["task_uid"]) for r in reports))
 
     async def report(self, task_uid: str) -> None:
         try:
@@ -339,6 +369,7 @@ class Figures:
     jobs: int = 0
     workers: int = 0
     capacity: int = 0
+    separate_reports: bool = False
     db: str = ""
     wall_s: float = math.nan
     submit_s: float = math.nan
@@ -466,6 +497,8 @@ async def run(args: argparse.Namespace, server: Server, fig: Figures) -> None:
             )
             for i in range(args.workers)
         ]
+        for w in fleet.workers:
+            w.separate_reports = args.separate_reports
         # logins are slow on purpose (salted slow hash): a few at a time, before the clock starts
         sem = asyncio.Semaphore(8)
 
@@ -556,7 +589,11 @@ def print_table(fig: Figures, as_json: bool) -> None:
         return
     rows = [
         ("jobs", f"{fig.jobs}"),
-        ("workers", f"{fig.workers} simulated (capacity 1..{fig.capacity})"),
+        (
+            "workers",
+            f"{fig.workers} simulated (capacity 1..{fig.capacity}, "
+            + ("one report call per task)" if fig.separate_reports else "reports ride on work requests)"),
+        ),
         ("db", fig.db),
         ("wall", f"{fig.wall_s:.2f} s"),
         ("full cycle", f"{rate:.0f} jobs/s (submit, assign, report)"),
@@ -600,6 +637,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--bulk", type=int, default=1000, help=f"jobs per POST /jobs/bulk (default 1000, max {BULK_MAX_JOBS})"
     )
     p.add_argument("--wait-s", type=float, default=5.0, help="long-poll wait_s of the workers (default 5)")
+    p.add_argument(
+        "--separate-reports",
+        action="store_true",
+        help="one report call per task instead of reports riding on the next work request",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     p.add_argument("--keep", action="store_true", help="keep the server home folder (its path is printed)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -619,6 +661,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="xwbench-"))
     server = Server(workdir / "server", args.db)
     fig = Figures(jobs=args.jobs, workers=args.workers, capacity=args.capacity, db=describe_db(args.db))
+    fig.separate_reports = args.separate_reports
     ok = False
     try:
         server.init()

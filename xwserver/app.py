@@ -13,7 +13,7 @@ from aiohttp import web
 from .accesslog import AccessLogFile, access_logger_class
 from .api.http import SERVER_KEY, auth_middleware, errors_middleware
 from .api.routes import add_routes
-from .db.engine import create_engine, migrate
+from .db.engine import WalCheckpointer, create_engine, migrate, sqlite_path
 from .leases import grant_restart_grace, reaper_loop
 from .settings import ServerSettings
 from .state import Server
@@ -42,7 +42,18 @@ def create_app(srv: Server) -> web.Application:
         srv.notifier.closing = True
         srv.notifier.notify_all()
 
+    async def checkpointer(_app: web.Application) -> AsyncIterator[None]:
+        path = sqlite_path(srv.settings.db_url)
+        if path is None:
+            yield
+            return
+        wal = WalCheckpointer(path)
+        wal.start()
+        yield
+        await asyncio.to_thread(wal.stop)
+
     app.cleanup_ctx.append(reaper)
+    app.cleanup_ctx.append(checkpointer)
     app.on_shutdown.append(wake_waiters)
     return app
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from xwcommon.errors import BadRequest, Conflict, NotFound
+from xwcommon.errors import BadRequest, Conflict, NotFound, XWError
 from xwcommon.levels import PRIVATE, UserLevel
 from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import parse_uid
@@ -107,8 +107,21 @@ async def upload_result(
     return {"result_uid": data.uid}
 
 
-async def report(srv: Server, caller: Caller, task_uid: str, body: Any) -> dict[str, Any]:
-    caller.require(UserLevel.WORKER, "reporting results")
+@dataclass(frozen=True)
+class Report:
+    """A validated final report of one task."""
+
+    status: TaskStatus
+    exit_code: int | None
+    message: str | None
+    result_uid: str | None
+
+    @property
+    def job_status(self) -> JobStatus:
+        return JobStatus.COMPLETED if self.status == TaskStatus.COMPLETED else JobStatus.ERROR
+
+
+def parse_report(body: Any) -> Report:
     if not isinstance(body, dict):
         raise BadRequest('expected {"status": "COMPLETED"|"ERROR", "exit_code": int, ...}')
     try:
@@ -125,38 +138,83 @@ async def report(srv: Server, caller: Caller, task_uid: str, body: Any) -> dict[
     message = body.get("message")
     if message is not None and not isinstance(message, str):
         raise BadRequest('"message" must be a string or null')
-    message = message[:MAX_MESSAGE] if message else None
     result_uid = body.get("result_uid")
     if result_uid is not None and not isinstance(result_uid, str):
         raise BadRequest('"result_uid" must be the UID the result upload answered, or null')
-    now = time.time()
-    job_status = JobStatus.COMPLETED if status == TaskStatus.COMPLETED else JobStatus.ERROR
+    return Report(
+        status=status,
+        exit_code=exit_code,
+        message=message[:MAX_MESSAGE] if message else None,
+        result_uid=parse_uid(result_uid, "result_uid") if result_uid else None,
+    )
+
+
+async def _apply_report(
+    conn: AsyncConnection, caller: Caller, task_uid: str, rep: Report, now: float
+) -> None:
+    """Finish one live task and its job, inside the caller's transaction (guarded updates)."""
+    task = await _live_task(conn, caller, task_uid)
+    result_id = None
+    if rep.result_uid:
+        result = (await conn.execute(hot.RESULT_OF, {"uid": rep.result_uid})).first()
+        if result is None or result.owner_id != task.job_owner_id:
+            raise BadRequest("result_uid does not name this task's uploaded result")
+        result_id = result.id
+    done = await conn.execute(
+        hot.FINISH_TASK,
+        {"task_id": task.id, "b_status": rep.status.value, "now": now, "b_exit_code": rep.exit_code},
+    )
+    if done.rowcount != 1:
+        raise Conflict(f"task {task.uid} is no longer live")
+    await conn.execute(
+        hot.FINISH_JOB,
+        {
+            "job_id": task.job_id,
+            "b_status": rep.job_status.value,
+            "b_exit_code": rep.exit_code,
+            "b_message": rep.message,
+            "result_id": result_id,
+            "now": now,
+        },
+    )
+
+
+async def report(srv: Server, caller: Caller, task_uid: str, body: Any) -> dict[str, Any]:
+    caller.require(UserLevel.WORKER, "reporting results")
+    rep = parse_report(body)
     async with srv.engine.begin() as conn:
-        task = await _live_task(conn, caller, task_uid)
-        result_id = None
-        if result_uid:
-            result = (await conn.execute(hot.RESULT_OF, {"uid": parse_uid(result_uid)})).first()
-            if result is None or result.owner_id != task.job_owner_id:
-                raise BadRequest("result_uid does not name this task's uploaded result")
-            result_id = result.id
-        done = await conn.execute(
-            hot.FINISH_TASK,
-            {"task_id": task.id, "b_status": status.value, "now": now, "b_exit_code": exit_code},
-        )
-        if done.rowcount != 1:
-            raise Conflict(f"task {task.uid} is no longer live")
-        await conn.execute(
-            hot.FINISH_JOB,
-            {
-                "job_id": task.job_id,
-                "b_status": job_status.value,
-                "b_exit_code": exit_code,
-                "b_message": message,
-                "result_id": result_id,
-                "now": now,
-            },
-        )
-    return {"job_status": job_status.value}
+        await _apply_report(conn, caller, task_uid, rep, time.time())
+    return {"job_status": rep.job_status.value}
+
+
+async def report_many(srv: Server, caller: Caller, items: Any) -> list[dict[str, Any]]:
+    """Reports carried by a work request, in one transaction; each answered on its own.
+
+    A worker that finishes a task and wants the next one says both in one call (as
+    BOINC's scheduler RPC does): half the requests of the main path.
+    """
+    caller.require(UserLevel.WORKER, "reporting results")
+    if not isinstance(items, list) or len(items) > MAX_TASKS_PER_CALL:
+        raise BadRequest(f'"reports" must be a list of at most {MAX_TASKS_PER_CALL} reports')
+    parsed: list[tuple[str, Report]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not isinstance(item.get("task_uid"), str):
+            raise BadRequest(f'reports[{i}] must be an object with a "task_uid"')
+        try:
+            parsed.append((parse_uid(item["task_uid"], "task_uid"), parse_report(item)))
+        except BadRequest as exc:
+            raise BadRequest(f"reports[{i}]: {exc.message}") from None
+    outcomes: list[dict[str, Any]] = []
+    now = time.time()
+    async with srv.engine.begin() as conn:
+        for task_uid, rep in parsed:
+            try:
+                await _apply_report(conn, caller, task_uid, rep, now)
+            except XWError as exc:
+                outcomes.append({"task_uid": task_uid, "error": exc.code, "message": exc.message})
+            else:
+                outcomes.append({"task_uid": task_uid, "job_status": rep.job_status.value})
+    return outcomes
 
 
 async def release(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:

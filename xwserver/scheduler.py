@@ -17,7 +17,7 @@ from xwcommon.uri import new_uid
 from . import hot
 from .access import Caller
 from .hosts import own_host
-from .leases import release_tasks
+from .leases import release_tasks, report_many
 from .state import HostInfo, Server
 from .wire import iso
 
@@ -104,8 +104,11 @@ def _always() -> bool:
 
 async def request_work(
     srv: Server, caller: Caller, body: Any, *, connected: Callable[[], bool] = _always
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
     """Long-poll: claim at once, else wait for a submission (or the re-check timer).
+
+    Reports of finished tasks may ride along (``reports``); they are applied first and
+    their outcomes come back in ``reported``.
 
     ``connected`` tells whether the worker is still there: jobs claimed for a request
     whose worker went away meanwhile are handed back at once instead of waiting for
@@ -121,6 +124,14 @@ async def request_work(
     if not isinstance(wait_s, int | float) or isinstance(wait_s, bool) or not 0 <= wait_s <= MAX_WAIT_S:
         raise BadRequest(f'"wait_s" must be a number of seconds from 0 to {MAX_WAIT_S:g}')
     host = await own_host(srv, caller, body.get("host_uid"))
+    reported = await report_many(srv, caller, body["reports"]) if body.get("reports") else []
+    assignments = await _wait_and_claim(srv, caller, host, capacity, wait_s, connected)
+    return {"assignments": assignments, "reported": reported}
+
+
+async def _wait_and_claim(
+    srv: Server, caller: Caller, host: HostInfo, capacity: int, wait_s: float, connected: Callable[[], bool]
+) -> list[dict[str, Any]]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     while True:

@@ -180,10 +180,10 @@ async def work_register(request: web.Request) -> web.Response:
 
 async def work_request(request: web.Request) -> web.Response:
     body = await read_json(request)
-    got = await scheduler.request_work(
+    answer = await scheduler.request_work(
         server_of(request), caller_of(request), body, connected=lambda: _connected(request)
     )
-    return web.json_response({"assignments": got})
+    return web.json_response(answer)
 
 
 def _connected(request: web.Request) -> bool:
@@ -264,7 +264,13 @@ ROUTES: list[Route] = [
     Route("GET", "/tasks", task_list, "List tasks"),
     Route("GET", "/hosts", host_list, "List worker hosts"),
     Route("POST", "/work/register", work_register, "Register a worker host", "json"),
-    Route("POST", "/work/request", work_request, "Ask for up to k jobs (long-poll)", "json"),
+    Route(
+        "POST",
+        "/work/request",
+        work_request,
+        "Report finished tasks and ask for up to k jobs (long-poll)",
+        "json",
+    ),
     Route("POST", "/work/heartbeat", work_heartbeat, "Extend the leases of a host's tasks", "json"),
     Route("POST", "/work/tasks/{uid}/result", work_result, "Upload a task's result archive", "binary"),
     Route("POST", "/work/tasks/{uid}/report", work_report, "Report a task's final status", "json"),

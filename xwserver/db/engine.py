@@ -65,6 +65,8 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
+        # checkpoints (and their fsync) run in a thread of their own: see WalCheckpointer
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.execute("PRAGMA foreign_keys=ON")
         # Short: with statements in the loop's thread, waiting on another process's lock
         # blocks the whole server (one server process per SQLite database is the rule).
@@ -94,3 +96,54 @@ async def migrate(engine: AsyncEngine) -> None:
 
     async with engine.begin() as conn:
         await conn.run_sync(upgrade)
+
+
+class WalCheckpointer:
+    """Copies SQLite's write-ahead log into the database from a thread of its own.
+
+    SQLite's automatic checkpoint runs inside whichever commit crosses the threshold,
+    which here is the event loop's thread (see inloop_sqlite): its fsync would stall
+    every request. Instead the loop's connection never checkpoints and this thread,
+    with its own connection, checkpoints PASSIVE-ly (never blocking the writer) every
+    ``interval_s``, and TRUNCATE-s once at stop.
+    """
+
+    def __init__(self, path: str, interval_s: float = 1.0) -> None:
+        import threading
+
+        self.path = path
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="xw-wal-checkpoint", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        import sqlite3
+
+        conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+        try:
+            while not self._stop.wait(self.interval_s):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error as exc:  # busy or locked: the next round will do it
+                    log.debug("WAL checkpoint skipped: %s", exc)
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                log.info("final WAL checkpoint skipped: %s", exc)
+        finally:
+            conn.close()
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of an SQLite URL (None for other databases and in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return parsed.database

@@ -1,0 +1,96 @@
+"""Reports riding on work requests: one call ends tasks and fetches the next."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from xwserver import leases
+
+if TYPE_CHECKING:
+    from conftest import XW
+
+
+async def test_a_work_request_carries_reports_and_gets_the_next_job(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    first = await xw.submit(xw.admin, "work")
+    second = await xw.submit(xw.admin, "work")
+    host = await xw.register()
+    [a] = await xw.request_work(host)
+    assert a["job_uid"] == first["uid"]
+
+    answer = await xw.ok(
+        "POST",
+        "/work/request",
+        token=xw.worker,
+        json={
+            "host_uid": host,
+            "capacity": 1,
+            "wait_s": 0,
+            "reports": [{"task_uid": a["task_uid"], "status": "ERROR", "exit_code": 3, "message": "boom"}],
+        },
+    )
+    assert answer["reported"] == [{"task_uid": a["task_uid"], "job_status": "ERROR"}]
+    assert [b["job_uid"] for b in answer["assignments"]] == [second["uid"]]
+    done = await xw.job(first["uid"])
+    assert (done["status"], done["exit_code"], done["message"]) == ("ERROR", 3, "boom")
+
+
+async def test_a_report_for_a_task_no_longer_live_is_answered_alone(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    lost_job = await xw.submit(xw.admin, "work", max_retry=0)
+    kept_job = await xw.submit(xw.admin, "work")
+    host = await xw.register()
+    lost, kept = await xw.request_work(host, capacity=2)
+    # the first task's lease runs out: its report must change nothing, the second still counts
+    async with xw.srv.engine.begin() as conn:
+        from sqlalchemy import update
+
+        from xwserver.db.models import Task
+
+        await conn.execute(update(Task).where(Task.uid == lost["task_uid"]).values(lease_expires_at=0))
+    await leases.reap(xw.srv)
+
+    answer = await xw.ok(
+        "POST",
+        "/work/request",
+        token=xw.worker,
+        json={
+            "host_uid": host,
+            "capacity": 1,
+            "wait_s": 0,
+            "reports": [
+                {"task_uid": lost["task_uid"], "status": "COMPLETED", "exit_code": 0},
+                {"task_uid": kept["task_uid"], "status": "COMPLETED", "exit_code": 0},
+            ],
+        },
+    )
+    outcome = {r["task_uid"]: r for r in answer["reported"]}
+    assert outcome[lost["task_uid"]]["error"] == "conflict"
+    assert outcome[kept["task_uid"]]["job_status"] == "COMPLETED"
+    assert (await xw.job(lost_job["uid"]))["status"] == "ERROR"  # retries spent; not completed
+    assert (await xw.job(kept_job["uid"]))["status"] == "COMPLETED"
+    assert answer["assignments"] == []
+
+
+async def test_a_malformed_report_refuses_the_whole_request_and_changes_nothing(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    job = await xw.submit(xw.admin, "work")
+    host = await xw.register()
+    [a] = await xw.request_work(host)
+    r = await xw.call(
+        "POST",
+        "/work/request",
+        token=xw.worker,
+        json={
+            "host_uid": host,
+            "capacity": 1,
+            "wait_s": 0,
+            "reports": [
+                {"task_uid": a["task_uid"], "status": "COMPLETED", "exit_code": 0},
+                {"task_uid": a["task_uid"], "status": "DONE"},
+            ],
+        },
+    )
+    assert r.status == 400 and "reports[1]" in r.body["message"] and "status" in r.body["message"]
+    assert (await xw.job(job["uid"]))["status"] == "RUNNING"
+    await xw.assert_healthy()
