@@ -7,6 +7,8 @@ import stat
 from pathlib import Path
 
 import psutil
+import pytest
+from helpers.api import ApiError
 from helpers.deployment import MakeDeployment
 from helpers.waiting import wait_until
 
@@ -79,19 +81,27 @@ def test_the_server_keeps_an_access_log_in_common_log_format(deployment: MakeDep
     dep = deployment()
     dep.client("--xwversion")
     dep.client("--xwworks")
-    dep.client("--xwworks", "3f6c1c54-0000-4000-8000-000000000000", check=False)  # a 404
+    with pytest.raises(ApiError) as missing:
+        dep.api.job("3f6c1c54-0000-4000-8000-000000000000")
+    assert missing.value.status == 404
 
     log = dep.log_dir / "access.log"
 
     def lines() -> list[str]:
-        return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+        """The complete lines written so far."""
+        text = log.read_text(encoding="utf-8") if log.exists() else ""
+        return text.split("\n")[:-1]
 
+    # a request is logged once answered: the log may lag the client a little
     wait_until(
-        lambda: any("/jobs" in line for line in lines()), timeout_s=10, what="requests in the access log"
+        lambda: (
+            any(" 404 " in line for line in lines())
+            and any('"POST /api/v1/login HTTP/1.1" 200 ' in line for line in lines())
+        ),
+        timeout_s=10,
+        what="the login and the 404 in the access log",
+        describe=lambda: "\n".join(lines()),
     )
-    assert lines(), "empty access log"
     bad = [line for line in lines() if not CLF.match(line)]
     assert not bad, f"not in Common Log Format: {bad[:5]}"
-    assert any('"POST /api/v1/login HTTP/1.1" 200 ' in line for line in lines())
-    assert any(" 404 " in line for line in lines()), lines()
     assert dep.admin_password not in log.read_text(encoding="utf-8")

@@ -42,8 +42,10 @@ def test_jobs_submitted_by_the_client_are_computed_by_a_worker_and_their_results
     assert {uid: j["status"] for uid, j in jobs.items()} == dict.fromkeys(inputs, "COMPLETED")
     assert all(j["exit_code"] == 0 and j["retry"] == 0 for j in jobs.values())
 
+    dep.client("--xwresults", *inputs)  # xwresults UID1 UID2 …: one ResultsOf_<UID> each
     for uid, n in inputs.items():
-        folder = dep.results(uid)
+        folder = dep.workdir / f"ResultsOf_{uid}"
+        assert (dep.workdir / f"ResultsOf_{uid}.zip").is_file()
         assert (folder / "stdout.txt").read_text() == f"{sum_of_squares(n)}\n"
         assert (folder / "stderr.txt").read_text() == ""
 
