@@ -63,6 +63,9 @@ T = TypeVar("T")
 JSON_TIMEOUT_S = 60.0
 #: a long-poll work request may take this much longer than the wait it asked for
 LONG_POLL_MARGIN_S = 30.0
+#: how long a stopping worker waits for an in-flight work request (the server hands
+#: back what it claims for a request whose worker went away, so this can be short)
+LATE_POLL_WAIT_S = 1.0
 #: on stop, how long the worker tries to hand unfinished tasks back
 RELEASE_TIMEOUT_S = 10.0
 #: how many times a delivery is retried on server-side errors other than unreachability
@@ -631,10 +634,10 @@ class Worker:
     async def _drain(self) -> None:
         """Let running tasks finish within the grace period, then kill and hand back the rest.
 
-        A work request still in flight is waited for too (a second stop signal cuts the
-        wait): the server goes on serving a long-poll whose client went away, and jobs it
-        hands out then would stay RUNNING until their lease expires, spending a retry.
-        Reading the answer lets us hand them back at once.
+        A work request still in flight is given a moment to return (a second stop signal
+        cuts it): the server hands back jobs it claimed for a long-poll whose worker went
+        away, but an answer already on its way would leave its jobs RUNNING until their
+        lease expires; reading it lets us hand them back at once.
         """
         poll, self._poll = self._poll, None
         if self._fatal is not None and poll is not None:
@@ -660,9 +663,7 @@ class Worker:
         if poll is None:
             return []
         if not poll.done() and not self._hurry.is_set():
-            wait_s = self.settings.work_request_wait_s + LONG_POLL_MARGIN_S
-            log.info("waiting for the pending work request to return (stop again to skip)")
-            await self._wait_unless_hurried([poll], wait_s)
+            await self._wait_unless_hurried([poll], LATE_POLL_WAIT_S)
         if not poll.done():
             await _cancel(poll)
             return []
