@@ -9,8 +9,12 @@ from __future__ import annotations
 import time
 from collections import Counter
 
+import pytest
 from helpers.deployment import MakeDeployment, python_program
 from helpers.waiting import wait_until
+
+#: real processes, many jobs or waits for leases: seconds each
+pytestmark = pytest.mark.slow
 
 N_JOBS = 20
 #: how long the server stays dead: long enough for workers to notice, finish jobs and retry

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from helpers.deployment import FAST_LEASES, MakeDeployment, python_program
 from helpers.waiting import wait_until
+
+#: real processes, many jobs or waits for leases: seconds each
+pytestmark = pytest.mark.slow
 
 #: long enough to be killed in the middle of, short enough for a fast test
 SLEEPER = python_program(

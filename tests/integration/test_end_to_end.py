@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from helpers.deployment import Deployment, MakeDeployment, python_program
+
+#: real processes, many jobs or waits for leases: seconds each
+pytestmark = pytest.mark.slow
 
 N_JOBS = 10
 
