@@ -9,6 +9,7 @@ import signal
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .accesslog import AccessLogFile, access_logger_class
 from .api.http import SERVER_KEY, auth_middleware, errors_middleware
@@ -20,6 +21,28 @@ from .state import Server
 from .store import DataStore
 
 log = logging.getLogger(__name__)
+
+
+MAX_HTTP_LINE_BYTES = 64 * 1024
+
+
+class _MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request it cannot even parse at ERROR with a traceback: that would
+    let anyone fill the log. Such a request is the client's fault: one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = (
+                f"{record.getMessage()}: malformed HTTP request ({type(exc).__name__}: {exc.message})"
+            )
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return True
+
+
+logging.getLogger("aiohttp.server").addFilter(_MalformedRequestFilter())
 
 
 def create_app(srv: Server) -> web.Application:
@@ -82,6 +105,10 @@ async def serve(settings: ServerSettings, *, stop: asyncio.Event | None = None) 
         access_log_class=access_logger_class(access_log),
         shutdown_timeout=30.0,
         handle_signals=False,
+        # room for long query strings, so that our handlers (not the HTTP parser) refuse
+        # an over-long name with a JSON error that says which field
+        max_line_size=MAX_HTTP_LINE_BYTES,
+        max_field_size=MAX_HTTP_LINE_BYTES,
     )
     flusher = asyncio.create_task(access_log.run())
     await runner.setup()

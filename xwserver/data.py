@@ -50,6 +50,7 @@ async def store_upload(
     access_rights: int = DATA_DEFAULT_RIGHTS,
     expected_sha256: str | None = None,
     expected_size: int | None = None,
+    task_id: int | None = None,
 ) -> Data:
     """Stream a body into the store, then record it as AVAILABLE data."""
     check_name(name)
@@ -68,6 +69,7 @@ async def store_upload(
         owner_id=owner_id if owner_id is not None else caller.id,
         access_rights=access_rights,
         created_at=time.time(),
+        task_id=task_id,
     )
     async with srv.sessions.begin() as session:
         session.add(data)

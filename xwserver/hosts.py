@@ -20,12 +20,20 @@ from .db.models import Host
 from .state import HostInfo, Server, uid_maps
 
 MAX_TAGS = 64
+MAX_CORES = 2**20
+MAX_BYTES = 2**62  # within a signed 64-bit column on every database
 
 
-def _int(body: dict[str, Any], key: str) -> int:
+def _int(body: dict[str, Any], key: str, maximum: int) -> int:
     value = body.get(key, 0)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BadRequest(f'"{key}" must be a non-negative integer')
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
+        raise BadRequest(f'"{key}" must be an integer from 0 to {maximum}')
+    return value
+
+
+def _printable(value: Any, key: str, max_len: int) -> str:
+    if not isinstance(value, str) or len(value) > max_len or any(ord(c) < 32 for c in value):
+        raise BadRequest(f'"{key}" must be a string of at most {max_len} printable characters')
     return value
 
 
@@ -40,19 +48,17 @@ async def register(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     if (
         not isinstance(tags, list)
         or len(tags) > MAX_TAGS
-        or not all(isinstance(t, str) and len(t) < 128 for t in tags)
+        or not all(isinstance(t, str) and len(t) < 128 and all(ord(c) >= 32 for c in t) for t in tags)
     ):
         raise BadRequest(f'"tags" must be a list of at most {MAX_TAGS} short strings')
-    version = body.get("version", "")
-    if not isinstance(version, str) or len(version) > 64:
-        raise BadRequest('"version" must be a short string')
+    version = _printable(body.get("version", ""), "version", 64)
     values = dict(
         name=name,
         os=os_name,
         cpu=cpu,
-        cores=_int(body, "cores"),
-        memory_bytes=_int(body, "memory_bytes"),
-        disk_free_bytes=_int(body, "disk_free_bytes"),
+        cores=_int(body, "cores", MAX_CORES),
+        memory_bytes=_int(body, "memory_bytes", MAX_BYTES),
+        disk_free_bytes=_int(body, "disk_free_bytes", MAX_BYTES),
         tags=json.dumps(tags),
         version=version,
     )
@@ -60,7 +66,7 @@ async def register(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     async with srv.sessions.begin() as session:
         host = None
         if body.get("host_uid"):
-            uid = parse_uid(str(body["host_uid"]))
+            uid = parse_uid(str(body["host_uid"]), "host_uid")
             host = (await session.execute(select(Host).where(Host.uid == uid))).scalar_one_or_none()
             if host is not None and host.owner_id != caller.id:
                 raise Forbidden(f"host {uid} belongs to another identity")
@@ -85,7 +91,7 @@ async def own_host(srv: Server, caller: Caller, uid_text: Any) -> HostInfo:
     """The caller's enabled host, or a clear error (404 makes the worker register again)."""
     if not isinstance(uid_text, str):
         raise BadRequest('"host_uid" must be the UID given at registration')
-    uid = parse_uid(uid_text)
+    uid = parse_uid(uid_text, "host_uid")
     now = time.time()
     host = srv.hosts.get(uid, now)
     if host is None:

@@ -116,4 +116,4 @@ FINISH_JOB: Update = (
     )
 )
 
-RESULT_OF = select(Data.id, Data.owner_id).where(Data.uid == bindparam("uid"))
+RESULT_OF = select(Data.id, Data.task_id).where(Data.uid == bindparam("uid"))

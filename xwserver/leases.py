@@ -42,7 +42,7 @@ def _task_uids(body: Any) -> list[str]:
         or not all(isinstance(u, str) for u in uids)
     ):
         raise BadRequest(f'"task_uids" must be a list of at most {MAX_TASKS_PER_CALL} task UIDs')
-    return [parse_uid(u) for u in uids]
+    return [parse_uid(u, "task_uids") for u in uids]
 
 
 async def heartbeat(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
@@ -71,7 +71,7 @@ class LiveTask:
 
 async def _live_task(conn: AsyncConnection, caller: Caller, uid_text: str) -> LiveTask:
     """The caller's task if it is still live; 404 if it is not the caller's, 409 if it ended."""
-    uid = parse_uid(uid_text)
+    uid = parse_uid(uid_text, "task_uid")
     row = (await conn.execute(hot.TASK_OF, {"uid": uid})).first()
     if row is None or row[5] != caller.id:
         raise NotFound(f"no task {uid} held by {caller.login}")
@@ -103,6 +103,7 @@ async def upload_result(
         access_rights=PRIVATE,
         expected_sha256=sha256,
         expected_size=size,
+        task_id=task.id,
     )
     return {"result_uid": data.uid}
 
@@ -138,6 +139,9 @@ def parse_report(body: Any) -> Report:
     message = body.get("message")
     if message is not None and not isinstance(message, str):
         raise BadRequest('"message" must be a string or null')
+    if message:
+        # a worker's message may quote a job's output; NUL is the one character no database stores
+        message = message.replace("\0", "\ufffd")
     result_uid = body.get("result_uid")
     if result_uid is not None and not isinstance(result_uid, str):
         raise BadRequest('"result_uid" must be the UID the result upload answered, or null')
@@ -157,8 +161,8 @@ async def _apply_report(
     result_id = None
     if rep.result_uid:
         result = (await conn.execute(hot.RESULT_OF, {"uid": rep.result_uid})).first()
-        if result is None or result.owner_id != task.job_owner_id:
-            raise BadRequest("result_uid does not name this task's uploaded result")
+        if result is None or result.task_id != task.id:
+            raise BadRequest("result_uid does not name a result uploaded for this task")
         result_id = result.id
     done = await conn.execute(
         hot.FINISH_TASK,

@@ -450,13 +450,8 @@ async def test_huge_numbers_in_queries_are_a_400_not_a_500(xw: XW) -> None:
 
 
 # -- known bugs: each a failing case, marked until its fix lands (strict: a fix makes them fail) ------------
-UID_FIELD_BUG = (
-    "hosts.py (own_host, register) and leases.py (_task_uids, report) call parse_uid without naming "
-    "the field; parse_uid(text, what) now can"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=UID_FIELD_BUG)
 async def test_a_malformed_host_task_or_result_uid_is_a_400_naming_its_field(xw: XW) -> None:
     host, a = await _running_task(xw)
     work = {"host_uid": "garbage", "capacity": 1, "wait_s": 0, "task_uids": []}
@@ -479,11 +474,6 @@ async def test_a_malformed_host_task_or_result_uid_is_a_400_naming_its_field(xw:
         await expect_refused(xw, "POST", "/work/register", 400, "host_uid", token=xw.worker, json=register)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="leases.report accepts as result_uid any data the job's owner owns, not only the result "
-    "uploaded for this task: a worker can name the job's input, which removing the job then deletes",
-)
 async def test_a_worker_cannot_report_the_owners_input_as_its_result(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     secret = await xw.upload(xw.admin, b"the owner's precious input", name="in.dat", access_rights="0700")
@@ -504,11 +494,6 @@ async def test_a_worker_cannot_report_the_owners_input_as_its_result(xw: XW) -> 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.xfail(
-    strict=True,
-    reason="hosts._int checks only >= 0: cores/memory_bytes/disk_free_bytes past their columns "
-    "(INTEGER, BIGINT) are stored on SQLite or overflow PostgreSQL/MariaDB (500)",
-)
 async def test_host_sizes_past_their_columns_are_a_400(xw: XW) -> None:
     valid = {"name": "h", "os": "linux", "cpu": "x86_64", "cores": 4}
     for field, value in (("cores", 2**40), ("memory_bytes", 2**64), ("disk_free_bytes", 2**70)):
@@ -517,11 +502,6 @@ async def test_host_sizes_past_their_columns_are_a_400(xw: XW) -> None:
     assert (await xw.ok("GET", "/hosts", token=xw.admin))["hosts"] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aiohttp answers a request line over 8190 bytes with a text/plain 400 and logs it at ERROR "
-    "with a traceback (aiohttp.server 'Error handling request'): anyone can fill the server log",
-)
 async def test_a_request_line_past_the_limit_is_a_json_400_without_a_traceback(xw: XW) -> None:
     await expect_refused(xw, "POST", "/data", 400, None, token=xw.admin, data=b"x", params={"name": LONG})
 
@@ -530,17 +510,7 @@ async def test_a_request_line_past_the_limit_is_a_json_400_without_a_traceback(x
     "backend",
     [
         "sqlite",
-        pytest.param(
-            "postgresql",
-            marks=[
-                pytest.mark.postgres,
-                pytest.mark.xfail(
-                    strict=True,
-                    reason="a NUL in a host's version or a report's message reaches PostgreSQL, which "
-                    "cannot store it: 500 (hosts.register, leases.report check types only)",
-                ),
-            ],
-        ),
+        pytest.param("postgresql", marks=pytest.mark.postgres),
         pytest.param("mariadb", marks=pytest.mark.mariadb),
     ],
 )

@@ -69,6 +69,8 @@ class Data(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     access_rights: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Double)
+    #: set on a result archive: the task that uploaded it (only that task may report it)
+    task_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
 
 class App(Base):
