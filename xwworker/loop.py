@@ -311,7 +311,7 @@ class Worker:
         self.registered_at = time.time()
         self._write_state()
         log.info(
-            "registered at %s as host %s (%s); lease %.0fs, heartbeat every %.0fs",
+            "registered at %s as host %s (%s); lease %gs, heartbeat every %gs",
             self.transport.server,
             self.host_uid,
             body["name"],
