@@ -17,3 +17,5 @@ STREAM_CHUNK_BYTES = 1024 * 1024
 BACKOFF_START_S = 0.5
 BACKOFF_CAP_S = 30.0
 INLINE_RESULT_BYTES = 256 * 1024  # results up to this size may ride with the report
+GC_INTERVAL_S = 3600.0  # how often the server collects orphan results and unreferenced files
+GC_GRACE_S = 3600.0  # only what is older than this is collected (uploads in flight are younger)

@@ -14,6 +14,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from .accesslog import AccessLogFile, access_logger_class
 from .api.http import SERVER_KEY, auth_middleware, errors_middleware
 from .api.routes import add_routes
+from .collector import collector_loop
 from .db.engine import WalCheckpointer, create_engine, migrate, sqlite_path
 from .leases import grant_restart_grace, reaper_loop
 from .settings import ServerSettings
@@ -53,12 +54,14 @@ def create_app(srv: Server) -> web.Application:
     app[SERVER_KEY] = srv
     add_routes(app)
 
-    async def reaper(_app: web.Application) -> AsyncIterator[None]:
-        task = asyncio.create_task(reaper_loop(srv))
+    async def background(_app: web.Application) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(reaper_loop(srv)), asyncio.create_task(collector_loop(srv))]
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def wake_waiters(_app: web.Application) -> None:
         # long-polling work requests return at once so shutdown is not held up by them
@@ -75,7 +78,7 @@ def create_app(srv: Server) -> web.Application:
         yield
         await asyncio.to_thread(wal.stop)
 
-    app.cleanup_ctx.append(reaper)
+    app.cleanup_ctx.append(background)
     app.cleanup_ctx.append(checkpointer)
     app.on_shutdown.append(wake_waiters)
     return app

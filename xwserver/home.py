@@ -77,6 +77,17 @@ SERVER_KEYS: tuple[tuple[str, str, str], ...] = (
         "it re-checks the database this often (seconds) for jobs submitted through another\n"
         "server process sharing the database.",
     ),
+    (
+        "gc_interval_s",
+        "gc_interval_s",
+        "Seconds between two collections of what nothing references any more: results\n"
+        "uploaded by tasks that were then lost, and stored files no data object names.",
+    ),
+    (
+        "gc_grace_s",
+        "gc_grace_s",
+        "Only what is older than this (seconds) is collected, so an upload in flight is safe.",
+    ),
 )
 
 _DEFAULTS: dict[str, object] = {
@@ -90,6 +101,8 @@ _DEFAULTS: dict[str, object] = {
     "max_json_bytes": defaults.MAX_JSON_BYTES,
     "reaper_interval_s": defaults.REAPER_INTERVAL_S,
     "work_request_recheck_s": defaults.WORK_REQUEST_RECHECK_S,
+    "gc_interval_s": defaults.GC_INTERVAL_S,
+    "gc_grace_s": defaults.GC_GRACE_S,
 }
 
 

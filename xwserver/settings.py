@@ -11,6 +11,8 @@ Keys (``key=value``):
 - ``max_body_bytes``   largest data upload accepted
 - ``max_json_bytes``   largest JSON body accepted
 - ``reaper_interval_s`` how often expired leases are looked for
+- ``gc_interval_s``    how often orphan results and unreferenced files are collected
+- ``gc_grace_s``       only what is older than this is collected
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ class ServerSettings:
     max_json_bytes: int = defaults.MAX_JSON_BYTES
     reaper_interval_s: float = defaults.REAPER_INTERVAL_S
     work_request_recheck_s: float = defaults.WORK_REQUEST_RECHECK_S
+    gc_interval_s: float = defaults.GC_INTERVAL_S
+    gc_grace_s: float = defaults.GC_GRACE_S
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -113,6 +117,8 @@ class ServerSettings:
             "max_json_bytes": ("max_json_bytes", int),
             "reaper_interval_s": ("reaper_interval_s", float),
             "work_request_recheck_s": ("work_request_recheck_s", float),
+            "gc_interval_s": ("gc_interval_s", float),
+            "gc_grace_s": ("gc_grace_s", float),
         }
         for key, value in props.items():
             if key not in known:

@@ -100,17 +100,25 @@ class DataStore:
     def delete(self, sha256: str) -> None:
         self.path_of(sha256).unlink(missing_ok=True)
 
-    def collect(self, referenced: Iterable[str]) -> int:
-        """Delete every stored file whose digest is not referenced; returns how many."""
+    def collect(self, referenced: Iterable[str], *, older_than: float | None = None) -> int:
+        """Delete stored files whose digest is not referenced, and abandoned temporary
+        files; only files last modified before ``older_than`` (epoch seconds) when given,
+        so that content whose data row is being written is never taken. Returns how many."""
         keep = set(referenced)
         removed = 0
         for sub in self.root.iterdir():
-            if sub == self.tmp or not sub.is_dir():
+            if not sub.is_dir():
                 continue
             for f in sub.iterdir():
-                if f.name not in keep:
-                    f.unlink(missing_ok=True)
-                    removed += 1
+                if sub != self.tmp and f.name in keep:
+                    continue
+                try:
+                    if older_than is not None and f.stat().st_mtime >= older_than:
+                        continue
+                    f.unlink()
+                except FileNotFoundError:
+                    continue
+                removed += 1
         return removed
 
 
