@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -13,7 +12,10 @@ from xwcommon.errors import BadRequest
 from .. import apps, data, hosts, jobs, leases, scheduler, users
 from ..db.models import User
 from ..wire import iso
-from .http import TOKEN_KEY, Handler, body_chunks, caller_of, ok, query_int, read_json, server_of
+from .access_routes import ACCESS_ROUTES
+from .http import TOKEN_KEY, body_chunks, caller_of, ok, query_int, read_json, server_of
+from .route import Route
+from .users_routes import USER_ROUTES
 
 
 # -- session -----------------------------------------------------------------------------------------
@@ -231,17 +233,7 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(document(server_of(request)))
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    path: str  # below /api/v1
-    handler: Handler
-    summary: str
-    body: str | None = None  # "json" or "binary"
-    public: bool = False
-
-
-ROUTES: list[Route] = [
+CORE_ROUTES: list[Route] = [
     Route("POST", "/login", login, "Log in; returns a bearer token", "json", public=True),
     Route("POST", "/logout", logout, "Revoke the caller's token"),
     Route("GET", "/version", version, "Server version", public=True),
@@ -276,6 +268,10 @@ ROUTES: list[Route] = [
     Route("POST", "/work/tasks/{uid}/report", work_report, "Report a task's final status", "json"),
     Route("POST", "/work/release", work_release, "Hand tasks back to the server", "json"),
 ]
+
+
+#: every route of the API; each area keeps its own list in its own module
+ROUTES: list[Route] = CORE_ROUTES + USER_ROUTES + ACCESS_ROUTES
 
 
 def add_routes(app: web.Application) -> None:
