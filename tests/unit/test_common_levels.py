@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from xwcommon.errors import BadRequest
-from xwcommon.levels import GROUP, PRIVATE, PUBLIC, UserLevel, format_access_rights, parse_access_rights
+from xwcommon.levels import (
+    GROUP,
+    PRIVATE,
+    PUBLIC,
+    UserLevel,
+    apply_access_rights,
+    format_access_rights,
+    parse_access_rights,
+)
 
 
 @pytest.mark.parametrize(
@@ -67,3 +75,55 @@ def test_an_unknown_user_level_is_a_bad_request(text: str) -> None:
 
 def test_levels_are_a_ladder() -> None:
     assert UserLevel.WORKER < UserLevel.STANDARD < UserLevel.ADVANCED < UserLevel.SUPER
+
+
+@pytest.mark.parametrize(
+    ("text", "current", "bits"),
+    [
+        ("u+r", 0o000, 0o400),
+        ("g-w", 0o777, 0o757),
+        ("o+x", 0o700, 0o701),
+        ("a+r", 0o000, 0o444),
+        ("ugo+rwx", 0o000, 0o777),
+        ("go=rx", 0o777, 0o755),
+        ("o=", 0o755, 0o750),
+        ("u+rw-x", 0o700, 0o600),
+        ("u=rwx,g=rx,o=", 0o000, 0o750),
+        ("g+r, o+r", 0o700, 0o744),  # spaces around the commas are forgiven
+        ("+x", 0o644, 0o755),  # no "who" means all, as chmod without a umask
+        ("U+R", 0o000, 0o400),
+        ("0750", 0o777, 0o750),  # absolute forms ignore the current bits
+        ("0x700", 0o755, 0o700),
+    ],
+)
+def test_symbolic_access_rights_change_the_current_bits(text: str, current: int, bits: int) -> None:
+    assert apply_access_rights(text, current) == bits
+    assert parse_access_rights(text, current) == bits
+
+
+def test_a_symbolic_change_without_current_bits_starts_from_none() -> None:
+    assert parse_access_rights("u+rwx,g+rx") == 0o750
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("u+q", "'u+q' is not who"),
+        ("z+r", "'z+r' is not who"),
+        ("u", "'u' is not who"),
+        ("u+r,,g+r", "'' is not who"),
+        ("0999", "three digits"),
+        ("", "empty"),
+    ],
+)
+def test_a_bad_symbolic_change_says_what_is_wrong_and_shows_an_example(text: str, says: str) -> None:
+    with pytest.raises(BadRequest) as info:
+        apply_access_rights(text, 0o755)
+    assert says in info.value.message
+    assert "like 0755" in info.value.message and "u+rwx" in info.value.message
+
+
+@pytest.mark.parametrize("value", [True, None, 7.5, ["0755"]])
+def test_access_rights_of_another_type_are_a_bad_request(value: object) -> None:
+    with pytest.raises(BadRequest, match="access rights"):
+        parse_access_rights(value)  # type: ignore[arg-type]
