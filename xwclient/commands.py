@@ -8,6 +8,7 @@ parser, the help and the scripts pick it up from :data:`COMMANDS`.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from xwcommon.errors import BadRequest, XWError
+from xwcommon.levels import UserLevel
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.status import FINAL_JOB_STATUSES, JobStatus
 from xwcommon.transport import sha256_file
@@ -27,7 +29,8 @@ from xwcommon.uri import is_uid, parse_uid
 
 from . import formats
 from .exitcodes import describe_error, exit_code_for
-from .sdk import XWClient, safe_file_name
+from .sdk import XWClient, normalize_rights, safe_file_name
+from .settings import render_config
 
 log = logging.getLogger(__name__)
 
@@ -470,19 +473,197 @@ async def cmd_results(ctx: Context) -> int:
 # -- any object -------------------------------------------------------------------------------------
 @command(
     "rm",
-    "--xwrm UID…",
-    "delete jobs, data or applications (a running job is aborted first)",
+    "--xwrm UID|URI|LOGIN|LABEL…",
+    "delete jobs, data, applications, users or user groups (a running job is aborted first); a name "
+    "that is not a UID is tried as a user's login, then as a user group's label",
     aliases=("remove", "delete"),
     min_args=1,
 )
 async def cmd_rm(ctx: Context) -> int:
     rows: list[dict[str, Any]] = []
 
-    async def remove(uid: str) -> None:
-        rows.append({"uid": uid, "kind": await ctx.client.remove(uid)})
+    async def remove(key: str) -> None:
+        kind = await ctx.client.remove(key)
+        rows.append({"uid": parse_uid(key) if is_uid(key) else key, "kind": kind})
 
-    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], remove)
-    ctx.emit(rows, "removed", [f"{r['uid']} removed ({r['kind']})" for r in rows])
+    code = await _each(ctx, [_key_arg(k) for k in ctx.inv.args], remove)
+    if rows or code == 0:
+        ctx.emit(rows, "removed", [f"{r['uid']} removed ({r['kind']})" for r in rows])
+    return code
+
+
+def _key_arg(text: str) -> str:
+    """A UID, URI or name as given; a string that starts like a URI must be a valid one."""
+    if text.startswith("xw://") or not text.strip():
+        return _uid_arg(text)
+    return text
+
+
+@command(
+    "chmod",
+    "--xwchmod RIGHTS UID|URI…",
+    "change the access rights of data (and other objects you own): 0750, XWHEP's 0x750, or "
+    "u+r, g-w, o+x, a+r (comma-separated); an application's and a job's rights never change",
+    min_args=2,
+)
+async def cmd_chmod(ctx: Context) -> int:
+    raw, *keys = ctx.inv.args
+    try:
+        rights = normalize_rights(raw)
+    except BadRequest as exc:
+        raise UsageError(exc.message) from None
+    rows: list[dict[str, Any]] = []
+
+    async def change(uid: str) -> None:
+        kind, obj = await ctx.client.chmod(uid, rights)
+        rows.append({**obj, "kind": kind})
+
+    code = await _each(ctx, [_uid_arg(k) for k in keys], change)
+    ctx.emit_unless_failed(rows, "rights", code)
+    return code
+
+
+# -- users and user groups ------------------------------------------------------------------------------
+@command(
+    "senduser",
+    "--xwsenduser LOGIN PASSWORD EMAIL RIGHTS [USERGROUP]",
+    "insert a user (SUPER only); RIGHTS is STANDARD, ADVANCED, SUPER or WORKER (XWHEP's "
+    "STANDARD_USER… too); prints a client config for the new user to hand over (other formats: "
+    "the user)",
+    min_args=4,
+    max_args=5,
+)
+async def cmd_senduser(ctx: Context) -> int:
+    login, password, email, rights, *group = ctx.inv.args
+    try:
+        level = UserLevel.parse(rights)
+    except BadRequest as exc:
+        raise UsageError(exc.message) from None
+    if password != password.strip() or "\n" in password or "\r" in password or not password:
+        raise UsageError("the password must not be empty, hold a line break, or start or end with spaces")
+    user = await ctx.client.create_user(
+        login, password, email or None, level.name, group[0] if group else None
+    )
+    if ctx.fmt != "text":
+        ctx.emit([user], "user")
+        return 0
+    s = ctx.client.settings
+    if s is None:  # an embedding program's client without a config: the user alone
+        ctx.emit([user], "user")
+        return 0
+    note = f" ({level.name}, {user.get('uri', user.get('uid'))})"
+    ctx.out.write(
+        render_config(s.servers, user.get("login", login), password, s.ca_file.resolve(), note=note)
+    )
+    ctx.out.flush()
+    return 0
+
+
+@command(
+    "users",
+    "--xwusers [UID|LOGIN…]",
+    "list users: all of them for SUPER, only yourself otherwise",
+    aliases=("getusers",),
+)
+async def cmd_users(ctx: Context) -> int:
+    if not ctx.inv.args:
+        ctx.emit(await ctx.client.list_users(), "user")
+        return 0
+    rows: list[dict[str, Any]] = []
+
+    async def get(key: str) -> None:
+        rows.append(await ctx.client.get_user(key))
+
+    code = await _each(ctx, [_key_arg(k) for k in ctx.inv.args], get)
+    ctx.emit_unless_failed(rows, "user", code)
+    return code
+
+
+@command(
+    "passwd",
+    "--xwpasswd [LOGIN] [NEWPASSWORD|-]",
+    "change your password (the old one comes from your config, else a prompt), or, as SUPER, "
+    "anyone's; without NEWPASSWORD, or with -, it is asked for without echo (standard input must "
+    "be a terminal); your config's password= must then be updated",
+    aliases=("password", "chpasswd"),
+    max_args=2,
+)
+async def cmd_passwd(ctx: Context) -> int:
+    args = list(ctx.inv.args)
+    s = ctx.client.settings
+    me = s.login if s is not None else ctx.client.transport.login_name
+    login = args.pop(0) if len(args) == 2 else me
+    new = args[0] if args else "-"
+    if new == "-":
+        new = _ask_new_password(ctx, login)
+    mine = login == me
+    old: str | None = None
+    if mine:
+        old = s.password if s is not None and s.password else None
+        if old is None:
+            old = read_secret(ctx, f"current password of {login}: ")
+    await ctx.client.change_password(login, new, old)
+    if ctx.fmt == "text":
+        print(f"password of {login} changed; every session of {login} was logged out", file=ctx.out)
+        if mine and s is not None:
+            print(f"update password= in {s.config_file}", file=ctx.out)
+    else:
+        ctx.emit([{"login": login, "changed": True}], "password")
+    ctx.out.flush()
+    return 0
+
+
+def _ask_new_password(ctx: Context, login: str) -> str:
+    first = read_secret(ctx, f"new password of {login}: ")
+    if not first:
+        raise UsageError("the new password is empty")
+    if read_secret(ctx, f"new password of {login} again: ") != first:
+        raise UsageError("the two passwords differ; nothing changed")
+    return first
+
+
+def read_secret(ctx: Context, prompt: str) -> str:
+    """A secret typed at the terminal without echo; :class:`UsageError` if there is no terminal."""
+    if not _is_tty(ctx.stdin):
+        raise UsageError(
+            f"{prompt.rstrip(': ')}: give it on the command line (standard input is not a terminal)"
+        )
+    return getpass.getpass(prompt)
+
+
+def _is_tty(stream: IO[bytes] | None) -> bool:
+    try:
+        return stream is not None and os.isatty(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+@command(
+    "sendusergroup", "--xwsendusergroup LABEL", "insert a user group (SUPER only)", min_args=1, max_args=1
+)
+async def cmd_sendusergroup(ctx: Context) -> int:
+    group = await ctx.client.create_usergroup(ctx.inv.args[0])
+    ctx.emit([group], "usergroup", [group.get("uri", group["uid"])])
+    return 0
+
+
+@command(
+    "usergroups",
+    "--xwusergroups [UID|LABEL…]",
+    "list user groups: all of them for SUPER, your own otherwise",
+    aliases=("getusergroups",),
+)
+async def cmd_usergroups(ctx: Context) -> int:
+    if not ctx.inv.args:
+        ctx.emit(await ctx.client.list_usergroups(), "usergroup")
+        return 0
+    rows: list[dict[str, Any]] = []
+
+    async def get(key: str) -> None:
+        rows.append(await ctx.client.get_usergroup(key))
+
+    code = await _each(ctx, [_key_arg(k) for k in ctx.inv.args], get)
+    ctx.emit_unless_failed(rows, "usergroup", code)
     return code
 
 
@@ -491,6 +672,40 @@ async def cmd_rm(ctx: Context) -> int:
 async def cmd_workers(ctx: Context) -> int:
     ctx.emit(await ctx.client.list_hosts(), "host")
     return 0
+
+
+@command(
+    "disable",
+    "--xwdisable HOST_UID…",
+    "disable hosts (ADVANCED and above): their running jobs go to other workers, and their "
+    "requests are refused until --xwenable",
+    aliases=("disablehost",),
+    min_args=1,
+)
+async def cmd_disable(ctx: Context) -> int:
+    return await _hosts(ctx, ctx.client.disable_host)
+
+
+@command(
+    "enable",
+    "--xwenable HOST_UID…",
+    "enable disabled hosts again (ADVANCED and above)",
+    aliases=("enablehost",),
+    min_args=1,
+)
+async def cmd_enable(ctx: Context) -> int:
+    return await _hosts(ctx, ctx.client.enable_host)
+
+
+async def _hosts(ctx: Context, action: Callable[[str], Awaitable[dict[str, Any]]]) -> int:
+    rows: list[dict[str, Any]] = []
+
+    async def one(uid: str) -> None:
+        rows.append(await action(uid))
+
+    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], one)
+    ctx.emit_unless_failed(rows, "host", code)
+    return code
 
 
 @command("ping", "--xwping", "check that the server answers, and how fast", max_args=0)

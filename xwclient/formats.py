@@ -80,9 +80,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "uri",
     ),
     "user": ("uid", "login", "rights", "group_uid", "email", "uri"),
+    "usergroup": ("uid", "label", "members", "created_at", "uri"),
     # what the client itself reports
+    "rights": ("uid", "kind", "access_rights", "owner_uid", "uri"),
     "result": ("job_uid", "path", "result_uid", "sha256"),
     "removed": ("uid", "kind"),
+    "password": ("login", "changed"),
     "ping": ("server", "version", "api", "connect_ms", "rtt_ms"),
     "version": ("client_version", "server_version", "api", "server"),
 }

@@ -86,6 +86,46 @@ def xwwait() -> None:
     raise SystemExit(main(["--xwwait", *sys.argv[1:]]))
 
 
+def xwchmod() -> None:
+    """``xwchmod``: ``xwclient --xwchmod`` with this script's arguments."""
+    raise SystemExit(main(["--xwchmod", *sys.argv[1:]]))
+
+
+def xwsenduser() -> None:
+    """``xwsenduser``: ``xwclient --xwsenduser`` with this script's arguments."""
+    raise SystemExit(main(["--xwsenduser", *sys.argv[1:]]))
+
+
+def xwusers() -> None:
+    """``xwusers``: ``xwclient --xwusers`` with this script's arguments."""
+    raise SystemExit(main(["--xwusers", *sys.argv[1:]]))
+
+
+def xwpasswd() -> None:
+    """``xwpasswd``: ``xwclient --xwpasswd`` with this script's arguments."""
+    raise SystemExit(main(["--xwpasswd", *sys.argv[1:]]))
+
+
+def xwsendusergroup() -> None:
+    """``xwsendusergroup``: ``xwclient --xwsendusergroup`` with this script's arguments."""
+    raise SystemExit(main(["--xwsendusergroup", *sys.argv[1:]]))
+
+
+def xwusergroups() -> None:
+    """``xwusergroups``: ``xwclient --xwusergroups`` with this script's arguments."""
+    raise SystemExit(main(["--xwusergroups", *sys.argv[1:]]))
+
+
+def xwdisable() -> None:
+    """``xwdisable``: ``xwclient --xwdisable`` with this script's arguments."""
+    raise SystemExit(main(["--xwdisable", *sys.argv[1:]]))
+
+
+def xwenable() -> None:
+    """``xwenable``: ``xwclient --xwenable`` with this script's arguments."""
+    raise SystemExit(main(["--xwenable", *sys.argv[1:]]))
+
+
 #: script name -> entry point, for packaging and tests
 SCRIPTS = {
     name: f"xwclient.scripts:{name}"
@@ -105,5 +145,13 @@ SCRIPTS = {
         "xwping",
         "xwversion",
         "xwwait",
+        "xwchmod",
+        "xwsenduser",
+        "xwusers",
+        "xwpasswd",
+        "xwsendusergroup",
+        "xwusergroups",
+        "xwdisable",
+        "xwenable",
     )
 }

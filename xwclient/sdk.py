@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import ssl
 import time
 import zipfile
@@ -35,6 +36,7 @@ from urllib.parse import quote, unquote, urlsplit
 import xwcommon
 from xwcommon import defaults
 from xwcommon.errors import BadRequest, ConfigError, Conflict, IntegrityError, NotFound, XWError
+from xwcommon.levels import UserLevel, format_access_rights, parse_access_rights
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.status import FINAL_JOB_STATUSES
 from xwcommon.transport import Transport
@@ -454,20 +456,170 @@ class XWClient:
         """The volunteer hosts known to the server."""
         return list((await self.transport.request("GET", "/hosts"))["hosts"])
 
-    # -- any object ----------------------------------------------------------------------------------
-    async def remove(self, uid: str) -> str:
-        """Delete a job, a data or an app by UID; return which kind it was.
+    async def disable_host(self, uid: str) -> dict[str, Any]:
+        """Disable a host (ADVANCED+): its running tasks go to other workers, its requests are refused."""
+        return dict(await self.transport.request("POST", f"/hosts/{_uid_path(uid)}/disable"))
 
-        The kind is found by trying each in turn (a job first: it is what users delete most).
+    async def enable_host(self, uid: str) -> dict[str, Any]:
+        """Enable a disabled host again (ADVANCED+)."""
+        return dict(await self.transport.request("POST", f"/hosts/{_uid_path(uid)}/enable"))
+
+    # -- users and user groups -------------------------------------------------------------------
+    async def create_user(
+        self,
+        login: str,
+        password: str,
+        email: str | None,
+        rights: str = "STANDARD",
+        group: str | None = None,
+    ) -> dict[str, Any]:
+        """Insert a user (SUPER only); ``rights`` as ``STANDARD`` or XWHEP's ``STANDARD_USER``…,
+        ``group`` a user group's UID or label."""
+        body = {
+            "login": login,
+            "password": password,
+            "email": email,
+            "rights": UserLevel.parse(rights).name,
+            "group": _key(group) if group else None,
+        }
+        return dict(await self.transport.request("POST", "/users", json=body))
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        """Every user for SUPER; only the caller otherwise."""
+        return list((await self.transport.request("GET", "/users"))["users"])
+
+    async def get_user(self, uid_or_login: str) -> dict[str, Any]:
+        return dict(await self.transport.request("GET", f"/users/{_key_path(uid_or_login)}"))
+
+    async def update_user(
+        self,
+        uid_or_login: str,
+        *,
+        rights: str | None = None,
+        group: str | None = None,
+        email: str | None = None,
+    ) -> dict[str, Any]:
+        """Change a user's rights, group or email (SUPER only); a change of rights or group
+        logs that user out everywhere."""
+        body: dict[str, Any] = {}
+        if rights is not None:
+            body["rights"] = UserLevel.parse(rights).name
+        if group is not None:
+            body["group"] = _key(group)
+        if email is not None:
+            body["email"] = email
+        if not body:
+            raise BadRequest("nothing to change: give rights, group or email")
+        return dict(await self.transport.request("PATCH", f"/users/{_key_path(uid_or_login)}", json=body))
+
+    async def remove_user(self, uid_or_login: str) -> None:
+        """Delete a user (SUPER only, not oneself; refused while the user owns apps, data or jobs)."""
+        await self.transport.request("DELETE", f"/users/{_key_path(uid_or_login)}")
+
+    async def change_password(
+        self, uid_or_login: str, password: str, old_password: str | None = None
+    ) -> None:
+        """Set a user's password; ``old_password`` is required unless a SUPER changes another's.
+
+        Every token of that user is revoked; when it is the caller's own, this client logs
+        in again with the new password on its next call.
         """
-        key = _uid_path(uid)
-        for kind, path in (("job", "/jobs/"), ("data", "/data/"), ("app", "/apps/")):
+        body: dict[str, Any] = {"password": password}
+        if old_password is not None:
+            body["old_password"] = old_password
+        await self.transport.request("POST", f"/users/{_key_path(uid_or_login)}/password", json=body)
+        if _key(uid_or_login) in (self.transport.login_name, self.transport.user.get("uid")):
+            # our tokens are revoked: the next call logs in again, with the new password
+            # (Transport has no public setter for it yet)
+            self.transport._password = password
+            if self.settings is not None:
+                self.settings.password = password
+
+    async def create_usergroup(self, label: str) -> dict[str, Any]:
+        """Insert a user group (SUPER only)."""
+        return dict(await self.transport.request("POST", "/usergroups", json={"label": label}))
+
+    async def list_usergroups(self) -> list[dict[str, Any]]:
+        """Every group for SUPER; the caller's own otherwise."""
+        return list((await self.transport.request("GET", "/usergroups"))["usergroups"])
+
+    async def get_usergroup(self, uid_or_label: str) -> dict[str, Any]:
+        return dict(await self.transport.request("GET", f"/usergroups/{_key_path(uid_or_label)}"))
+
+    async def remove_usergroup(self, uid_or_label: str) -> None:
+        """Delete a user group (SUPER only; refused while it has members)."""
+        await self.transport.request("DELETE", f"/usergroups/{_key_path(uid_or_label)}")
+
+    # -- any object ----------------------------------------------------------------------------------
+    async def get_object(self, uid: str) -> tuple[str, dict[str, Any]]:
+        """``(kind, object)`` of any object the caller may read; kind is one of
+        ``app data job task host user usergroup``."""
+        reply = await self.transport.request("GET", f"/objects/{_uid_path(uid)}")
+        return str(reply["kind"]), dict(reply["object"])
+
+    async def chmod(self, uid: str, rights: str) -> tuple[str, dict[str, Any]]:
+        """Change an object's access rights (owner or SUPER): ``0750``, ``0x750`` or XWHEP's
+        symbolic ``u+r,g-w,o+x,a+r``; return ``(kind, object)`` as they are now.
+
+        An app's rights never change and a job's are its app's: the server refuses (409).
+        """
+        body = {"rights": normalize_rights(rights)}
+        reply = await self.transport.request("POST", f"/objects/{_uid_path(uid)}/chmod", json=body)
+        return str(reply["kind"]), dict(reply["object"])
+
+    async def remove(self, key: str) -> str:
+        """Delete an object; return which kind it was.
+
+        ``key`` is a UID or ``xw://`` URI of a job, data, app, user or user group (its kind
+        is asked of the server first), or else a login, tried as a user, then as a group label.
+        """
+        if not is_uid(key):
             try:
-                await self.transport.request("DELETE", path + key)
-                return kind
+                await self.remove_user(key)
+                return "user"
             except NotFound:
-                continue
-        raise NotFound(f"no job, data or application {parse_uid(uid)} visible to you")
+                pass
+            try:
+                await self.remove_usergroup(key)
+                return "usergroup"
+            except NotFound:
+                raise NotFound(f"no user or user group {key!r} visible to you") from None
+        kind, _ = await self.get_object(key)
+        path = _REMOVABLE.get(kind)
+        if path is None:
+            how = "; disable it with xwdisable" if kind == "host" else ""
+            raise BadRequest(f"{parse_uid(key)} is a {kind}, which cannot be removed{how}")
+        await self.transport.request("DELETE", f"{path}/{_uid_path(key)}")
+        return kind
+
+
+#: where each removable kind of object is deleted
+_REMOVABLE = {"job": "/jobs", "data": "/data", "app": "/apps", "user": "/users", "usergroup": "/usergroups"}
+
+#: octal access rights as XWHEP and we write them (``755``, ``0755``, ``0x755``)
+_OCTAL_RIGHTS = re.compile(r"^(?:0x|0o|0)?[0-7]{3}$")
+
+
+def normalize_rights(text: str) -> str:
+    """Access rights as the wire takes them: octal ones (``750``, ``0x750``) as ``0750``;
+    symbolic ones (``u+r,g-w``), which change the object's current bits, as given.
+
+    :class:`BadRequest` (with an example) if they are neither.
+    """
+    t = text.strip()
+    bits = parse_access_rights(t)  # checks the symbolic forms too (applied to 000 here)
+    if _OCTAL_RIGHTS.match(t.lower()):
+        return format_access_rights(bits)
+    return ",".join(c.strip() for c in t.split(","))
+
+
+def _key(text: str) -> str:
+    """A UID (from a UID or URI) or else a name (login, label) as given."""
+    return parse_uid(text) if is_uid(text) else text
+
+
+def _key_path(text: str) -> str:
+    return quote(_key(text), safe="")
 
 
 def safe_file_name(name: Any, fallback: str) -> str:
@@ -577,3 +729,59 @@ class Client:
 
     def list_hosts(self) -> list[dict[str, Any]]:
         return self._run(self.aio.list_hosts())
+
+    def disable_host(self, uid: str) -> dict[str, Any]:
+        return self._run(self.aio.disable_host(uid))
+
+    def enable_host(self, uid: str) -> dict[str, Any]:
+        return self._run(self.aio.enable_host(uid))
+
+    def create_user(
+        self,
+        login: str,
+        password: str,
+        email: str | None,
+        rights: str = "STANDARD",
+        group: str | None = None,
+    ) -> dict[str, Any]:
+        return self._run(self.aio.create_user(login, password, email, rights, group))
+
+    def list_users(self) -> list[dict[str, Any]]:
+        return self._run(self.aio.list_users())
+
+    def get_user(self, uid_or_login: str) -> dict[str, Any]:
+        return self._run(self.aio.get_user(uid_or_login))
+
+    def update_user(
+        self,
+        uid_or_login: str,
+        *,
+        rights: str | None = None,
+        group: str | None = None,
+        email: str | None = None,
+    ) -> dict[str, Any]:
+        return self._run(self.aio.update_user(uid_or_login, rights=rights, group=group, email=email))
+
+    def remove_user(self, uid_or_login: str) -> None:
+        self._run(self.aio.remove_user(uid_or_login))
+
+    def change_password(self, uid_or_login: str, password: str, old_password: str | None = None) -> None:
+        self._run(self.aio.change_password(uid_or_login, password, old_password))
+
+    def create_usergroup(self, label: str) -> dict[str, Any]:
+        return self._run(self.aio.create_usergroup(label))
+
+    def list_usergroups(self) -> list[dict[str, Any]]:
+        return self._run(self.aio.list_usergroups())
+
+    def get_usergroup(self, uid_or_label: str) -> dict[str, Any]:
+        return self._run(self.aio.get_usergroup(uid_or_label))
+
+    def remove_usergroup(self, uid_or_label: str) -> None:
+        self._run(self.aio.remove_usergroup(uid_or_label))
+
+    def get_object(self, uid: str) -> tuple[str, dict[str, Any]]:
+        return self._run(self.aio.get_object(uid))
+
+    def chmod(self, uid: str, rights: str) -> tuple[str, dict[str, Any]]:
+        return self._run(self.aio.chmod(uid, rights))

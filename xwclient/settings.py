@@ -143,3 +143,19 @@ def _how_found(explicit: object, env: Mapping[str, str] | None) -> str:
     if (os.environ if env is None else env).get(CONFIG_ENV, "").strip():
         return f"from ${CONFIG_ENV}"
     return "the default place"
+
+
+def render_config(servers: list[str], login: str, password: str, ca_file: Path, *, note: str = "") -> str:
+    """A client config file for ``login``: the keys :func:`load_settings` reads, in XWHEP's form."""
+    lines = [f"# XtremWeb-Py client configuration for {login}{note}."]
+    lines += [
+        "# It holds a password: keep it private (mode 0600). Use it with",
+        "#   xwclient --xwconfig THIS_FILE ...   or   export XWCONFIG=THIS_FILE",
+        "# or copy it to ~/.xtremweb/xwrc. ca.file must name the deployment's CA certificate",
+        "# where the file is used (relative paths are relative to the file's folder).",
+        f"dispatcher.servers={' '.join(servers)}",
+        f"login={login}",
+        f"password={password}",
+        f"ca.file={ca_file}",
+    ]
+    return "\n".join(lines) + "\n"

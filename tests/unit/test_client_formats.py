@@ -72,6 +72,13 @@ SAMPLES: dict[str, list[dict]] = {
     "user": [
         {"uid": UID, "uri": "xw://h/x", "login": "admin", "rights": "SUPER", "group_uid": None, "email": "a@b.c"},
     ],
+    "usergroup": [
+        {"uid": UID, "uri": "xw://h/x", "label": "physics, \"HEP\" <lab>", "members": 3, "created_at": "2026-01-01T00:00:00Z"},
+        {"uid": UID, "label": "empty", "members": 0},
+    ],
+    "rights": [
+        {"uid": UID, "uri": "xw://h/x", "kind": "data", "access_rights": "0750", "owner_uid": UID, "name": "dropped"},
+    ],
 }  # fmt: skip
 
 
