@@ -12,7 +12,9 @@ Three kinds of coroutines share one :class:`Worker`:
 
 No single error ends the worker: it is logged and the loop backs off multiplicatively to
 a cap, resetting on success. Only a server whose certificate is not from the deployment CA
-(:class:`TLSError`) is fatal: the worker never talks to it again and exits.
+(:class:`TLSError`) is fatal: the worker never talks to it again and exits. A host an
+administrator disabled (403 "… disabled") stops its tasks, which the server gave to other
+workers, and keeps asking, backing off, until it is enabled again.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeGuard, TypeVar
 
 from xwcommon import defaults
 from xwcommon.errors import (
@@ -73,6 +75,11 @@ DELIVERY_ATTEMPTS = 10
 
 #: errors that mean the server no longer counts this task as ours
 _NOT_OURS = (Conflict, NotFound, Forbidden)
+
+
+def _host_disabled(exc: BaseException) -> TypeGuard[XWError]:
+    """Whether the server refused a call because an administrator disabled this host."""
+    return isinstance(exc, XWError) and exc.http_status == 403 and "disabled" in exc.message.lower()
 
 
 class _FetchFailed(Exception):
@@ -181,6 +188,9 @@ class Worker:
         self.completed = 0
         self.failed = 0
         self.released = 0
+        #: the server refuses this host's calls until an administrator enables it again
+        self.disabled = False
+        self._disabled_since = 0.0
 
     # -- control -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -275,6 +285,9 @@ class Worker:
             except (TLSError, ConfigError):
                 raise
             except (NotFound, Forbidden) as exc:
+                if _host_disabled(exc):
+                    await self._wait_while_disabled(exc)
+                    continue
                 if self.host_uid is None:
                     if isinstance(exc, Forbidden):
                         raise Forbidden(
@@ -292,6 +305,9 @@ class Worker:
                     f"check login and password in {self.settings.config_file or 'the worker config'}"
                 ) from exc
             except (XWError, KeyError, TypeError, ValueError) as exc:
+                if _host_disabled(exc):
+                    await self._wait_while_disabled(exc)
+                    continue
                 delay = self._backoff.next()
                 log.warning("registration failed (%s); retrying in %.1fs", _describe(exc), delay)
                 await self._sleep(delay)
@@ -327,7 +343,9 @@ class Worker:
             log.warning("server does not know host %s any more; registering again", self.host_uid)
             try:
                 await self._register()
-            except (NotFound, Forbidden):
+            except (NotFound, Forbidden) as exc:
+                if _host_disabled(exc):
+                    raise  # a disabled host must not come back as a new one
                 self.host_uid = None
                 await self._register()
 
@@ -354,6 +372,7 @@ class Worker:
                 await self._slot_freed.wait()
                 continue
             host_uid = self.host_uid
+            asked_at = time.monotonic()
             # The request runs as its own task and survives a stop: the server may hand it
             # jobs after we stopped listening, and only a worker that still reads the answer
             # can give them back (see _drain).
@@ -366,6 +385,9 @@ class Worker:
                 self._poll = None
                 if isinstance(exc, TLSError):
                     raise
+                if _host_disabled(exc):
+                    await self._wait_while_disabled(exc)
+                    continue
                 if isinstance(exc, NotFound):
                     await self._guarded(self._reregister(host_uid), "registering again")
                     continue
@@ -385,6 +407,7 @@ class Worker:
                 await self._sleep(self._backoff.next())
                 continue
             self._backoff.reset()
+            self._enabled_again(asked_at)
             for body in assignments:
                 self._accept(body)
 
@@ -448,6 +471,7 @@ class Worker:
         """One heartbeat: extend the leases of all our tasks; stop those the server cancelled."""
         host_uid = self.host_uid
         task_uids = list(self.tasks)
+        asked_at = time.monotonic()
         try:
             answer = await self.transport.request(
                 "POST",
@@ -463,8 +487,12 @@ class Worker:
             await self._guarded(self._reregister(host_uid), "registering again")
             return
         except (XWError, AttributeError, TypeError, ValueError) as exc:
-            log.warning("heartbeat failed (%s)", _describe(exc))
+            if _host_disabled(exc):
+                self._disabled_by_server(exc)
+            else:
+                log.warning("heartbeat failed (%s)", _describe(exc))
             return
+        self._enabled_again(asked_at)
         self._write_state()
         for uid in cancel:
             run = self.tasks.get(uid)
@@ -472,6 +500,36 @@ class Worker:
                 log.info("task %s: the server cancelled it (%s); stopping it", uid, run.phase)
                 run.cancelled_by_server = True
                 run.task.cancel()
+
+    def _disabled_by_server(self, exc: XWError) -> None:
+        """An administrator disabled this host: the server handed its tasks to other workers,
+        so stop them (no report, no hand-back) and keep asking until it is enabled again."""
+        if not self.disabled:
+            self.disabled = True
+            self._disabled_since = time.monotonic()
+            log.warning(
+                "host %s is disabled on the server (%s); stopping its %d task(s), which the server "
+                "gave to other workers, and asking again until it is enabled",
+                self.host_uid,
+                exc.message,
+                len(self.tasks),
+            )
+        current = asyncio.current_task()
+        for run in list(self.tasks.values()):
+            if run.task is not None and run.task is not current and not run.task.done():
+                run.cancelled_by_server = True
+                run.task.cancel()
+
+    def _enabled_again(self, asked_at: float) -> None:
+        """A call sent at ``asked_at`` (monotonic) succeeded: if it was sent after the host was
+        seen disabled, it is enabled again (a long-poll sent before proves nothing)."""
+        if self.disabled and asked_at > self._disabled_since:
+            self.disabled = False
+            log.warning("host %s is enabled again; asking for work", self.host_uid)
+
+    async def _wait_while_disabled(self, exc: XWError) -> None:
+        self._disabled_by_server(exc)
+        await self._sleep(self._backoff.next())
 
     def _write_state(self) -> None:
         """Leave a small JSON file for ``xwworker status`` (best effort)."""
@@ -549,7 +607,11 @@ class Worker:
         except TLSError:
             raise
         except (XWError, OSError) as exc:
-            message = f"cannot get the {what} (data {ref.data_uid}): {_describe(exc)}"
+            if isinstance(exc, XWError) and exc.http_status == 403 and not _host_disabled(exc):
+                # the job's owner may no longer read it: no retry can fix that, the job fails
+                message = f"may not read the {what} (data {ref.data_uid}): {exc.message}"
+            else:
+                message = f"cannot get the {what} (data {ref.data_uid}): {_describe(exc)}"
             log.warning("%s", message)
             raise _FetchFailed(message) from exc
 
@@ -569,6 +631,8 @@ class Worker:
                 log.warning(
                     "task %s: the server no longer counts it as ours (%s); dropping it", uid, exc.message
                 )
+                if _host_disabled(exc):
+                    self._disabled_by_server(exc)
                 return
             except PayloadTooLarge as exc:
                 outcome.status = TaskStatus.ERROR
@@ -590,11 +654,15 @@ class Worker:
                 ),
                 f"task {uid}: report",
             )
-        except _NOT_OURS as exc:
-            log.warning("task %s: the server no longer counts it as ours (%s); dropping it", uid, exc.message)
-            return
         except XWError as exc:
-            log.error("task %s: report refused (%s); dropping it", uid, _describe(exc))
+            if isinstance(exc, _NOT_OURS) or _host_disabled(exc):
+                log.warning(
+                    "task %s: the server no longer counts it as ours (%s); dropping it", uid, exc.message
+                )
+            else:
+                log.error("task %s: report refused (%s); dropping it", uid, _describe(exc))
+            if _host_disabled(exc):
+                self._disabled_by_server(exc)
             return
         if outcome.ok:
             self.completed += 1

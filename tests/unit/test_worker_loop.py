@@ -110,6 +110,10 @@ class StubServer:
     cancel: set[str] = field(default_factory=set)
     report_status: int = 200
     forget_host_once: bool = False
+    #: an administrator disabled the host: work requests, heartbeats and reports get 403
+    disabled: bool = False
+    #: data whose content the server refuses (the job's owner may no longer read it)
+    forbidden_data: set[str] = field(default_factory=set)
     #: set while a work request waits, so a test can act at that moment
     polling: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -163,9 +167,15 @@ class StubServer:
         uid = body.get("host_uid") or f"host-{self.hosts}"
         return web.json_response({"host_uid": uid, "lease_s": 60, "heartbeat_interval_s": 0.2})
 
+    def _refused(self) -> web.Response:
+        message = "host host-1 is disabled; ask an administrator to enable it"
+        return web.json_response({"error": "forbidden", "message": message}, status=403)
+
     async def request(self, request: web.Request) -> web.Response:
         body = await request.json()
         self._record("request", body)
+        if self.disabled:
+            return self._refused()
         if self.forget_host_once:
             self.forget_host_once = False
             return web.json_response({"error": "not_found", "message": "no such host"}, status=404)
@@ -184,6 +194,8 @@ class StubServer:
     async def heartbeat(self, request: web.Request) -> web.Response:
         body = await request.json()
         self._record("heartbeat", body)
+        if self.disabled:
+            return self._refused()
         cancel = [u for u in body["task_uids"] if u in self.cancel]
         return web.json_response({"lease_s": 60, "cancel": cancel})
 
@@ -200,6 +212,8 @@ class StubServer:
         body = await request.json()
         uid = request.match_info["uid"]
         self._record("report", (uid, body))
+        if self.disabled:
+            return self._refused()
         if self.report_status != 200:
             return web.json_response({"error": "conflict", "message": "not live"}, status=self.report_status)
         self.reports[uid] = body
@@ -215,6 +229,9 @@ class StubServer:
     async def content(self, request: web.Request) -> web.Response:
         uid = request.match_info["uid"]
         self._record("content", uid)
+        if uid in self.forbidden_data:
+            message = f"the owner of this job may not read data {uid}"
+            return web.json_response({"error": "forbidden", "message": message}, status=403)
         data = self.data[uid]
         return web.Response(body=data, headers={"X-XW-SHA256": hashlib.sha256(data).hexdigest()})
 
@@ -498,3 +515,48 @@ async def test_a_second_stop_skips_the_grace_period(grid: Grid) -> None:
     worker.stop()
     await asyncio.wait_for(run, 10)
     assert stub.released == ["slow"]
+
+
+async def test_a_disabled_host_stops_its_tasks_and_works_again_once_enabled(
+    grid: Grid, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = grid.stub
+    stub.queue.put_nowait(assignment(stub, "slow", script("import time\ntime.sleep(600)\n")))
+    worker = grid.worker()
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: "slow" in worker.tasks and worker.tasks["slow"].phase == "running")
+    stub.disabled = True
+    await stub.wait_for(lambda: worker.disabled and not worker.tasks)
+    n = len(stub.calls)
+    await stub.wait_for(lambda: len(stub.called("request")) >= 3 and len(stub.calls) > n + 3)
+    assert not run.done()  # refused, not dead
+    stub.disabled = False
+    stub.queue.put_nowait(assignment(stub, "next", script("print(1)\n")))
+    await stub.wait_for(lambda: "next" in stub.reports)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert not worker.disabled
+    assert "slow" not in stub.reports and stub.released == []  # the server had handed it to others
+    said = [r.getMessage() for r in caplog.records if "is disabled on the server" in r.getMessage()]
+    assert len(said) == 1, said  # said once, however many refusals followed
+    assert "asking again until it is enabled" in said[0]
+    assert any("is enabled again" in r.getMessage() for r in caplog.records)
+
+
+async def test_an_input_the_jobs_owner_may_no_longer_read_fails_the_task_at_once(grid: Grid) -> None:
+    stub = grid.stub
+    stdin = stub.add_data(b"secret")
+    stub.forbidden_data.add(stdin["data_uid"])
+    stub.queue.put_nowait(assignment(stub, "t1", script("print(1)\n"), stdin=stdin))
+    worker = grid.worker()
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: "t1" in stub.reports)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert stub.called("content").count(stdin["data_uid"]) == 1  # asked once, not retried
+    report = stub.reports["t1"]
+    assert report["status"] == "ERROR" and report["result_uid"] is None
+    assert report["message"] == (
+        f"may not read the stdin (data {stdin['data_uid']}): the owner of this job may not read data "
+        f"{stdin['data_uid']}"
+    )
