@@ -10,13 +10,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from xwcommon.errors import BadRequest, Conflict, Forbidden, NotFound
-from xwcommon.levels import UserLevel
+from xwcommon.levels import UserLevel, format_access_rights
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.uri import is_uid, new_uid, parse_uid
 
-from .access import EXEC, READ, Caller, default_app_rights, may
+from .access import EXEC, READ, WRITE, Caller, default_app_rights, may_on, may_sql
 from .data import check_name, get_readable
-from .db.models import App, AppBinary, Data, Job, User
+from .db.models import App, AppBinary, Data, Job
 from .state import Server, uid_maps
 
 
@@ -48,7 +48,7 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
             )
             session.add(app)
             await session.flush()
-        elif app.owner_id != caller.id and not caller.is_super:
+        elif not await may_on(session, caller, WRITE, owner_id=app.owner_id, access_rights=app.access_rights):
             raise Conflict(f"application name {name!r} is taken by another user; choose another name")
         for os_name, cpu, data in wanted:
             existing = (
@@ -63,10 +63,10 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
             else:
                 existing.data_id = data.id
         await session.flush()
-        return (await _render(srv, session, [app]))[0]
+        return (await render(srv, session, [app]))[0]
 
 
-async def _render(srv: Server, session: AsyncSession, apps: list[App]) -> list[dict[str, Any]]:
+async def render(srv: Server, session: AsyncSession, apps: list[App]) -> list[dict[str, Any]]:
     if not apps:
         return []
     rows = await session.execute(
@@ -84,69 +84,46 @@ async def _render(srv: Server, session: AsyncSession, apps: list[App]) -> list[d
     return [srv.wire.app(a, users.get(a.owner_id, ""), by_app.get(a.id, [])) for a in apps]
 
 
-async def _visible(session: AsyncSession, caller: Caller, apps: list[App]) -> list[App]:
-    if caller.is_super:
-        return apps
-    groups = (
-        dict(
-            (
-                await session.execute(
-                    select(User.id, User.group_id).where(User.id.in_({a.owner_id for a in apps}))
-                )
-            ).all()
-        )
-        if apps
-        else {}
-    )
-    return [
-        a
-        for a in apps
-        if may(
-            caller,
-            READ,
-            owner_id=a.owner_id,
-            owner_group_id=groups.get(a.owner_id),
-            access_rights=a.access_rights,
-        )
-    ]
-
-
 async def list_apps(srv: Server, caller: Caller) -> list[dict[str, Any]]:
+    """The apps the caller may read, by name."""
     async with srv.sessions() as session:
-        apps = list((await session.execute(select(App).order_by(App.name))).scalars())
-        return await _render(srv, session, await _visible(session, caller, apps))
+        q = select(App).where(may_sql(caller, READ, App.owner_id, App.access_rights)).order_by(App.name)
+        apps = list((await session.execute(q)).scalars())
+        return await render(srv, session, apps)
 
 
 async def find(session: AsyncSession, caller: Caller, ref: str, bit: int = READ) -> App:
-    """An app by UID, URI or name, if the caller may ``bit`` it; else NotFound/Forbidden."""
+    """An app by UID, URI or name: 404 unless the caller may read it, 403 unless it may ``bit`` it."""
     if not isinstance(ref, str) or not ref:
         raise BadRequest("an application is named by its name, UID or URI")
     if any(ord(c) < 32 for c in ref):  # no name has one (check_name); PostgreSQL cannot compare a NUL
         raise NotFound(f"no application {ref!r}; list them with xwapps")
     q = select(App).where(App.uid == parse_uid(ref)) if is_uid(ref) else select(App).where(App.name == ref)
     app = (await session.execute(q)).scalar_one_or_none()
-    if app is None or not await _visible(session, caller, [app]):
+    if app is None or not await may_on(
+        session, caller, READ, owner_id=app.owner_id, access_rights=app.access_rights
+    ):
         raise NotFound(f"no application {ref!r}; list them with xwapps")
-    if bit != READ:
-        group = (
-            await session.execute(select(User.group_id).where(User.id == app.owner_id))
-        ).scalar_one_or_none()
-        if not may(caller, bit, owner_id=app.owner_id, owner_group_id=group, access_rights=app.access_rights):
-            raise Forbidden(f"you may not {'execute' if bit == EXEC else 'change'} application {app.name!r}")
+    if bit != READ and not await may_on(
+        session, caller, bit, owner_id=app.owner_id, access_rights=app.access_rights
+    ):
+        doing = "execute" if bit == EXEC else "change"
+        raise Forbidden(
+            f"you may not {doing} application {app.name!r}: its access rights are "
+            f"{format_access_rights(app.access_rights)}"
+        )
     return app
 
 
 async def get(srv: Server, caller: Caller, ref: str) -> dict[str, Any]:
     async with srv.sessions() as session:
         app = await find(session, caller, ref)
-        return (await _render(srv, session, [app]))[0]
+        return (await render(srv, session, [app]))[0]
 
 
 async def delete(srv: Server, caller: Caller, ref: str) -> None:
     async with srv.sessions.begin() as session:
-        app = await find(session, caller, ref)
-        if app.owner_id != caller.id and not caller.is_super:
-            raise Forbidden(f"application {app.name!r} is not yours to remove")
+        app = await find(session, caller, ref, WRITE)
         jobs = (
             await session.execute(select(func.count()).select_from(Job).where(Job.app_id == app.id))
         ).scalar_one()

@@ -14,7 +14,7 @@ from xwcommon.levels import UserLevel
 from xwcommon.status import DataStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
-from .access import DATA_DEFAULT_RIGHTS, READ, WRITE, Caller, may
+from .access import DATA_DEFAULT_RIGHTS, READ, WRITE, Caller, may_on, may_sql
 from .db.models import AppBinary, Data, Host, Job, Task, User
 from .state import Server, uid_maps
 
@@ -76,18 +76,16 @@ async def store_upload(
     return data
 
 
-async def _owner_group(session: AsyncSession, owner_id: int) -> int | None:
-    return (await session.execute(select(User.group_id).where(User.id == owner_id))).scalar_one_or_none()
-
-
-async def worker_holds_input(session: AsyncSession, caller: Caller, data_id: int) -> bool:
-    """Delegation: a worker may read a job's inputs while it holds that job's live task."""
-    live = (
-        select(Task.id)
+async def _held_inputs(session: AsyncSession, caller: Caller, data_id: int) -> list[tuple[int, bool]]:
+    """Delegation: the live tasks of the caller's enabled hosts whose job refers to the data,
+    as (job owner, whether the data is the job's app binary rather than its stdin or env)."""
+    rows = await session.execute(
+        select(Job.owner_id, Job.stdin_data_id, Job.env_data_id)
+        .join(Task, Task.job_id == Job.id)
         .join(Host, Host.id == Task.host_id)
-        .join(Job, Job.id == Task.job_id)
         .where(
             Host.owner_id == caller.id,
+            Host.enabled.is_(True),
             Task.status == TaskStatus.RUNNING,
             or_(
                 Job.stdin_data_id == data_id,
@@ -95,9 +93,14 @@ async def worker_holds_input(session: AsyncSession, caller: Caller, data_id: int
                 exists().where(and_(AppBinary.app_id == Job.app_id, AppBinary.data_id == data_id)),
             ),
         )
-        .limit(1)
+        .limit(100)
     )
-    return (await session.execute(live)).first() is not None
+    return [(owner_id, data_id not in (stdin_id, env_id)) for owner_id, stdin_id, env_id in rows]
+
+
+async def worker_holds_input(session: AsyncSession, caller: Caller, data_id: int) -> bool:
+    """Delegation: a worker may read a job's inputs while it holds that job's live task."""
+    return bool(await _held_inputs(session, caller, data_id))
 
 
 async def get_readable(
@@ -111,29 +114,73 @@ async def get_readable(
     return await _readable(session, caller, uid_text)
 
 
-async def _readable(session: AsyncSession, caller: Caller, uid_text: str) -> Data:
+async def _find(session: AsyncSession, uid_text: str) -> Data:
     uid = parse_uid(uid_text)
     data = (await session.execute(select(Data).where(Data.uid == uid))).scalar_one_or_none()
     if data is None:
         raise NotFound(f"no data {uid}")
-    group = await _owner_group(session, data.owner_id)
-    if may(caller, READ, owner_id=data.owner_id, owner_group_id=group, access_rights=data.access_rights):
-        return data
-    if (
-        caller.rights == UserLevel.WORKER or caller.rights >= UserLevel.STANDARD
-    ) and await worker_holds_input(session, caller, data.id):
-        return data
-    raise NotFound(f"no data {uid}")
+    return data
 
 
-async def list_data(srv: Server, caller: Caller) -> list[dict[str, Any]]:
+async def _readable(session: AsyncSession, caller: Caller, uid_text: str) -> Data:
+    data = await _find(session, uid_text)
+    if caller.rights >= UserLevel.STANDARD and await may_on(
+        session, caller, READ, owner_id=data.owner_id, access_rights=data.access_rights
+    ):
+        return data
+    raise NotFound(f"no data {data.uid}")
+
+
+async def get_content(srv: Server, caller: Caller, uid_text: str) -> Data:
+    """Data whose content the caller may download: data it may read (STANDARD and up), or an
+    input of a task one of its hosts holds live (delegation, the only way for a WORKER).
+
+    A held task's app binary may always be read (an app's rights never change). Its stdin
+    and env are read on the job owner's behalf: 403 if the owner may no longer read them
+    (someone chmod-ed them since the submission); the worker then reports the task ERROR.
+    """
     async with srv.sessions() as session:
-        q = select(Data).order_by(Data.id)
-        if not caller.is_super:
-            q = q.where(Data.owner_id == caller.id)
+        data = await _find(session, uid_text)
+        if caller.rights >= UserLevel.STANDARD and await may_on(
+            session, caller, READ, owner_id=data.owner_id, access_rights=data.access_rights
+        ):
+            return data
+        held = await _held_inputs(session, caller, data.id)
+        if not held:
+            raise NotFound(f"no data {data.uid}")
+        if any(binary for _owner, binary in held):
+            return data
+        for owner_id in {owner for owner, _binary in held}:
+            owner = await session.get(User, owner_id)
+            if owner is not None and await may_on(
+                session,
+                Caller(owner.id, owner.uid, owner.login, UserLevel(owner.rights), owner.group_id),
+                READ,
+                owner_id=data.owner_id,
+                access_rights=data.access_rights,
+            ):
+                return data
+    raise Forbidden(f"the job's owner may no longer read input {data.uid}")
+
+
+async def list_data(srv: Server, caller: Caller, *, owner: str | None = None) -> list[dict[str, Any]]:
+    """The data the caller may read; ``owner`` ("me" or a user UID) keeps one owner's."""
+    async with srv.sessions() as session:
+        q = select(Data).where(may_sql(caller, READ, Data.owner_id, Data.access_rights)).order_by(Data.id)
+        if owner:
+            q = q.where(Data.owner_id == await owner_id_of(session, caller, owner))
         rows = list((await session.execute(q)).scalars())
         users = (await uid_maps(session, {"user": [d.owner_id for d in rows]}))["user"]
     return [srv.wire.data(d, users.get(d.owner_id, "")) for d in rows]
+
+
+async def owner_id_of(session: AsyncSession, caller: Caller, ref: str) -> int:
+    """The ``owner`` filter of a list: ``me`` or a user's UID/URI (-1, matching nothing, if unknown)."""
+    if ref == "me":
+        return caller.id
+    uid = parse_uid(ref, "owner")
+    found = (await session.execute(select(User.id).where(User.uid == uid))).scalar_one_or_none()
+    return -1 if found is None else found
 
 
 async def render(srv: Server, data: Data) -> dict[str, Any]:
@@ -143,20 +190,11 @@ async def render(srv: Server, data: Data) -> dict[str, Any]:
 
 
 async def delete(srv: Server, caller: Caller, uid_text: str) -> None:
-    uid = parse_uid(uid_text)
     async with srv.sessions.begin() as session:
-        data = (await session.execute(select(Data).where(Data.uid == uid))).scalar_one_or_none()
-        if data is None:
-            raise NotFound(f"no data {uid}")
-        group = await _owner_group(session, data.owner_id)
-        if not may(
-            caller, READ, owner_id=data.owner_id, owner_group_id=group, access_rights=data.access_rights
-        ):
-            raise NotFound(f"no data {uid}")
-        if not (caller.is_super or caller.id == data.owner_id) and not may(
-            caller, WRITE, owner_id=data.owner_id, owner_group_id=group, access_rights=data.access_rights
-        ):
-            raise Forbidden(f"data {uid} is not yours to delete")
+        data = await _readable(session, caller, uid_text)
+        uid = data.uid
+        if not await may_on(session, caller, WRITE, owner_id=data.owner_id, access_rights=data.access_rights):
+            raise Forbidden(f"data {uid} is not yours to delete (no write access)")
         used = await session.execute(
             select(func.count()).select_from(AppBinary).where(AppBinary.data_id == data.id)
         )

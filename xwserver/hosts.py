@@ -1,23 +1,29 @@
-"""Volunteer hosts: registration and listing."""
+"""Volunteer hosts: registration, listing, disabling and enabling."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, true, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from xwcommon.errors import BadRequest, Forbidden, NotFound
-from xwcommon.levels import UserLevel
+from xwcommon.levels import PRIVATE, PUBLIC, UserLevel
 from xwcommon.platforms import normalize_cpu, normalize_os
+from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
 from . import hot
-from .access import Caller
+from .access import READ, Caller, may_sql
 from .data import check_name
-from .db.models import Host
+from .db.models import Host, Job, Task
 from .state import HostInfo, Server, uid_maps
+
+log = logging.getLogger(__name__)
 
 MAX_TAGS = 64
 MAX_CORES = 2**20
@@ -72,7 +78,13 @@ async def register(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                 raise Forbidden(f"host {uid} belongs to another identity")
         if host is None:
             host = Host(
-                uid=new_uid(), owner_id=caller.id, enabled=True, registered_at=now, last_seen_at=now, **values
+                uid=new_uid(),
+                owner_id=caller.id,
+                enabled=True,
+                access_rights=default_host_rights(caller),
+                registered_at=now,
+                last_seen_at=now,
+                **values,
             )
             session.add(host)
         else:
@@ -109,11 +121,78 @@ async def own_host(srv: Server, caller: Caller, uid_text: Any) -> HostInfo:
     return host
 
 
+def default_host_rights(caller: Caller) -> int:
+    """A private worker's host (a STANDARD or higher identity) is private; a public or group
+    worker's (a WORKER identity) is public, as the pool it serves."""
+    return PRIVATE if caller.rights >= UserLevel.STANDARD else PUBLIC
+
+
+def _readable(caller: Caller) -> ColumnElement[bool]:
+    """ADVANCED and up manage workers and see every host; others, the hosts they may read."""
+    if caller.rights >= UserLevel.ADVANCED:
+        return true()
+    return may_sql(caller, READ, Host.owner_id, Host.access_rights)
+
+
 async def list_hosts(srv: Server, caller: Caller) -> list[dict[str, Any]]:
-    q = select(Host).order_by(Host.id)
-    if caller.rights < UserLevel.ADVANCED:
-        q = q.where(Host.owner_id == caller.id)
+    q = select(Host).where(_readable(caller)).order_by(Host.id)
     async with srv.sessions() as session:
         hosts = list((await session.execute(q)).scalars())
-        users = (await uid_maps(session, {"user": [h.owner_id for h in hosts]}))["user"]
+        return await render(srv, session, hosts)
+
+
+async def render(srv: Server, session: AsyncSession, hosts: list[Host]) -> list[dict[str, Any]]:
+    users = (await uid_maps(session, {"user": [h.owner_id for h in hosts]}))["user"]
     return [srv.wire.host(h, users.get(h.owner_id, "")) for h in hosts]
+
+
+async def set_enabled(srv: Server, caller: Caller, uid_text: str, enabled: bool) -> dict[str, Any]:
+    """Disable or re-enable a host (ADVANCED and up manage workers).
+
+    Disabling hands the host's running tasks back in the same transaction (their jobs go
+    back to PENDING, no retry spent) and wakes the waiting work requests: other workers
+    take the jobs, and the host's own long-poll, woken too, is refused (403). A claim
+    already running for the host when the host is disabled may still commit tasks
+    afterwards: a second hand-back once the host is seen disabled catches those.
+    """
+    caller.require(UserLevel.ADVANCED, "disabling or enabling a host")
+    uid = parse_uid(uid_text)
+    async with srv.sessions.begin() as session:
+        host = (await session.execute(select(Host).where(Host.uid == uid))).scalar_one_or_none()
+        if host is None:
+            raise NotFound(f"no host {uid}; list them with xwhosts")
+        host.enabled = enabled
+        released = 0 if enabled else await release_host_tasks(session, host.id)
+    srv.hosts.drop(uid)
+    if not enabled:
+        async with srv.sessions.begin() as session:
+            released += await release_host_tasks(session, host.id)
+        srv.hosts.drop(uid)
+        srv.notifier.notify_all()
+        log.info("host %s disabled by %s; %d running tasks handed back", uid, caller.login, released)
+    else:
+        log.info("host %s enabled by %s", uid, caller.login)
+    async with srv.sessions() as session:
+        return (await render(srv, session, [host]))[0]
+
+
+async def release_host_tasks(session: AsyncSession, host_id: int, uids: list[str] | None = None) -> int:
+    """Abort a host's live tasks (all, or those of ``uids``) and put their jobs back to
+    PENDING without spending a retry, inside the caller's transaction."""
+    q = select(Task.id, Task.job_id).where(Task.host_id == host_id, Task.status == TaskStatus.RUNNING)
+    if uids is not None:
+        q = q.where(Task.uid.in_(uids))
+    rows = (await session.execute(q)).all()
+    if not rows:
+        return 0
+    await session.execute(
+        update(Task)
+        .where(Task.id.in_([r.id for r in rows]), Task.status == TaskStatus.RUNNING)
+        .values(status=TaskStatus.ABORTED, ended_at=time.time())
+    )
+    await session.execute(
+        update(Job)
+        .where(Job.id.in_([r.job_id for r in rows]), Job.status == JobStatus.RUNNING)
+        .values(status=JobStatus.PENDING, started_at=None)
+    )
+    return len(rows)

@@ -92,7 +92,7 @@ LIVE_UIDS = select(Task.uid).where(
 )
 
 TASK_OF = (
-    select(Task.id, Task.status, Task.job_id, Job.uid, Job.owner_id, Host.owner_id)
+    select(Task.id, Task.status, Task.job_id, Job.uid, Job.owner_id, Host.owner_id, Host.uid, Host.enabled)
     .join(Job, Job.id == Task.job_id)
     .join(Host, Host.id == Task.host_id)
     .where(Task.uid == bindparam("uid"))

@@ -13,13 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from xwcommon import defaults
 from xwcommon.errors import BadRequest, Forbidden, NotFound
-from xwcommon.levels import UserLevel
+from xwcommon.levels import UserLevel, format_access_rights
 from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
 from . import apps as apps_mod
-from .access import EXEC, Caller
-from .data import check_name, get_readable
+from .access import EXEC, READ, WRITE, Caller, may_on, may_sql
+from .data import check_name, get_readable, owner_id_of
 from .db.models import App, Data, Host, Job, Task
 from .state import Server, uid_maps
 
@@ -180,14 +180,16 @@ async def list_jobs(
     *,
     status: str | None = None,
     label: str | None = None,
+    owner: str | None = None,
     limit: str | None = None,
     offset: str | None = None,
 ) -> list[dict[str, Any]]:
+    """The jobs the caller may read (a job's rights are its app's); ``owner`` ("me" or a
+    user UID) keeps one owner's."""
     statuses = _parse_statuses(status)
     n, o = _paging(limit, offset)
-    q = select(Job).order_by(Job.id).limit(n).offset(o)
-    if not caller.is_super:
-        q = q.where(Job.owner_id == caller.id)
+    q = select(Job).where(may_sql(caller, READ, Job.owner_id, Job.access_rights))
+    q = q.order_by(Job.id).limit(n).offset(o)
     if statuses:
         q = q.where(Job.status.in_(statuses))
     if label:
@@ -195,21 +197,33 @@ async def list_jobs(
     elif label is not None:
         q = q.where(Job.label == label)
     async with srv.sessions() as session:
+        if owner:
+            q = q.where(Job.owner_id == await owner_id_of(session, caller, owner))
         jobs = list((await session.execute(q)).scalars())
         return await render_jobs(srv, session, jobs)
 
 
-async def _own_job(session: AsyncSession, caller: Caller, uid_text: str) -> Job:
+async def _job(session: AsyncSession, caller: Caller, uid_text: str, bit: int = READ) -> Job:
+    """A job: 404 unless the caller may read it, 403 unless it may ``bit`` it."""
     uid = parse_uid(uid_text)
     job = (await session.execute(select(Job).where(Job.uid == uid))).scalar_one_or_none()
-    if job is None or not (caller.is_super or job.owner_id == caller.id):
+    if job is None or not await may_on(
+        session, caller, READ, owner_id=job.owner_id, access_rights=job.access_rights
+    ):
         raise NotFound(f"no job {uid}; list yours with xwworks")
+    if bit != READ and not await may_on(
+        session, caller, bit, owner_id=job.owner_id, access_rights=job.access_rights
+    ):
+        raise Forbidden(
+            f"job {uid} is not yours to change: its access rights (its application's) are "
+            f"{format_access_rights(job.access_rights)}"
+        )
     return job
 
 
 async def get(srv: Server, caller: Caller, uid_text: str) -> dict[str, Any]:
     async with srv.sessions() as session:
-        job = await _own_job(session, caller, uid_text)
+        job = await _job(session, caller, uid_text)
         return (await render_jobs(srv, session, [job]))[0]
 
 
@@ -218,9 +232,9 @@ async def delete(srv: Server, caller: Caller, uid_text: str) -> None:
     from .data import collect_digest
 
     async with srv.sessions.begin() as session:
-        job = await _own_job(session, caller, uid_text)
         if caller.rights < UserLevel.STANDARD:
-            raise Forbidden("workers may not remove jobs")
+            raise Forbidden(f"removing jobs needs STANDARD rights; {caller.login} has {caller.rights.name}")
+        job = await _job(session, caller, uid_text, WRITE)
         await session.execute(
             update(Task)
             .where(Task.job_id == job.id, Task.status == TaskStatus.RUNNING)
@@ -251,8 +265,8 @@ async def list_tasks(
 ) -> list[dict[str, Any]]:
     n, o = _paging(limit, offset)
     q = select(Task, Job.uid, Host.uid).join(Job, Job.id == Task.job_id).join(Host, Host.id == Task.host_id)
-    if not caller.is_super:
-        q = q.where(or_(Job.owner_id == caller.id, Host.owner_id == caller.id))
+    if not caller.is_super:  # a task is seen by whoever may read its job, and by its host's owner
+        q = q.where(or_(may_sql(caller, READ, Job.owner_id, Job.access_rights), Host.owner_id == caller.id))
     if job:
         q = q.where(Job.uid == parse_uid(job, "job"))
     if status:

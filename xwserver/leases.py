@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from xwcommon.errors import BadRequest, Conflict, NotFound, XWError
+from xwcommon.errors import BadRequest, Conflict, Forbidden, NotFound, XWError
 from xwcommon.levels import PRIVATE, UserLevel
 from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import parse_uid
@@ -25,7 +25,7 @@ from . import hot
 from .access import Caller
 from .data import store_upload
 from .db.models import Job, Task
-from .hosts import own_host
+from .hosts import own_host, release_host_tasks
 from .state import Server
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,9 @@ async def _live_task(conn: AsyncConnection, caller: Caller, uid_text: str) -> Li
     row = (await conn.execute(hot.TASK_OF, {"uid": uid})).first()
     if row is None or row[5] != caller.id:
         raise NotFound(f"no task {uid} held by {caller.login}")
-    task_id, status, job_id, job_uid, job_owner_id, _host_owner = row
+    task_id, status, job_id, job_uid, job_owner_id, _host_owner, host_uid, host_enabled = row
+    if not host_enabled:
+        raise Forbidden(f"host {host_uid} is disabled by an administrator")
     if status != TaskStatus.RUNNING:
         raise Conflict(f"task {uid} is {status}, no longer live; its job went elsewhere")
     return LiveTask(task_id, uid, job_id, job_uid, job_owner_id)
@@ -233,28 +235,10 @@ async def release_tasks(srv: Server, host_id: int, uids: list[str]) -> int:
     """Abort a host's live tasks and put their jobs back to PENDING without spending a retry."""
     if not uids:
         return 0
-    now = time.time()
     async with srv.sessions.begin() as session:
-        rows = (
-            await session.execute(
-                select(Task.id, Task.job_id).where(
-                    Task.host_id == host_id, Task.status == TaskStatus.RUNNING, Task.uid.in_(uids)
-                )
-            )
-        ).all()
-        if rows:
-            await session.execute(
-                update(Task)
-                .where(Task.id.in_([r.id for r in rows]), Task.status == TaskStatus.RUNNING)
-                .values(status=TaskStatus.ABORTED, ended_at=now)
-            )
-            await session.execute(
-                update(Job)
-                .where(Job.id.in_([r.job_id for r in rows]), Job.status == JobStatus.RUNNING)
-                .values(status=JobStatus.PENDING, started_at=None)
-            )
-    srv.notifier.notify(len(rows))
-    return len(rows)
+        released = await release_host_tasks(session, host_id, uids)
+    srv.notifier.notify(released)
+    return released
 
 
 async def reap(srv: Server, *, now: float | None = None, batch: int = 1000) -> int:

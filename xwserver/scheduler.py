@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from xwcommon import defaults
-from xwcommon.errors import BadRequest
+from xwcommon.errors import BadRequest, Forbidden
 from xwcommon.levels import UserLevel
 from xwcommon.platforms import ANY
 from xwcommon.uri import new_uid
@@ -134,14 +134,24 @@ async def _wait_and_claim(
 ) -> list[dict[str, Any]]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
+    first = True
     while True:
         if not connected():
             srv.notifier.notify(1)  # pass a wake-up this request may have taken to a live one
             return []
+        if not first:  # the host may have been disabled while this request waited (403)
+            host = await own_host(srv, caller, host.uid)
+        first = False
         got = await claim(srv, caller, host, capacity)
         if got and not connected():
             await release_tasks(srv, host.id, [a["task_uid"] for a in got])
             return []
+        if got:
+            try:  # disabled while claiming: hand the claim back (hosts.set_enabled sweeps again)
+                await own_host(srv, caller, host.uid)
+            except Forbidden:
+                await release_tasks(srv, host.id, [a["task_uid"] for a in got])
+                raise
         remaining = deadline - loop.time()
         if got or remaining <= 0 or srv.notifier.closing:
             return got

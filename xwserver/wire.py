@@ -115,6 +115,7 @@ class Wire:
             "version": h.version,
             "owner_uid": owner_uid,
             "enabled": h.enabled,
+            "access_rights": format_access_rights(h.access_rights),
             "registered_at": iso(h.registered_at),
             "last_seen_at": iso(h.last_seen_at),
         }

@@ -553,7 +553,7 @@ async def test_a_worker_identity_may_not_act_as_a_user(xw: XW) -> None:
         body = await expect_refused(xw, method, path, 403, "WORKER", token=xw.worker, **kw)
         assert body["error"] == "forbidden"
     for method, path, kw in [("DELETE", "/apps/work", {}), ("DELETE", f"/data/{d['uid']}", {})]:
-        body = await expect_refused(xw, method, path, 403, "not yours", token=xw.worker, **kw)
+        body = await expect_refused(xw, method, path, 403, "needs STANDARD", token=xw.worker, **kw)
         assert body["error"] == "forbidden"
     assert (await xw.ok("GET", "/jobs", token=xw.admin))["jobs"] == []
     assert [a["name"] for a in (await xw.ok("GET", "/apps", token=xw.admin))["apps"]] == ["work"]
@@ -568,12 +568,19 @@ async def test_a_user_sees_and_changes_only_what_is_theirs(xw: XW) -> None:
     await xw.insert_app(alice, "alices-app")
     mine = await xw.submit(alice, "alices-app")
     assert mine["access_rights"] == "0700"  # a STANDARD user's app is private
-    await expect_refused(xw, "GET", f"/jobs/{admins['uid']}", 404, token=alice)
-    await expect_refused(xw, "DELETE", f"/jobs/{admins['uid']}", 404, token=alice)
+    # a public job (its app's rights, 0755) is seen by all, changed by its owner only
+    assert (await xw.ok("GET", f"/jobs/{admins['uid']}", token=alice))["access_rights"] == "0755"
+    await expect_refused(xw, "DELETE", f"/jobs/{admins['uid']}", 403, "not yours", token=alice)
     await expect_refused(xw, "GET", f"/jobs/{mine['uid']}", 404, token=bob)
     await expect_refused(xw, "POST", "/jobs", 404, "alices-app", token=bob, json={"app": "alices-app"})
     await expect_refused(xw, "DELETE", "/apps/work", 403, token=alice)
-    assert [j["uid"] for j in (await xw.ok("GET", "/jobs", token=alice))["jobs"]] == [mine["uid"]]
+    assert [j["uid"] for j in (await xw.ok("GET", "/jobs", token=alice))["jobs"]] == [
+        admins["uid"],
+        mine["uid"],
+    ]
+    assert [j["uid"] for j in (await xw.ok("GET", "/jobs", token=bob))["jobs"]] == [admins["uid"]]
+    mine_only = await xw.ok("GET", "/jobs", token=alice, params={"owner": "me"})
+    assert [j["uid"] for j in mine_only["jobs"]] == [mine["uid"]]
     # a private job goes to no public worker
     host = await xw.register()
     assert [a["job_uid"] for a in await xw.request_work(host, capacity=5)] == [admins["uid"]]

@@ -330,7 +330,7 @@ async def test_a_completed_job_carries_its_uploaded_result(xw: XW) -> None:
     got = await xw.call("GET", f"/data/{up['result_uid']}/content", token=xw.admin)
     assert got.body == archive
     # the result belongs to the job's owner, not to the worker that made it
-    assert (await xw.call("GET", f"/data/{up['result_uid']}", token=xw.worker)).status == 404
+    assert (await xw.call("GET", f"/data/{up['result_uid']}/content", token=xw.worker)).status == 404
 
 
 async def test_a_worker_reads_private_inputs_only_while_it_holds_the_task(xw: XW) -> None:

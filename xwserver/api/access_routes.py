@@ -2,6 +2,48 @@
 
 from __future__ import annotations
 
+from aiohttp import web
+
+from .. import hosts, objects
+from .http import caller_of, read_json, server_of
 from .route import Route
 
-ACCESS_ROUTES: list[Route] = []
+
+async def object_get(request: web.Request) -> web.Response:
+    answer = await objects.get(server_of(request), caller_of(request), request.match_info["uid"])
+    return web.json_response(answer)
+
+
+async def object_chmod(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    answer = await objects.chmod(server_of(request), caller_of(request), request.match_info["uid"], body)
+    return web.json_response(answer)
+
+
+async def host_disable(request: web.Request) -> web.Response:
+    host = await hosts.set_enabled(server_of(request), caller_of(request), request.match_info["uid"], False)
+    return web.json_response(host)
+
+
+async def host_enable(request: web.Request) -> web.Response:
+    host = await hosts.set_enabled(server_of(request), caller_of(request), request.match_info["uid"], True)
+    return web.json_response(host)
+
+
+ACCESS_ROUTES: list[Route] = [
+    Route("GET", "/objects/{uid}", object_get, "Any object the caller may read, by UID: {kind, object}"),
+    Route(
+        "POST",
+        "/objects/{uid}/chmod",
+        object_chmod,
+        "Change the access rights of data or a host (owner or SUPER)",
+        "json",
+    ),
+    Route(
+        "POST",
+        "/hosts/{uid}/disable",
+        host_disable,
+        "Disable a host (ADVANCED): its running tasks go elsewhere, its requests are refused",
+    ),
+    Route("POST", "/hosts/{uid}/enable", host_enable, "Re-enable a disabled host (ADVANCED)"),
+]

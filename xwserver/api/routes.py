@@ -8,12 +8,13 @@ from aiohttp import web
 
 from xwcommon import __version__, defaults
 from xwcommon.errors import BadRequest
+from xwcommon.levels import UserLevel
 
 from .. import apps, data, hosts, jobs, leases, scheduler, users
 from ..db.models import User
 from ..wire import iso
 from .access_routes import ACCESS_ROUTES
-from .http import TOKEN_KEY, body_chunks, caller_of, ok, query_int, read_json, server_of
+from .http import TOKEN_KEY, Handler, body_chunks, caller_of, ok, query_int, read_json, server_of
 from .route import Route
 from .users_routes import USER_ROUTES
 
@@ -66,7 +67,8 @@ async def data_upload(request: web.Request) -> web.Response:
 
 
 async def data_list(request: web.Request) -> web.Response:
-    return web.json_response({"data": await data.list_data(server_of(request), caller_of(request))})
+    found = await data.list_data(server_of(request), caller_of(request), owner=request.query.get("owner"))
+    return web.json_response({"data": found})
 
 
 async def data_get(request: web.Request) -> web.Response:
@@ -77,7 +79,7 @@ async def data_get(request: web.Request) -> web.Response:
 
 async def data_content(request: web.Request) -> web.StreamResponse:
     srv = server_of(request)
-    d = await data.get_readable(srv, caller_of(request), request.match_info["uid"])
+    d = await data.get_content(srv, caller_of(request), request.match_info["uid"])
     path = srv.store.path_of(d.sha256)
     try:
         fh = await asyncio.to_thread(open, path, "rb")
@@ -143,6 +145,7 @@ async def job_list(request: web.Request) -> web.Response:
         caller_of(request),
         status=q.get("status"),
         label=q.get("label"),
+        owner=q.get("owner"),
         limit=q.get("limit"),
         offset=q.get("offset"),
     )
@@ -274,6 +277,28 @@ CORE_ROUTES: list[Route] = [
 ROUTES: list[Route] = CORE_ROUTES + USER_ROUTES + ACCESS_ROUTES
 
 
+#: all a WORKER identity may call besides /work/* (XWHEP's worker level computes, nothing else);
+#: the content of data checks delegation itself (inputs of a task the worker holds)
+WORKER_CALLS = {("POST", "/logout"), ("GET", "/users/me"), ("GET", "/data/{uid}/content")}
+
+
+def worker_may_call(route: Route) -> bool:
+    return route.path.startswith("/work/") or (route.method, route.path) in WORKER_CALLS
+
+
+def _standard_only(route: Route) -> Handler:
+    """The route's handler, refusing WORKER identities (403 naming the level it needs)."""
+    action = f"{route.method} {defaults.API_PREFIX}{route.path}"
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        caller_of(request).require(UserLevel.STANDARD, action)
+        return await route.handler(request)
+
+    return handler
+
+
 def add_routes(app: web.Application) -> None:
+    """Every route; all but the public ones and the worker's own need STANDARD at least."""
     for r in ROUTES:
-        app.router.add_route(r.method, defaults.API_PREFIX + r.path, r.handler)
+        handler = r.handler if r.public or worker_may_call(r) else _standard_only(r)
+        app.router.add_route(r.method, defaults.API_PREFIX + r.path, handler)

@@ -110,6 +110,8 @@ class Host(Base):
     version: Mapped[str] = mapped_column(String(64), default="")
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: 0700 for a private worker's host (a STANDARD or higher identity), 0755 otherwise (migration 0003)
+    access_rights: Mapped[int] = mapped_column(Integer, default=0o755, server_default="493")
     registered_at: Mapped[float] = mapped_column(Double)
     last_seen_at: Mapped[float] = mapped_column(Double)
 
