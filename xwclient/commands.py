@@ -502,7 +502,7 @@ def _key_arg(text: str) -> str:
 @command(
     "chmod",
     "--xwchmod RIGHTS UID|URI…",
-    "change the access rights of data (and other objects you own): 0750, XWHEP's 0x750, or "
+    "change the access rights of data or hosts you own (any, as SUPER): 0750, XWHEP's 0x750, or "
     "u+r, g-w, o+x, a+r (comma-separated); an application's and a job's rights never change",
     min_args=2,
 )

@@ -77,6 +77,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "enabled",
         "last_seen_at",
         "owner_uid",
+        "access_rights",
         "uri",
     ),
     "user": ("uid", "login", "rights", "group_uid", "email", "uri"),
