@@ -14,6 +14,15 @@ loop)::
     with Client() as xw:
         print(xw.list_jobs(status="COMPLETED"))
 
+Administration is the same API (the server checks the caller's rights)::
+
+    with Client() as xw:                                 # a SUPER user's config
+        xw.create_usergroup("physics")
+        xw.create_user("alice", "s3cret", "alice@example.org", "STANDARD", group="physics")
+        xw.chmod(data_uid, "0750")                       # or "0x750", "g-w,o-r"
+        kind, obj = xw.get_object(uid)                   # ("data", {...}), ("user", {...})…
+        xw.remove("alice")                               # any kind, by UID; users/groups by name
+
 Objects are the wire's JSON objects (``docs/api.md``) as dicts. Wherever a UID is
 expected, an ``xw://`` URI is accepted too. Errors are :class:`xwcommon.errors.XWError`
 subclasses: ``NotFound``, ``AuthenticationError``, ``ServerUnreachable``, ``TLSError``…
