@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from xwcommon.errors import BadRequest, Conflict, Forbidden, NotFound
-from xwcommon.levels import UserLevel, format_access_rights
+from xwcommon.levels import UserLevel, format_access_rights, parse_access_rights
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.uri import is_uid, new_uid, parse_uid
 
@@ -30,6 +30,7 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     binaries = body.get("binaries")
     if not isinstance(binaries, list) or not binaries:
         raise BadRequest('"binaries" must be a non-empty list of {"os","cpu","data_uid"}')
+    rights = app_rights(caller, body.get("access_rights"))
     wanted: list[tuple[str, str, Data]] = []
     for b in binaries:
         if not isinstance(b, dict) or not all(isinstance(b.get(k), str) for k in ("os", "cpu", "data_uid")):
@@ -43,7 +44,7 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                 uid=new_uid(),
                 name=name,
                 owner_id=caller.id,
-                access_rights=default_app_rights(caller),
+                access_rights=rights,
                 created_at=time.time(),
             )
             session.add(app)
@@ -64,6 +65,15 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                 existing.data_id = data.id
         await session.flush()
         return (await render(srv, session, [app]))[0]
+
+
+def app_rights(caller: Caller, asked: Any) -> int:
+    """The rights of a new app: ADVANCED and up choose (public 0755 by default, group 0750,
+    private 0700); anyone else's apps are private, whatever was asked (XWHEP: only an
+    administrator-level user inserts public or group applications)."""
+    if caller.rights < UserLevel.ADVANCED or asked is None:
+        return default_app_rights(caller)
+    return parse_access_rights(asked)
 
 
 async def render(srv: Server, session: AsyncSession, apps: list[App]) -> list[dict[str, Any]]:
