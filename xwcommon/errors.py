@@ -70,10 +70,22 @@ class IntegrityError(XWError):
 
 
 class TooManyRequests(XWError):
-    """Raised when a caller is throttled."""
+    """Raised when a caller is throttled; ``retry_after_s`` says when to try again."""
 
     code = "too_many_requests"
     http_status = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: int | None = None,
+        code: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        super().__init__(message, code=code, http_status=http_status)
+        #: whole seconds to wait, sent as the Retry-After header
+        self.retry_after_s = retry_after_s
 
 
 class ServerUnreachable(XWError):

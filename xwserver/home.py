@@ -88,6 +88,20 @@ SERVER_KEYS: tuple[tuple[str, str, str], ...] = (
         "gc_grace_s",
         "Only what is older than this (seconds) is collected, so an upload in flight is safe.",
     ),
+    (
+        "login_failures_allowed",
+        "login_failures_allowed",
+        "Failed logins allowed per login name (four times as many per client address)\n"
+        "before every further attempt must wait: 1 s, then twice as long after each failure.\n"
+        "Waiting attempts are answered 429 with Retry-After, without checking the password;\n"
+        "a successful login resets its count.",
+    ),
+    (
+        "login_backoff_cap_s",
+        "login_backoff_cap_s",
+        "The longest wait (seconds) after failed logins; failures are forgotten this long\n"
+        "after the last one (or after the last wait, if later). 0 turns login throttling off.",
+    ),
 )
 
 _DEFAULTS: dict[str, object] = {
@@ -103,6 +117,8 @@ _DEFAULTS: dict[str, object] = {
     "work_request_recheck_s": defaults.WORK_REQUEST_RECHECK_S,
     "gc_interval_s": defaults.GC_INTERVAL_S,
     "gc_grace_s": defaults.GC_GRACE_S,
+    "login_failures_allowed": defaults.LOGIN_FAILURES_ALLOWED,
+    "login_backoff_cap_s": defaults.LOGIN_BACKOFF_CAP_S,
 }
 
 

@@ -13,6 +13,8 @@ Keys (``key=value``):
 - ``reaper_interval_s`` how often expired leases are looked for
 - ``gc_interval_s``    how often orphan results and unreferenced files are collected
 - ``gc_grace_s``       only what is older than this is collected
+- ``login_failures_allowed`` failed logins per login before further attempts must wait
+- ``login_backoff_cap_s`` longest wait imposed after failed logins
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ class ServerSettings:
     work_request_recheck_s: float = defaults.WORK_REQUEST_RECHECK_S
     gc_interval_s: float = defaults.GC_INTERVAL_S
     gc_grace_s: float = defaults.GC_GRACE_S
+    login_failures_allowed: int = defaults.LOGIN_FAILURES_ALLOWED
+    login_backoff_cap_s: float = defaults.LOGIN_BACKOFF_CAP_S
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -119,6 +123,8 @@ class ServerSettings:
             "work_request_recheck_s": ("work_request_recheck_s", float),
             "gc_interval_s": ("gc_interval_s", float),
             "gc_grace_s": ("gc_grace_s", float),
+            "login_failures_allowed": ("login_failures_allowed", int),
+            "login_backoff_cap_s": ("login_backoff_cap_s", float),
         }
         for key, value in props.items():
             if key not in known:

@@ -16,6 +16,7 @@ from .access import Caller
 from .db.engine import backend_of
 from .settings import ServerSettings
 from .store import DataStore
+from .throttle import LoginThrottle
 from .wire import Wire
 
 
@@ -137,6 +138,7 @@ class Server:
         self.store = store
         self.notifier = WorkNotifier()
         self.tokens = TokenCache()
+        self.login_throttle = LoginThrottle(settings.login_failures_allowed, settings.login_backoff_cap_s)
         self.hosts = HostCache()
         self.wire = Wire(settings.netloc)
         self.started_at = time.time()

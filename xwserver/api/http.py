@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from xwcommon import defaults
-from xwcommon.errors import AuthenticationError, BadRequest, PayloadTooLarge, XWError
+from xwcommon.errors import AuthenticationError, BadRequest, PayloadTooLarge, TooManyRequests, XWError
 
 from ..access import Caller
 from ..state import Server
@@ -59,7 +59,10 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except XWError as exc:
-        return error_response(exc.http_status, exc.code, exc.message)
+        response = error_response(exc.http_status, exc.code, exc.message)
+        if isinstance(exc, TooManyRequests) and exc.retry_after_s is not None:
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
