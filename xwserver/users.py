@@ -1,21 +1,31 @@
-"""Users and login tokens."""
+"""Users, passwords and login tokens.
+
+SUPER manages users (XWHEP's ``xwsenduser``, ``xwusers``, ``xwrm``); anyone sees and
+changes themselves. A token is random, stored hashed and expires; it is revoked at logout,
+when its user's password, rights or group change, and when the user is removed. Revoking
+drops the user's tokens from this process's cache at once; other processes sharing the
+database stop honouring them within the cache's TTL.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from xwcommon.errors import AuthenticationError, BadRequest, Conflict
+from xwcommon.errors import AuthenticationError, BadRequest, Conflict, Forbidden, NotFound
 from xwcommon.levels import UserLevel
-from xwcommon.uri import new_uid
+from xwcommon.status import TaskStatus
+from xwcommon.uri import is_uid, new_uid, parse_uid
 
+from . import groups, leases
 from .access import Caller
-from .db.models import Token, User
+from .db.models import App, Data, Host, Job, Task, Token, User, UserGroup
 from .passwords import hash_password, new_token, token_digest, verify_password
 from .state import Server
 
@@ -23,19 +33,66 @@ log = logging.getLogger(__name__)
 
 MAX_LOGIN = 128
 MAX_PASSWORD = 1024
+MAX_EMAIL = 254
+#: ``GET /users/me`` is the caller; no login may shadow it
+RESERVED_LOGINS = {"me"}
+_USER_FIELDS = {"login", "password", "email", "rights", "group"}
+_PATCH_FIELDS = {"rights", "group", "email"}
 
 # Verified against when the login is unknown, so both answers take the same time.
 _DUMMY_HASH = hash_password("no such user")
 
 
-def check_login_text(login: str) -> str:
-    if not isinstance(login, str) or not login.strip():
-        raise BadRequest("login must be a non-empty string")
-    if len(login) > MAX_LOGIN or any(ord(c) < 32 for c in login) or "/" in login:
-        raise BadRequest(f"login must be at most {MAX_LOGIN} printable characters without '/'")
-    return login
+# -- validation ----------------------------------------------------------------------------------------
+def check_login_text(login: Any) -> str:
+    check = groups.check_identifier(login, "login", MAX_LOGIN)
+    if check in RESERVED_LOGINS:
+        raise BadRequest(f"login {check!r} is reserved; choose another")
+    return check
 
 
+def check_password(password: Any, what: str = "password") -> str:
+    if not isinstance(password, str) or not password or len(password) > MAX_PASSWORD:
+        raise BadRequest(f"{what} must be a string of 1 to {MAX_PASSWORD} characters")
+    if not _encodable(password):
+        raise BadRequest(f"{what} must be valid Unicode text")
+    return password
+
+
+def check_email(email: Any) -> str:
+    """An address ``local@domain`` without spaces, quotes of SQL or control characters; "" for none."""
+    if email is None or email == "":
+        return ""
+    if not isinstance(email, str) or len(email) > MAX_EMAIL:
+        raise BadRequest(f"email must be a string of at most {MAX_EMAIL} characters")
+    local, at, domain = email.rpartition("@")
+    ok = (
+        at
+        and local
+        and domain
+        and all(c.isalnum() or c in "._%+-!#$&*=?^`{|}~" for c in local)
+        and all(part and all(c.isalnum() or c == "-" for c in part) for part in domain.split("."))
+    )
+    if not ok:
+        raise BadRequest(f"email {email[:64]!r} is not an address like name@example.org")
+    return email
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry
+        return False
+    return True
+
+
+def _could_exist(login: str) -> bool:
+    """Whether a stored login could equal ``login`` (else no query is worth making; PostgreSQL
+    cannot even compare a NUL)."""
+    return groups.may_be_identifier(login, MAX_LOGIN)
+
+
+# -- rows ------------------------------------------------------------------------------------------------
 async def create_user(
     session: AsyncSession,
     login: str,
@@ -46,8 +103,8 @@ async def create_user(
     group_id: int | None = None,
 ) -> User:
     check_login_text(login)
-    if not password or len(password) > MAX_PASSWORD:
-        raise BadRequest(f"password must be 1 to {MAX_PASSWORD} characters")
+    check_password(password)
+    email = check_email(email)
     pw_hash = await asyncio.to_thread(hash_password, password)
     user = User(
         uid=new_uid(),
@@ -72,19 +129,59 @@ def caller_of(user: User) -> Caller:
     )
 
 
-async def login(srv: Server, login_name: str, password: str) -> tuple[str, float, User]:
-    """Check a password; return a new token, its expiry and the user."""
+async def render(srv: Server, session: AsyncSession, users: list[User]) -> list[dict[str, Any]]:
+    """User JSON, ``group_uid`` filled in with one query."""
+    group_ids = sorted({u.group_id for u in users if u.group_id is not None})
+    group_uids: dict[int, str] = {}
+    if group_ids:
+        rows = await session.execute(select(UserGroup.id, UserGroup.uid).where(UserGroup.id.in_(group_ids)))
+        group_uids = {gid: guid for gid, guid in rows}
+    return [srv.wire.user(u, group_uids.get(u.group_id) if u.group_id else None) for u in users]
+
+
+async def _find(session: AsyncSession, key: str) -> User | None:
+    """The user of a UID, ``xw://`` URI or login; None if there is none."""
+    if is_uid(key):
+        where = User.uid == parse_uid(key)
+    elif _could_exist(key):
+        where = User.login == key
+    else:
+        return None
+    return (await session.execute(select(User).where(where))).scalar_one_or_none()
+
+
+def _is_self(caller: Caller, key: str) -> bool:
+    return key == caller.login or (is_uid(key) and parse_uid(key) == caller.uid)
+
+
+async def _revoke_tokens(session: AsyncSession, user_id: int) -> None:
+    """Revoke every token of a user; the cache forgets them once the transaction commits."""
+    await session.execute(
+        update(Token).where(Token.user_id == user_id, Token.revoked.is_(False)).values(revoked=True)
+    )
+
+
+# -- login and tokens --------------------------------------------------------------------------------------
+async def login(
+    srv: Server, login_name: Any, password: Any, address: str | None = None
+) -> tuple[str, float, User]:
+    """Check a password; return a new token, its expiry and the user.
+
+    Throttled per login and per client ``address``: a login or address that failed too
+    often gets :class:`TooManyRequests` before its password is looked at.
+    """
     if not isinstance(login_name, str) or not isinstance(password, str) or not login_name:
         raise BadRequest('login needs a JSON body {"login": "...", "password": "..."}')
-    # no such login can exist (check_login_text); PostgreSQL cannot even compare a NUL (a 500)
-    if len(login_name) > MAX_LOGIN or len(password) > MAX_PASSWORD or any(ord(c) < 32 for c in login_name):
-        raise AuthenticationError("wrong login or password")
-    async with srv.sessions() as session:
-        user = (await session.execute(select(User).where(User.login == login_name))).scalar_one_or_none()
-    stored = user.password_hash if user is not None else _DUMMY_HASH
-    ok = await asyncio.to_thread(verify_password, password, stored)
-    if user is None or not ok:
-        log.info("failed login for %r", login_name[:64])
+    throttle = srv.login_throttle
+    throttle.admit(login_name, address)
+    verdict: bool | None = None
+    try:
+        user = await _check_password(srv, login_name, password)
+        verdict = user is not None
+    finally:
+        throttle.record(login_name, address, verdict)
+    if user is None:
+        log.info("failed login for %r from %s", login_name[:64], address)
         raise AuthenticationError("wrong login or password")
     token = new_token()
     now = time.time()
@@ -100,6 +197,20 @@ async def login(srv: Server, login_name: str, password: str) -> tuple[str, float
             )
         )
     return token, expires_at, user
+
+
+async def _check_password(srv: Server, login_name: str, password: str) -> User | None:
+    """The user if ``password`` is theirs; None otherwise, in the same time whether the login
+    exists or not."""
+    user = None
+    if _could_exist(login_name):
+        async with srv.sessions() as session:
+            user = (await session.execute(select(User).where(User.login == login_name))).scalar_one_or_none()
+    if len(password) > MAX_PASSWORD or not _encodable(password):
+        return None
+    stored = user.password_hash if user is not None else _DUMMY_HASH
+    ok = await asyncio.to_thread(verify_password, password, stored)
+    return user if ok else None
 
 
 async def resolve_token(srv: Server, token: str) -> Caller:
@@ -129,3 +240,212 @@ async def logout(srv: Server, token: str) -> None:
     async with srv.sessions.begin() as session:
         await session.execute(update(Token).where(Token.token_hash == digest).values(revoked=True))
     srv.tokens.drop(digest)
+
+
+# -- the user API -------------------------------------------------------------------------------------------
+async def me(srv: Server, caller: Caller) -> dict[str, Any]:
+    async with srv.sessions() as session:
+        user = await session.get(User, caller.id)
+        if user is None:  # removed while its token sat in another process's cache
+            raise AuthenticationError("token unknown, expired or revoked; log in again")
+        return (await render(srv, session, [user]))[0]
+
+
+async def add(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
+    """``POST /users`` (SUPER): a new user, rights parsed as XWHEP wrote them too."""
+    caller.require(UserLevel.SUPER, "creating a user")
+    if not isinstance(body, dict):
+        raise BadRequest('expected {"login", "password", "email", "rights", "group"}')
+    unknown = set(body) - _USER_FIELDS
+    if unknown:
+        raise BadRequest(f"unknown user fields: {', '.join(sorted(unknown))[:200]}")
+    rights = _rights(body.get("rights", "STANDARD"))
+    login_name = check_login_text(body.get("login"))
+    password = check_password(body.get("password"))
+    email = check_email(body.get("email"))
+    async with srv.sessions.begin() as session:
+        group = await groups.resolve(session, body.get("group"))
+        user = await create_user(
+            session, login_name, password, rights, email=email, group_id=group.id if group else None
+        )
+    log.info("user %s (%s) created by %s", login_name, rights.name, caller.login)
+    async with srv.sessions() as session:
+        return (await render(srv, session, [user]))[0]
+
+
+def _rights(value: Any) -> UserLevel:
+    if not isinstance(value, str):
+        raise BadRequest('"rights" must be one of WORKER, STANDARD, ADVANCED, SUPER')
+    return UserLevel.parse(value[:64])
+
+
+async def list_users(srv: Server, caller: Caller) -> list[dict[str, Any]]:
+    """Every user for SUPER; only the caller otherwise."""
+    async with srv.sessions() as session:
+        q = select(User).order_by(User.id)
+        if not caller.is_super:
+            q = q.where(User.id == caller.id)
+        return await render(srv, session, list((await session.execute(q)).scalars()))
+
+
+def _not_found(key: str) -> NotFound:
+    return NotFound(f"no user {key[:64]!r} visible to you; list them with xwusers")
+
+
+async def get(srv: Server, caller: Caller, key: str) -> dict[str, Any]:
+    """One user: oneself, or anyone for SUPER (others get 404, as if it did not exist)."""
+    if not (caller.is_super or _is_self(caller, key)):
+        raise _not_found(key)
+    async with srv.sessions() as session:
+        user = await _find(session, key)
+        if user is None:
+            raise _not_found(key)
+        return (await render(srv, session, [user]))[0]
+
+
+async def modify(srv: Server, caller: Caller, key: str, body: Any) -> dict[str, Any]:
+    """``PATCH /users/{key}`` (SUPER): rights, group, email. A change of rights or group
+    revokes that user's tokens, so no token carries the old ones."""
+    caller.require(UserLevel.SUPER, "changing a user")
+    if not isinstance(body, dict) or not body:
+        raise BadRequest('expected some of {"rights", "group", "email"}')
+    unknown = set(body) - _PATCH_FIELDS
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))[:200]}; only rights, group, email")
+    rights = _rights(body["rights"]) if "rights" in body else None
+    email = check_email(body["email"]) if "email" in body else None
+    async with srv.sessions.begin() as session:
+        user = await _find(session, key)
+        if user is None:
+            raise _not_found(key)
+        before = (user.rights, user.group_id)
+        if rights is not None:
+            if user.id == caller.id and rights < UserLevel(user.rights):
+                raise Forbidden("a SUPER cannot lower its own rights; another SUPER may")
+            user.rights = int(rights)
+        if "group" in body:
+            group = await groups.resolve(session, body["group"])
+            user.group_id = group.id if group else None
+        if email is not None:
+            user.email = email
+        revoked = (user.rights, user.group_id) != before
+        if revoked:
+            await _revoke_tokens(session, user.id)
+    if revoked:
+        srv.tokens.drop_user(user.id)
+    log.info("user %s changed by %s%s", user.login, caller.login, "; tokens revoked" if revoked else "")
+    async with srv.sessions() as session:
+        return (await render(srv, session, [user]))[0]
+
+
+async def change_password(srv: Server, caller: Caller, key: str, body: Any, address: str | None) -> None:
+    """Oneself with the old password, or SUPER for anyone else; revokes every token of the user.
+
+    A wrong old password counts as a failed login: a stolen token must not become a way to
+    guess the password without the login throttle.
+    """
+    if not isinstance(body, dict):
+        raise BadRequest('expected {"password": "new", "old_password": "current"}')
+    unknown = set(body) - {"password", "old_password"}
+    if unknown:
+        raise BadRequest(f"unknown fields: {', '.join(sorted(unknown))[:200]}; only password, old_password")
+    own = _is_self(caller, key)
+    if not own and not caller.is_super:
+        raise Forbidden("changing another user's password needs SUPER rights")
+    password = check_password(body.get("password"))
+    if own:
+        old = body.get("old_password")
+        if not isinstance(old, str) or not old:
+            raise BadRequest('"old_password" is required to change one\'s own password')
+        srv.login_throttle.admit(caller.login, address)
+        verdict: bool | None = None
+        try:
+            verdict = await _check_password(srv, caller.login, old) is not None
+        finally:
+            srv.login_throttle.record(caller.login, address, verdict)
+        if not verdict:
+            raise Forbidden('"old_password" is not the current password')
+    pw_hash = await asyncio.to_thread(hash_password, password)
+    async with srv.sessions.begin() as session:
+        user = await _find(session, key)
+        if user is None:
+            raise _not_found(key)
+        user.password_hash = pw_hash
+        await _revoke_tokens(session, user.id)
+    srv.tokens.drop_user(user.id)
+    log.info("password of %s changed by %s; its tokens are revoked", user.login, caller.login)
+
+
+async def remove(srv: Server, caller: Caller, key: str) -> None:
+    """``DELETE /users/{key}`` (SUPER, not oneself).
+
+    Refused (409) while the user owns apps, data or jobs: they are the user's work, and
+    removing them is a decision of its own. Otherwise the user's tokens are revoked, its
+    hosts disabled, their running tasks handed back (jobs PENDING, no retry spent), and
+    hosts, their past task records, tokens and the user removed. The jobs those tasks ran
+    keep their status, exit code and result.
+    """
+    caller.require(UserLevel.SUPER, "removing a user")
+    async with srv.sessions.begin() as session:
+        user = await _find(session, key)
+        if user is None:
+            raise _not_found(key)
+        if user.id == caller.id:
+            raise Forbidden("a user cannot remove itself; another SUPER may")
+        await _refuse_if_owner(session, user)
+        await _revoke_tokens(session, user.id)
+        await session.execute(update(Host).where(Host.owner_id == user.id).values(enabled=False))
+        host_rows = (await session.execute(select(Host.id, Host.uid).where(Host.owner_id == user.id))).all()
+    srv.tokens.drop_user(user.id)
+    for host in host_rows:
+        srv.hosts.drop(host.uid)
+    released = 0
+    for host in host_rows:
+        async with srv.sessions() as session:
+            running = await session.execute(
+                select(Task.uid).where(Task.host_id == host.id, Task.status == TaskStatus.RUNNING)
+            )
+            uids = list(running.scalars())
+        released += await leases.release_tasks(srv, host.id, uids)
+    host_ids = [h.id for h in host_rows]
+    try:
+        async with srv.sessions.begin() as session:
+            await _refuse_if_owner(session, user)
+            if host_ids:
+                still = (
+                    await session.execute(
+                        select(func.count())
+                        .select_from(Task)
+                        .where(Task.host_id.in_(host_ids), Task.status == TaskStatus.RUNNING)
+                    )
+                ).scalar_one()
+                if still:
+                    raise Conflict(f"a host of {user.login} took work while being removed; try again")
+                await session.execute(delete(Task).where(Task.host_id.in_(host_ids)))
+                await session.execute(delete(Host).where(Host.id.in_(host_ids)))
+            await session.execute(delete(Token).where(Token.user_id == user.id))
+            await session.execute(delete(User).where(User.id == user.id))
+    except DBIntegrityError:  # something of theirs appeared meanwhile
+        raise Conflict(f"user {user.login} got new objects while being removed; try again") from None
+    srv.tokens.drop_user(user.id)
+    log.info(
+        "user %s removed by %s with %d host(s); %d running task(s) handed back",
+        user.login,
+        caller.login,
+        len(host_ids),
+        released,
+    )
+
+
+async def _refuse_if_owner(session: AsyncSession, user: User) -> None:
+    owned = []
+    for what, model in (("apps", App), ("data", Data), ("jobs", Job)):
+        n = (
+            await session.execute(select(func.count()).select_from(model).where(model.owner_id == user.id))
+        ).scalar_one()
+        if n:
+            owned.append(f"{n} {what}")
+    if owned:
+        raise Conflict(
+            f"user {user.login} still owns {', '.join(owned)}; remove them first (xwrm), then the user"
+        )

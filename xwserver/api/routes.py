@@ -11,7 +11,6 @@ from xwcommon.errors import BadRequest
 from xwcommon.levels import UserLevel
 
 from .. import apps, data, hosts, jobs, leases, scheduler, users
-from ..db.models import User
 from ..wire import iso
 from .access_routes import ACCESS_ROUTES
 from .http import TOKEN_KEY, Handler, body_chunks, caller_of, ok, query_int, read_json, server_of
@@ -25,8 +24,10 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise BadRequest('expected {"login": "...", "password": "..."}')
     srv = server_of(request)
-    token, expires_at, user = await users.login(srv, body.get("login"), body.get("password"))  # type: ignore[arg-type]
-    return web.json_response({"token": token, "expires_at": iso(expires_at), "user": srv.wire.user(user)})
+    token, expires_at, user = await users.login(srv, body.get("login"), body.get("password"), request.remote)
+    async with srv.sessions() as session:
+        [shown] = await users.render(srv, session, [user])
+    return web.json_response({"token": token, "expires_at": iso(expires_at), "user": shown})
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -40,11 +41,7 @@ async def version(request: web.Request) -> web.Response:
 
 
 async def me(request: web.Request) -> web.Response:
-    srv, caller = server_of(request), caller_of(request)
-    async with srv.sessions() as session:
-        user = await session.get(User, caller.id)
-    assert user is not None
-    return web.json_response(srv.wire.user(user))
+    return web.json_response(await users.me(server_of(request), caller_of(request)))
 
 
 # -- data ----------------------------------------------------------------------------------------------
