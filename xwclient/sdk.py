@@ -350,12 +350,22 @@ class XWClient:
         return {k: v for k, v in spec.items() if v is not None}
 
     async def list_jobs(
-        self, status: str | Iterable[str] | None = None, label: str | None = None
+        self,
+        status: str | Iterable[str] | None = None,
+        label: str | None = None,
+        owner: str | None = "me",
     ) -> list[dict[str, Any]]:
-        """The caller's jobs (every page), optionally only those of some statuses or a label."""
+        """The caller's jobs (every page), optionally only those of some statuses or a label.
+
+        ``owner`` is ``"me"`` (the default), a user's UID, or ``None`` for every job the
+        caller may read (public jobs of others included).
+        """
         if status is not None and not isinstance(status, str):
             status = ",".join(status)
-        return await self._paginate("/jobs", "jobs", {"status": status or None, "label": label})
+        if owner is not None and owner != "me":
+            owner = parse_uid(owner)
+        params = {"status": status or None, "label": label, "owner": owner}
+        return await self._paginate("/jobs", "jobs", params)
 
     async def get_job(self, uid: str) -> dict[str, Any]:
         return dict(await self.transport.request("GET", f"/jobs/{_uid_path(uid)}"))
@@ -409,7 +419,7 @@ class XWClient:
                 jobs = await asyncio.gather(*(one(u) for u in todo))
             else:
                 wanted = set(todo)
-                jobs = [j for j in await self.list_jobs() if j["uid"] in wanted]
+                jobs = [j for j in await self.list_jobs(owner=None) if j["uid"] in wanted]
                 missing = wanted - {j["uid"] for j in jobs}
                 if missing:
                     raise NotFound(f"job {sorted(missing)[0]} not found ({len(missing)} missing)")
@@ -715,9 +725,12 @@ class Client:
         return self._run(self.aio.submit_many(specs, chunk))
 
     def list_jobs(
-        self, status: str | Iterable[str] | None = None, label: str | None = None
+        self,
+        status: str | Iterable[str] | None = None,
+        label: str | None = None,
+        owner: str | None = "me",
     ) -> list[dict[str, Any]]:
-        return self._run(self.aio.list_jobs(status, label))
+        return self._run(self.aio.list_jobs(status, label, owner))
 
     def get_job(self, uid: str) -> dict[str, Any]:
         return self._run(self.aio.get_job(uid))

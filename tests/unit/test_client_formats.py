@@ -67,6 +67,7 @@ SAMPLES: dict[str, list[dict]] = {
             "uid": UID, "uri": "xw://h/x", "name": "vm", "os": "linux", "cpu": "x86_64", "cores": 2,
             "memory_bytes": 25276502016, "disk_free_bytes": 0, "tags": ["gpu", "big mem"],
             "last_seen_at": "2026-01-01T00:00:00Z", "owner_uid": UID, "enabled": False, "access_rights": "0700",
+            "version": "0.1.0", "registered_at": "2026-01-01T00:00:00Z",
         },
     ],
     "user": [

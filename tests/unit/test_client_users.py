@@ -326,3 +326,18 @@ async def test_changing_ones_own_password_makes_the_client_log_in_with_the_new_o
     await client.change_password("admin", "n3w", "old")
     assert t.requests[-1][2] == {"password": "n3w", "old_password": "old"}
     assert t._password == "n3w"
+
+
+async def test_listing_jobs_asks_for_ones_own_unless_told_otherwise():
+    seen: list[Any] = []
+
+    class Pages(FakeTransport):
+        async def request(self, method: str, path: str, *, json: Any = None, **kw: Any) -> Any:
+            seen.append(kw.get("params", {}).get("owner"))
+            return {"jobs": []}
+
+    client = XWClient(transport=Pages({}))  # type: ignore[arg-type]
+    await client.list_jobs()
+    await client.list_jobs(owner=None)
+    await client.list_jobs(owner=f"xw://h:1/{UID}")
+    assert seen == ["me", None, UID]
