@@ -150,6 +150,11 @@ async def _find(session: AsyncSession, key: str) -> User | None:
     return (await session.execute(select(User).where(where))).scalar_one_or_none()
 
 
+def _target(caller: Caller, key: str) -> str:
+    """A user key from a path; ``me`` is the caller (no login may be ``me``)."""
+    return caller.uid if key in RESERVED_LOGINS else key
+
+
 def _is_self(caller: Caller, key: str) -> bool:
     return key == caller.login or (is_uid(key) and parse_uid(key) == caller.uid)
 
@@ -294,6 +299,7 @@ def _not_found(key: str) -> NotFound:
 
 async def get(srv: Server, caller: Caller, key: str) -> dict[str, Any]:
     """One user: oneself, or anyone for SUPER (others get 404, as if it did not exist)."""
+    key = _target(caller, key)
     if not (caller.is_super or _is_self(caller, key)):
         raise _not_found(key)
     async with srv.sessions() as session:
@@ -306,6 +312,7 @@ async def get(srv: Server, caller: Caller, key: str) -> dict[str, Any]:
 async def modify(srv: Server, caller: Caller, key: str, body: Any) -> dict[str, Any]:
     """``PATCH /users/{key}`` (SUPER): rights, group, email. A change of rights or group
     revokes that user's tokens, so no token carries the old ones."""
+    key = _target(caller, key)
     caller.require(UserLevel.SUPER, "changing a user")
     if not isinstance(body, dict) or not body:
         raise BadRequest('expected some of {"rights", "group", "email"}')
@@ -344,6 +351,7 @@ async def change_password(srv: Server, caller: Caller, key: str, body: Any, addr
     A wrong old password counts as a failed login: a stolen token must not become a way to
     guess the password without the login throttle.
     """
+    key = _target(caller, key)
     if not isinstance(body, dict):
         raise BadRequest('expected {"password": "new", "old_password": "current"}')
     unknown = set(body) - {"password", "old_password"}
@@ -385,6 +393,7 @@ async def remove(srv: Server, caller: Caller, key: str) -> None:
     hosts, their past task records, tokens and the user removed. The jobs those tasks ran
     keep their status, exit code and result.
     """
+    key = _target(caller, key)
     caller.require(UserLevel.SUPER, "removing a user")
     async with srv.sessions.begin() as session:
         user = await _find(session, key)

@@ -187,8 +187,9 @@ async def test_a_password_change_needs_the_old_one_and_revokes_every_token(xw: X
     )
     assert wrong.status == 403 and "old_password" in wrong.body["message"]
     assert (await xw.call("GET", "/users/me", token=first)).status == 200
+    # "me" names the caller in every /users/{key} path
     await xw.ok(
-        "POST", "/users/alice/password", token=first, json={"password": "new-one", "old_password": password}
+        "POST", "/users/me/password", token=first, json={"password": "new-one", "old_password": password}
     )
     for token in (first, second):
         assert (await xw.call("GET", "/users/me", token=token)).status == 401
