@@ -10,7 +10,7 @@ from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from xwcommon.errors import BadRequest, Conflict, Forbidden, NotFound
-from xwcommon.levels import UserLevel
+from xwcommon.levels import UserLevel, format_access_rights
 from xwcommon.status import DataStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
@@ -135,32 +135,29 @@ async def get_content(srv: Server, caller: Caller, uid_text: str) -> Data:
     """Data whose content the caller may download: data it may read (STANDARD and up), or an
     input of a task one of its hosts holds live (delegation, the only way for a WORKER).
 
-    A held task's app binary may always be read (an app's rights never change). Its stdin
-    and env are read on the job owner's behalf: 403 if the owner may no longer read them
-    (someone chmod-ed them since the submission); the worker then reports the task ERROR.
+    A held task's app binary may always be read (the worker was given the job because it
+    may run that app). Its stdin and env only if the worker's own identity may read them
+    by the access bits, as XWHEP's manual has it: a public worker reads public data, a
+    group worker also its group's, a private worker also its owner's. Otherwise 403 with a
+    message that says so; the worker then reports the task ERROR with it. (Reading them on
+    the owner's behalf instead would hand an untrusted volunteer the owner's private data.)
     """
     async with srv.sessions() as session:
         data = await _find(session, uid_text)
-        if caller.rights >= UserLevel.STANDARD and await may_on(
+        readable = await may_on(
             session, caller, READ, owner_id=data.owner_id, access_rights=data.access_rights
-        ):
+        )
+        if caller.rights >= UserLevel.STANDARD and readable:
             return data
         held = await _held_inputs(session, caller, data.id)
         if not held:
             raise NotFound(f"no data {data.uid}")
-        if any(binary for _owner, binary in held):
+        if readable or any(binary for _owner, binary in held):
             return data
-        for owner_id in {owner for owner, _binary in held}:
-            owner = await session.get(User, owner_id)
-            if owner is not None and await may_on(
-                session,
-                Caller(owner.id, owner.uid, owner.login, UserLevel(owner.rights), owner.group_id),
-                READ,
-                owner_id=data.owner_id,
-                access_rights=data.access_rights,
-            ):
-                return data
-    raise Forbidden(f"the job's owner may no longer read input {data.uid}")
+    raise Forbidden(
+        f"worker {caller.login} may not read input {data.uid} (access rights "
+        f"{format_access_rights(data.access_rights)}): its job cannot run on this worker"
+    )
 
 
 async def list_data(srv: Server, caller: Caller, *, owner: str | None = None) -> list[dict[str, Any]]:

@@ -608,7 +608,7 @@ class Worker:
             raise
         except (XWError, OSError) as exc:
             if isinstance(exc, XWError) and exc.http_status == 403 and not _host_disabled(exc):
-                # the job's owner may no longer read it: no retry can fix that, the job fails
+                # this worker may not read that input: no retry can fix that, the job fails
                 message = f"may not read the {what} (data {ref.data_uid}): {exc.message}"
             else:
                 message = f"cannot get the {what} (data {ref.data_uid}): {_describe(exc)}"

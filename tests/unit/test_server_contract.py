@@ -333,19 +333,32 @@ async def test_a_completed_job_carries_its_uploaded_result(xw: XW) -> None:
     assert (await xw.call("GET", f"/data/{up['result_uid']}/content", token=xw.worker)).status == 404
 
 
-async def test_a_worker_reads_private_inputs_only_while_it_holds_the_task(xw: XW) -> None:
+async def test_a_worker_reads_an_input_only_while_it_holds_the_task(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
-    secret = await xw.upload(xw.admin, b"private input", name="in.txt", access_rights="0700")
-    job = await xw.submit(xw.admin, "work", stdin_uid=secret["uid"])
-    path = f"/data/{secret['uid']}/content"
+    shared = await xw.upload(xw.admin, b"public input", name="in.txt")  # data is public by default
+    job = await xw.submit(xw.admin, "work", stdin_uid=shared["uid"])
+    path = f"/data/{shared['uid']}/content"
     assert (await xw.call("GET", path, token=xw.worker)).status == 404
     host = await xw.register()
     [a] = await xw.request_work(host)
-    assert a["stdin"]["data_uid"] == secret["uid"]
-    assert (await xw.call("GET", path, token=xw.worker)).body == b"private input"
+    assert a["stdin"]["data_uid"] == shared["uid"]
+    assert (await xw.call("GET", path, token=xw.worker)).body == b"public input"
     assert (await _report(xw, a["task_uid"], exit_code=0)).status == 200
     assert (await xw.call("GET", path, token=xw.worker)).status == 404
     assert (await xw.job(job["uid"]))["status"] == "COMPLETED"
+
+
+async def test_a_public_worker_may_not_read_a_public_jobs_private_input(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    secret = await xw.upload(xw.admin, b"private input", name="in.txt", access_rights="0700")
+    await xw.submit(xw.admin, "work", stdin_uid=secret["uid"])
+    host = await xw.register()
+    [a] = await xw.request_work(host)
+    r = await xw.call("GET", f"/data/{secret['uid']}/content", token=xw.worker)
+    assert r.status == 403
+    assert secret["uid"] in r.body["message"] and "0700" in r.body["message"]
+    binary = await xw.call("GET", f"/data/{a['binary']['data_uid']}/content", token=xw.worker)
+    assert binary.status == 200
 
 
 # -- data ----------------------------------------------------------------------------------------------------

@@ -112,7 +112,7 @@ class StubServer:
     forget_host_once: bool = False
     #: an administrator disabled the host: work requests, heartbeats and reports get 403
     disabled: bool = False
-    #: data whose content the server refuses (the job's owner may no longer read it)
+    #: data whose content the server refuses (this worker may not read it)
     forbidden_data: set[str] = field(default_factory=set)
     #: set while a work request waits, so a test can act at that moment
     polling: asyncio.Event = field(default_factory=asyncio.Event)
