@@ -549,8 +549,7 @@ class XWClient:
         await self.transport.request("POST", f"/users/{_key_path(uid_or_login)}/password", json=body)
         if _key(uid_or_login) in (self.transport.login_name, self.transport.user.get("uid")):
             # our tokens are revoked: the next call logs in again, with the new password
-            # (Transport has no public setter for it yet)
-            self.transport._password = password
+            self.transport.use_password(password)
             if self.settings is not None:
                 self.settings.password = password
 

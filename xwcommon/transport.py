@@ -140,6 +140,12 @@ class Transport:
             self._token = body["token"]
             self.user = body.get("user", {})
 
+    def use_password(self, password: str) -> None:
+        """Log in with ``password`` from now on (after the user changed it: the server revoked
+        every token of that user, so the next request logs in again)."""
+        self._password = password
+        self._token = None
+
     async def logout(self) -> None:
         if self._token:
             await self.request("POST", "/logout")
