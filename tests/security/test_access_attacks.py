@@ -67,9 +67,9 @@ async def test_a_worker_token_cannot_list_anything(xw: XW) -> None:
 
 
 async def _two_workers(xw: XW) -> tuple[str, str, str, dict[str, Any], dict[str, Any]]:
-    """Two WORKER identities with a host each; the first holds a job with a private input."""
+    """Two WORKER identities with a host each; the first holds a job with a (public) input."""
     await _app(xw, xw.admin, "work")
-    secret = await xw.upload(xw.admin, b"private input", name="in", access_rights="0700")
+    secret = await xw.upload(xw.admin, b"the input", name="in")
     job = await xw.submit(xw.admin, "work", stdin_uid=secret["uid"])
     host = await xw.register()
     [held] = await xw.request_work(host)
@@ -116,7 +116,7 @@ async def test_a_worker_cannot_read_the_inputs_of_another_workers_task(xw: XW) -
         assert r.status == 404 and r.body["error"] == "not_found", r
         assert (await xw.call("GET", f"/data/{ref['data_uid']}", token=thief)).status == 403
     ok = await xw.call("GET", f"/data/{held['stdin']['data_uid']}/content", token=xw.worker)
-    assert ok.body == b"private input"  # the holder may
+    assert ok.body == b"the input"  # the holder may
     await xw.assert_healthy()
 
 

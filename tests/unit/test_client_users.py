@@ -265,6 +265,9 @@ class FakeTransport:
             raise reply
         return reply
 
+    def use_password(self, password: str) -> None:
+        self._password = password
+
     async def close(self) -> None:
         pass
 
