@@ -89,6 +89,11 @@ def console(settings: WorkerSettings, args: argparse.Namespace) -> int:
             settings.workpool_size,
             settings.tmpdir,
         )
+        # say it loudly: until the sandbox lands, a job can do whatever this user can
+        log.warning(
+            "jobs run WITHOUT a sandbox: each in its own scratch folder with a minimal environment, "
+            "but with this account's rights; run the worker under a dedicated unprivileged account"
+        )
         try:
             asyncio.run(_run_worker(settings))
         except XWError as exc:
