@@ -30,7 +30,7 @@ class Bootstrap:
 async def bootstrap(
     settings: ServerSettings, admin_login: str = "admin", admin_password: str | None = None
 ) -> Bootstrap:
-    """Migrate the database and create the two first identities (refused if they exist)."""
+    """Migrate the database and create the two first identities (reset if they exist)."""
     engine = create_engine(settings.db_url)
     try:
         await migrate(engine)
