@@ -20,8 +20,21 @@ The file is an XWHEP properties file (``key=value`` or ``key: value``). Keys:
 - ``work_request_wait_s``  how long one work request may wait on the server (long-poll)
 - ``transfer_timeout_s``   a file upload or download silent for this long is retried (default 120)
 - ``kill_grace_s``         seconds between SIGTERM and SIGKILL when a job is stopped
-- ``activator.class``      when the machine may compute (default ``always``; XWHEP's
-                           ``xtremweb.worker.AlwaysActive`` is accepted)
+- ``activator.class``      when the machine may compute (default ``always``): ``always``,
+                           ``date``, ``cpu``, ``idle``, ``battery``, or a combination
+                           ``all:date,cpu`` (every one allows) / ``any:date,idle`` (one allows).
+                           XWHEP's ``xtremweb.worker.AlwaysActive``, ``DateActivator``,
+                           ``CpuActivator`` and ``MouseKbdActivator`` are accepted.
+- ``activator.date``       for ``date``: XWHEP's days/hours grammar (``Thu-Tue 18-3, Sat-Sun *``)
+                           or a 5-field cron expression (see ``xwworker/activation/date.py``)
+- ``cpuload``              for ``cpu``: percent of the machine's CPU that the owner's own
+                           processes may use before the worker stops (default 50)
+- ``cpu.window_s``         for ``cpu``: seconds the load must stay above (or below) ``cpuload``
+                           before the worker stops (or starts again) (default 60)
+- ``idle.seconds``         for ``idle``: seconds without keyboard or mouse input before the
+                           worker may compute (default 30, as XWHEP)
+- ``battery.enable``       ``true``: never compute on battery, whatever ``activator.class``
+                           says (default ``false``)
 
 Any key may be overridden by an environment variable ``XWWORKER_<KEY>``, the key upper-cased
 with dots turned into underscores (``XWWORKER_WORKPOOL_SIZE=2``). Other XWHEP keys
@@ -39,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xwcommon import defaults
-from xwcommon.config import as_float, as_int, load_properties, resolve_path
+from xwcommon.config import as_bool, as_float, as_int, load_properties, resolve_path
 from xwcommon.errors import ConfigError
 
 #: where the worker looks for its config file when none is given (XWHEP's place)
@@ -49,6 +62,10 @@ ENV_PREFIX = "XWWORKER_"
 SHUTDOWN_GRACE_S = 30.0
 KILL_GRACE_S = 5.0
 TRANSFER_TIMEOUT_S = 120.0
+#: activation defaults (XWHEP: ``cpuload`` 50%, 30 s without mouse/keyboard)
+CPULOAD_PERCENT = 50.0
+CPU_WINDOW_S = 60.0
+IDLE_S = 30.0
 
 _KNOWN_KEYS = (
     "dispatcher.servers",
@@ -68,6 +85,11 @@ _KNOWN_KEYS = (
     "transfer_timeout_s",
     "kill_grace_s",
     "activator.class",
+    "activator.date",
+    "cpuload",
+    "cpu.window_s",
+    "idle.seconds",
+    "battery.enable",
 )
 
 
@@ -89,6 +111,11 @@ class WorkerSettings:
     transfer_timeout_s: float = TRANSFER_TIMEOUT_S
     kill_grace_s: float = KILL_GRACE_S
     activator: str = "always"
+    activator_date: str = ""
+    cpuload_percent: float = CPULOAD_PERCENT
+    cpu_window_s: float = CPU_WINDOW_S
+    idle_s: float = IDLE_S
+    battery_enable: bool = False
     config_file: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -193,6 +220,17 @@ class WorkerSettings:
             s.pid_file = resolve_path(value, base)
         if value := props.get("activator.class", "").strip():
             s.activator = value
+        s.activator_date = props.get("activator.date", "").strip()
+        if value := props.get("cpuload", "").strip():
+            s.cpuload_percent = as_float(value, key="cpuload", minimum=0.0)
+            if s.cpuload_percent > 100:
+                raise ConfigError(f"cpuload: a percentage from 0 to 100, got {value!r}")
+        if value := props.get("cpu.window_s", "").strip():
+            s.cpu_window_s = as_float(value, key="cpu.window_s", minimum=0.0)
+        if value := props.get("idle.seconds", "").strip():
+            s.idle_s = as_float(value, key="idle.seconds", minimum=0.0)
+        if value := props.get("battery.enable", "").strip():
+            s.battery_enable = as_bool(value, key="battery.enable")
         s.extra = {k: v for k, v in props.items() if k not in _KNOWN_KEYS}
         return s
 
