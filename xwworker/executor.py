@@ -3,8 +3,11 @@
 The executor prepares ``tasks/<task_uid>/`` (env archive expanded, the app binary copied
 in as the app's name), asks a :class:`Runner` to start the process, waits for it and packs
 the scratch directory into ``results/<task_uid>.zip``. How the process is started is the
-runner's business: :class:`LocalRunner` starts it directly in its own session; a sandboxing
-runner (bubblewrap) can wrap the same :class:`RunSpec` without touching the rest.
+runner's business (:mod:`xwworker.sandbox`): :class:`LocalRunner` starts it directly in its
+own session, :class:`~xwworker.sandbox.BubblewrapRunner` in a sandbox; both under the
+job's resource limits. While the job runs the executor watches its process tree (size,
+memory, wall-clock time) and kills it past a limit; when it ends, the kernel's account of
+its CPU time and peak memory goes on the :class:`Outcome`.
 """
 
 from __future__ import annotations
@@ -17,13 +20,12 @@ import re
 import shlex
 import shutil
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from xwcommon.errors import BadRequest
 from xwcommon.status import TaskStatus
@@ -31,6 +33,19 @@ from xwcommon.status import TaskStatus
 from .archive import UnsafeArchive, safe_extract, zip_directory
 from .cache import DataRef
 from .host import disk_free_bytes
+from .sandbox import JobProcess, LocalRunner, ResourceLimits, Runner, RunSpec, process_tree
+
+__all__ = [
+    "Assignment",
+    "Executor",
+    "JobProcess",
+    "LocalRunner",
+    "Outcome",
+    "ResourceLimits",
+    "RunSpec",
+    "Runner",
+    "job_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,59 +98,13 @@ class Outcome:
     message: str | None
     result_zip: Path | None = None
     wall_time_s: float = 0.0
+    #: what the job's process used, when it ran: ``cpu_user_s``, ``cpu_system_s``, ``wall_s``
+    #: (from its start to its end) and ``max_rss_bytes`` (the largest process's peak)
+    accounting: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:
         return self.status is TaskStatus.COMPLETED
-
-
-@dataclass
-class RunSpec:
-    """Everything a runner needs to start a job's process."""
-
-    argv: list[str]
-    cwd: Path
-    env: dict[str, str]
-    stdin: Path | None
-    stdout: Path
-    stderr: Path
-
-
-class Runner:
-    """Starts a job's process. Subclasses (sandboxes) override :meth:`start`.
-
-    The process must lead its own process group (so :meth:`Executor` can kill the job and
-    everything it started), read ``spec.stdin`` (or /dev/null) and write ``spec.stdout`` and
-    ``spec.stderr``. ``start`` raises OSError when the program cannot be started.
-    """
-
-    name = "local"
-
-    async def start(self, spec: RunSpec) -> asyncio.subprocess.Process:
-        raise NotImplementedError
-
-
-class LocalRunner(Runner):
-    """Runs the binary directly, as the worker's user, in a new session."""
-
-    async def start(self, spec: RunSpec) -> asyncio.subprocess.Process:
-        with contextlib.ExitStack() as stack:
-            stdin: IO[bytes] | int = (
-                stack.enter_context(open(spec.stdin, "rb")) if spec.stdin else subprocess.DEVNULL
-            )
-            stdout = stack.enter_context(open(spec.stdout, "ab"))
-            stderr = stack.enter_context(open(spec.stderr, "ab"))
-            # the child has its own copies of the descriptors; ours are closed on leaving
-            return await asyncio.create_subprocess_exec(
-                *spec.argv,
-                cwd=spec.cwd,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                env=spec.env,
-                start_new_session=True,
-                close_fds=True,
-            )
 
 
 def job_path() -> str:
@@ -159,11 +128,14 @@ def binary_file_name(app_name: str) -> str:
 
 @dataclass
 class Executor:
-    """Runs assignments in scratch directories under ``tmpdir``."""
+    """Runs assignments in scratch directories under ``tmpdir``, each under ``limits``."""
 
     tmpdir: Path
     runner: Runner = field(default_factory=LocalRunner)
     kill_grace_s: float = 5.0
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
+    #: how often a running job's process tree is checked against the limits
+    watch_interval_s: float = 0.1
     monotonic: Callable[[], float] = time.monotonic
 
     @property
@@ -207,6 +179,7 @@ class Executor:
             stdin=stdin,
             stdout=scratch / STDOUT_NAME,
             stderr=scratch / STDERR_NAME,
+            limits=self.limits,
         )
         starting = asyncio.ensure_future(self.runner.start(spec))
         try:
@@ -220,30 +193,80 @@ class Executor:
             with contextlib.suppress(Exception):
                 await self.kill(await starting)
             raise
+        proc_started = self.monotonic()
         log.info(
-            "task %s: started %s (pid %d) in %s", assignment.task_uid, assignment.app_name, proc.pid, scratch
+            "task %s: started %s (pid %d, %s runner) in %s",
+            assignment.task_uid,
+            assignment.app_name,
+            proc.pid,
+            self.runner.name,
+            scratch,
         )
         try:
+            broken = await self._supervise(assignment, proc, proc_started)
             returncode = await proc.wait()
         except asyncio.CancelledError:
             await self.kill(proc)
             raise
+        proc_wall_s = self.monotonic() - proc_started
+        if self.runner.signals_as_exit_codes and 128 < returncode < 128 + signal.NSIG:
+            returncode = 128 - returncode  # as if it were our child: killed by that signal
         # whatever the job left running in the background must not outlive it
-        _signal_group(proc.pid, signal.SIGKILL)
-        return await self._finish(assignment, scratch, returncode, None, started, exclude=(app.name,))
+        _kill_tree(proc.pid)
+        return await self._finish(
+            assignment,
+            scratch,
+            returncode,
+            broken,
+            started,
+            exclude=(app.name,),
+            accounting=_accounting(proc, proc_wall_s),
+        )
 
-    async def kill(self, proc: asyncio.subprocess.Process) -> None:
-        """SIGTERM the job's process group, SIGKILL it after ``kill_grace_s``."""
+    async def _supervise(self, assignment: Assignment, proc: JobProcess, proc_started: float) -> str | None:
+        """Wait for the job's end, checking its tree against the limits that setrlimit cannot
+        hold: the number of processes (setrlimit cannot under root), the memory of the whole
+        tree (RLIMIT_AS is per process) and the wall-clock time. Past one, kill the job and
+        return what it broke."""
+        limits = self.limits
+        max_processes = limits.processes + self.runner.overhead_processes if limits.processes else 0
+        ended = asyncio.ensure_future(proc.wait())
+        try:
+            while True:
+                done, _ = await asyncio.wait({ended}, timeout=self.watch_interval_s)
+                if done:
+                    return None
+                broken: str | None = None
+                usage = process_tree(proc.pid)
+                proc.sampled_rss_bytes = max(proc.sampled_rss_bytes, usage.largest_rss_bytes)
+                if max_processes and usage.processes > max_processes:
+                    broken = f"limit.processes exceeded: more than {limits.processes} processes"
+                elif limits.memory_bytes and usage.rss_bytes > limits.memory_bytes:
+                    broken = (
+                        f"limit.memory_bytes exceeded: its processes used {usage.rss_bytes} bytes "
+                        f"(limit {limits.memory_bytes})"
+                    )
+                elif limits.wall_s and self.monotonic() - proc_started > limits.wall_s:
+                    broken = f"limit.wall_s exceeded: still running after {limits.wall_s:g}s"
+                if broken is not None:
+                    log.warning("task %s: %s; killing it", assignment.task_uid, broken)
+                    _kill_tree(proc.pid)
+                    return broken
+        finally:
+            ended.cancel()
+
+    async def kill(self, proc: JobProcess) -> None:
+        """SIGTERM the job's process group, SIGKILL its whole tree after ``kill_grace_s``."""
         _signal_group(proc.pid, signal.SIGTERM)
         try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=self.kill_grace_s)
+            await asyncio.wait_for(proc.wait(), timeout=self.kill_grace_s)
         except TimeoutError:
             log.info(
                 "process group %d still there %.1fs after SIGTERM; sending SIGKILL",
                 proc.pid,
                 self.kill_grace_s,
             )
-        _signal_group(proc.pid, signal.SIGKILL)
+        _kill_tree(proc.pid)
         await proc.wait()
 
     def cleanup(self, task_uid: str) -> None:
@@ -290,16 +313,23 @@ class Executor:
         started: float,
         *,
         exclude: tuple[str, ...],
+        accounting: dict[str, float] | None = None,
     ) -> Outcome:
         wall_time_s = self.monotonic() - started
         if failure is not None:
-            status, exit_code, message = TaskStatus.ERROR, None, failure
+            status, message = TaskStatus.ERROR, failure
+            exit_code = None if returncode is None else _exit_code(returncode)
         elif returncode is not None and returncode < 0:
             sig = -returncode
             status, exit_code = TaskStatus.ERROR, 128 + sig
             message = f"killed by signal {sig} ({_signal_name(sig)})"
+            if limit := _signal_limit(sig, self.limits, accounting):
+                message = f"{limit}; {message}"
         elif returncode:
             status, exit_code, message = TaskStatus.ERROR, returncode, f"exited with code {returncode}"
+            tail = await asyncio.to_thread(_tail, scratch / STDERR_NAME)
+            if limit := _stderr_limit(tail, self.limits):
+                message = f"{message} ({limit})"
         else:
             status, exit_code, message = TaskStatus.COMPLETED, 0, None
         result = self.result_of(assignment.task_uid)
@@ -309,7 +339,7 @@ class Executor:
             log.error("task %s: cannot pack the result: %s", assignment.task_uid, exc)
             extra = f"cannot pack the result: {exc}"
             message = f"{message}; {extra}" if message else extra
-            return Outcome(TaskStatus.ERROR, exit_code, message, None, wall_time_s)
+            return Outcome(TaskStatus.ERROR, exit_code, message, None, wall_time_s, accounting)
         log.info(
             "task %s: %s (exit code %s) after %.1fs; result %d files, %d bytes",
             assignment.task_uid,
@@ -319,12 +349,93 @@ class Executor:
             files,
             size,
         )
-        return Outcome(status, exit_code, message, result, wall_time_s)
+        return Outcome(status, exit_code, message, result, wall_time_s, accounting)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL ``pid``'s process group and every descendant, even those in other groups.
+
+    The tree is frozen first (SIGSTOP, repeated until it stops growing) so that a fork bomb
+    cannot leave children behind between the listing and the kill.
+    """
+    seen: set[int] = set()
+    for _ in range(50):
+        tree = process_tree(pid).pids
+        new = [p for p in tree if p not in seen]
+        if not new:
+            break
+        for p in new:
+            _signal(p, signal.SIGSTOP)
+        seen.update(new)
+    _signal_group(pid, signal.SIGKILL)
+    for p in seen:
+        _signal(p, signal.SIGKILL)
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+def _exit_code(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def _accounting(proc: JobProcess, wall_s: float) -> dict[str, float] | None:
+    ru = proc.rusage
+    if ru is None:
+        return None
+    max_rss_bytes = ru.ru_maxrss * 1024  # KiB on Linux
+    if max_rss_bytes <= proc.parent_rss_bytes:
+        # maybe only the worker's pages counted at fork (see JobProcess.parent_rss_bytes):
+        # then the best figure is what the executor saw while the job ran
+        max_rss_bytes = proc.sampled_rss_bytes
+    return {
+        "cpu_user_s": ru.ru_utime,
+        "cpu_system_s": ru.ru_stime,
+        "wall_s": wall_s,
+        "max_rss_bytes": float(max_rss_bytes),
+    }
+
+
+def _signal_limit(sig: int, limits: ResourceLimits, accounting: dict[str, float] | None) -> str | None:
+    """The limit a job killed by ``sig`` most likely broke, if any."""
+    if sig == signal.SIGXFSZ:
+        return f"limit.file_bytes exceeded ({limits.file_bytes} bytes)"
+    cpu_s = (accounting or {}).get("cpu_user_s", 0.0) + (accounting or {}).get("cpu_system_s", 0.0)
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and limits.cpu_s and cpu_s >= limits.cpu_s):
+        return f"limit.cpu_s exceeded ({limits.cpu_s}s of CPU)"
+    return None
+
+
+# what programs print when a resource limit refuses them something
+_STDERR_LIMITS = (
+    (("MemoryError", "Cannot allocate memory", "bad_alloc", "out of memory"), "memory_bytes"),
+    (("File too large",), "file_bytes"),
+    (("Resource temporarily unavailable", "BlockingIOError"), "processes"),
+)
+
+
+def _stderr_limit(tail: str, limits: ResourceLimits) -> str | None:
+    for needles, name in _STDERR_LIMITS:
+        value = getattr(limits, name)
+        if value and any(n in tail for n in needles):
+            return f"probably limit.{name} = {value}"
+    return None
+
+
+def _tail(path: Path, size_bytes: int = 4096) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - size_bytes))
+            return fh.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def _signal_name(sig: int) -> str:

@@ -35,6 +35,16 @@ The file is an XWHEP properties file (``key=value`` or ``key: value``). Keys:
                            worker may compute (default 30, as XWHEP)
 - ``battery.enable``       ``true``: never compute on battery, whatever ``activator.class``
                            says (default ``false``)
+- ``sandbox.enable``       run jobs under bubblewrap where it works here (default true); off, or
+                           where bwrap cannot run, the worker warns loudly at start
+- ``sandbox.network``      let sandboxed jobs use the network (default false; apps will declare it)
+- ``limit.cpu_s``          CPU seconds each process of a job may use (default 86400)
+- ``limit.memory_bytes``   address space of each process and resident memory of the whole job
+                           (default 4 GiB)
+- ``limit.file_bytes``     largest file a job may write (default 4 GiB)
+- ``limit.processes``      processes a job may run at once (default 256)
+- ``limit.wall_s``         wall-clock seconds a job may run before it is killed (default 172800)
+                           A ``limit.*`` key set to 0 switches that limit off.
 
 Any key may be overridden by an environment variable ``XWWORKER_<KEY>``, the key upper-cased
 with dots turned into underscores (``XWWORKER_WORKPOOL_SIZE=2``). Other XWHEP keys
@@ -54,6 +64,8 @@ from pathlib import Path
 from xwcommon import defaults
 from xwcommon.config import as_bool, as_float, as_int, load_properties, resolve_path
 from xwcommon.errors import ConfigError
+
+from .sandbox import ResourceLimits
 
 #: where the worker looks for its config file when none is given (XWHEP's place)
 DEFAULT_CONFIG = Path("~/.xtremweb/xtremweb.worker.conf")
@@ -90,6 +102,13 @@ _KNOWN_KEYS = (
     "cpu.window_s",
     "idle.seconds",
     "battery.enable",
+    "sandbox.enable",
+    "sandbox.network",
+    "limit.cpu_s",
+    "limit.memory_bytes",
+    "limit.file_bytes",
+    "limit.processes",
+    "limit.wall_s",
 )
 
 
@@ -116,6 +135,9 @@ class WorkerSettings:
     cpu_window_s: float = CPU_WINDOW_S
     idle_s: float = IDLE_S
     battery_enable: bool = False
+    sandbox_enable: bool = True
+    sandbox_network: bool = False
+    limits: ResourceLimits = field(default_factory=ResourceLimits)
     config_file: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -231,6 +253,11 @@ class WorkerSettings:
             s.idle_s = as_float(value, key="idle.seconds", minimum=0.0)
         if value := props.get("battery.enable", "").strip():
             s.battery_enable = as_bool(value, key="battery.enable")
+        if value := props.get("sandbox.enable", "").strip():
+            s.sandbox_enable = as_bool(value, key="sandbox.enable")
+        if value := props.get("sandbox.network", "").strip():
+            s.sandbox_network = as_bool(value, key="sandbox.network")
+        s.limits = _limits(props)
         s.extra = {k: v for k, v in props.items() if k not in _KNOWN_KEYS}
         return s
 
@@ -239,6 +266,24 @@ def default_tmpdir(login: str) -> Path:
     """``<system temp>/xwworker-<login>``, the login reduced to file-name-safe characters."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", login) or "worker"
     return Path(tempfile.gettempdir()) / f"xwworker-{safe}"
+
+
+def _limits(props: Mapping[str, str]) -> ResourceLimits:
+    """The ``limit.*`` keys over their defaults; each must be a number >= 0 (0: no limit)."""
+    d = ResourceLimits()
+
+    def integer(key: str, default: int) -> int:
+        value = props.get(key, "").strip()
+        return as_int(value, key=key, minimum=0) if value else default
+
+    wall = props.get("limit.wall_s", "").strip()
+    return ResourceLimits(
+        cpu_s=integer("limit.cpu_s", d.cpu_s),
+        memory_bytes=integer("limit.memory_bytes", d.memory_bytes),
+        file_bytes=integer("limit.file_bytes", d.file_bytes),
+        processes=integer("limit.processes", d.processes),
+        wall_s=as_float(wall, key="limit.wall_s", minimum=0.0) if wall else d.wall_s,
+    )
 
 
 def _positive(value: str, key: str) -> float:
