@@ -211,8 +211,10 @@ class Executor:
         proc_wall_s = self.monotonic() - proc_started
         if self.runner.signals_as_exit_codes and 128 < returncode < 128 + signal.NSIG:
             returncode = 128 - returncode  # as if it were our child: killed by that signal
-        # whatever the job left running in the background must not outlive it
-        _kill_tree(proc.pid)
+        # whatever the job left running in the background must not outlive it. Its group only:
+        # the pid is reaped now and could name someone else's tree (under bubblewrap the kernel
+        # has already killed the job's pid namespace with the job)
+        _signal_group(proc.pid, signal.SIGKILL)
         return await self._finish(
             assignment,
             scratch,

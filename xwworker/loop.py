@@ -166,7 +166,12 @@ class Worker:
         self.settings = settings
         self._owns_transport = transport is None
         self.transport = transport if transport is not None else make_transport(settings)
-        self.executor = Executor(settings.tmpdir, runner or LocalRunner(), kill_grace_s=settings.kill_grace_s)
+        self.executor = Executor(
+            settings.tmpdir,
+            runner or LocalRunner(),
+            kill_grace_s=settings.kill_grace_s,
+            limits=settings.limits,
+        )
         self.cache = DownloadCache(settings.cache_dir, self.transport)
         self.policy = policy if policy is not None else load_policy(settings)
         self._sleep = sleep

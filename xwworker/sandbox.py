@@ -50,7 +50,7 @@ _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 @dataclass(frozen=True)
 class ResourceLimits:
-    """Per-job limits; ``0`` (or None) switches one off. Names are the config keys' names."""
+    """Per-job limits; ``0`` switches one off. Each field is the ``limit.*`` key of its name."""
 
     cpu_s: int = LIMIT_CPU_S  # limit.cpu_s: CPU seconds of each process
     memory_bytes: int = LIMIT_MEMORY_BYTES  # limit.memory_bytes: address space per process, RSS of the tree

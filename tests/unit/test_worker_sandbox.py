@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from xwcommon.errors import ConfigError
 from xwcommon.status import TaskStatus
 from xwworker.cache import DataRef
 from xwworker.executor import Assignment, Executor, Outcome
@@ -28,6 +30,7 @@ from xwworker.sandbox import (
     choose_runner,
     probe_bwrap,
 )
+from xwworker.settings import WorkerSettings
 
 SHA = "0" * 64
 
@@ -259,3 +262,55 @@ async def test_a_job_writing_a_file_past_its_size_limit_fails_naming_it(
 
     assert outcome.status is TaskStatus.ERROR
     assert outcome.message is not None and "limit.file_bytes" in outcome.message, outcome.message
+
+
+# -- settings -------------------------------------------------------------------------------------
+def settings_with(tmp_path: Path, **extra: str) -> WorkerSettings:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here")
+    props = {"dispatcher.servers": "localhost", "login": "w", "password": "p", "ca.file": str(ca), **extra}
+    return WorkerSettings.from_properties(props, base=tmp_path)
+
+
+def test_the_sandbox_is_on_without_network_and_limits_have_defaults_by_default(tmp_path: Path) -> None:
+    s = settings_with(tmp_path)
+    assert s.sandbox_enable is True and s.sandbox_network is False
+    assert s.limits == ResourceLimits()
+    assert all(
+        v > 0 for v in (s.limits.cpu_s, s.limits.memory_bytes, s.limits.file_bytes, s.limits.processes)
+    )
+
+
+def test_sandbox_and_limit_keys_are_read(tmp_path: Path) -> None:
+    s = settings_with(
+        tmp_path,
+        **{
+            "sandbox.enable": "false",
+            "sandbox.network": "true",
+            "limit.cpu_s": "60",
+            "limit.memory_bytes": "1000000",
+            "limit.file_bytes": "0",
+            "limit.processes": "8",
+            "limit.wall_s": "2.5",
+        },
+    )
+    assert s.sandbox_enable is False and s.sandbox_network is True
+    assert s.limits == ResourceLimits(cpu_s=60, memory_bytes=1000000, file_bytes=0, processes=8, wall_s=2.5)
+    assert "limit.cpu_s" not in s.extra
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("sandbox.enable", "perhaps"),
+        ("sandbox.network", "2"),
+        ("limit.cpu_s", "lots"),
+        ("limit.memory_bytes", "-1"),
+        ("limit.file_bytes", "1.5"),
+        ("limit.processes", "-3"),
+        ("limit.wall_s", "soon"),
+    ],
+)
+def test_a_wrong_sandbox_or_limit_setting_names_its_key(tmp_path: Path, key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match="^" + re.escape(key) + ": "):
+        settings_with(tmp_path, **{key: value})
