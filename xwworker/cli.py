@@ -28,6 +28,7 @@ from xwcommon.errors import ConfigError, XWError
 
 from . import __version__
 from .loop import RELEASE_TIMEOUT_S, Worker
+from .sandbox import choose_runner
 from .settings import DEFAULT_CONFIG, WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -89,11 +90,6 @@ def console(settings: WorkerSettings, args: argparse.Namespace) -> int:
             settings.workpool_size,
             settings.tmpdir,
         )
-        # say it loudly: until the sandbox lands, a job can do whatever this user can
-        log.warning(
-            "jobs run WITHOUT a sandbox: each in its own scratch folder with a minimal environment, "
-            "but with this account's rights; run the worker under a dedicated unprivileged account"
-        )
         try:
             asyncio.run(_run_worker(settings))
         except XWError as exc:
@@ -103,7 +99,10 @@ def console(settings: WorkerSettings, args: argparse.Namespace) -> int:
 
 
 async def _run_worker(settings: WorkerSettings) -> None:
-    worker = Worker(settings)
+    choice = choose_runner(enable=settings.sandbox_enable, network=settings.sandbox_network)
+    if choice.warning:
+        log.warning("%s", choice.warning)  # loudly: the volunteer must know
+    worker = Worker(settings, runner=choice.runner)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
