@@ -1,7 +1,7 @@
 """Who runs what: public, group and private workers (real processes) against public, group and
 private jobs.
 
-The rules (XWHEP manual, reference/004, "Usage levels" and 8.2.4; DESIGN "Identity, rights
+The rules (XWHEP manual v5.7.5, "Usage levels" and 8.2.4; DESIGN "Identity, rights
 and access"):
 
 - a public worker (a WORKER identity without a group) runs public jobs ("Public jobs can

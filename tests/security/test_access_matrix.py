@@ -3,7 +3,7 @@
 Every user level (WORKER, STANDARD, ADVANCED, SUPER) × relation to the object (owner, same
 group, other group, no group) × object kind × action (list, get, insert, modify, chmod,
 delete, execute) has an expected answer in :data:`EXPECTED` below, written out by hand
-from XWHEP's manual (reference/004: "User rights", "Access rights", "Usage levels",
+from XWHEP's manual (v5.7.5: "User rights", "Access rights", "Usage levels",
 "Volunteer computing management", 8.2.4) and the wire contract (docs/api.md, "Users and
 user groups", "Access rights"). Nothing in it is derived from the server's code. Each
 cell is one test that performs the action for real and checks:
@@ -92,7 +92,7 @@ ACTIONS = ("list", "get", "insert", "modify", "chmod", "delete", "execute")
 # o owner, g same group, x other group, n no group.
 # Y allowed, N denied, - the API has no such action for this kind (not a test).
 #
-# Rules the rows apply (manual, reference/004):
+# Rules the rows apply (XWHEP manual v5.7.5):
 #  W  "Worker level ... cannot be used to insert/modify/delete anything (applications, datas,
 #     jobs etc.)"; it only downloads a job it manages and its data and writes its result.
 #     api.md: "WORKER identities may only use the worker endpoints, GET /users/me,
