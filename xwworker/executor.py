@@ -101,6 +101,10 @@ class Outcome:
     #: what the job's process used, when it ran: ``cpu_user_s``, ``cpu_system_s``, ``wall_s``
     #: (from its start to its end) and ``max_rss_bytes`` (the largest process's peak)
     accounting: dict[str, float] | None = None
+    #: monotonic times of the app's start and exit (None when it never started): with
+    #: :class:`xwworker.loop.TaskRun`'s they give the worker's own overhead per task
+    app_started_at: float | None = None
+    app_exited_at: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -208,14 +212,15 @@ class Executor:
         except asyncio.CancelledError:
             await self.kill(proc)
             raise
-        proc_wall_s = self.monotonic() - proc_started
+        proc_exited = self.monotonic()
+        proc_wall_s = proc_exited - proc_started
         if self.runner.signals_as_exit_codes and 128 < returncode < 128 + signal.NSIG:
             returncode = 128 - returncode  # as if it were our child: killed by that signal
         # whatever the job left running in the background must not outlive it. Its group only:
         # the pid is reaped now and could name someone else's tree (under bubblewrap the kernel
         # has already killed the job's pid namespace with the job)
         _signal_group(proc.pid, signal.SIGKILL)
-        return await self._finish(
+        outcome = await self._finish(
             assignment,
             scratch,
             returncode,
@@ -224,6 +229,8 @@ class Executor:
             exclude=(app.name,),
             accounting=_accounting(proc, proc_wall_s),
         )
+        outcome.app_started_at, outcome.app_exited_at = proc_started, proc_exited
+        return outcome
 
     async def _supervise(self, assignment: Assignment, proc: JobProcess, proc_started: float) -> str | None:
         """Wait for the job's end, checking its tree against the limits that setrlimit cannot

@@ -100,6 +100,9 @@ class TaskRun:
     task: asyncio.Task[None] | None = None
     phase: Phase = Phase.PREPARING
     cancelled_by_server: bool = False
+    #: monotonic times of its arrival and of the server's acknowledgement of its report
+    assigned_at: float = field(default_factory=time.monotonic)
+    reported_at: float | None = None
 
     @property
     def uid(self) -> str:
@@ -162,8 +165,11 @@ class Worker:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         clock: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
+        on_task_end: Callable[[TaskRun, Outcome], None] | None = None,
     ) -> None:
         self.settings = settings
+        #: called after a task's report was acknowledged (benchmarks read its timings)
+        self.on_task_end = on_task_end
         self._owns_transport = transport is None
         self.transport = transport if transport is not None else make_transport(settings)
         self.executor = Executor(
@@ -578,7 +584,10 @@ class Worker:
         try:
             outcome = await self._execute(run)
             run.phase = Phase.DELIVERING
-            await self._deliver(a, outcome)
+            if await self._deliver(a, outcome):
+                run.reported_at = time.monotonic()
+                if self.on_task_end is not None:
+                    self.on_task_end(run, outcome)
         except asyncio.CancelledError:
             why = "cancelled by the server" if run.cancelled_by_server else "stopped"
             log.info("task %s: %s while %s", a.task_uid, why, run.phase)
@@ -620,8 +629,10 @@ class Worker:
             log.warning("%s", message)
             raise _FetchFailed(message) from exc
 
-    async def _deliver(self, a: Assignment, outcome: Outcome) -> None:
-        """Upload the result and report; drop the task if the server says it is not ours."""
+    async def _deliver(self, a: Assignment, outcome: Outcome) -> bool:
+        """Upload the result and report; drop the task if the server says it is not ours.
+
+        True when the server acknowledged the report."""
         uid = a.task_uid
         result_uid: str | None = None
         if outcome.result_zip is not None:
@@ -638,7 +649,7 @@ class Worker:
                 )
                 if _host_disabled(exc):
                     self._disabled_by_server(exc)
-                return
+                return False
             except PayloadTooLarge as exc:
                 outcome.status = TaskStatus.ERROR
                 outcome.message = f"result too large for the server: {exc.message}"
@@ -668,13 +679,14 @@ class Worker:
                 log.error("task %s: report refused (%s); dropping it", uid, _describe(exc))
             if _host_disabled(exc):
                 self._disabled_by_server(exc)
-            return
+            return False
         if outcome.ok:
             self.completed += 1
         else:
             self.failed += 1
         job_status = answer.get("job_status") if isinstance(answer, dict) else None
         log.info("task %s: reported %s; job %s is %s", uid, outcome.status, a.job_uid, job_status)
+        return True
 
     async def _persist(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """Retry ``call`` while the server cannot answer now; other errors are raised.
