@@ -65,6 +65,10 @@ class Assignment:
     stdin: DataRef | None = None
     env: DataRef | None = None
     lease_expires_at: str | None = None
+    #: what the job declared it needs (the server only assigns jobs that fit what we said was free)
+    needs_network: bool = False
+    min_memory_bytes: int = 0
+    min_disk_bytes: int = 0
 
     @classmethod
     def from_wire(cls, body: dict[str, Any]) -> Assignment:
@@ -73,7 +77,10 @@ class Assignment:
             app_name = str(body.get("app_name") or "app")
             args = [str(a) for a in body.get("args") or []]
             binary = DataRef.from_wire(body["binary"], what="binary")
-        except (KeyError, TypeError) as exc:
+            needs_network = body.get("needs_network") is True
+            min_memory_bytes = max(0, int(body.get("min_memory_bytes") or 0))
+            min_disk_bytes = max(0, int(body.get("min_disk_bytes") or 0))
+        except (KeyError, TypeError, ValueError) as exc:
             raise BadRequest(f"malformed assignment: missing {exc}") from None
         if binary is None:
             raise BadRequest(f"assignment {task_uid} has no binary")
@@ -86,6 +93,9 @@ class Assignment:
             stdin=DataRef.from_wire(body.get("stdin"), what="stdin"),
             env=DataRef.from_wire(body.get("env"), what="env"),
             lease_expires_at=body.get("lease_expires_at"),
+            needs_network=needs_network,
+            min_memory_bytes=min_memory_bytes,
+            min_disk_bytes=min_disk_bytes,
         )
 
 
@@ -141,6 +151,8 @@ class Executor:
     #: how often a running job's process tree is checked against the limits
     watch_interval_s: float = 0.1
     monotonic: Callable[[], float] = time.monotonic
+    #: the processes of the jobs running now, by task uid
+    running: dict[str, JobProcess] = field(default_factory=dict)
 
     @property
     def tasks_dir(self) -> Path:
@@ -184,6 +196,7 @@ class Executor:
             stdout=scratch / STDOUT_NAME,
             stderr=scratch / STDERR_NAME,
             limits=self.limits,
+            network=assignment.needs_network,
         )
         starting = asyncio.ensure_future(self.runner.start(spec))
         try:
@@ -198,6 +211,7 @@ class Executor:
                 await self.kill(await starting)
             raise
         proc_started = self.monotonic()
+        self.running[assignment.task_uid] = proc
         log.info(
             "task %s: started %s (pid %d, %s runner) in %s",
             assignment.task_uid,
@@ -212,6 +226,8 @@ class Executor:
         except asyncio.CancelledError:
             await self.kill(proc)
             raise
+        finally:
+            self.running.pop(assignment.task_uid, None)
         proc_exited = self.monotonic()
         proc_wall_s = proc_exited - proc_started
         if self.runner.signals_as_exit_codes and 128 < returncode < 128 + signal.NSIG:
@@ -255,7 +271,7 @@ class Executor:
                         f"limit.memory_bytes exceeded: its processes used {usage.rss_bytes} bytes "
                         f"(limit {limits.memory_bytes})"
                     )
-                elif limits.wall_s and self.monotonic() - proc_started > limits.wall_s:
+                elif limits.wall_s and self._running_s(proc, proc_started) > limits.wall_s:
                     broken = f"limit.wall_s exceeded: still running after {limits.wall_s:g}s"
                 if broken is not None:
                     log.warning("task %s: %s; killing it", assignment.task_uid, broken)
@@ -264,9 +280,41 @@ class Executor:
         finally:
             ended.cancel()
 
+    def _running_s(self, proc: JobProcess, proc_started: float) -> float:
+        """Seconds the job has run, not counting the time it spent suspended."""
+        now = self.monotonic()
+        return now - proc_started - proc.suspended_s(now)
+
+    # -- suspending (the activation policy said no) ---------------------------------------------
+    def suspend(self, task_uid: str) -> bool:
+        """SIGSTOP a running job's whole tree; False when the task has no running process."""
+        proc = self.running.get(task_uid)
+        if proc is None:
+            return False
+        proc.suspend(self.monotonic())
+        log.info("task %s: suspended (pid %d)", task_uid, proc.pid)
+        return True
+
+    def resume(self, task_uid: str) -> bool:
+        """SIGCONT a suspended job's whole tree; False when the task has no running process."""
+        proc = self.running.get(task_uid)
+        if proc is None:
+            return False
+        if proc.suspended_since is not None:
+            proc.resume(self.monotonic())
+            log.info("task %s: resumed (pid %d)", task_uid, proc.pid)
+        return True
+
+    def job_pids(self) -> list[int]:
+        """The root pids of the jobs running now (the cpu policy leaves their load out)."""
+        return [proc.pid for proc in self.running.values()]
+
     async def kill(self, proc: JobProcess) -> None:
         """SIGTERM the job's process group, SIGKILL its whole tree after ``kill_grace_s``."""
         _signal_group(proc.pid, signal.SIGTERM)
+        if proc.suspended_since is not None:
+            # a stopped process acts on SIGTERM only once continued
+            proc.resume(self.monotonic())
         try:
             await asyncio.wait_for(proc.wait(), timeout=self.kill_grace_s)
         except TimeoutError:
@@ -404,12 +452,10 @@ def _accounting(proc: JobProcess, wall_s: float) -> dict[str, float] | None:
         # maybe only the worker's pages counted at fork (see JobProcess.parent_rss_bytes):
         # then the best figure is what the executor saw while the job ran
         max_rss_bytes = proc.sampled_rss_bytes
-    return {
-        "cpu_user_s": ru.ru_utime,
-        "cpu_system_s": ru.ru_stime,
-        "wall_s": wall_s,
-        "max_rss_bytes": float(max_rss_bytes),
-    }
+    accounting = {"cpu_user_s": ru.ru_utime, "cpu_system_s": ru.ru_stime, "wall_s": wall_s}
+    if max_rss_bytes:  # a job too short to be seen has no figure we can trust
+        accounting["max_rss_bytes"] = float(max_rss_bytes)
+    return accounting
 
 
 def _signal_limit(sig: int, limits: ResourceLimits, accounting: dict[str, float] | None) -> str | None:

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar
 
+import psutil
+
 from xwcommon import defaults
 from xwcommon.errors import (
     AuthenticationError,
@@ -54,7 +56,7 @@ from xwcommon.transport import Transport
 from .activation import ActivationPolicy, load_policy
 from .cache import DataRef, DownloadCache
 from .executor import Assignment, Executor, LocalRunner, Outcome, Runner
-from .host import describe_host
+from .host import describe_host, disk_free_bytes
 from .settings import WorkerSettings
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,10 @@ LATE_POLL_WAIT_S = 1.0
 RELEASE_TIMEOUT_S = 10.0
 #: how many times a delivery is retried on server-side errors other than unreachability
 DELIVERY_ATTEMPTS = 10
+#: how often (seconds) the worker looks for its pause file, whatever the policy's interval
+PAUSE_CHECK_S = 1.0
+#: the longest activation detail sent to the server
+ACTIVATION_DETAIL_MAX = 200
 
 #: errors that mean the server no longer counts this task as ours
 _NOT_OURS = (Conflict, NotFound, Forbidden)
@@ -103,6 +109,10 @@ class TaskRun:
     #: monotonic times of its arrival and of the server's acknowledgement of its report
     assigned_at: float = field(default_factory=time.monotonic)
     reported_at: float | None = None
+    #: monotonic time the activation policy suspended it (running or waiting to start)
+    suspended_at: float | None = None
+    #: suspended past ``max_suspend_s``: killed and handed back to the server
+    handed_back: bool = False
 
     @property
     def uid(self) -> str:
@@ -202,6 +212,16 @@ class Worker:
         #: the server refuses this host's calls until an administrator enables it again
         self.disabled = False
         self._disabled_since = 0.0
+        #: the activation policy (and ``xwworker pause``) lets this machine compute now
+        self.active = True
+        self.activation_since = time.time()
+        self._active = asyncio.Event()
+        self._active.set()
+        self._paused = False
+        self._policy_allows = True
+        self._policy_asked_at: float | None = None
+        #: fire-and-forget calls (hand-backs) kept referenced until they end
+        self._background: set[asyncio.Future[Any]] = set()
 
     # -- control -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -229,17 +249,23 @@ class Worker:
         """Register, work until stopped, hand back what is unfinished; raise a fatal error."""
         try:
             await asyncio.to_thread(self._prepare_dirs)
+            self._log_policy()
             if not await self._until_stopped(self._register_first()):
                 log.info("stopped before registering")
                 return
             pull = asyncio.create_task(self._pull_loop(), name="xwworker-pull")
             heartbeat = asyncio.create_task(self._heartbeat_loop(), name="xwworker-heartbeat")
+            activation = asyncio.create_task(self._activation_loop(), name="xwworker-activation")
             stop = asyncio.create_task(self._stopping.wait())
-            done, _ = await asyncio.wait({pull, heartbeat, stop}, return_when=asyncio.FIRST_COMPLETED)
-            for loop_task in (pull, heartbeat):
+            loops = (pull, heartbeat, activation)
+            done, _ = await asyncio.wait({*loops, stop}, return_when=asyncio.FIRST_COMPLETED)
+            for loop_task in loops:
                 if loop_task in done and not loop_task.cancelled() and loop_task.exception() is not None:
                     self._fail(loop_task.exception() or RuntimeError("loop ended"))
             await _cancel(pull)
+            await _cancel(activation)
+            # suspended jobs must run on, to finish within the grace period or die on SIGTERM
+            self._set_active(True, "stopping")
             await self._drain()
             await _cancel(heartbeat)
             await _cancel(stop)
@@ -258,7 +284,19 @@ class Worker:
             self.released,
         )
 
-    async def _until_stopped(self, coro: Awaitable[None]) -> bool:
+    def _log_policy(self) -> None:
+        policy = self.policy
+        if policy.unavailable:
+            log.warning("activation policy %s: %s", policy.describe(), policy.unavailable)
+        else:
+            log.info("activation policy: %s", policy.describe())
+        if self.settings.pause_file.exists():
+            log.warning(
+                "paused by its owner (%s exists); `xwworker resume` to compute", self.settings.pause_file
+            )
+        self.check_activation()
+
+    async def _until_stopped(self, coro: Awaitable[Any]) -> bool:
         """Run ``coro`` unless a stop comes first; True if it ran to its end."""
         work = asyncio.ensure_future(coro)
         stop = asyncio.ensure_future(self._stopping.wait())
@@ -325,6 +363,7 @@ class Worker:
 
     async def _register(self) -> None:
         body = await asyncio.to_thread(describe_host, self.settings)
+        body["activation"] = self.activation_wire()
         if self.host_uid:
             body["host_uid"] = self.host_uid
         answer = await self.transport.request("POST", "/work/register", json=body, timeout_s=JSON_TIMEOUT_S)
@@ -374,8 +413,8 @@ class Worker:
             if self.host_uid is None:  # a registration again failed earlier
                 await self._guarded(self._reregister(None), "registering again")
                 continue
-            if not self.policy.allows(self._clock()):
-                await self._sleep(self.policy.check_interval_s)
+            if not self.active:
+                await self._until_stopped(self._active.wait())
                 continue
             free = size - len(self.tasks)
             if free <= 0:
@@ -424,12 +463,40 @@ class Worker:
 
     async def _request_work(self, host_uid: str | None, capacity: int) -> Any:
         wait_s = self.settings.work_request_wait_s
+        free_memory, free_disk = await asyncio.to_thread(self._free_resources)
+        body = {
+            "host_uid": host_uid,
+            "capacity": capacity,
+            "wait_s": wait_s,
+            # the server only assigns jobs whose declared needs fit in these
+            "free_memory_bytes": free_memory,
+            "free_disk_bytes": free_disk,
+            "network": self.settings.sandbox_network,
+        }
         return await self.transport.request(
-            "POST",
-            "/work/request",
-            json={"host_uid": host_uid, "capacity": capacity, "wait_s": wait_s},
-            timeout_s=wait_s + LONG_POLL_MARGIN_S,
+            "POST", "/work/request", json=body, timeout_s=wait_s + LONG_POLL_MARGIN_S
         )
+
+    def _free_resources(self) -> tuple[int, int]:
+        """Free memory and disk for new jobs: what the machine has free now, less what the jobs
+        accepted but not started yet declared they need (they have not taken it yet)."""
+        waiting = [r.assignment for r in self.tasks.values() if r.phase is Phase.PREPARING]
+        memory = int(psutil.virtual_memory().available) - sum(a.min_memory_bytes for a in waiting)
+        disk = disk_free_bytes(self.settings.tmpdir) - sum(a.min_disk_bytes for a in waiting)
+        return max(0, memory), max(0, disk)
+
+    def _lacks(self, a: Assignment) -> str | None:
+        """Why this machine cannot take ``a`` now (its declared needs), or None."""
+        if not (a.min_memory_bytes or a.min_disk_bytes or a.needs_network):
+            return None
+        if a.needs_network and not self.settings.sandbox_network:
+            return "its app needs the network and sandbox.network is off here"
+        free_memory, free_disk = self._free_resources()
+        if a.min_memory_bytes > free_memory:
+            return f"it needs {a.min_memory_bytes} bytes of memory and {free_memory} are free"
+        if a.min_disk_bytes > free_disk:
+            return f"it needs {a.min_disk_bytes} bytes of disk and {free_disk} are free"
+        return None
 
     def _accept(self, body: Any) -> None:
         try:
@@ -440,6 +507,18 @@ class Worker:
             return
         if assignment.task_uid in self.tasks:
             log.warning("task %s assigned twice; ignoring the second", assignment.task_uid)
+            return
+        if (lack := self._lacks(assignment)) is not None:
+            # the server filters on what we declared free; this catches what changed since
+            log.warning(
+                "task %s: cannot take job %s: %s; handing it back",
+                assignment.task_uid,
+                assignment.job_uid,
+                lack,
+            )
+            release = asyncio.ensure_future(self._release([assignment.task_uid]))
+            self._background.add(release)
+            release.add_done_callback(self._background.discard)
             return
         run = TaskRun(assignment)
         run.task = asyncio.create_task(self._run_task(run), name=f"xwworker-task-{assignment.task_uid}")
@@ -467,6 +546,94 @@ class Worker:
         elif exc is not None:
             log.error("task %s: unexpected error: %s", uid, exc, exc_info=exc)
 
+    # -- activation ----------------------------------------------------------------------------
+    async def _activation_loop(self) -> None:
+        """Follow the policy: suspend jobs when it says no, resume them when it says yes, and
+        hand back a job suspended longer than ``max_suspend_s``."""
+        while True:
+            self.check_activation()
+            await self._sleep(min(self.policy.check_interval_s, PAUSE_CHECK_S))
+
+    def check_activation(self) -> bool:
+        """Ask the policy (when its interval is due) and the pause file; act on a change."""
+        now = self._clock()
+        mono = time.monotonic()
+        if self._policy_asked_at is None or mono - self._policy_asked_at >= self.policy.check_interval_s:
+            self.policy.set_job_pids(self.executor.job_pids())
+            self._policy_allows = self.policy.allows(now)
+            self._policy_asked_at = mono
+        self._paused = self.settings.pause_file.exists()
+        allowed = self._policy_allows and not self._paused
+        if allowed != self.active:
+            reason = "paused by its owner (xwworker pause)" if self._paused else self.policy.describe()
+            self._set_active(allowed, reason)
+        if not self.active:
+            self._hand_back_oversuspended(mono)
+        return self.active
+
+    def _set_active(self, active: bool, reason: str) -> None:
+        if active == self.active:
+            return
+        self.active = active
+        self.activation_since = time.time()
+        mono = time.monotonic()
+        if active:
+            self._active.set()
+            resumed = 0
+            for run in self.tasks.values():
+                run.suspended_at = None
+                resumed += self.executor.resume(run.uid)
+            log.warning("activation: computing again (%s); %d job(s) resumed", reason, resumed)
+        else:
+            self._active.clear()
+            suspended = 0
+            for run in self.tasks.values():
+                if run.suspended_at is None and run.phase is not Phase.DELIVERING:
+                    run.suspended_at = mono
+                    suspended += self.executor.suspend(run.uid)
+            log.warning(
+                "activation: not computing (%s); %d job(s) suspended, asking for no work", reason, suspended
+            )
+        self._write_state()
+
+    def _hand_back_oversuspended(self, mono: float) -> None:
+        limit_s = self.settings.max_suspend_s
+        for run in list(self.tasks.values()):
+            if run.handed_back or run.suspended_at is None or mono - run.suspended_at <= limit_s:
+                continue
+            run.handed_back = True
+            log.warning(
+                "task %s: suspended for more than max_suspend_s=%gs; handing it back to the server",
+                run.uid,
+                limit_s,
+            )
+            hand_back = asyncio.ensure_future(self._hand_back(run))
+            self._background.add(hand_back)
+            hand_back.add_done_callback(self._background.discard)
+
+    async def _hand_back(self, run: TaskRun) -> None:
+        if run.task is not None:
+            run.task.cancel()
+            await asyncio.gather(run.task, return_exceptions=True)
+        await self._release([run.uid])
+
+    async def _until_active(self, run: TaskRun) -> None:
+        """Wait before starting a job while the machine may not compute."""
+        if self.active:
+            return
+        if run.suspended_at is None:
+            run.suspended_at = time.monotonic()
+        log.info("task %s: waiting for the activation policy to allow computing", run.uid)
+        await self._active.wait()
+
+    def activation_wire(self) -> dict[str, str]:
+        """The ``activation`` object of heartbeats and registrations."""
+        if self._paused:
+            detail = "paused by its owner (xwworker pause)"
+        else:
+            detail = self.policy.describe()
+        return {"state": "active" if self.active else "suspended", "detail": detail[:ACTIVATION_DETAIL_MAX]}
+
     # -- heartbeats ----------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -487,7 +654,7 @@ class Worker:
             answer = await self.transport.request(
                 "POST",
                 "/work/heartbeat",
-                json={"host_uid": host_uid, "task_uids": task_uids},
+                json={"host_uid": host_uid, "task_uids": task_uids, "activation": self.activation_wire()},
                 timeout_s=JSON_TIMEOUT_S,
             )
             cancel = [str(u) for u in answer.get("cancel") or []]
@@ -550,7 +717,11 @@ class Worker:
             "server": self.transport.server,
             "registered_at": self.registered_at,
             "updated_at": time.time(),
-            "tasks": {uid: run.phase.value for uid, run in self.tasks.items()},
+            "tasks": {
+                uid: "suspended" if run.suspended_at is not None else run.phase.value
+                for uid, run in self.tasks.items()
+            },
+            "activation": self.activation_wire(),
             "workpool_size": self.settings.workpool_size,
         }
         path = self.settings.state_file
@@ -589,7 +760,10 @@ class Worker:
                 if self.on_task_end is not None:
                     self.on_task_end(run, outcome)
         except asyncio.CancelledError:
-            why = "cancelled by the server" if run.cancelled_by_server else "stopped"
+            if run.handed_back:
+                why = "suspended too long, handed back"
+            else:
+                why = "cancelled by the server" if run.cancelled_by_server else "stopped"
             log.info("task %s: %s while %s", a.task_uid, why, run.phase)
             self.executor.cleanup(a.task_uid)
             raise
@@ -612,6 +786,7 @@ class Worker:
             env = await self._fetch(a.env, "env") if a.env else None
         except _FetchFailed as exc:
             return Outcome(TaskStatus.ERROR, None, str(exc))
+        await self._until_active(run)
         run.phase = Phase.RUNNING
         return await self.executor.run(a, binary, stdin=stdin, env_archive=env)
 
@@ -657,12 +832,14 @@ class Worker:
                 log.error("task %s: result upload failed (%s); reporting without it", uid, _describe(exc))
                 outcome.status = TaskStatus.ERROR
                 outcome.message = f"{outcome.message + '; ' if outcome.message else ''}result upload failed"
-        report = {
+        report: dict[str, Any] = {
             "status": outcome.status.value,
             "exit_code": outcome.exit_code,
             "message": outcome.message,
             "result_uid": result_uid,
         }
+        if outcome.accounting is not None:
+            report["accounting"] = _accounting_wire(outcome.accounting)
         try:
             answer = await self._persist(
                 lambda: self.transport.request(
@@ -791,6 +968,17 @@ class Worker:
             log.warning(
                 "could not hand back %d task(s) (%s); their leases will expire", len(uids), _describe(exc)
             )
+
+
+def _accounting_wire(accounting: dict[str, float]) -> dict[str, float | int]:
+    """The report's ``accounting`` object: seconds as numbers, peak memory in whole bytes."""
+    wire: dict[str, float | int] = {}
+    for key in ("cpu_user_s", "cpu_system_s", "wall_s"):
+        if key in accounting:
+            wire[key] = round(max(0.0, float(accounting[key])), 6)
+    if "max_rss_bytes" in accounting:
+        wire["max_rss_bytes"] = max(0, int(accounting["max_rss_bytes"]))
+    return wire
 
 
 async def _cancel(task: asyncio.Future[Any]) -> None:

@@ -23,6 +23,7 @@ import logging
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -160,6 +161,27 @@ def process_tree(pid: int) -> TreeUsage:
     return TreeUsage(len(pids), rss_pages * _PAGE_SIZE, pids, largest_pages * _PAGE_SIZE)
 
 
+def signal_tree(pid: int, sig: int) -> int:
+    """Send ``sig`` to ``pid``'s process group and to every process of its tree; the count.
+
+    The group first: that stops (or continues) most of a job at once, so it cannot fork
+    while the tree is walked. The walk then reaches what left the group (setsid, bubblewrap's
+    own pid namespace); a second walk catches children forked in between.
+    """
+    with contextlib.suppress(OSError):
+        os.killpg(pid, sig)
+    signalled: set[int] = set()
+    for _ in range(2):
+        fresh = [p for p in process_tree(pid).pids if p not in signalled]
+        if not fresh:
+            break
+        for p in fresh:
+            with contextlib.suppress(OSError):
+                os.kill(p, sig)
+            signalled.add(p)
+    return len(signalled)
+
+
 # -- starting a job ---------------------------------------------------------------------------
 @dataclass
 class RunSpec:
@@ -172,6 +194,8 @@ class RunSpec:
     stdout: Path
     stderr: Path
     limits: ResourceLimits = field(default_factory=lambda: ResourceLimits())
+    #: the job's app declared it needs the network (granted only where the volunteer allows it)
+    network: bool = False
 
 
 class JobProcess:
@@ -193,6 +217,10 @@ class JobProcess:
         self.sampled_rss_bytes = 0
         self.returncode: int | None = None
         self.rusage: resource.struct_rusage | None = None
+        #: monotonic time of the SIGSTOP that suspended the job; None while it runs
+        self.suspended_since: float | None = None
+        #: seconds spent suspended before the current suspension
+        self._suspended_s = 0.0
         loop = asyncio.get_running_loop()
         self._done: asyncio.Future[int] = loop.create_future()
         threading.Thread(target=self._reap, args=(loop,), name=f"wait4-{self.pid}", daemon=True).start()
@@ -215,6 +243,24 @@ class JobProcess:
 
     async def wait(self) -> int:
         return await asyncio.shield(self._done)
+
+    def suspend(self, now: float) -> None:
+        """SIGSTOP the job's whole tree (its CPU time stops advancing); no-op if suspended."""
+        if self.suspended_since is None and self.returncode is None:
+            signal_tree(self.pid, signal.SIGSTOP)
+            self.suspended_since = now
+
+    def resume(self, now: float) -> None:
+        """SIGCONT the job's whole tree; no-op unless suspended."""
+        if self.suspended_since is not None:
+            signal_tree(self.pid, signal.SIGCONT)
+            self._suspended_s += max(0.0, now - self.suspended_since)
+            self.suspended_since = None
+
+    def suspended_s(self, now: float) -> float:
+        """Seconds the job has spent suspended so far (the wall-clock limit does not count them)."""
+        current = now - self.suspended_since if self.suspended_since is not None else 0.0
+        return self._suspended_s + max(0.0, current)
 
 
 class Runner:
@@ -349,7 +395,9 @@ class BubblewrapRunner(LocalRunner):
         self.network = network
 
     def command(self, spec: RunSpec) -> list[str]:
-        return bwrap_argv(self.bwrap, spec, network=self.network)
+        # the network is shared only with a job whose app declared it needs it, and only
+        # where the volunteer allows it (``sandbox.network``)
+        return bwrap_argv(self.bwrap, spec, network=self.network and spec.network)
 
 
 def probe_bwrap(bwrap: str | None = None) -> tuple[str | None, str]:
@@ -397,5 +445,9 @@ def choose_runner(*, enable: bool = True, network: bool = False, bwrap: str | No
     path, why = probe_bwrap(bwrap)
     if path is None:
         return RunnerChoice(LocalRunner(), f"{why}: {consequence}")
-    log.info("jobs run in a bubblewrap sandbox (%s)%s", path, ", with network" if network else "")
+    log.info(
+        "jobs run in a bubblewrap sandbox (%s)%s",
+        path,
+        ", with network for apps that declare they need it" if network else ", without network",
+    )
     return RunnerChoice(BubblewrapRunner(path, network=network), "")

@@ -33,11 +33,14 @@ The file is an XWHEP properties file (``key=value`` or ``key: value``). Keys:
                            before the worker stops (or starts again) (default 60)
 - ``idle.seconds``         for ``idle``: seconds without keyboard or mouse input before the
                            worker may compute (default 30, as XWHEP)
+- ``max_suspend_s``        a job suspended (the policy said no) longer than this is killed and
+                           handed back, so the server gives it to another worker (default 1800)
 - ``battery.enable``       ``true``: never compute on battery, whatever ``activator.class``
                            says (default ``false``)
 - ``sandbox.enable``       run jobs under bubblewrap where it works here (default true); off, or
                            where bwrap cannot run, the worker warns loudly at start
-- ``sandbox.network``      let sandboxed jobs use the network (default false; apps will declare it)
+- ``sandbox.network``      let the jobs of apps that declare they need the network use it
+                           (default false: such jobs are not given to this worker)
 - ``limit.cpu_s``          CPU seconds each process of a job may use (default 86400)
 - ``limit.memory_bytes``   address space of each process and resident memory of the whole job
                            (default 4 GiB)
@@ -73,6 +76,7 @@ ENV_PREFIX = "XWWORKER_"
 
 SHUTDOWN_GRACE_S = 30.0
 KILL_GRACE_S = 5.0
+MAX_SUSPEND_S = 1800.0
 TRANSFER_TIMEOUT_S = 120.0
 #: activation defaults (XWHEP: ``cpuload`` 50%, 30 s without mouse/keyboard)
 CPULOAD_PERCENT = 50.0
@@ -102,6 +106,7 @@ _KNOWN_KEYS = (
     "cpu.window_s",
     "idle.seconds",
     "battery.enable",
+    "max_suspend_s",
     "sandbox.enable",
     "sandbox.network",
     "limit.cpu_s",
@@ -129,6 +134,7 @@ class WorkerSettings:
     work_request_wait_s: float = defaults.WORK_REQUEST_WAIT_S
     transfer_timeout_s: float = TRANSFER_TIMEOUT_S
     kill_grace_s: float = KILL_GRACE_S
+    max_suspend_s: float = MAX_SUSPEND_S
     activator: str = "always"
     activator_date: str = ""
     cpuload_percent: float = CPULOAD_PERCENT
@@ -159,6 +165,11 @@ class WorkerSettings:
     @property
     def results_dir(self) -> Path:
         return self.tmpdir / "results"
+
+    @property
+    def pause_file(self) -> Path:
+        """While this file exists the worker computes nothing (``xwworker pause`` / ``resume``)."""
+        return self.tmpdir / "paused"
 
     @property
     def host_file(self) -> Path:
@@ -233,6 +244,8 @@ class WorkerSettings:
             s.transfer_timeout_s = _positive(value, "transfer_timeout_s")
         if value := props.get("kill_grace_s", "").strip():
             s.kill_grace_s = as_float(value, key="kill_grace_s", minimum=0.0)
+        if value := props.get("max_suspend_s", "").strip():
+            s.max_suspend_s = _positive(value, "max_suspend_s")
         s.tags = [t.strip() for t in props.get("tags", "").split(",") if t.strip()]
         if value := props.get("worker.name", "").strip():
             s.name = value

@@ -323,12 +323,23 @@ async def test_an_assignment_is_run_uploaded_and_reported(grid: Grid) -> None:
     assert {"name", "os", "cpu", "cores", "memory_bytes", "disk_free_bytes", "tags", "version"} <= set(
         register
     )
-    assert stub.reports["t1"] == {
+    report = dict(stub.reports["t1"])
+    accounting = report.pop("accounting")
+    assert report == {
         "status": "COMPLETED",
         "exit_code": 0,
         "message": None,
         "result_uid": "result-of-t1",
     }
+    # the job ran: its accounting is reported, in seconds, never negative
+    assert {"cpu_user_s", "cpu_system_s", "wall_s"} <= set(accounting) <= {
+        "cpu_user_s",
+        "cpu_system_s",
+        "wall_s",
+        "max_rss_bytes",
+    }
+    assert all(v >= 0 for v in accounting.values())
+    assert 0 < accounting["wall_s"] < 20
     with zipfile.ZipFile(io.BytesIO(stub.results["t1"])) as zf:
         assert zf.read("stdout.txt") == b"42 from stdin\n"
         assert "app" not in zf.namelist()
