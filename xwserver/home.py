@@ -165,30 +165,221 @@ def render_client_conf(url: str, login: str, password: str, ca_file: Path, *, st
     )
 
 
+#: the documented keys of ``xtremweb.worker.conf``, in the order written, by section:
+#: (key, default as written, explanation). A default of "" means "none" or "computed by the
+#: worker", which the explanation says. conf/xtremweb.worker.conf is this text too
+#: (:func:`sample_worker_conf`), and a test checks every key the worker reads is here.
+WORKER_SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
+    (
+        "Server and identity",
+        (
+            (
+                "dispatcher.servers",
+                "",
+                "The servers, space-separated, as https://HOST:PORT or HOST[:PORT] (https, port\n"
+                f"{defaults.DEFAULT_PORT} when none is given); the worker fails over along the list. Required.\n"
+                "XWHEP: the same key.",
+            ),
+            (
+                "login",
+                "",
+                "The worker identity on the server. Required. A WORKER-level identity without a\n"
+                "group runs public jobs; with a group, its group's jobs too; a STANDARD user's\n"
+                "identity makes a private worker that runs that user's jobs only.",
+            ),
+            ("password", "", "The identity's password. Required: keep this file private (mode 0600)."),
+            (
+                "ca.file",
+                "",
+                "The deployment CA certificate (PEM), the only authority trusted: no system\n"
+                "store, no plaintext fallback. A relative path is relative to this file's folder.\n"
+                "Required. XWHEP: path.certfile, also accepted (see below).",
+            ),
+            ("path.certfile", "", "XWHEP's name for ca.file; read only when ca.file is not set."),
+        ),
+    ),
+    (
+        "This host",
+        (
+            (
+                "workpool.size",
+                "",
+                "How many jobs run at once, at least 1. Default: the number of CPUs.\nXWHEP: the same key.",
+            ),
+            (
+                "path.tmpdir",
+                "",
+                "Folder of the worker's download cache, job scratch folders, results, state, log\n"
+                "and pid file. Default: <system temp>/xwworker-<login>. XWHEP: the same key (its\n"
+                "default was the system temp folder itself).",
+            ),
+            (
+                "tags",
+                "",
+                "Comma-separated tags describing this host (gpu, big-memory...), sent to the\n"
+                "server at registration. Default: none. XWHEP had none.",
+            ),
+            ("worker.name", "", "The name the server shows for this host. Default: the host name."),
+            ("log.file", "", "The log file. Default: <path.tmpdir>/xwworker.log."),
+            ("pid.file", "", "The pid file of a running worker. Default: <path.tmpdir>/xwworker.pid."),
+        ),
+    ),
+    (
+        "Timings, in seconds",
+        (
+            (
+                "heartbeat_interval_s",
+                "",
+                "Seconds between heartbeats, which keep the leases of running jobs. Default:\n"
+                "what the server says at registration. XWHEP: alive.period, which its server\n"
+                "set the same way.",
+            ),
+            (
+                "work_request_wait_s",
+                f"{defaults.WORK_REQUEST_WAIT_S:g}",
+                "Seconds one work request may wait on the server for a job (a long-poll: an idle\n"
+                "worker hears of a new job at once).",
+            ),
+            (
+                "transfer_timeout_s",
+                "120",
+                "Seconds a download or upload may stay silent before it is retried.",
+            ),
+            (
+                "shutdown_grace_s",
+                "30",
+                "On stop, seconds running jobs may go on before they are killed and handed back\n"
+                "to the server.",
+            ),
+            ("kill_grace_s", "5", "Seconds between SIGTERM and SIGKILL when a job is stopped."),
+        ),
+    ),
+    (
+        "Activation: when this machine may compute",
+        (
+            (
+                "activator.class",
+                "always",
+                "The policy: always, date, cpu, idle, battery, or a combination: all:date,cpu\n"
+                "(every one allows) or any:date,idle (one allows). XWHEP's class names are\n"
+                "accepted: xtremweb.worker.AlwaysActive, DateActivator, CpuActivator,\n"
+                "MouseKbdActivator (= idle).",
+            ),
+            (
+                "activator.date",
+                "",
+                "For date: when computing is allowed, in XWHEP's days and hours grammar\n"
+                "(Thu-Tue 18-3, Sat-Sun *) or as a 5-field cron expression (* 18-23 * * 1-5; write\n"
+                "cron: before it to force that reading). No default: date needs it. XWHEP: the\n"
+                "same key, days and hours only.",
+            ),
+            (
+                "cpuload",
+                "50",
+                "For cpu: percent (0-100) of the machine's CPU the owner's own processes may use\n"
+                "before the worker stops computing. XWHEP: the same key.",
+            ),
+            (
+                "cpu.window_s",
+                "60",
+                "For cpu: seconds the owner's load must stay above (or below) cpuload before the\n"
+                "worker stops (or starts again).",
+            ),
+            (
+                "idle.seconds",
+                "30",
+                "For idle: seconds without keyboard or mouse input before the worker may compute.\n"
+                "XWHEP: fixed at 30 s in its MouseKbdActivator.",
+            ),
+            (
+                "max_suspend_s",
+                "1800",
+                "Seconds a job may stay suspended (the policy said no while it ran) before it is\n"
+                "killed and handed back, so that the server gives it to another worker.",
+            ),
+            (
+                "battery.enable",
+                "false",
+                "true: never compute on battery, whatever activator.class says.",
+            ),
+        ),
+    ),
+    (
+        "Confinement of jobs",
+        (
+            (
+                "sandbox.enable",
+                "true",
+                "Run jobs under bubblewrap (bwrap) where it runs here: a root of their own, no\n"
+                "network, no access to this machine's files but their scratch folder. Off, or\n"
+                "where bwrap cannot run, the worker warns loudly at start. XWHEP: the same key\n"
+                "(its sandbox was experimental; sandbox.name, .args, .embedded are not used).",
+            ),
+            (
+                "sandbox.network",
+                "false",
+                "true: the jobs of apps that declare they need the network may use it. false:\n"
+                "such jobs are not given to this worker.",
+            ),
+            (
+                "limit.cpu_s",
+                "86400",
+                "CPU seconds each process of a job may use. 0 switches a limit.* key off.",
+            ),
+            (
+                "limit.memory_bytes",
+                str(4 * 1024**3),
+                "Bytes of address space of each process, and of resident memory of the whole\njob (4 GiB).",
+            ),
+            ("limit.file_bytes", str(4 * 1024**3), "Bytes of the largest file a job may write (4 GiB)."),
+            ("limit.processes", "256", "Processes a job may run at once."),
+            (
+                "limit.wall_s",
+                "172800",
+                "Wall-clock seconds a job may run (48 h) before it is killed and ends in ERROR.",
+            ),
+        ),
+    ),
+)
+
+#: values of the keys ``render_worker_conf`` sets; every other key is written commented out
+_WORKER_SET_KEYS = ("dispatcher.servers", "login", "password", "ca.file")
+
+#: what conf/xtremweb.worker.conf holds in place of a deployment's values
+SAMPLE_WORKER_LOGIN = "worker"
+SAMPLE_WORKER_PASSWORD = "CHANGE-ME"
+SAMPLE_CA_FILE = Path("ca.pem")
+
+
 def render_worker_conf(url: str, login: str, password: str, ca_file: Path, *, stamp: str = "") -> str:
-    """``xtremweb.worker.conf``: a public worker's identity, server and CA."""
-    return "\n".join(
-        [
-            f"# XtremWeb-Py worker configuration: a public worker ({login}){_written(stamp)}.",
-            "# It holds a password: keep it private (mode 0600). Start a worker with",
-            "#   xwworker start --xwconfig THIS_FILE",
-            "",
-            "# Servers, space-separated; the worker fails over along the list.",
-            f"dispatcher.servers={url}",
-            f"login={login}",
-            f"password={password}",
-            "# The deployment CA, the only certificate authority trusted (relative paths are",
-            "# relative to this file's folder).",
-            f"ca.file={ca_file}",
-            "",
-            "# How many jobs run at once (default: the number of CPUs).",
-            "#workpool.size=4",
-            "# Where the worker keeps its download cache, job scratch folders, log and pid file",
-            "# (default: <system temp>/xwworker-<login>).",
-            "#path.tmpdir=/var/tmp/xwworker",
-            "",
-        ]
-    )
+    """``xtremweb.worker.conf``: a worker's servers, identity and CA set, every other key the
+    worker reads present, commented out, with its default and its meaning."""
+    values = dict(zip(_WORKER_SET_KEYS, (url, login, password, str(ca_file)), strict=True))
+    out = [
+        f"# XtremWeb-Py worker configuration for {login}{_written(stamp)}.",
+        "# It holds a password: keep it private (mode 0600). Run a worker with",
+        "#   xwworker console --xwconfig THIS_FILE     (foreground, logs on stderr too)",
+        "#   xwworker start|stop|status --xwconfig THIS_FILE",
+        "# or copy it to ~/.xtremweb/xtremweb.worker.conf, where xwworker looks without --xwconfig.",
+        "#",
+        "# Lines are key=value or key: value (XWHEP's properties); # starts a comment. Keys left",
+        "# commented out take the default shown, or the one their comment gives. An environment",
+        "# variable XWWORKER_<KEY> (upper case, dots turned into underscores, e.g.",
+        "# XWWORKER_WORKPOOL_SIZE=2) overrides a key. XWHEP keys this worker does not use",
+        "# (port.tcp, tracer.enable, alive.period...) are accepted and ignored.",
+    ]
+    for title, keys in WORKER_SECTIONS:
+        out += ["", f"# == {title} =="]
+        for key, default, doc in keys:
+            out.append("")
+            out.extend(f"# {line}" for line in doc.splitlines())
+            out.append(f"{key}={values[key]}" if key in values else f"#{key}={default}")
+    return "\n".join(out) + "\n"
+
+
+def sample_worker_conf() -> str:
+    """The text of conf/xtremweb.worker.conf: :func:`render_worker_conf` with placeholders."""
+    return render_worker_conf(SAMPLE_URL, SAMPLE_WORKER_LOGIN, SAMPLE_WORKER_PASSWORD, SAMPLE_CA_FILE)
 
 
 def make_dirs(settings: ServerSettings) -> None:
