@@ -1,11 +1,17 @@
-"""``xwworker console|start|stop|restart|status [--xwconfig FILE]`` (XWHEP's verbs).
+"""``xwworker console|start|stop|restart|status|pause|resume [--xwconfig FILE]``.
+
+XWHEP's verbs, and two of our own for the volunteer:
 
 - ``console`` runs the worker in the foreground, logging to stderr and to ``log.file``;
 - ``start`` runs the same in the background (pid file ``pid.file``, log ``log.file``);
 - ``stop`` asks the running worker to stop (SIGTERM) and waits: running jobs get
   ``shutdown_grace_s`` to finish, the rest are handed back to the server;
 - ``status`` says whether a worker runs (exit code 0) or not (exit code 3, as LSB init
-  scripts do).
+  scripts do), and whether it computes now;
+- ``pause`` makes the worker compute nothing, whatever its activation policy says: running
+  jobs are suspended (and handed back after ``max_suspend_s``), no work is requested, until
+  ``resume``. It lasts across restarts (a file in ``path.tmpdir``) and takes effect within
+  a second.
 
 Errors print one line on stderr and exit non-zero: 2 for a configuration error, 1 otherwise.
 """
@@ -45,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog=NAME, description="XtremWeb-Py volunteer worker: computes jobs of a desktop grid."
     )
-    parser.add_argument("command", choices=["console", "start", "stop", "restart", "status"])
+    parser.add_argument(
+        "command", choices=["console", "start", "stop", "restart", "status", "pause", "resume"]
+    )
     parser.add_argument(
         "--xwconfig", metavar="FILE", help=f"worker config file (default {DEFAULT_CONFIG})", default=None
     )
@@ -60,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         "stop": stop,
         "restart": restart,
         "status": status,
+        "pause": pause,
+        "resume": resume,
     }
     try:
         settings = WorkerSettings.load(args.xwconfig)
@@ -153,10 +163,33 @@ def status(settings: WorkerSettings, args: argparse.Namespace) -> int:
         return 0
     tasks = state.get("tasks") or {}
     age_s = time.time() - float(state.get("updated_at") or 0)
+    activation = state.get("activation") or {}
+    computing = (
+        "computing"
+        if activation.get("state", "active") == "active"
+        else f"not computing ({activation.get('detail')})"
+    )
     print(
         f"{NAME} is running (pid {current.pid}), host {state['host_uid']} at {state.get('server')}, "
-        f"{len(tasks)}/{state.get('workpool_size')} task(s) running, last contact {age_s:.0f}s ago"
+        f"{len(tasks)}/{state.get('workpool_size')} task(s), {computing}, last contact {age_s:.0f}s ago"
     )
+    return 0
+
+
+def pause(settings: WorkerSettings, args: argparse.Namespace) -> int:
+    settings.tmpdir.mkdir(parents=True, exist_ok=True)
+    settings.pause_file.write_text(f"paused at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n", encoding="utf-8")
+    print(f"{NAME} paused: running jobs are suspended and no work is asked for until `{NAME} resume`")
+    return 0
+
+
+def resume(settings: WorkerSettings, args: argparse.Namespace) -> int:
+    try:
+        settings.pause_file.unlink()
+    except FileNotFoundError:
+        print(f"{NAME} was not paused")
+        return 0
+    print(f"{NAME} resumed: it computes again when its activation policy allows")
     return 0
 
 

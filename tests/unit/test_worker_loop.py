@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from aiohttp import web
 from cryptography import x509
@@ -332,12 +333,16 @@ async def test_an_assignment_is_run_uploaded_and_reported(grid: Grid) -> None:
         "result_uid": "result-of-t1",
     }
     # the job ran: its accounting is reported, in seconds, never negative
-    assert {"cpu_user_s", "cpu_system_s", "wall_s"} <= set(accounting) <= {
-        "cpu_user_s",
-        "cpu_system_s",
-        "wall_s",
-        "max_rss_bytes",
-    }
+    assert (
+        {"cpu_user_s", "cpu_system_s", "wall_s"}
+        <= set(accounting)
+        <= {
+            "cpu_user_s",
+            "cpu_system_s",
+            "wall_s",
+            "max_rss_bytes",
+        }
+    )
     assert all(v >= 0 for v in accounting.values())
     assert 0 < accounting["wall_s"] < 20
     with zipfile.ZipFile(io.BytesIO(stub.results["t1"])) as zf:
@@ -571,3 +576,124 @@ async def test_an_input_the_jobs_owner_may_no_longer_read_fails_the_task_at_once
         f"may not read the stdin (data {stdin['data_uid']}): the owner of this job may not read data "
         f"{stdin['data_uid']}"
     )
+
+
+BURN = """import os, sys, time
+open(sys.argv[1], "w").write(str(os.getpid()))
+while time.process_time() < float(sys.argv[2]):
+    pass
+print("burned", round(time.process_time(), 2))
+"""
+
+
+def _cpu_s(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+async def test_a_running_job_is_suspended_while_the_policy_says_no_and_resumed(
+    grid: Grid, tmp_path: Path
+) -> None:
+    stub = grid.stub
+    pid_file = tmp_path / "job.pid"
+    stub.queue.put_nowait(assignment(stub, "t1", script(BURN), str(pid_file), "1.5"))
+    policy = Switch()
+    policy.on = True
+    worker = Worker(grid.settings(), policy=policy, backoff=Backoff(0.05, 0.2))
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: pid_file.exists() and pid_file.read_text() != "")
+    pid = int(pid_file.read_text())
+    await stub.wait_for(lambda: _cpu_s(pid) > 0.2)
+
+    policy.on = False
+    await stub.wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED)
+    before = _cpu_s(pid)
+    await asyncio.sleep(0.8)
+    assert _cpu_s(pid) - before < 0.05, "a suspended job's CPU time must stop advancing"
+    await stub.wait_for(
+        lambda: any(hb.get("activation", {}).get("state") == "suspended" for hb in stub.called("heartbeat"))
+    )
+    assert "t1" not in stub.reports
+    requests_while_off = len(stub.called("request"))
+
+    policy.on = True
+    await stub.wait_for(lambda: "t1" in stub.reports)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert stub.reports["t1"]["status"] == "COMPLETED"
+    assert (
+        stub.reports["t1"]["accounting"]["cpu_user_s"] + stub.reports["t1"]["accounting"]["cpu_system_s"]
+        >= 1.4
+    )
+    assert stub.called("heartbeat")[-1]["activation"]["state"] == "active"
+    assert len(stub.called("request")) > requests_while_off  # it asked for work again
+    assert stub.released == []
+
+
+async def test_a_job_suspended_longer_than_max_suspend_s_is_handed_back(grid: Grid, tmp_path: Path) -> None:
+    stub = grid.stub
+    pid_file = tmp_path / "job.pid"
+    stub.queue.put_nowait(assignment(stub, "t1", script(BURN), str(pid_file), "600"))
+    policy = Switch()
+    policy.on = True
+    worker = Worker(grid.settings(max_suspend_s=0.5), policy=policy, backoff=Backoff(0.05, 0.2))
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: pid_file.exists() and pid_file.read_text() != "")
+    pid = int(pid_file.read_text())
+    policy.on = False
+    await stub.wait_for(lambda: stub.released == ["t1"])
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert "t1" not in worker.tasks
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert "t1" not in stub.reports
+    assert stub.released == ["t1"]  # handed back once, not again at stop
+
+
+async def test_the_pause_file_suspends_whatever_the_policy_says(grid: Grid, tmp_path: Path) -> None:
+    stub = grid.stub
+    worker = grid.worker()
+    worker.settings.tmpdir.mkdir(parents=True, exist_ok=True)
+    worker.settings.pause_file.write_text("paused\n")
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: len(stub.called("heartbeat")) >= 2)
+    assert stub.called("request") == []
+    assert stub.called("register")[0]["activation"] == {
+        "state": "suspended",
+        "detail": "paused by its owner (xwworker pause)",
+    }
+    worker.settings.pause_file.unlink()
+    await stub.wait_for(lambda: len(stub.called("request")) >= 1)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+
+
+async def test_work_requests_declare_free_memory_disk_and_network(grid: Grid) -> None:
+    worker = grid.worker(sandbox_network=True)
+    run = asyncio.create_task(worker.run())
+    await grid.stub.wait_for(lambda: len(grid.stub.called("request")) >= 1)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    body = grid.stub.called("request")[0]
+    assert 0 < body["free_memory_bytes"] <= psutil.virtual_memory().total
+    assert body["free_disk_bytes"] > 0
+    assert body["network"] is True
+
+
+@pytest.mark.parametrize(
+    "needs",
+    [{"min_memory_bytes": 10**18}, {"min_disk_bytes": 10**18}, {"needs_network": True}],
+    ids=["memory", "disk", "network"],
+)
+async def test_an_assignment_whose_needs_do_not_fit_is_handed_back_unrun(
+    grid: Grid, needs: dict[str, Any]
+) -> None:
+    stub = grid.stub
+    stub.queue.put_nowait(assignment(stub, "big", script("print('never')\n"), **needs))
+    worker = grid.worker()  # sandbox.network is off
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: stub.released == ["big"])
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert stub.called("content") == []  # not even its binary was fetched
+    assert "big" not in stub.reports
