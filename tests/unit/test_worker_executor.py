@@ -87,6 +87,32 @@ async def test_a_python_script_runs_with_args_stdin_and_job_environment(tmp_path
     assert (scratch / "myapp").stat().st_mode & 0o777 == 0o755
 
 
+async def test_the_job_sees_nothing_of_the_volunteers_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XWCONFIG_TOKEN", "volunteer-secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "volunteer-secret")
+    binary = script(tmp_path, "import os\nfor k in sorted(os.environ):\n    print(k, os.environ[k])\n")
+    outcome = await Executor(tmp_path / "work").run(assignment(args=["a"]), binary)
+    assert outcome.result_zip is not None
+    out = zip_members(outcome.result_zip)["stdout.txt"].decode()
+    names = {line.split(" ", 1)[0] for line in out.splitlines()}
+    assert "volunteer-secret" not in out
+    # XWHEP's variables and a minimal, fixed environment; nothing inherited
+    assert names <= {
+        "PATH",
+        "HOME",
+        "TMPDIR",
+        "LANG",
+        "XWJOBUID",
+        "XWTASKUID",
+        "XWSCRATCHPATH",
+        "XWCMDARGS",
+        "PWD",
+    }
+    assert {"XWJOBUID", "XWSCRATCHPATH", "XWCMDARGS"} <= names
+
+
 async def test_a_non_zero_exit_is_an_error_result_with_its_code(tmp_path: Path) -> None:
     binary = script(tmp_path, "import sys\nprint('partial')\nsys.exit(3)\n")
     outcome = await Executor(tmp_path / "work").run(assignment(), binary)
