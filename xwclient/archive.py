@@ -110,3 +110,84 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# -- environments the client builds -------------------------------------------------------------------
+#: the date written in every member of a built env archive, so that the same inputs always give
+#: the same archive (same sha256): the upload cache then recognises it
+_FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+
+
+class EnvConflict(IntegrityError):
+    """Raised when two sources of one env archive would put different files under one name."""
+
+    code = "env_conflict"
+
+
+def env_members(sources: list[Path]) -> dict[str, tuple[Path | None, zipfile.ZipFile | None, str]]:
+    """What an env archive built from ``sources`` holds: ``{member name: (file, zip, member)}``.
+
+    - a directory gives its files, under their paths relative to it (its contents land at the
+      top of the job's scratch directory, as ``cd DIR && zip -r``);
+    - a zip file (``*.zip``) gives its members (checked: none may leave the scratch directory);
+    - any other file gives itself, by its name.
+
+    The same name from two sources is refused (:class:`EnvConflict`). Zip files are left open
+    for the caller, who closes them (see :func:`build_env_archive`).
+    """
+    members: dict[str, tuple[Path | None, zipfile.ZipFile | None, str]] = {}
+
+    def add(name: str, entry: tuple[Path | None, zipfile.ZipFile | None, str], origin: Path) -> None:
+        if name in members:
+            raise EnvConflict(f"--xwenv: {name!r} comes from two sources (the second is {origin})")
+        members[name] = entry
+
+    for src in sources:
+        if src.is_dir():
+            for path in sorted(src.rglob("*")):
+                if path.is_file():
+                    add(path.relative_to(src).as_posix(), (path, None, ""), src)
+        elif src.is_file() and zipfile.is_zipfile(src) and src.suffix.lower() == ".zip":
+            zf = zipfile.ZipFile(src)
+            for info in zf.infolist():
+                member_target(info.filename, Path("env"))
+                if _is_symlink(info):
+                    raise UnsafeArchive(f"{src}: member {info.filename!r} is a symbolic link")
+                if not info.is_dir():
+                    add(info.filename.replace("\\", "/"), (None, zf, info.filename), src)
+        elif src.is_file():
+            add(src.name, (src, None, ""), src)
+        else:
+            raise FileNotFoundError(2, "no such file or directory", str(src))
+    return members
+
+
+def build_env_archive(sources: list[Path], dest: Path) -> Path:
+    """One zip archive at ``dest`` holding ``sources`` as :func:`env_members` lays them out.
+
+    The archive depends only on the names, contents and execute bits of its members (fixed
+    dates, sorted names), so building it twice from the same inputs gives the same bytes.
+    """
+    members = env_members(sources)
+    zips = {id(z): z for _, z, _ in members.values() if z is not None}
+    try:
+        with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as out:
+            for name in sorted(members):
+                path, zf, member = members[name]
+                info = zipfile.ZipInfo(name, date_time=_FIXED_DATE)
+                info.compress_type = zipfile.ZIP_DEFLATED
+                if path is not None:
+                    executable = os.access(path, os.X_OK)
+                    info.external_attr = (0o755 if executable else 0o644) << 16
+                    with open(path, "rb") as src, out.open(info, "w") as dst:
+                        shutil.copyfileobj(src, dst, defaults.STREAM_CHUNK_BYTES)
+                elif zf is not None:
+                    original = zf.getinfo(member)
+                    executable = bool((original.external_attr >> 16) & 0o111)
+                    info.external_attr = (0o755 if executable else 0o644) << 16
+                    with zf.open(original) as src, out.open(info, "w") as dst:
+                        shutil.copyfileobj(src, dst, defaults.STREAM_CHUNK_BYTES)
+    finally:
+        for z in zips.values():
+            z.close()
+    return dest

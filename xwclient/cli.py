@@ -33,6 +33,7 @@ from typing import IO, Literal
 from xwcommon.errors import BadRequest, XWError
 
 from . import exitcodes, formats
+from .cache import UploadCache
 from .commands import COMMANDS, ORDERED, Command, Context, Invocation, UsageError
 from .exitcodes import describe_error, exit_code_for
 from .sdk import XWClient
@@ -41,13 +42,49 @@ from .settings import ClientSettings, load_settings
 log = logging.getLogger(__name__)
 
 #: options every command accepts
-COMMON_OPTIONS = frozenset({"xwconfig", "xwformat", "xwhelp", "xwverbose", "xwnoverbose"})
+COMMON_OPTIONS = frozenset({"xwconfig", "xwformat", "xwhelp", "xwverbose", "xwnoverbose", "xwclean"})
 #: options followed by a value (``--xwlabel L`` or ``--xwlabel=L``)
-VALUE_OPTIONS = frozenset({"xwconfig", "xwformat", "xwlabel", "xwstdin", "xwstatus", "xwtimeout", "xwname"})
+VALUE_OPTIONS = frozenset(
+    {
+        "xwconfig",
+        "xwformat",
+        "xwlabel",
+        "xwstdin",
+        "xwstatus",
+        "xwtimeout",
+        "xwname",
+        "xwenv",
+        "xwsession",
+        "xwgroup",
+        "xwexpectedhost",
+        "xwminmemory",
+        "xwmindisk",
+        "xwmacro",
+    }
+)
+#: value options that may be given several times (their values are kept in order, as a list)
+REPEATABLE_OPTIONS = frozenset({"xwenv"})
 #: options without a value
 FLAG_OPTIONS = frozenset(
-    {"xwhelp", "xwverbose", "xwnoverbose", "xwnoerase", "xwnoextract", "xwrmzip", "xwoverride", "xwnostdin"}
+    {
+        "xwhelp",
+        "xwverbose",
+        "xwnoverbose",
+        "xwnoerase",
+        "xwnoextract",
+        "xwrmzip",
+        "xwoverride",
+        "xwnostdin",
+        "xwclean",
+        "xwnetwork",
+        "xwpending",
+        "xwrunning",
+        "xwcompleted",
+        "xwerror",
+    }
 )
+#: with --xwmacro, the only other options (the macro's lines carry the rest)
+MACRO_OPTIONS = frozenset({"xwmacro", "xwconfig", "xwformat", "xwverbose", "xwnoverbose", "xwclean"})
 
 
 def parse_args(argv: Sequence[str]) -> Invocation:
@@ -74,6 +111,12 @@ def parse_args(argv: Sequence[str]) -> Invocation:
                 raise UsageError(f"{word}: a command takes no '='; give its arguments after it")
             cmd = COMMANDS[name[2:]]
             if inv.command is not None and inv.command != cmd.name:
+                pair = {inv.command, cmd.name}
+                if pair == {"sendwork", "wait"}:
+                    # --xwwait after (or before) --xwsendwork: wait for the new job's end
+                    inv.command = "sendwork"
+                    inv.options["xwwait"] = True
+                    continue
                 raise UsageError(f"two commands given (--xw{inv.command} and {word}); give one per line")
             inv.command = cmd.name
         elif name in VALUE_OPTIONS:
@@ -82,7 +125,13 @@ def parse_args(argv: Sequence[str]) -> Invocation:
                     raise UsageError(f"--{name} needs a value")
                 value = argv[i]
                 i += 1
-            inv.options[name] = value
+            if name in REPEATABLE_OPTIONS:
+                previous = inv.options.get(name)
+                inv.options[name] = [*(previous if isinstance(previous, list) else []), value]
+            elif name in inv.options and inv.options[name] != value:
+                raise UsageError(f"--{name} given twice ({inv.options[name]} and {value}); give it once")
+            else:
+                inv.options[name] = value
         elif name in FLAG_OPTIONS:
             if has_value:
                 raise UsageError(f"--{name} takes no value")
@@ -133,13 +182,16 @@ def help_text(cmd: Command | None = None) -> str:
 _COMMON_HELP = """\
 common options (anywhere on the line):
   --xwconfig FILE      client config (default: $XWCONFIG, else ~/.xtremweb/xwrc)
-  --xwformat FORMAT    text (default), json, xml, csv or html
+  --xwformat FORMAT    text (default), json, xml, csv or html (the fields of each kind: see
+                       xwclient.formats; dates are ISO 8601 UTC)
   --xwverbose          log what the client does (--xwnoverbose: errors only)
+  --xwclean            empty the client's cache of uploads first (alone: only that)
+  --xwmacro FILE       run the commands of FILE, one per line (see xwclient.macro)
   --xwhelp             this help (after a command: that command's)
   --                   every word after it is an argument, even --xw…
 
 exit codes: 0 ok, 1 error, 2 usage or config, 3 authentication or permission refused,
-            4 not found, 5 server unreachable, 6 TLS certificate refused
+            4 not found, 5 server unreachable, 6 TLS certificate refused, 130 interrupted
 """
 
 
@@ -173,6 +225,20 @@ async def _execute(
         return await cmd.run(make_context(client))
 
 
+async def _execute_macro(
+    path: Path,
+    cwd: Path,
+    settings: ClientSettings,
+    make_context: Callable[[XWClient, Invocation], Context],
+) -> int:
+    from .macro import load_macro, run_macro
+
+    file = path if path.is_absolute() else cwd / path
+    lines = load_macro(file, parse_args, check_invocation)
+    async with XWClient(settings) as client:
+        return await run_macro(file, lines, lambda inv: make_context(client, inv))
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -196,19 +262,34 @@ def main(
         if inv.flag("xwhelp") or (inv.command is None and inv.args in (["-h"], ["--help"])):
             out.write(help_text(COMMANDS[inv.command] if inv.command else None))
             return exitcodes.OK
-        if inv.command is None and not inv.args:
+        macro = inv.value("xwmacro")
+        alone_clean = inv.flag("xwclean") and inv.command is None and not inv.args and macro is None
+        if inv.command is None and not inv.args and macro is None and not alone_clean:
             err.write(help_text())
             return exitcodes.USAGE
-        cmd = check_invocation(inv)
+        if macro is not None:
+            extra = sorted(set(inv.options) - MACRO_OPTIONS)
+            if inv.command is not None or inv.args or extra:
+                given = f"--xw{inv.command}" if inv.command else (f"--{extra[0]}" if extra else inv.args[0])
+                raise UsageError(
+                    f"--xwmacro runs the commands of its file; {given} belongs on one of its lines"
+                )
+        cmd = None if macro is not None or alone_clean else check_invocation(inv)
         fmt = formats.check_format(inv.value("xwformat") or "text")
         _configure_logging(inv)
         settings = load_settings(inv.value("xwconfig"))
+        if inv.flag("xwclean"):
+            removed = UploadCache(settings.cache_dir).clean()
+            log.info("client cache %s emptied (%d file(s))", settings.cache_dir, removed)
+            if alone_clean:
+                print(f"client cache {settings.cache_dir} emptied", file=out)
+                return exitcodes.OK
         in_stream = _default_stdin() if isinstance(stdin, str) else stdin
         folder = Path(cwd) if cwd is not None else Path.cwd()
 
-        def make_context(client: XWClient) -> Context:
+        def make_context(client: XWClient, line_inv: Invocation | None = None) -> Context:
             return Context(
-                inv=inv,
+                inv=line_inv or inv,
                 client=client,
                 fmt=fmt,
                 out=out,
@@ -218,6 +299,9 @@ def main(
                 prog=prog,
             )
 
+        if macro is not None:
+            return asyncio.run(_execute_macro(Path(macro), folder, settings, make_context))
+        assert cmd is not None
         return asyncio.run(_execute(cmd, settings, make_context))
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=err)

@@ -11,6 +11,7 @@ import asyncio
 import getpass
 import logging
 import os
+import re
 import shutil
 import stat
 import sys
@@ -19,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import unquote, urlsplit
 
 from xwcommon.errors import BadRequest, XWError
 from xwcommon.levels import UserLevel
@@ -29,6 +31,7 @@ from xwcommon.uri import is_uid, parse_uid
 
 from . import formats
 from .exitcodes import describe_error, exit_code_for
+from .progress import Progress, is_terminal
 from .sdk import XWClient, normalize_rights, safe_file_name
 from .settings import render_config
 
@@ -51,12 +54,21 @@ class Invocation:
     command: str | None = None
     #: the positional arguments, in order (for xwsendwork: the app, then the job's arguments)
     args: list[str] = field(default_factory=list)
-    #: ``--xw`` options by name without dashes (``"xwlabel"``); flags are ``True``
-    options: dict[str, str | bool] = field(default_factory=dict)
+    #: ``--xw`` options by name without dashes (``"xwlabel"``); flags are ``True``; repeatable
+    #: options (``--xwenv``) a list of their values in order
+    options: dict[str, str | bool | list[str]] = field(default_factory=dict)
+    #: ``< FILE`` on a macro line: the job's standard input
+    stdin_file: str | None = None
 
     def value(self, name: str) -> str | None:
         v = self.options.get(name)
         return v if isinstance(v, str) else None
+
+    def values(self, name: str) -> list[str]:
+        v = self.options.get(name)
+        if isinstance(v, list):
+            return list(v)
+        return [v] if isinstance(v, str) else []
 
     def flag(self, name: str) -> bool:
         return self.options.get(name) is True
@@ -94,6 +106,15 @@ class Context:
 
     def warn(self, message: str) -> None:
         print(f"{self.prog}: {message}", file=self.err)
+
+    @property
+    def interactive(self) -> bool:
+        """Whether progress bars may be drawn: standard output and error are terminals."""
+        return is_terminal(self.out) and is_terminal(self.err)
+
+    def progress(self, label: str, total: int | None, unit: str = "bytes") -> Progress:
+        """A progress bar on standard error, drawn only when :attr:`interactive`."""
+        return Progress(self.err, label, total, unit=unit, enabled=self.interactive)
 
 
 Handler = Callable[[Context], Awaitable[int]]
@@ -209,9 +230,10 @@ def stdin_to_file(stream: IO[bytes] | None, directory: str | None = None) -> Pat
 # -- applications -------------------------------------------------------------------------------------
 @command(
     "sendapp",
-    "--xwsendapp NAME CPU OS FILE|URI",
+    "--xwsendapp NAME CPU OS FILE|URI [--xwnetwork]",
     "insert an application binary for one platform (CPU/OS any for scripts); again with the same "
-    "name to add another platform",
+    "name to add another platform; --xwnetwork: its jobs need the network",
+    options=("xwnetwork",),
     min_args=4,
     max_args=4,
 )
@@ -222,7 +244,15 @@ async def cmd_sendapp(ctx: Context) -> int:
         normalize_os(os_name)
     except BadRequest as exc:
         raise UsageError(exc.message) from None
-    app = await ctx.client.send_app(name, cpu, os_name, source)
+    local = _local_file(ctx, source)
+    network = True if ctx.inv.flag("xwnetwork") else None
+    if local is not None:
+        with ctx.progress(f"uploading {local.name}", local.stat().st_size) as bar:
+            app = await ctx.client.send_app(
+                name, cpu, os_name, local, needs_network=network, progress=bar.advance
+            )
+    else:
+        app = await ctx.client.send_app(name, cpu, os_name, source, needs_network=network)
     ctx.emit([app], "app", [app["uri"]])
     return 0
 
@@ -260,14 +290,28 @@ async def cmd_senddata(ctx: Context) -> int:
     sent: list[dict[str, Any]] = []
 
     async def send(path: str) -> None:
-        local = Path(path[len("file://") :] if path.startswith("file://") else path).expanduser()
-        if not local.is_file():
-            raise BadRequest(f"no such file {local}")
-        sent.append(await ctx.client.send_data(local, name))
+        local = _local_file(ctx, path)
+        if local is None or not local.is_file():
+            raise BadRequest(f"no such file {path}")
+        with ctx.progress(f"uploading {local.name}", local.stat().st_size) as bar:
+            sent.append(await ctx.client.send_data(local, name, progress=bar.advance))
 
     code = await _each(ctx, files, send)
     ctx.emit(sent, "data", [d["uri"] for d in sent])
     return code
+
+
+def _local_file(ctx: Context, text: str) -> Path | None:
+    """The local file or folder ``text`` names (a path relative to the command's folder, or a
+    ``file://`` URI), or ``None`` when it names nothing here."""
+    if text.startswith("file://"):
+        p = Path(unquote(urlsplit(text).path))
+    elif "://" in text:
+        return None
+    else:
+        p = Path(text).expanduser()
+    p = p if p.is_absolute() else ctx.cwd / p
+    return p if p.exists() else None
 
 
 def _is_platform(cpu: str, os_name: str) -> bool:
@@ -311,7 +355,8 @@ async def cmd_download(ctx: Context) -> int:
         if same and not ctx.inv.flag("xwoverride"):
             log.info("%s already holds data %s; kept", target, data["uid"])
         else:
-            await ctx.client.download_data(data["uid"], target)
+            with ctx.progress(f"downloading {target.name}", data.get("size")) as bar:
+                await ctx.client.download_data(data["uid"], target, progress=bar.advance)
         print(target, file=ctx.out)
 
     code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], fetch)
@@ -320,83 +365,189 @@ async def cmd_download(ctx: Context) -> int:
 
 
 # -- jobs -------------------------------------------------------------------------------------------
+_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgtp]?)(?:i?b)?$", re.IGNORECASE)
+
+
+def parse_size(text: str, option: str = "size") -> int:
+    """Bytes from ``512M``, ``2G``, ``1.5GiB``, ``4096`` (K, M, G, T, P are powers of 1024)."""
+    m = _SIZE.match(text.strip())
+    if m is None:
+        raise UsageError(f"--{option} {text}: expected a size such as 512M, 2G or 1048576 (bytes)")
+    number, unit = float(m.group(1)), m.group(2).lower()
+    return int(number * (1024 ** ("kmgtp".index(unit) + 1) if unit else 1))
+
+
+SENDWORK_OPTIONS = (
+    "xwlabel",
+    "xwstdin",
+    "xwnostdin",
+    "xwenv",
+    "xwsession",
+    "xwgroup",
+    "xwexpectedhost",
+    "xwminmemory",
+    "xwmindisk",
+    "xwwait",
+)
+
+
+def sendwork_spec(ctx: Context, *, read_stdin: bool = True) -> tuple[dict[str, Any], Path | None]:
+    """The job an ``xwsendwork`` line asks for, as a spec for :meth:`XWClient.submit_many`
+    (``stdin_path`` and ``env`` still local), and the temporary copy of the process's standard
+    input it made, which the caller removes."""
+    inv = ctx.inv
+    app, *job_args = inv.args
+    spec: dict[str, Any] = {"app": app, "args": job_args, "label": inv.value("xwlabel")}
+    for option, key in (
+        ("xwsession", "session_uid"),
+        ("xwgroup", "group_uid"),
+        ("xwexpectedhost", "expected_host_uid"),
+    ):
+        if (given := inv.value(option)) is not None:
+            spec[key] = _uid_arg(given)
+    for option, key in (("xwminmemory", "min_memory_bytes"), ("xwmindisk", "min_disk_bytes")):
+        if (given := inv.value(option)) is not None:
+            spec[key] = parse_size(given, option)
+    envs = inv.values("xwenv")
+    if envs:
+        locals_ = [_local_file(ctx, e) for e in envs]
+        if len(envs) == 1 and locals_[0] is None and is_uid(envs[0]):
+            spec["env_uid"] = parse_uid(envs[0])
+        else:
+            for given, local in zip(envs, locals_, strict=True):
+                if local is None:
+                    raise UsageError(
+                        f"--xwenv {given}: no such zip file, folder or file (a data UID or URI must be "
+                        "the only --xwenv)"
+                    )
+            spec["env"] = locals_
+    given = inv.value("xwstdin")
+    if given is not None and inv.stdin_file is not None:
+        raise UsageError("give the job's standard input once: --xwstdin or '<', not both")
+    given = given if given is not None else inv.stdin_file
+    temp: Path | None = None
+    if given is not None:
+        local = _local_file(ctx, given)
+        if local is not None and local.is_file():
+            spec["stdin_path"] = local
+        elif is_uid(given):
+            spec["stdin_uid"] = parse_uid(given)
+        else:
+            raise UsageError(f"standard input {given}: no such file, and not a data UID or xw:// URI")
+    elif read_stdin and not inv.flag("xwnostdin"):
+        temp = stdin_to_file(ctx.stdin)
+        if temp is not None:
+            spec["stdin_path"] = temp
+            spec["stdin_name"] = "stdin"
+    return spec, temp
+
+
 @command(
     "sendwork",
-    "--xwsendwork APP [JOB ARGUMENTS…] [--xwlabel L] [--xwstdin FILE|UID] [--xwnostdin] [< FILE]",
+    "--xwsendwork APP [JOB ARGUMENTS…] [--xwlabel L] [--xwenv ZIP|DIR|FILE…] [--xwstdin FILE|URI] "
+    "[--xwnostdin] [--xwsession UID] [--xwgroup UID] [--xwexpectedhost HOST_UID] [--xwminmemory SIZE] "
+    "[--xwmindisk SIZE] [--xwwait] [< FILE]",
     "submit a job; every argument that is not an --xw option is the job's (use -- to pass --xw… "
-    "ones too); a piped or redirected standard input becomes the job's; prints the job's URI",
+    "ones too); a piped or redirected standard input becomes the job's; --xwenv (repeatable) packs "
+    "zip files, folders (their contents) and files into one archive expanded in the job's scratch "
+    "directory; SIZE as 512M or 2G; prints the job's URI; with --xwwait, then waits for the job's end "
+    "and prints its status (exit code 1 unless COMPLETED)",
     aliases=("submit",),
-    options=("xwlabel", "xwstdin", "xwnostdin"),
+    options=SENDWORK_OPTIONS,
     min_args=1,
 )
 async def cmd_sendwork(ctx: Context) -> int:
-    app, *job_args = ctx.inv.args
-    stdin_uid: str | None = None
-    stdin_path: Path | None = None
-    temp: Path | None = None
-    given = ctx.inv.value("xwstdin")
-    if given is not None:
-        local = Path(given[len("file://") :] if given.startswith("file://") else given).expanduser()
-        if local.is_file():
-            stdin_path = local
-        elif is_uid(given):
-            stdin_uid = parse_uid(given)
-        else:
-            raise UsageError(f"--xwstdin {given}: no such file, and not a data UID or xw:// URI")
-    elif not ctx.inv.flag("xwnostdin"):
-        temp = stdin_path = stdin_to_file(ctx.stdin)
+    spec, temp = sendwork_spec(ctx)
     try:
-        job = await ctx.client.submit(
-            app,
-            job_args,
-            stdin_path,
-            ctx.inv.value("xwlabel"),
-            stdin_uid=stdin_uid,
-            stdin_name="stdin" if temp is not None else None,
-        )
+        stdin_path, stdin_name = spec.pop("stdin_path", None), spec.pop("stdin_name", None)
+        app, args, label = spec.pop("app"), spec.pop("args"), spec.pop("label")
+        job = await ctx.client.submit(app, args, stdin_path, label, stdin_name=stdin_name, **spec)
     finally:
         if temp is not None:
             temp.unlink(missing_ok=True)
-    ctx.emit([job], "job", [job["uri"]])
-    return 0
+    if not ctx.inv.flag("xwwait"):
+        ctx.emit([job], "job", [job["uri"]])
+        return 0
+    if ctx.fmt == "text":
+        print(job["uri"], file=ctx.out)
+        ctx.out.flush()
+    with ctx.progress("waiting", 1, unit="job") as bar:
+        [final] = await ctx.client.wait([job["uid"]], progress=bar.advance)
+    ctx.emit([final], "job", [_status_line(final)])
+    return 0 if final["status"] == JobStatus.COMPLETED else 1
+
+
+def _status_line(job: dict[str, Any]) -> str:
+    line = str(job["status"])
+    if job.get("exit_code") is not None:
+        line += f" (exit code {job['exit_code']})"
+    if job.get("message"):
+        line += f": {job['message']}"
+    return line
+
+
+#: the status flags of xwworks, and what they select
+STATUS_FLAGS = {
+    "xwpending": ("PENDING", "WAITING"),
+    "xwrunning": ("RUNNING",),
+    "xwcompleted": ("COMPLETED",),
+    "xwerror": ("ERROR", "ABORTED"),
+}
 
 
 def _statuses(ctx: Context) -> str | None:
     raw = ctx.inv.value("xwstatus")
-    if raw is None:
-        return None
-    names = [s.strip().upper() for s in raw.replace(" ", ",").split(",") if s.strip()]
+    names = [s.strip().upper() for s in (raw or "").replace(" ", ",").split(",") if s.strip()]
     known = {s.value for s in JobStatus}
     for n in names:
         if n not in known:
             raise UsageError(f"--xwstatus: unknown status {n!r}; use some of {', '.join(sorted(known))}")
-    return ",".join(names)
+    for flag, statuses in STATUS_FLAGS.items():
+        if ctx.inv.flag(flag):
+            names.extend(s for s in statuses if s not in names)
+    return ",".join(names) if names else None
 
 
 @command(
     "works",
-    "--xwworks [UID…] [--xwstatus S1,S2] [--xwlabel L]",
-    "list your jobs, or the given ones",
+    "--xwworks [UID…] [--xwpending] [--xwrunning] [--xwcompleted] [--xwerror] [--xwstatus S1,S2] "
+    "[--xwlabel L] [--xwsession UID] [--xwgroup UID]",
+    "list your jobs, or the given ones; the status flags (any of them: their union) keep the "
+    "pending (and waiting), running, completed, or error (and aborted) ones",
     aliases=("getworks", "jobs"),
-    options=("xwstatus", "xwlabel"),
+    options=("xwstatus", "xwlabel", "xwsession", "xwgroup", *STATUS_FLAGS),
 )
 async def cmd_works(ctx: Context) -> int:
     status = _statuses(ctx)
+    session, group = ctx.inv.value("xwsession"), ctx.inv.value("xwgroup")
     if not ctx.inv.args:
-        ctx.emit(await ctx.client.list_jobs(status=status, label=ctx.inv.value("xwlabel")), "job")
+        jobs = await ctx.client.list_jobs(
+            status=status,
+            label=ctx.inv.value("xwlabel"),
+            session=_uid_arg(session) if session else None,
+            group=_uid_arg(group) if group else None,
+        )
+        ctx.emit(jobs, "job")
         return 0
-    jobs: list[dict[str, Any]] = []
+    found: dict[str, dict[str, Any]] = {}
 
     async def get(uid: str) -> None:
-        jobs.append(await ctx.client.get_job(uid))
+        found[uid] = await ctx.client.get_job(uid)
 
-    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], get)
+    uids = [_uid_arg(u) for u in ctx.inv.args]
+    code = await _each(ctx, uids, get, concurrency=RESULTS_CONCURRENCY)
+    wanted = set(status.split(",")) if status else None
+    jobs = [found[u] for u in uids if u in found and (wanted is None or found[u]["status"] in wanted)]
     ctx.emit_unless_failed(jobs, "job", code)
     return code
 
 
 @command(
-    "tasks", "--xwtasks [JOB_UID…]", "list tasks (one per attempt of a job on a host)", aliases=("gettasks",)
+    "tasks",
+    "--xwtasks [JOB_UID…]",
+    "list tasks (one per attempt of a job on a host) with what each used: CPU user and system "
+    "seconds, wall seconds, peak memory",
+    aliases=("gettasks",),
 )
 async def cmd_tasks(ctx: Context) -> int:
     if not ctx.inv.args:
@@ -430,43 +581,69 @@ async def cmd_wait(ctx: Context) -> int:
     if not uids:
         unfinished = [s.value for s in JobStatus if s not in FINAL_JOB_STATUSES]
         uids = [j["uid"] for j in await ctx.client.list_jobs(status=unfinished)]
-    ctx.emit(await ctx.client.wait(uids, timeout_s=timeout_s), "job")
+    with ctx.progress("waiting", len(uids), unit="jobs") as bar:
+        jobs = await ctx.client.wait(uids, timeout_s=timeout_s, progress=bar.advance)
+    ctx.emit(jobs, "job")
     return 0
 
 
 # -- results ---------------------------------------------------------------------------------------
 @command(
     "results",
-    "--xwresults [UID…] [--xwnoextract] [--xwrmzip] [--xwnoerase]",
-    "download results into ResultsOf_<UID>.zip and extract them into ResultsOf_<UID>/ "
-    "(default: all your finished jobs that have one); the jobs stay on the server",
+    "--xwresults [UID…] [--xwnoextract] [--xwrmzip] [--xwnoerase] [--xwoverride]",
+    "download results into ResultsOf_<UID>.zip (sha256 verified) and extract them into "
+    "ResultsOf_<UID>/ (default: all your finished jobs that have one); then each job is removed "
+    "from the server unless --xwnoerase; --xwrmzip removes the zip once extracted; a zip already "
+    "here with the result's sha256 is not downloaded again unless --xwoverride",
     aliases=("result", "getresults"),
-    options=("xwnoextract", "xwrmzip", "xwnoerase"),
+    options=("xwnoextract", "xwrmzip", "xwnoerase", "xwoverride"),
 )
 async def cmd_results(ctx: Context) -> int:
-    # Erasing the job after its download is not the default yet; --xwnoerase is accepted now
-    # so that scripts keep working when it becomes so.
     extract = not ctx.inv.flag("xwnoextract")
+    erase = not ctx.inv.flag("xwnoerase")
     uids = [_uid_arg(u) for u in ctx.inv.args]
+    known: dict[str, dict[str, Any]] = {}
     if not uids:
         finished = await ctx.client.list_jobs(status=[JobStatus.COMPLETED, JobStatus.ERROR])
-        uids = [j["uid"] for j in finished if j.get("result_uid")]
+        known = {j["uid"]: j for j in finished if j.get("result_uid")}
+        uids = list(known)
         if not uids:
             ctx.warn("no finished job of yours has a result to download")
-    rows: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = {}
+    bar = ctx.progress("results", len(uids), unit="jobs")
 
     async def fetch(uid: str) -> None:
-        path = await ctx.client.fetch_result(uid, ctx.cwd, extract)
+        job = known.get(uid) or await ctx.client.get_job(uid)
+        path = await ctx.client.fetch_result(
+            uid, ctx.cwd, extract, override=ctx.inv.flag("xwoverride"), job=job
+        )
         if extract and ctx.inv.flag("xwrmzip"):
             path.with_name(path.name + ".zip").unlink(missing_ok=True)
-        rows.append({"job_uid": uid, "path": str(path)})
+        rows[uid] = {
+            "job_uid": job["uid"],
+            "path": str(path),
+            "result_uid": job.get("result_uid"),
+            "sha256": job.get("result_sha256"),
+            "erased": False,
+        }
+        bar.advance(1)
         if ctx.fmt == "text":
+            bar.close()
             print(path, file=ctx.out)
             ctx.out.flush()
 
-    code = await _each(ctx, uids, fetch, concurrency=RESULTS_CONCURRENCY)
+    try:
+        code = await _each(ctx, uids, fetch, concurrency=RESULTS_CONCURRENCY)
+    finally:
+        bar.close()
+    if erase and rows:
+        # only what is safely here: downloaded, sha256 verified and, unless --xwnoextract, extracted
+        deleted, _missing = await ctx.client.delete_jobs([r["job_uid"] for r in rows.values()])
+        gone = set(deleted)
+        for r in rows.values():
+            r["erased"] = r["job_uid"] in gone
     if ctx.fmt != "text":
-        ctx.emit(rows, "result")
+        ctx.emit([rows[u] for u in uids if u in rows], "result")
     return code
 
 
@@ -474,8 +651,9 @@ async def cmd_results(ctx: Context) -> int:
 @command(
     "rm",
     "--xwrm UID|URI|LOGIN|LABEL…",
-    "delete jobs, data, applications, users or user groups (a running job is aborted first); a name "
-    "that is not a UID is tried as a user's login, then as a user group's label",
+    "delete jobs, data, applications, sessions and groups of jobs (with their jobs), users or user "
+    "groups (a running job is aborted first); a name that is not a UID is tried as a user's login, "
+    "then as a user group's label",
     aliases=("remove", "delete"),
     min_args=1,
 )
@@ -520,6 +698,75 @@ async def cmd_chmod(ctx: Context) -> int:
 
     code = await _each(ctx, [_uid_arg(k) for k in keys], change)
     ctx.emit_unless_failed(rows, "rights", code)
+    return code
+
+
+# -- sessions and groups of jobs -------------------------------------------------------------------
+@command(
+    "sendsession",
+    "--xwsendsession NAME",
+    "create a session (jobs one works on together; submit into it with xwsendwork --xwsession UID); "
+    "prints its URI; xwrm removes it with its jobs",
+    min_args=1,
+    max_args=1,
+)
+async def cmd_sendsession(ctx: Context) -> int:
+    session = await ctx.client.create_session(ctx.inv.args[0])
+    ctx.emit([session], "session", [session["uri"]])
+    return 0
+
+
+@command(
+    "sessions",
+    "--xwsessions [UID…]",
+    "list your sessions, or the given ones, with how many of their jobs are in each status",
+    aliases=("getsessions",),
+)
+async def cmd_sessions(ctx: Context) -> int:
+    return await _list_or_get(ctx, "session", ctx.client.list_sessions, ctx.client.get_session)
+
+
+@command(
+    "sendgroup",
+    "--xwsendgroup NAME",
+    "create a group of jobs (submit into it with xwsendwork --xwgroup UID); prints its URI; xwrm "
+    "removes it with its jobs",
+    min_args=1,
+    max_args=1,
+)
+async def cmd_sendgroup(ctx: Context) -> int:
+    group = await ctx.client.create_group(ctx.inv.args[0])
+    ctx.emit([group], "group", [group["uri"]])
+    return 0
+
+
+@command(
+    "groups",
+    "--xwgroups [UID…]",
+    "list your groups of jobs, or the given ones, with how many of their jobs are in each status",
+    aliases=("getgroups",),
+)
+async def cmd_groups(ctx: Context) -> int:
+    return await _list_or_get(ctx, "group", ctx.client.list_groups, ctx.client.get_group)
+
+
+async def _list_or_get(
+    ctx: Context,
+    kind: str,
+    list_all: Callable[[], Awaitable[list[dict[str, Any]]]],
+    get_one: Callable[[str], Awaitable[dict[str, Any]]],
+) -> int:
+    if not ctx.inv.args:
+        ctx.emit(await list_all(), kind)
+        return 0
+    found: dict[str, dict[str, Any]] = {}
+
+    async def get(uid: str) -> None:
+        found[uid] = await get_one(uid)
+
+    uids = [_uid_arg(u) for u in ctx.inv.args]
+    code = await _each(ctx, uids, get)
+    ctx.emit_unless_failed([found[u] for u in uids if u in found], kind, code)
     return code
 
 
@@ -668,7 +915,14 @@ async def cmd_usergroups(ctx: Context) -> int:
 
 
 # -- hosts and server --------------------------------------------------------------------------------
-@command("workers", "--xwworkers", "list volunteer hosts", aliases=("getworkers", "hosts"), max_args=0)
+@command(
+    "workers",
+    "--xwworkers",
+    "list volunteer hosts: platform, resources, GPUs, and whether their owner's activation policy "
+    "lets them compute now",
+    aliases=("getworkers", "hosts"),
+    max_args=0,
+)
 async def cmd_workers(ctx: Context) -> int:
     ctx.emit(await ctx.client.list_hosts(), "host")
     return 0

@@ -7,8 +7,27 @@ but ``text`` parses back with :func:`parse`.
 Cell values: ``json`` keeps the wire's types (numbers, ``null``, lists). The other formats
 are text: ``None`` is the empty string, booleans are ``true``/``false``, lists and objects
 are compact JSON (``["-n","5"]``), so nothing is lost; :func:`cell` is that conversion.
-``text`` is for people: lists of words are joined by spaces and an app's binaries are
-shown as ``os/cpu``.
+``text`` is for people: an aligned table, lists of words joined by spaces, an app's binaries
+shown as ``os/cpu``, a host's GPUs as ``name (8.0 GiB)``, a session's job counts as
+``COMPLETED=3 PENDING=1``; it does not parse back.
+
+The schema of each kind is :data:`COLUMNS`, the same in every format; dates are ISO 8601 UTC
+(``2026-11-22T10:00:00.123456Z``) as the server gives them, sizes are in bytes, times in
+seconds. Nested wire objects are flattened into columns of their own so that csv and xml
+carry them like any field:
+
+- ``task``: the worker's accounting of the attempt (``accounting`` on the wire) is
+  ``cpu_user_s``, ``cpu_system_s``, ``wall_s`` and ``max_rss_bytes`` (peak memory); all empty
+  while the task runs or when the worker could not measure them;
+- ``host``: its activation (``activation`` on the wire) is ``activation_state`` (``active`` or
+  ``suspended``: whether its owner's policy lets it compute now), ``activation_detail`` (why)
+  and ``activation_since``; ``gpus`` is the list of ``{"name", "memory_bytes"}``;
+- ``session`` and ``group`` (of jobs): ``job_counts`` is ``{status: number of jobs}``.
+
+The client's own reports: ``result`` (one row per job whose result ``xwresults`` fetched:
+``path`` is the folder, or the zip with ``--xwnoextract``; ``erased`` whether the job was then
+removed from the server), ``removed``, ``rights``, ``password``, ``ping`` (milliseconds) and
+``version``.
 """
 
 from __future__ import annotations
@@ -31,7 +50,7 @@ FORMATS = ("text", "json", "xml", "csv", "html")
 #: the fields of each kind of row, most useful first; the XML element of a row is its kind
 COLUMNS: dict[str, tuple[str, ...]] = {
     "data": ("uid", "name", "size", "sha256", "status", "owner_uid", "access_rights", "created_at", "uri"),
-    "app": ("uid", "name", "binaries", "owner_uid", "access_rights", "created_at", "uri"),
+    "app": ("uid", "name", "binaries", "needs_network", "owner_uid", "access_rights", "created_at", "uri"),
     "job": (
         "uid",
         "status",
@@ -46,6 +65,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "result_sha256",
         "stdin_uid",
         "env_uid",
+        "session_uid",
+        "group_uid",
+        "expected_host_uid",
+        "min_memory_bytes",
+        "min_disk_bytes",
+        "needs_network",
         "app_uid",
         "owner_uid",
         "access_rights",
@@ -60,6 +85,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "host_uid",
         "status",
         "exit_code",
+        "cpu_user_s",
+        "cpu_system_s",
+        "wall_s",
+        "max_rss_bytes",
         "started_at",
         "ended_at",
         "lease_expires_at",
@@ -73,9 +102,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "cores",
         "memory_bytes",
         "disk_free_bytes",
+        "gpus",
         "tags",
         "version",
         "enabled",
+        "activation_state",
+        "activation_detail",
+        "activation_since",
         "access_rights",
         "owner_uid",
         "registered_at",
@@ -84,9 +117,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "user": ("uid", "login", "rights", "group_uid", "email", "uri"),
     "usergroup": ("uid", "label", "members", "created_at", "uri"),
+    "session": ("uid", "name", "job_counts", "owner_uid", "access_rights", "created_at", "uri"),
+    "group": ("uid", "name", "job_counts", "owner_uid", "access_rights", "created_at", "uri"),
     # what the client itself reports
     "rights": ("uid", "kind", "access_rights", "owner_uid", "uri"),
-    "result": ("job_uid", "path", "result_uid", "sha256"),
+    "result": ("job_uid", "path", "result_uid", "sha256", "erased"),
     "removed": ("uid", "kind"),
     "password": ("login", "changed"),
     "ping": ("server", "version", "api", "connect_ms", "rtt_ms"),
@@ -132,15 +167,53 @@ _HUMAN_ESCAPES = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})
 def _human_cell(field: str, value: Any) -> str:
     if field == "binaries" and isinstance(value, list):
         return " ".join(f"{b.get('os', '?')}/{b.get('cpu', '?')}" for b in value if isinstance(b, Mapping))
+    if field == "gpus" and isinstance(value, list):
+        return ", ".join(
+            f"{g.get('name', '?')} ({_gib(g.get('memory_bytes'))})" for g in value if isinstance(g, Mapping)
+        )
+    if field == "job_counts" and isinstance(value, Mapping):
+        return " ".join(f"{k}={v}" for k, v in sorted(value.items()) if v)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return shlex.join(value) if field == "args" else " ".join(value)
     return cell(value).translate(_HUMAN_ESCAPES)
 
 
+def _gib(n: Any) -> str:
+    return f"{n / 1024**3:.1f} GiB" if isinstance(n, (int, float)) else "?"
+
+
+#: nested wire objects whose fields become columns: kind -> (wire field, {column: its field})
+FLATTENED: dict[str, tuple[str, dict[str, str]]] = {
+    "task": (
+        "accounting",
+        {
+            "cpu_user_s": "cpu_user_s",
+            "cpu_system_s": "cpu_system_s",
+            "wall_s": "wall_s",
+            "max_rss_bytes": "max_rss_bytes",
+        },
+    ),
+    "host": (
+        "activation",
+        {"activation_state": "state", "activation_detail": "detail", "activation_since": "since"},
+    ),
+}
+
+
 def project(rows: Iterable[Mapping[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """Keep the kind's fields, in its order; a missing field is ``None``."""
+    """Keep the kind's fields, in its order; a missing field is ``None``; nested wire objects
+    are flattened (:data:`FLATTENED`)."""
     cols = columns_of(kind)
-    return [{c: row.get(c) for c in cols} for row in rows]
+    nested, fields = FLATTENED.get(kind, ("", {}))
+    out = []
+    for row in rows:
+        flat = dict(row)
+        inner = row.get(nested) if nested else None
+        for column, name in fields.items():
+            if column not in flat or flat[column] is None:
+                flat[column] = inner.get(name) if isinstance(inner, Mapping) else None
+        out.append({c: flat.get(c) for c in cols})
+    return out
 
 
 def render(rows: Iterable[Mapping[str, Any]], kind: str, fmt: str = "text") -> str:

@@ -34,7 +34,9 @@ import asyncio
 import logging
 import os
 import re
+import shutil
 import ssl
+import tempfile
 import time
 import zipfile
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -48,10 +50,11 @@ from xwcommon.errors import BadRequest, ConfigError, Conflict, IntegrityError, N
 from xwcommon.levels import UserLevel, format_access_rights, parse_access_rights
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.status import FINAL_JOB_STATUSES
-from xwcommon.transport import Transport
+from xwcommon.transport import Transport, sha256_file
 from xwcommon.uri import is_uid, parse_uid
 
-from .archive import extract_replacing
+from .archive import build_env_archive, extract_replacing
+from .cache import UploadCache
 from .settings import ClientSettings, load_settings
 
 log = logging.getLogger(__name__)
@@ -140,8 +143,13 @@ class XWClient:
                 ) from None
         self.settings = settings
         self.transport = transport
+        self.cache = UploadCache(settings.cache_dir if settings is not None else None)
         self._sleep = sleep
         self._now = now
+        #: inputs already uploaded or checked by this client: sha256 -> data uid
+        self._inputs: dict[str, str] = {}
+        #: env archives built by this client: their sources -> data uid
+        self._envs: dict[tuple[str, ...], str] = {}
 
     @classmethod
     def from_config(cls, config: str | os.PathLike[str] | None = None) -> XWClient:
@@ -149,6 +157,7 @@ class XWClient:
         return cls(load_settings(config))
 
     async def close(self) -> None:
+        self.cache.save()
         await self.transport.close()
 
     async def __aenter__(self) -> XWClient:
@@ -242,19 +251,27 @@ class XWClient:
 
     # -- applications ---------------------------------------------------------------------------------
     async def send_app(
-        self, name: str, cpu: str, os: str, path_or_data_uri: str | os.PathLike[str]
+        self,
+        name: str,
+        cpu: str,
+        os: str,
+        path_or_data_uri: str | os.PathLike[str],
+        *,
+        needs_network: bool | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
         """Insert an application binary for ``(os, cpu)`` (XWHEP's argument order).
 
         ``path_or_data_uri`` is a local file (path or ``file://`` URI), uploaded as a data
         first, or the UID/``xw://`` URI of a data already on the server. The same name
         again adds (or replaces) the binary of another platform. ``any``/``any`` suits
-        scripts.
+        scripts. ``needs_network`` asks for workers that give the app's jobs the network
+        (the server's default otherwise: none).
         """
         binary_os, binary_cpu = normalize_os(os), normalize_cpu(cpu)
         local = _local_path(path_or_data_uri)
         if local is not None:
-            data = await self.send_data(local)
+            data = await self.send_data(local, progress=progress)
             data_uid = data["uid"]
         elif is_uid(str(path_or_data_uri)):
             data_uid = parse_uid(str(path_or_data_uri))
@@ -262,7 +279,12 @@ class XWClient:
             raise BadRequest(
                 f"{path_or_data_uri!s}: no such file, and not a data UID or xw:// URI; give the binary's path"
             )
-        body = {"name": name, "binaries": [{"os": binary_os, "cpu": binary_cpu, "data_uid": data_uid}]}
+        body: dict[str, Any] = {
+            "name": name,
+            "binaries": [{"os": binary_os, "cpu": binary_cpu, "data_uid": data_uid}],
+        }
+        if needs_network is not None:
+            body["needs_network"] = needs_network
         return dict(await self.transport.request("POST", "/apps", json=body))
 
     async def list_apps(self) -> list[dict[str, Any]]:
@@ -286,12 +308,23 @@ class XWClient:
         stdin_uid: str | None = None,
         stdin_name: str | None = None,
         env_uid: str | None = None,
+        env: Sequence[str | os.PathLike[str]] | None = None,
         max_retry: int | None = None,
+        session_uid: str | None = None,
+        group_uid: str | None = None,
+        expected_host_uid: str | None = None,
+        min_memory_bytes: int | None = None,
+        min_disk_bytes: int | None = None,
     ) -> dict[str, Any]:
         """Submit one job of ``app`` (name or UID).
 
         ``stdin_path`` is uploaded as a data first (named ``stdin_name``, else the file's
-        name); ``stdin_uid`` names a data already on the server instead.
+        name); ``stdin_uid`` names a data already on the server instead. ``env`` lists
+        zip files, folders and files that :meth:`send_env` packs into the job's
+        environment (expanded in its scratch directory); ``env_uid`` names an archive
+        already on the server instead. ``session_uid`` and ``group_uid`` put the job in a
+        session or a group of jobs; ``expected_host_uid`` runs it on that host only;
+        ``min_memory_bytes`` and ``min_disk_bytes`` ask for a host with that much.
         """
         spec = await self._spec(
             {
@@ -300,7 +333,13 @@ class XWClient:
                 "label": label,
                 "stdin_uid": stdin_uid,
                 "env_uid": env_uid,
+                "env": env,
                 "max_retry": max_retry,
+                "session_uid": session_uid,
+                "group_uid": group_uid,
+                "expected_host_uid": expected_host_uid,
+                "min_memory_bytes": min_memory_bytes,
+                "min_disk_bytes": min_disk_bytes,
             },
             stdin_path,
             stdin_name,
@@ -308,14 +347,22 @@ class XWClient:
         return dict(await self.transport.request("POST", "/jobs", json=spec))
 
     async def submit_many(
-        self, specs: Sequence[dict[str, Any]], chunk: int = BULK_CHUNK
+        self,
+        specs: Sequence[dict[str, Any]],
+        chunk: int = BULK_CHUNK,
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Submit many jobs in ``POST /jobs/bulk`` requests of ``chunk`` jobs; order is preserved.
 
         Each spec is a wire JobSpec (``app``, ``args``, ``stdin_uid``, ``env_uid``, ``label``,
-        ``max_retry``); a ``stdin_path`` key is uploaded as a data and becomes ``stdin_uid``.
+        ``max_retry``, ``session_uid``, ``group_uid``, ``expected_host_uid``,
+        ``min_memory_bytes``, ``min_disk_bytes``); a ``stdin_path`` key is uploaded as a data
+        and becomes ``stdin_uid``, an ``env`` key (a list of sources) becomes ``env_uid`` as in
+        :meth:`submit`; the same file is uploaded once however many jobs read it.
         Each chunk is all or nothing on the server; when one fails, the jobs of the chunks
-        before it stay submitted, and the error says how many.
+        before it stay submitted, and the error says how many. ``progress`` is called with
+        the number of jobs each chunk submitted.
         """
         chunk = max(1, min(chunk, defaults.MAX_BULK_JOBS))
         wire = [await self._spec(dict(s), s.get("stdin_path")) for s in specs]
@@ -331,6 +378,8 @@ class XWClient:
                     exc.args = (exc.message,)
                 raise
             jobs.extend(reply["jobs"])
+            if progress is not None:
+                progress(len(reply["jobs"]))
         return jobs
 
     async def _spec(
@@ -341,21 +390,100 @@ class XWClient:
     ) -> dict[str, Any]:
         spec.pop("stdin_path", None)
         if stdin_path is not None:
-            spec["stdin_uid"] = (await self.send_data(stdin_path, name=stdin_name))["uid"]
+            spec["stdin_uid"] = await self.input_uid(stdin_path, stdin_name)
+        env = spec.pop("env", None)
+        if env:
+            if spec.get("env_uid"):
+                raise BadRequest("give env or env_uid, not both")
+            spec["env_uid"] = await self.send_env(env)
         if isinstance(spec.get("args"), (list, tuple)):
             spec["args"] = [str(a) for a in spec["args"]]
-        for key in ("stdin_uid", "env_uid"):
+        for key in ("stdin_uid", "env_uid", "session_uid", "group_uid", "expected_host_uid"):
             if spec.get(key):
                 spec[key] = parse_uid(spec[key])
         return {k: v for k, v in spec.items() if v is not None}
+
+    async def input_uid(self, path: str | os.PathLike[str], name: str | None = None) -> str:
+        """The UID of a data holding ``path``'s content: uploaded once, then reused.
+
+        The client's cache (:mod:`xwclient.cache`) remembers what it uploaded; a data it
+        names is reused only after the server confirms it still holds that content.
+        """
+        p = Path(path)
+        if not p.is_file():
+            raise BadRequest(f"{p} is not a readable file")
+        known = self.cache.known_sha256(p)
+        if known is None:
+            sha, _ = await asyncio.to_thread(sha256_file, p)
+            self.cache.remember_sha256(p, sha)
+        else:
+            sha = known
+        if sha in self._inputs:
+            return self._inputs[sha]
+        server, login = self.transport.server, self.transport.login_name
+        cached = self.cache.data_uid(server, login, sha)
+        if cached is not None:
+            try:
+                data = await self.get_data(cached)
+                if data.get("sha256") == sha and data.get("status") == "AVAILABLE":
+                    self._inputs[sha] = data["uid"]
+                    return str(data["uid"])
+            except (NotFound, BadRequest):
+                pass
+            self.cache.forget_data(server, login, sha)
+        data = await self.send_data(p, name)
+        self.cache.remember_data(server, login, sha, data["uid"])
+        self._inputs[sha] = data["uid"]
+        return str(data["uid"])
+
+    async def send_env(self, sources: Sequence[str | os.PathLike[str]] | str) -> str:
+        """The UID of a job environment made of ``sources``; the worker expands it in the
+        job's scratch directory before the job starts.
+
+        One zip file is sent as it is; folders (their contents), files and other zip files
+        (their members) are packed into one archive (:func:`xwclient.archive.build_env_archive`).
+        A data UID or ``xw://`` URI alone names an archive already on the server.
+        """
+        items = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+        if not items:
+            raise BadRequest("an environment needs at least one zip file, folder or file")
+        if len(items) == 1 and _local_path(items[0]) is None and is_uid(str(items[0])):
+            return parse_uid(str(items[0]))
+        paths: list[Path] = []
+        for item in items:
+            local = _local_path(item)
+            if local is None:
+                raise BadRequest(
+                    f"--xwenv {os.fspath(item)}: no such file or folder (a data UID or URI must be "
+                    "the only environment)"
+                )
+            paths.append(local.resolve())
+        key = tuple(str(p) for p in paths)
+        if key in self._envs:
+            return self._envs[key]
+        if len(paths) == 1 and paths[0].is_file() and paths[0].suffix.lower() == ".zip":
+            uid = await self.input_uid(paths[0])
+        else:
+            folder = Path(tempfile.mkdtemp(prefix="xwenv."))
+            try:
+                archive = await asyncio.to_thread(build_env_archive, paths, folder / "env.zip")
+                uid = await self.input_uid(archive, "env.zip")
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+        self._envs[key] = uid
+        return uid
 
     async def list_jobs(
         self,
         status: str | Iterable[str] | None = None,
         label: str | None = None,
         owner: str | None = "me",
+        *,
+        session: str | None = None,
+        group: str | None = None,
     ) -> list[dict[str, Any]]:
-        """The caller's jobs (every page), optionally only those of some statuses or a label.
+        """The caller's jobs (every page), optionally only those of some statuses, a label,
+        a session or a group of jobs.
 
         ``owner`` is ``"me"`` (the default), a user's UID, or ``None`` for every job the
         caller may read (public jobs of others included).
@@ -364,7 +492,13 @@ class XWClient:
             status = ",".join(status)
         if owner is not None and owner != "me":
             owner = parse_uid(owner)
-        params = {"status": status or None, "label": label, "owner": owner}
+        params = {
+            "status": status or None,
+            "label": label,
+            "owner": owner,
+            "session": parse_uid(session) if session else None,
+            "group": parse_uid(group) if group else None,
+        }
         return await self._paginate("/jobs", "jobs", params)
 
     async def get_job(self, uid: str) -> dict[str, Any]:
@@ -373,6 +507,48 @@ class XWClient:
     async def delete_job(self, uid: str) -> None:
         """Delete a job (a running one is aborted first)."""
         await self.transport.request("DELETE", f"/jobs/{_uid_path(uid)}")
+
+    async def delete_jobs(self, uids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Delete many jobs in few requests (``POST /jobs/delete``); ``(deleted, missing)``."""
+        todo = [parse_uid(u) for u in uids]
+        deleted: list[str] = []
+        missing: list[str] = []
+        for start in range(0, len(todo), defaults.MAX_BULK_JOBS):
+            reply = await self.transport.request(
+                "POST", "/jobs/delete", json={"uids": todo[start : start + defaults.MAX_BULK_JOBS]}
+            )
+            deleted.extend(reply.get("deleted", []))
+            missing.extend(reply.get("missing", []))
+        return deleted, missing
+
+    # -- sessions and groups of jobs ----------------------------------------------------------------
+    async def create_session(self, name: str) -> dict[str, Any]:
+        """A new session (a set of jobs one works on together); submit into it with ``session_uid``."""
+        return dict(await self.transport.request("POST", "/sessions", json={"name": name}))
+
+    async def list_sessions(self) -> list[dict[str, Any]]:
+        return list((await self.transport.request("GET", "/sessions"))["sessions"])
+
+    async def get_session(self, uid: str) -> dict[str, Any]:
+        return dict(await self.transport.request("GET", f"/sessions/{_uid_path(uid)}"))
+
+    async def delete_session(self, uid: str) -> None:
+        """Delete a session and its jobs."""
+        await self.transport.request("DELETE", f"/sessions/{_uid_path(uid)}")
+
+    async def create_group(self, name: str) -> dict[str, Any]:
+        """A new group of jobs; submit into it with ``group_uid``."""
+        return dict(await self.transport.request("POST", "/groups", json={"name": name}))
+
+    async def list_groups(self) -> list[dict[str, Any]]:
+        return list((await self.transport.request("GET", "/groups"))["groups"])
+
+    async def get_group(self, uid: str) -> dict[str, Any]:
+        return dict(await self.transport.request("GET", f"/groups/{_uid_path(uid)}"))
+
+    async def delete_group(self, uid: str) -> None:
+        """Delete a group of jobs and its jobs."""
+        await self.transport.request("DELETE", f"/groups/{_uid_path(uid)}")
 
     async def list_tasks(self, job: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Tasks (one per attempt of a job on a host), optionally of one job."""
@@ -397,10 +573,13 @@ class XWClient:
         uids: Iterable[str],
         poll_s: float = 0.5,
         timeout_s: float | None = None,
+        *,
+        progress: Callable[[int], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Wait until every job is COMPLETED, ERROR or ABORTED; return them in ``uids`` order.
 
         Raises :class:`WaitTimeout` after ``timeout_s`` seconds (never, if ``None``).
+        ``progress`` is called with the number of jobs seen finished since its last call.
         """
         order = [parse_uid(u) for u in uids]
         done: dict[str, dict[str, Any]] = {}
@@ -423,9 +602,12 @@ class XWClient:
                 missing = wanted - {j["uid"] for j in jobs}
                 if missing:
                     raise NotFound(f"job {sorted(missing)[0]} not found ({len(missing)} missing)")
+            before = len(done)
             for job in jobs:
                 if job["status"] in FINAL_JOB_STATUSES:
                     done[job["uid"]] = job
+            if progress is not None and len(done) > before:
+                progress(len(done) - before)
             if len(done) == len(set(order)):
                 continue
             if deadline is not None and self._now() + poll_s > deadline:
@@ -440,15 +622,23 @@ class XWClient:
         dest_dir: str | os.PathLike[str] = ".",
         extract: bool = True,
         *,
+        override: bool = False,
+        erase: bool = False,
+        job: dict[str, Any] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> Path:
         """Download a job's result to ``ResultsOf_<UID>.zip`` (sha256 verified) under ``dest_dir``.
 
         With ``extract`` (the default) it is then extracted into ``ResultsOf_<UID>/``,
         refusing members that would land outside that folder, and the folder is
-        returned; otherwise the zip file is. The job stays on the server.
+        returned; otherwise the zip file is. A ``ResultsOf_<UID>.zip`` already there with the
+        result's sha256 is not downloaded again unless ``override``. With ``erase`` the job
+        is deleted from the server once its result is safely here (XWHEP's default; the
+        command line erases many at once with :meth:`delete_jobs`). ``job`` is the job as
+        just read, to save a request.
         """
-        job = await self.get_job(uid)
+        if job is None:
+            job = await self.get_job(uid)
         result_uid = job.get("result_uid")
         if not result_uid:
             raise NoResult(f"job {job['uid']} has no result (status {job.get('status')})")
@@ -457,18 +647,30 @@ class XWClient:
         if not expected:
             expected = (await self.get_data(result_uid)).get("sha256")
         zip_path.parent.mkdir(parents=True, exist_ok=True)
-        await self.transport.download(
-            f"/data/{_uid_path(result_uid)}/content", zip_path, expected_sha256=expected, progress=progress
+        have = (
+            not override
+            and zip_path.is_file()
+            and (await asyncio.to_thread(sha256_file, zip_path))[0] == expected
         )
-        if not extract:
-            return zip_path
-        try:
-            await asyncio.to_thread(extract_replacing, zip_path, folder)
-        except zipfile.BadZipFile:
-            raise IntegrityError(
-                f"the result of job {job['uid']} is not a zip archive; it is kept as {zip_path}"
-            ) from None
-        return folder
+        if have:
+            log.info("%s already holds the result of job %s; kept", zip_path, job["uid"])
+        else:
+            await self.transport.download(
+                f"/data/{_uid_path(result_uid)}/content",
+                zip_path,
+                expected_sha256=expected,
+                progress=progress,
+            )
+        if extract:
+            try:
+                await asyncio.to_thread(extract_replacing, zip_path, folder)
+            except zipfile.BadZipFile:
+                raise IntegrityError(
+                    f"the result of job {job['uid']} is not a zip archive; it is kept as {zip_path}"
+                ) from None
+        if erase:
+            await self.delete_job(job["uid"])
+        return folder if extract else zip_path
 
     # -- hosts ------------------------------------------------------------------------------------
     async def list_hosts(self) -> list[dict[str, Any]]:
@@ -571,7 +773,7 @@ class XWClient:
     # -- any object ----------------------------------------------------------------------------------
     async def get_object(self, uid: str) -> tuple[str, dict[str, Any]]:
         """``(kind, object)`` of any object the caller may read; kind is one of
-        ``app data job task host user usergroup``."""
+        ``app data job task host user usergroup session group``."""
         reply = await self.transport.request("GET", f"/objects/{_uid_path(uid)}")
         return str(reply["kind"]), dict(reply["object"])
 
@@ -588,8 +790,9 @@ class XWClient:
     async def remove(self, key: str) -> str:
         """Delete an object; return which kind it was.
 
-        ``key`` is a UID or ``xw://`` URI of a job, data, app, user or user group (its kind
-        is asked of the server first), or else a login, tried as a user, then as a group label.
+        ``key`` is a UID or ``xw://`` URI of a job, data, app, user, user group, session or
+        group of jobs (its kind is asked of the server first; removing a session or a group
+        removes its jobs), or else a login, tried as a user, then as a user group's label.
         """
         if not is_uid(key):
             try:
@@ -612,7 +815,15 @@ class XWClient:
 
 
 #: where each removable kind of object is deleted
-_REMOVABLE = {"job": "/jobs", "data": "/data", "app": "/apps", "user": "/users", "usergroup": "/usergroups"}
+_REMOVABLE = {
+    "job": "/jobs",
+    "data": "/data",
+    "app": "/apps",
+    "user": "/users",
+    "usergroup": "/usergroups",
+    "session": "/sessions",
+    "group": "/groups",
+}
 
 #: octal access rights as XWHEP and we write them (``755``, ``0755``, ``0x755``)
 _OCTAL_RIGHTS = re.compile(r"^(?:0x|0o|0)?[0-7]{3}$")

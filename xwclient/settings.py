@@ -17,6 +17,8 @@ Keys (XWHEP's properties: ``key=value`` or ``key: value``, ``#`` comments):
 - ``retry_for_s``         how long to keep retrying an unreachable server before giving up
   (default 30)
 - ``request_timeout_s``   how long one request may take (default 60)
+- ``cache.dir``           the client's cache (:mod:`xwclient.cache`; ``--xwclean`` empties
+  it); default ``xwclient.cache`` in the config file's folder; relative to that folder
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from xwcommon.errors import ConfigError
 CONFIG_ENV = "XWCONFIG"
 #: XWHEP's per-user config file, relative to the home folder
 USER_CONFIG = Path(".xtremweb") / "xwrc"
+
+#: the cache folder's default name, in the config file's folder
+CACHE_DIR = "xwclient.cache"
 
 DEFAULT_RETRY_FOR_S = 30.0
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
@@ -51,6 +56,8 @@ class ClientSettings:
     ca_file: Path
     retry_for_s: float = DEFAULT_RETRY_FOR_S
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    #: the client's cache folder (``None``: nothing is cached between runs)
+    cache_dir: Path | None = None
     #: every key of the file, for the commands that read more than the above
     extra: dict[str, str] = field(default_factory=dict, repr=False)
 
@@ -125,8 +132,10 @@ def settings_from_properties(values: dict[str, str], path: Path) -> ClientSettin
         request_timeout_s = as_float(
             values["request_timeout_s"], key=f"{path}: request_timeout_s", minimum=0.1
         )
+    cache_dir = resolve_path(values.get("cache.dir", "").strip() or CACHE_DIR, path.resolve().parent)
     return ClientSettings(
         config_file=path,
+        cache_dir=cache_dir,
         servers=servers,
         login=login,
         password=values["password"],

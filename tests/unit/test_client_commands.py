@@ -1,158 +1,184 @@
-"""Command handlers: how a command line becomes SDK calls, and how stdin becomes a job's input.
+"""Command handlers through the CLI's entry point (``cli.main``) against the in-process server.
 
-The SDK is replaced by a recorder here; the real server path is covered by the integration
-tests.
+``xw`` is a real server over real HTTPS (tests/unit/conftest.py); the CLI runs in a thread
+with its own event loop, as a user's process would, and every test looks at what changed on
+the server. A worker is played through the wire (register, claim, upload a result, report)
+where a job must finish. The same commands against real processes: tests/integration.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from xwclient import cli
-from xwclient.commands import COMMANDS, Context, UsageError, stdin_to_file
-from xwcommon.errors import NotFound
+from xwclient.commands import parse_size, stdin_to_file
 
 UID = "5ac06852-c970-4618-b635-afd5c460fe81"
-UID2 = "b42d253f-d9fc-4a35-9e53-d6d88c8952db"
 
 
-class Recorder:
-    """Stands in for XWClient: records calls, answers like the wire would."""
-
-    settings = None
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-
-    async def submit(self, app, args, stdin_path, label, **kw):
-        content = Path(stdin_path).read_bytes() if stdin_path else None
-        self.calls.append(("submit", (app, list(args), content, label, kw)))
-        return {"uid": UID, "uri": f"xw://h:1/{UID}", "status": "PENDING", "args": list(args)}
-
-    async def get_job(self, uid):
-        if uid == UID2:
-            raise NotFound(f"no job {uid}")
-        return {"uid": uid, "status": "COMPLETED", "result_uid": UID2}
-
-    async def fetch_result(self, uid, dest_dir, extract):
-        self.calls.append(("fetch_result", (uid, dest_dir, extract)))
-        folder = Path(dest_dir) / f"ResultsOf_{uid}"
-        return folder if extract else folder.with_name(folder.name + ".zip")
-
-    async def list_jobs(self, status=None, label=None):
-        self.calls.append(("list_jobs", (status, label)))
-        return [
-            {"uid": UID, "status": "COMPLETED", "result_uid": UID2},
-            {"uid": UID2, "status": "ERROR", "result_uid": None},
-        ]
+@pytest.fixture
+def backend() -> str:
+    """The client's behaviour does not depend on the database: SQLite only."""
+    return "sqlite"
 
 
-async def run(
-    argv: list[str], stdin: Any = None, tmp_path: Path | None = None
-) -> tuple[int, str, str, Recorder]:
-    inv = cli.parse_args(argv)
-    cmd = cli.check_invocation(inv)
-    rec = Recorder()
-    out, err = io.StringIO(), io.StringIO()
-    ctx = Context(
-        inv=inv,
-        client=rec,  # type: ignore[arg-type]
-        fmt=inv.value("xwformat") or "text",
-        out=out,
-        err=err,
-        stdin=stdin,
-        cwd=tmp_path or Path.cwd(),
-        prog="xwtest",
-    )
-    code = await cmd.run(ctx)
-    return code, out.getvalue(), err.getvalue(), rec
+class Cli:
+    """``xwclient ARGS`` as the admin of the ``xw`` server, in ``folder``."""
 
-
-async def test_sendwork_passes_job_arguments_verbatim_and_prints_the_uri_alone():
-    code, out, err, rec = await run(
-        ["--xwsendwork", "app", "-n", "5", "--xwlabel", "L", "--seed=3", "--", "--xwx"]
-    )
-    assert code == 0 and err == ""
-    assert out == f"xw://h:1/{UID}\n"
-    assert rec.calls == [
-        (
-            "submit",
-            ("app", ["-n", "5", "--seed=3", "--xwx"], None, "L", {"stdin_uid": None, "stdin_name": None}),
+    def __init__(self, xw: Any, folder: Path) -> None:
+        self.xw = xw
+        self.folder = folder
+        self.config = folder / "xwrc"
+        self.config.write_text(
+            f"dispatcher.servers={xw.url}\nlogin=admin\npassword={xw.admin_password}\n"
+            f"ca.file={xw.ca_file}\ncache.dir={folder / 'cache'}\n"
         )
+
+    async def __call__(self, *args: str, stdin: Any = None) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        argv = ["--xwconfig", str(self.config), *args]
+        code = await asyncio.to_thread(cli.main, argv, stdin=stdin, out=out, err=err, cwd=self.folder)
+        return code, out.getvalue(), err.getvalue()
+
+
+async def _cli(xw: Any, tmp_path: Path) -> Cli:
+    await xw.insert_app(xw.admin, "app")
+    return Cli(xw, tmp_path)
+
+
+def _uid(out: str) -> str:
+    lines = out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("xw://"), out
+    return lines[0].rsplit("/", 1)[1]
+
+
+async def _stdin_of(xw: Any, job: dict[str, Any]) -> bytes | None:
+    if job["stdin_uid"] is None:
+        return None
+    got = await xw.call("GET", f"/data/{job['stdin_uid']}/content", token=xw.admin)
+    return bytes(got.body)
+
+
+async def test_sendwork_passes_job_arguments_verbatim_and_prints_the_uri_alone(xw, tmp_path):
+    run = await _cli(xw, tmp_path)
+    code, out, err = await run("--xwsendwork", "app", "-n", "5", "--xwlabel", "L", "--seed=3", "--", "--xwx")
+    assert code == 0 and err == ""
+    job = await xw.job(_uid(out))
+    assert (job["app_name"], job["args"], job["label"], job["stdin_uid"]) == (
+        "app",
+        ["-n", "5", "--seed=3", "--xwx"],
+        "L",
+        None,
+    )
+
+
+async def test_sendwork_uploads_piped_stdin_and_removes_its_temporary_copy(xw, tmp_path, monkeypatch):
+    run = await _cli(xw, tmp_path)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(spool))
+    code, out, _ = await run("--xwsendwork", "app", stdin=io.BytesIO(b"line 1\nline 2\n"))
+    assert code == 0
+    job = await xw.job(_uid(out))
+    assert await _stdin_of(xw, job) == b"line 1\nline 2\n"
+    assert list(spool.iterdir()) == []
+
+
+async def test_sendwork_sends_no_stdin_when_stdin_is_empty_or_xwnostdin(xw, tmp_path):
+    run = await _cli(xw, tmp_path)
+    _, empty, _ = await run("--xwsendwork", "app", stdin=io.BytesIO(b""))
+    stream = io.BytesIO(b"not for the job")
+    _, refused, _ = await run("--xwsendwork", "app", "--xwnostdin", stdin=stream)
+    assert (await xw.job(_uid(empty)))["stdin_uid"] is None
+    assert (await xw.job(_uid(refused)))["stdin_uid"] is None
+    assert stream.tell() == 0
+
+
+async def test_sendwork_with_xwstdin_uid_or_file(xw, tmp_path):
+    run = await _cli(xw, tmp_path)
+    data = await xw.upload(xw.admin, b"already there", name="in")
+    stream = io.BytesIO(b"ignored")
+    _, by_uri, _ = await run("--xwsendwork", "app", "--xwstdin", data["uri"], stdin=stream)
+    assert (await xw.job(_uid(by_uri)))["stdin_uid"] == data["uid"] and stream.tell() == 0
+    (tmp_path / "in.txt").write_bytes(b"from a file")
+    _, by_file, _ = await run("--xwsendwork", "app", "--xwstdin", "in.txt")  # relative to the folder
+    assert await _stdin_of(xw, await xw.job(_uid(by_file))) == b"from a file"
+    code, out, err = await run("--xwsendwork", "app", "--xwstdin", "missing.txt")
+    assert code == 2 and out == "" and "no such file" in err
+
+
+async def test_sendwork_in_json_prints_the_job_row(xw, tmp_path):
+    run = await _cli(xw, tmp_path)
+    _, out, _ = await run("--xwsendwork", "app", "x", "--xwformat", "json")
+    [row] = json.loads(out)
+    on_server = await xw.job(row["uid"])
+    assert row == {c: on_server.get(c) for c in row}
+    assert row["args"] == ["x"] and row["status"] == "PENDING"
+
+
+async def _finish(xw: Any, job_uid: str, stdout: bytes) -> str:
+    """Play a worker: claim the job, upload a result archive, report it COMPLETED."""
+    host = await xw.register(os_name="linux", cpu="x86_64")
+    [a] = await xw.request_work(host)
+    assert a["job_uid"] == job_uid
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("stdout.txt", stdout)
+        zf.writestr("stderr.txt", b"")
+    archive = buf.getvalue()
+    up = await xw.ok(
+        "POST",
+        f"/work/tasks/{a['task_uid']}/result",
+        token=xw.worker,
+        data=archive,
+        params={"sha256": hashlib.sha256(archive).hexdigest(), "size": len(archive)},
+    )
+    await xw.ok(
+        "POST",
+        f"/work/tasks/{a['task_uid']}/report",
+        token=xw.worker,
+        json={"status": "COMPLETED", "exit_code": 0, "result_uid": up["result_uid"]},
+    )
+    return str(up["result_uid"])
+
+
+async def test_results_without_uids_fetch_every_finished_job_and_erase_it(xw, tmp_path):
+    run = await _cli(xw, tmp_path)
+    uid = _uid((await run("--xwsendwork", "app"))[1])
+    await _finish(xw, uid, b"42\n")
+    code, out, _ = await run("--xwresults")
+    assert code == 0 and out == f"{tmp_path / ('ResultsOf_' + uid)}\n"
+    assert (tmp_path / f"ResultsOf_{uid}" / "stdout.txt").read_bytes() == b"42\n"
+    assert (await xw.call("GET", f"/jobs/{uid}", token=xw.admin)).status == 404
+
+
+async def test_results_go_on_after_a_failure_and_exit_with_its_code(xw, tmp_path):
+    run = await _cli(xw, tmp_path)
+    uid = _uid((await run("--xwsendwork", "app"))[1])
+    result = await _finish(xw, uid, b"out\n")
+    code, out, err = await run("--xwresult", UID, uid, "--xwnoextract", "--xwnoerase", "--xwformat", "csv")
+    assert code == 4 and f"not found: no job {UID}" in err
+    assert out.splitlines() == [
+        "job_uid,path,result_uid,sha256,erased",
+        f"{uid},{tmp_path / ('ResultsOf_' + uid + '.zip')},{result},{(await xw.job(uid))['result_sha256']},false",
     ]
 
 
-async def test_sendwork_uploads_piped_stdin_and_removes_its_temporary_copy(tmp_path, monkeypatch):
-    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
-    code, out, _, rec = await run(["--xwsendwork", "app"], stdin=io.BytesIO(b"line 1\nline 2\n"))
-    assert code == 0
-    _, (app, args, content, label, kw) = rec.calls[0]
-    assert (app, args, content, kw["stdin_name"]) == ("app", [], b"line 1\nline 2\n", "stdin")
-    assert list(tmp_path.iterdir()) == []
-
-
-async def test_sendwork_sends_no_stdin_when_stdin_is_empty():
-    _, _, _, rec = await run(["--xwsendwork", "app"], stdin=io.BytesIO(b""))
-    assert rec.calls[0][1][2] is None
-
-
-async def test_sendwork_with_xwstdin_uid_does_not_read_stdin():
-    stdin = io.BytesIO(b"ignored")
-    _, _, _, rec = await run(["--xwsendwork", "app", "--xwstdin", f"xw://h:1/{UID2}"], stdin=stdin)
-    assert rec.calls[0][1][2] is None and rec.calls[0][1][4]["stdin_uid"] == UID2
-    assert stdin.tell() == 0
-
-
-async def test_sendwork_with_xwstdin_file_uploads_it(tmp_path):
-    (tmp_path / "in.txt").write_bytes(b"from a file")
-    _, _, _, rec = await run(["--xwsendwork", "app", "--xwstdin", str(tmp_path / "in.txt")])
-    assert rec.calls[0][1][2] == b"from a file"
-
-
-async def test_sendwork_xwstdin_that_is_neither_file_nor_uid_is_a_usage_error(tmp_path):
-    with pytest.raises(UsageError, match="no such file"):
-        await run(["--xwsendwork", "app", "--xwstdin", str(tmp_path / "missing")])
-
-
-async def test_sendwork_with_xwnostdin_leaves_stdin_alone():
-    stdin = io.BytesIO(b"not for the job")
-    _, _, _, rec = await run(["--xwsendwork", "app", "--xwnostdin"], stdin=stdin)
-    assert rec.calls[0][1][2] is None and stdin.tell() == 0
-
-
-async def test_sendwork_in_json_prints_the_job_row():
-    _, out, _, _ = await run(["--xwsendwork", "app", "x", "--xwformat", "json"])
-    assert json.loads(out)[0]["uid"] == UID
-
-
-async def test_results_without_uids_fetch_every_finished_job_that_has_a_result(tmp_path):
-    code, out, _, rec = await run(["--xwresults"], tmp_path=tmp_path)
-    assert code == 0
-    assert rec.calls[0] == ("list_jobs", (["COMPLETED", "ERROR"], None))
-    assert rec.calls[1:] == [("fetch_result", (UID, tmp_path, True))]
-    assert out == f"{tmp_path / ('ResultsOf_' + UID)}\n"
-
-
-async def test_results_go_on_after_a_failure_and_exit_with_its_code(tmp_path):
-    class Failing(Recorder):
-        async def fetch_result(self, uid, dest_dir, extract):
-            if uid == UID2:
-                raise NotFound(f"no job {uid}")
-            return await super().fetch_result(uid, dest_dir, extract)
-
-    inv = cli.parse_args(["--xwresult", UID2, UID, "--xwnoextract", "--xwnoerase"])
-    rec, out, err = Failing(), io.StringIO(), io.StringIO()
-    ctx = Context(inv=inv, client=rec, out=out, err=err, cwd=tmp_path, prog="xwtest")  # type: ignore[arg-type]
-    code = await COMMANDS["results"].run(ctx)
-    assert code == 4
-    assert f"not found: no job {UID2}" in err.getvalue()
-    assert out.getvalue() == f"{tmp_path / ('ResultsOf_' + UID + '.zip')}\n"
+def test_sizes_are_read_in_powers_of_1024():
+    assert parse_size("512M") == 512 << 20
+    assert parse_size("2G") == 2 << 30
+    assert parse_size("1.5GiB") == 3 << 29
+    assert parse_size("4096") == 4096
+    assert parse_size("8kb") == 8192
 
 
 def test_stdin_absent_closed_or_empty_is_no_stdin(tmp_path):
