@@ -1,0 +1,375 @@
+"""Worker overhead benchmark: what the worker itself costs per job, and what it costs idle.
+
+It starts a real server (``xwserver init`` + ``xwserver start`` in a temporary home on a
+free loopback port, as bench/dispatch.py does), inserts an app whose binary is a
+two-line shell script that exits 0, and measures:
+
+1. Per job, with the real worker (``xwworker.loop.Worker``) run in this process against
+   that server, one job at a time (``workpool.size`` 1 unless ``--slots``), once with the
+   bubblewrap sandbox (when bwrap runs here) and once without:
+
+   - *before start*: from the assignment's arrival at the worker to the app's start
+     (binary from the download cache, scratch folder, sandbox start);
+   - *after exit*: from the app's exit to the server's acknowledgement of the report
+     (result zipped and uploaded, report sent).
+
+   N jobs are submitted (``POST /jobs/bulk``) before the worker starts; the first job of a
+   run also downloads the binary (a cold cache), so it is in the max, not in the p50.
+2. Idle: a real ``xwworker console`` process, registered and with no job to run, for
+   ``--idle-s`` seconds; its CPU time (user + system, psutil) over that time, as a
+   percentage of one core. It long-polls and heartbeats with its default timings.
+
+Figures only: nothing is asserted. Targets are printed next to the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+# bench/ is on the path when this file runs as a script; dispatch.py puts the checkout there
+from dispatch import (
+    BULK_MAX_JOBS,
+    BenchError,
+    Server,
+    child_env,
+    chunks,
+    cpu_model,
+    percentile,
+    transport_from_conf,
+)
+
+from xwcommon.config import load_properties
+from xwcommon.errors import XWError
+from xwworker.executor import Outcome
+from xwworker.loop import TaskRun, Worker
+from xwworker.sandbox import LocalRunner, Runner, choose_runner
+from xwworker.settings import WorkerSettings
+
+log = logging.getLogger("bench.worker_overhead")
+
+APP_NAME = "bench-true"
+TRUE_SCRIPT = b"#!/bin/sh\nexit 0\n"
+TARGET_PER_JOB_MS = 20.0
+TARGET_IDLE_PERCENT = 1.0
+REGISTER_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Run:
+    """One in-process worker run: its samples in milliseconds."""
+
+    label: str
+    runner: str
+    before_ms: list[float] = field(default_factory=list)
+    after_ms: list[float] = field(default_factory=list)
+    app_ms: list[float] = field(default_factory=list)
+    #: before start + after exit: all the worker adds to one job
+    total_ms: list[float] = field(default_factory=list)
+    failed: int = 0
+    wall_s: float = math.nan
+    skipped: str = ""
+
+
+@dataclass
+class Idle:
+    seconds: float = math.nan
+    cpu_s: float = math.nan
+    skipped: str = ""
+
+    @property
+    def percent(self) -> float:
+        return 100 * self.cpu_s / self.seconds if self.seconds > 0 else math.nan
+
+
+# -- per job, in process ------------------------------------------------------------------------------
+async def insert_app(server: Server) -> None:
+    admin = transport_from_conf(server.client_conf)
+    try:
+        await admin.request("GET", "/version", auth=False)
+        binary = await admin.upload("/data", TRUE_SCRIPT, params={"name": "true.sh"})
+        await admin.request(
+            "POST",
+            "/apps",
+            json={"name": APP_NAME, "binaries": [{"os": "any", "cpu": "any", "data_uid": binary["uid"]}]},
+        )
+    finally:
+        await admin.close()
+
+
+async def submit(server: Server, n: int, label: str) -> None:
+    admin = transport_from_conf(server.client_conf)
+    try:
+        for part in chunks(n, BULK_MAX_JOBS):
+            specs = [{"app": APP_NAME, "args": [str(i)], "label": label} for i in part]
+            body = await admin.request("POST", "/jobs/bulk", json={"jobs": specs}, timeout_s=120)
+            if len(body.get("jobs", [])) != len(specs):
+                raise BenchError(f"POST /jobs/bulk of {len(specs)} jobs answered {len(body.get('jobs', []))}")
+    finally:
+        await admin.close()
+
+
+def worker_settings(server: Server, tmpdir: Path, name: str, slots: int) -> WorkerSettings:
+    props = load_properties(server.worker_conf)
+    props.update({"path.tmpdir": str(tmpdir), "worker.name": name, "workpool.size": str(slots)})
+    return WorkerSettings.from_properties(props, base=server.worker_conf.parent)
+
+
+async def run_jobs(server: Server, run: Run, runner: Runner, args: argparse.Namespace, tmpdir: Path) -> None:
+    """Submit ``--jobs`` jobs, then let a real worker run them all; fill ``run``'s samples."""
+    await submit(server, args.jobs, f"bench-{run.label}")
+    done = asyncio.Event()
+    ended = 0
+
+    def on_task_end(task: TaskRun, outcome: Outcome) -> None:
+        nonlocal ended
+        ended += 1
+        if not outcome.ok or outcome.app_started_at is None or outcome.app_exited_at is None:
+            run.failed += 1
+        else:
+            assert task.reported_at is not None
+            run.before_ms.append((outcome.app_started_at - task.assigned_at) * 1000)
+            run.after_ms.append((task.reported_at - outcome.app_exited_at) * 1000)
+            run.app_ms.append((outcome.app_exited_at - outcome.app_started_at) * 1000)
+            run.total_ms.append(run.before_ms[-1] + run.after_ms[-1])
+        if ended >= args.jobs:
+            done.set()
+
+    settings = worker_settings(server, tmpdir, f"bench-{run.label}", args.slots)
+    worker = Worker(settings, runner=runner, on_task_end=on_task_end)
+    t0 = time.perf_counter()
+    working = asyncio.create_task(worker.run())
+    finished = asyncio.create_task(done.wait())
+    timeout_s = max(120.0, args.jobs * 1.0)
+    await asyncio.wait({working, finished}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    run.wall_s = time.perf_counter() - t0
+    worker.stop()
+    try:
+        await asyncio.wait_for(working, STOP_TIMEOUT_S)
+    finally:
+        finished.cancel()
+    if ended < args.jobs:
+        raise BenchError(f"{run.label}: only {ended} of {args.jobs} jobs ended within {timeout_s:.0f} s")
+
+
+# -- idle, a real process -------------------------------------------------------------------------------
+def measure_idle(server: Server, workdir: Path, idle_s: float) -> Idle:
+    tmpdir = workdir / "worker-idle"
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    conf = workdir / "idle-worker.conf"
+    props = load_properties(server.worker_conf)
+    props.update({"path.tmpdir": str(tmpdir), "worker.name": "bench-idle", "workpool.size": "1"})
+    props["ca.file"] = str(server.worker_conf.parent / props["ca.file"])  # absolute either way
+    conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+    conf.chmod(0o600)
+    env = {k: v for k, v in child_env().items() if not k.startswith("XWWORKER_")}
+    out = open(workdir / "idle-worker.out", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xwworker", "console", "--xwconfig", str(conf)],
+        stdin=subprocess.DEVNULL,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        cwd=tmpdir,
+        env=env,
+    )
+    try:
+        deadline = time.monotonic() + REGISTER_TIMEOUT_S
+        while not registered(tmpdir, proc.pid):
+            if proc.poll() is not None:
+                raise BenchError(f"the idle worker exited {proc.returncode}; see {out.name}")
+            if time.monotonic() > deadline:
+                raise BenchError(f"the idle worker did not register within {REGISTER_TIMEOUT_S:.0f} s")
+            time.sleep(0.1)
+        time.sleep(1.0)  # past its start-up: the first work request and heartbeat are out
+        ps = psutil.Process(proc.pid)
+        before, t0 = ps.cpu_times(), time.monotonic()
+        time.sleep(idle_s)
+        after, t1 = ps.cpu_times(), time.monotonic()
+        if proc.poll() is not None:
+            raise BenchError(f"the idle worker exited {proc.returncode} while measured")
+        cpu_s = sum(after[:4]) - sum(before[:4])  # user, system, children's user and system
+        return Idle(seconds=t1 - t0, cpu_s=cpu_s)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        out.close()
+
+
+def registered(tmpdir: Path, pid: int) -> bool:
+    try:
+        state = json.loads((tmpdir / "xwworker.state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(state, dict) and state.get("pid") == pid and bool(state.get("host_uid"))
+
+
+# -- the whole benchmark ----------------------------------------------------------------------------------
+async def per_job(server: Server, args: argparse.Namespace, workdir: Path) -> list[Run]:
+    await insert_app(server)
+    runs: list[Run] = []
+    choice = choose_runner(enable=True)
+    sandboxed = Run("sandbox", "bubblewrap")
+    if choice.warning:
+        sandboxed.skipped = choice.warning.split(":")[0]
+    else:
+        await run_jobs(server, sandboxed, choice.runner, args, workdir / "worker-sandbox")
+    runs.append(sandboxed)
+    plain = Run("plain", "no sandbox (resource limits only)")
+    await run_jobs(server, plain, LocalRunner(), args, workdir / "worker-plain")
+    runs.append(plain)
+    return runs
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}, {platform.system()}"
+
+
+def print_figures(args: argparse.Namespace, runs: list[Run], idle: Idle) -> None:
+    if args.json:
+        out: dict[str, Any] = {"jobs": args.jobs, "slots": args.slots, "machine": machine()}
+        for r in runs:
+            if r.skipped:
+                out[r.label] = {"skipped": r.skipped}
+                continue
+            out[r.label] = {
+                f"{what}_{q}_ms": round(fn(values), 3)
+                for what, values in (
+                    ("before_start", r.before_ms),
+                    ("after_exit", r.after_ms),
+                    ("app", r.app_ms),
+                )
+                for q, fn in (
+                    ("p50", lambda v: percentile(v, 50)),
+                    ("p95", lambda v: percentile(v, 95)),
+                    ("max", lambda v: max(v) if v else math.nan),
+                )
+            } | {"failed": r.failed, "jobs_per_s": round(len(r.before_ms) / r.wall_s, 1)}
+        out["idle"] = (
+            {"skipped": idle.skipped}
+            if idle.skipped
+            else {
+                "seconds": round(idle.seconds, 1),
+                "cpu_s": round(idle.cpu_s, 3),
+                "percent": round(idle.percent, 3),
+            }
+        )
+        print(json.dumps(out))
+        return
+
+    def stats(values: list[float]) -> str:
+        top = max(values) if values else math.nan
+        return f"{percentile(values, 50):6.1f} / {percentile(values, 95):6.1f} / {top:7.1f} ms"
+
+    print("XtremWeb-Py worker overhead benchmark")
+    print(f"  jobs          {args.jobs} per run, {args.slots} at a time; app: /bin/sh script, exit 0")
+    print(
+        f"  target        p50 under {TARGET_PER_JOB_MS:.0f} ms per job (before start, after exit, and both)"
+    )
+    for r in runs:
+        print(f"  {r.label:<12}  {r.runner}")
+        if r.skipped:
+            print(f"    skipped     {r.skipped}")
+            continue
+        for name, values in (
+            ("before start", r.before_ms),
+            ("after exit", r.after_ms),
+            ("both", r.total_ms),
+        ):
+            p50 = percentile(values, 50)
+            verdict = "meets" if p50 < TARGET_PER_JOB_MS else "MISSES"
+            print(
+                f"    {name:<12}  p50 / p95 / max {stats(values)}  ({verdict} < {TARGET_PER_JOB_MS:.0f} ms)"
+            )
+        print(f"    app itself    p50 / p95 / max {stats(r.app_ms)}  (for scale, not overhead)")
+        rate = len(r.before_ms) / r.wall_s if r.wall_s > 0 else math.nan
+        print(f"    throughput    {rate:.1f} jobs/s, {r.failed} failed")
+    if idle.skipped:
+        print(f"  idle          skipped: {idle.skipped}")
+    else:
+        verdict = "meets" if idle.percent < TARGET_IDLE_PERCENT else "MISSES"
+        print(
+            f"  idle          {idle.percent:.3f}% of one core ({idle.cpu_s:.3f} CPU s in {idle.seconds:.0f} s; "
+            f"{verdict} target < {TARGET_IDLE_PERCENT:.0f}%)"
+        )
+    print(f"  machine       {machine()}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--jobs", type=int, default=200, help="jobs per run, sandbox on and off (default 200)")
+    p.add_argument("--slots", type=int, default=1, help="workpool.size of the worker (default 1)")
+    p.add_argument(
+        "--idle-s", type=float, default=30.0, help="seconds the idle worker is measured (default 30; 0 skips)"
+    )
+    p.add_argument("--db", default=None, help="SQLAlchemy URL for the server (default: embedded SQLite)")
+    p.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    p.add_argument("--keep", action="store_true", help="keep the temporary folder (its path is printed)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    if args.jobs < 1 or args.slots < 1 or args.idle_s < 0:
+        p.error("--jobs and --slots must be at least 1, --idle-s at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR, format="%(asctime)s %(name)s %(message)s"
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="xwbench-worker-"))
+    server = Server(workdir / "server", args.db)
+    runs: list[Run] = []
+    idle = Idle(skipped="--idle-s 0")
+    ok = False
+    try:
+        server.init()
+        server.start()
+        runs = asyncio.run(per_job(server, args, workdir))
+        if args.idle_s > 0:
+            idle = measure_idle(server, workdir, args.idle_s)
+        ok = True
+    except (BenchError, XWError) as exc:
+        print(f"bench/worker_overhead.py: {exc}", file=sys.stderr)
+        tail = server.log_tail()
+        if tail:
+            print(tail, file=sys.stderr)
+    except KeyboardInterrupt:
+        print("bench/worker_overhead.py: interrupted", file=sys.stderr)
+    finally:
+        server.stop()
+        if args.keep or not ok:
+            print(f"temporary folder kept in {workdir}", file=sys.stderr)
+        else:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(workdir)
+    if not ok:
+        return 1
+    print_figures(args, runs, idle)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
