@@ -559,7 +559,8 @@ class Worker:
         now = self._clock()
         mono = time.monotonic()
         if self._policy_asked_at is None or mono - self._policy_asked_at >= self.policy.check_interval_s:
-            self.policy.set_job_pids(self.executor.job_pids())
+            # the worker's own tree (itself, bubblewrap, its jobs) is not the owner's load
+            self.policy.set_job_pids([os.getpid()])
             self._policy_allows = self.policy.allows(now)
             self._policy_asked_at = mono
         self._paused = self.settings.pause_file.exists()

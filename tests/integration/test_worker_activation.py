@@ -161,3 +161,34 @@ def test_a_worker_whose_date_policy_excludes_now_takes_no_job(deployment: MakeDe
     # a worker whose policy allows now takes it at once
     dep.start_worker(**{"activator.class": "date", "activator.date": "* *"})
     assert dep.wait_for_jobs([uid], timeout_s=60)[uid]["status"] == "COMPLETED"
+
+
+def test_a_cpu_policy_worker_steps_aside_while_the_owner_keeps_the_cpu_busy(
+    deployment: MakeDeployment,
+) -> None:
+    """Going back to work once the owner stops needs the rest of the machine quiet for a
+    window, which a shared test machine cannot promise: the unit tests of the cpu policy
+    cover that direction with injected loads."""
+    dep = deployment()
+    # the owner's program: one core of this machine busy, outside the worker, above a
+    # threshold of 70% of a core (other load on the machine only adds to it)
+    owner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        worker = dep.start_worker(
+            **{"activator.class": "cpu", "cpuload": 0.7 * 100 / (psutil.cpu_count() or 1), "cpu.window_s": 1}
+        )
+        wait_until(
+            lambda: worker.state().get("activation", {}).get("state") == "suspended",
+            timeout_s=20,
+            what="the worker to see the owner's load",
+            describe=dep.describe,
+        )
+        dep.send_app("burn", BURN)
+        uid = dep.submit("burn", "0.1")
+        time.sleep(2)
+        assert dep.api.job(uid)["status"] == "PENDING"
+        assert dep.api.tasks(uid) == []
+        assert "owner load" in worker.state()["activation"]["detail"]
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)

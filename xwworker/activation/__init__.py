@@ -33,8 +33,9 @@ class ActivationPolicy:
     2. ``allows(now)`` is asked before every work request and every ``check_interval_s``
        seconds while the worker is idle; ``now`` is wall-clock time (``time.time()``).
        While it answers False the worker asks for no work.
-    3. ``set_job_pids(pids)`` is called whenever the set of running jobs' root pids changes,
-       for policies that must tell the worker's own load from the owner's.
+    3. ``set_job_pids(pids)`` is called before each ``allows`` with the root pids of the
+       worker's own process trees (the worker itself, hence bubblewrap and every job), for
+       policies that must tell the worker's own load from the owner's.
     4. ``describe()`` is a short state string (what the policy watches and its last answer)
        that the worker logs and sends with its heartbeats.
     5. ``close()`` is called once when the worker stops.
@@ -67,7 +68,7 @@ class ActivationPolicy:
         return True
 
     def set_job_pids(self, pids: Iterable[int]) -> None:
-        """The root pids of the jobs the worker runs now; ignored by most policies."""
+        """The roots of the worker's own process trees (its jobs); ignored by most policies."""
 
     def close(self) -> None:
         """Release what the policy holds (threads, devices); called once at stop."""
