@@ -36,6 +36,7 @@ from . import exitcodes, formats
 from .cache import UploadCache
 from .commands import COMMANDS, ORDERED, Command, Context, Invocation, UsageError
 from .exitcodes import describe_error, exit_code_for
+from .macro import MacroLine, load_macro, run_macro
 from .sdk import XWClient
 from .settings import ClientSettings, load_settings
 
@@ -227,16 +228,12 @@ async def _execute(
 
 async def _execute_macro(
     path: Path,
-    cwd: Path,
+    lines: list[MacroLine],
     settings: ClientSettings,
     make_context: Callable[[XWClient, Invocation], Context],
 ) -> int:
-    from .macro import load_macro, run_macro
-
-    file = path if path.is_absolute() else cwd / path
-    lines = load_macro(file, parse_args, check_invocation)
     async with XWClient(settings) as client:
-        return await run_macro(file, lines, lambda inv: make_context(client, inv))
+        return await run_macro(path, lines, lambda inv: make_context(client, inv))
 
 
 def main(
@@ -277,6 +274,10 @@ def main(
         cmd = None if macro is not None or alone_clean else check_invocation(inv)
         fmt = formats.check_format(inv.value("xwformat") or "text")
         _configure_logging(inv)
+        folder = Path(cwd) if cwd is not None else Path.cwd()
+        macro_file = None if macro is None else Path(macro) if Path(macro).is_absolute() else folder / macro
+        # the whole macro is read and checked before anything else: a usage error in it runs nothing
+        lines = None if macro_file is None else load_macro(macro_file, parse_args, check_invocation)
         settings = load_settings(inv.value("xwconfig"))
         if inv.flag("xwclean"):
             removed = UploadCache(settings.cache_dir).clean()
@@ -285,7 +286,6 @@ def main(
                 print(f"client cache {settings.cache_dir} emptied", file=out)
                 return exitcodes.OK
         in_stream = _default_stdin() if isinstance(stdin, str) else stdin
-        folder = Path(cwd) if cwd is not None else Path.cwd()
 
         def make_context(client: XWClient, line_inv: Invocation | None = None) -> Context:
             return Context(
@@ -299,8 +299,8 @@ def main(
                 prog=prog,
             )
 
-        if macro is not None:
-            return asyncio.run(_execute_macro(Path(macro), folder, settings, make_context))
+        if macro_file is not None and lines is not None:
+            return asyncio.run(_execute_macro(macro_file, lines, settings, make_context))
         assert cmd is not None
         return asyncio.run(_execute(cmd, settings, make_context))
     except KeyboardInterrupt:

@@ -59,7 +59,7 @@ class Progress:
         self.enabled = enabled and stream is not None
         self.done = 0
         self._now = now
-        self._last = 0.0
+        self._last = float("-inf")  # the first advance draws at once
         self._width = 0
 
     def advance(self, n: int) -> None:

@@ -126,6 +126,26 @@ def xwenable() -> None:
     raise SystemExit(main(["--xwenable", *sys.argv[1:]]))
 
 
+def xwsendsession() -> None:
+    """``xwsendsession``: ``xwclient --xwsendsession`` with this script's arguments."""
+    raise SystemExit(main(["--xwsendsession", *sys.argv[1:]]))
+
+
+def xwsessions() -> None:
+    """``xwsessions``: ``xwclient --xwsessions`` with this script's arguments."""
+    raise SystemExit(main(["--xwsessions", *sys.argv[1:]]))
+
+
+def xwsendgroup() -> None:
+    """``xwsendgroup``: ``xwclient --xwsendgroup`` with this script's arguments."""
+    raise SystemExit(main(["--xwsendgroup", *sys.argv[1:]]))
+
+
+def xwgroups() -> None:
+    """``xwgroups``: ``xwclient --xwgroups`` with this script's arguments."""
+    raise SystemExit(main(["--xwgroups", *sys.argv[1:]]))
+
+
 #: script name -> entry point, for packaging and tests
 SCRIPTS = {
     name: f"xwclient.scripts:{name}"
@@ -153,5 +173,9 @@ SCRIPTS = {
         "xwusergroups",
         "xwdisable",
         "xwenable",
+        "xwsendsession",
+        "xwsessions",
+        "xwsendgroup",
+        "xwgroups",
     )
 }

@@ -8,6 +8,18 @@
         await xw.wait([job["uid"]])
         folder = await xw.fetch_result(job["uid"])      # ResultsOf_<UID>/stdout.txt …
 
+Many jobs, sessions and groups of jobs, environments::
+
+        session = await xw.create_session("scan")
+        jobs = await xw.submit_many(                    # POST /jobs/bulk, a few thousand a request
+            [{"app": "hello", "args": [str(i)], "session_uid": session["uid"],
+              "env": ["inputs/"], "min_memory_bytes": 2 << 30} for i in range(10_000)]
+        )                                               # inputs/ is packed and uploaded once
+        await xw.wait([j["uid"] for j in jobs])
+        for j in jobs:
+            await xw.fetch_result(j["uid"], "out")      # erase=True removes the job afterwards
+        await xw.delete_session(session["uid"])         # with its jobs
+
 :class:`Client` is the same API for synchronous code (scripts, notebooks without a running
 loop)::
 
@@ -911,9 +923,15 @@ class Client:
         return self._run(self.aio.download_data(uid, dest))
 
     def send_app(
-        self, name: str, cpu: str, os: str, path_or_data_uri: str | os.PathLike[str]
+        self,
+        name: str,
+        cpu: str,
+        os: str,
+        path_or_data_uri: str | os.PathLike[str],
+        *,
+        needs_network: bool | None = None,
     ) -> dict[str, Any]:
-        return self._run(self.aio.send_app(name, cpu, os, path_or_data_uri))
+        return self._run(self.aio.send_app(name, cpu, os, path_or_data_uri, needs_network=needs_network))
 
     def list_apps(self) -> list[dict[str, Any]]:
         return self._run(self.aio.list_apps())
@@ -939,8 +957,11 @@ class Client:
         status: str | Iterable[str] | None = None,
         label: str | None = None,
         owner: str | None = "me",
+        *,
+        session: str | None = None,
+        group: str | None = None,
     ) -> list[dict[str, Any]]:
-        return self._run(self.aio.list_jobs(status, label, owner))
+        return self._run(self.aio.list_jobs(status, label, owner, session=session, group=group))
 
     def get_job(self, uid: str) -> dict[str, Any]:
         return self._run(self.aio.get_job(uid))
@@ -951,8 +972,16 @@ class Client:
     def remove(self, uid: str) -> str:
         return self._run(self.aio.remove(uid))
 
-    def fetch_result(self, uid: str, dest_dir: str | os.PathLike[str] = ".", extract: bool = True) -> Path:
-        return self._run(self.aio.fetch_result(uid, dest_dir, extract))
+    def fetch_result(
+        self,
+        uid: str,
+        dest_dir: str | os.PathLike[str] = ".",
+        extract: bool = True,
+        *,
+        override: bool = False,
+        erase: bool = False,
+    ) -> Path:
+        return self._run(self.aio.fetch_result(uid, dest_dir, extract, override=override, erase=erase))
 
     def wait(
         self, uids: Iterable[str], poll_s: float = 0.5, timeout_s: float | None = None
@@ -1014,6 +1043,39 @@ class Client:
 
     def get_object(self, uid: str) -> tuple[str, dict[str, Any]]:
         return self._run(self.aio.get_object(uid))
+
+    def send_env(self, sources: Sequence[str | os.PathLike[str]] | str) -> str:
+        return self._run(self.aio.send_env(sources))
+
+    def delete_job(self, uid: str) -> None:
+        self._run(self.aio.delete_job(uid))
+
+    def delete_jobs(self, uids: Iterable[str]) -> tuple[list[str], list[str]]:
+        return self._run(self.aio.delete_jobs(uids))
+
+    def create_session(self, name: str) -> dict[str, Any]:
+        return self._run(self.aio.create_session(name))
+
+    def list_sessions(self) -> list[dict[str, Any]]:
+        return self._run(self.aio.list_sessions())
+
+    def get_session(self, uid: str) -> dict[str, Any]:
+        return self._run(self.aio.get_session(uid))
+
+    def delete_session(self, uid: str) -> None:
+        self._run(self.aio.delete_session(uid))
+
+    def create_group(self, name: str) -> dict[str, Any]:
+        return self._run(self.aio.create_group(name))
+
+    def list_groups(self) -> list[dict[str, Any]]:
+        return self._run(self.aio.list_groups())
+
+    def get_group(self, uid: str) -> dict[str, Any]:
+        return self._run(self.aio.get_group(uid))
+
+    def delete_group(self, uid: str) -> None:
+        self._run(self.aio.delete_group(uid))
 
     def chmod(self, uid: str, rights: str) -> tuple[str, dict[str, Any]]:
         return self._run(self.aio.chmod(uid, rights))

@@ -304,7 +304,9 @@ def test_tasks_show_each_attempts_accounting(dep: Deployment) -> None:
         acc["wall_s"],
         acc["max_rss_bytes"],
     )
-    assert row["max_rss_bytes"] > 0 and row["wall_s"] > 0
+    assert row["wall_s"] > 0
+    # a job too short for the worker to see its peak memory has none rather than a wrong one
+    assert row["max_rss_bytes"] is None or row["max_rss_bytes"] > 0
     assert "max_rss_bytes" in ok(dep, "--xwtasks", uid).out.splitlines()[0]
 
 

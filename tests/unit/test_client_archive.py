@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from xwclient.archive import UnsafeArchive, extract_replacing, member_target, safe_extract
+from xwclient.archive import (
+    EnvConflict,
+    UnsafeArchive,
+    build_env_archive,
+    extract_replacing,
+    member_target,
+    safe_extract,
+)
 
 
 def make_zip(path: Path, members: dict[str, bytes], *, modes: dict[str, int] | None = None) -> Path:
@@ -95,3 +103,52 @@ def test_a_file_that_is_not_a_zip_is_reported(tmp_path):
     (tmp_path / "r.zip").write_bytes(b"this is not a zip")
     with pytest.raises(zipfile.BadZipFile):
         safe_extract(tmp_path / "r.zip", tmp_path / "out")
+
+
+# -- env archives the client builds (--xwenv) ----------------------------------------------------------
+def _env_tree(tmp_path: Path) -> tuple[Path, Path, Path]:
+    folder = tmp_path / "inputs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("alpha")
+    (folder / "sub" / "run.sh").write_text("#!/bin/sh\n")
+    (folder / "sub" / "run.sh").chmod(0o755)
+    single = tmp_path / "extra.txt"
+    single.write_text("gamma")
+    packed = make_zip(tmp_path / "packed.zip", {"z/inside.txt": b"zeta", "z/": b""})
+    return folder, single, packed
+
+
+def test_an_env_holds_a_folders_contents_files_by_name_and_zip_members(tmp_path):
+    folder, single, packed = _env_tree(tmp_path)
+    archive = build_env_archive([folder, single, packed], tmp_path / "env.zip")
+    out = tmp_path / "scratch"
+    safe_extract(archive, out)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "a.txt",
+        "extra.txt",
+        "sub/run.sh",
+        "z/inside.txt",
+    ]
+    assert (out / "z" / "inside.txt").read_text() == "zeta"
+    assert os.access(out / "sub" / "run.sh", os.X_OK) and not os.access(out / "a.txt", os.X_OK)
+
+
+def test_the_same_inputs_give_the_same_archive_bytes(tmp_path):
+    folder, single, packed = _env_tree(tmp_path)
+    first = build_env_archive([folder, single, packed], tmp_path / "1.zip").read_bytes()
+    os.utime(single, (1_000_000, 1_000_000))  # dates are not part of the archive
+    second = build_env_archive([folder, single, packed], tmp_path / "2.zip").read_bytes()
+    assert first == second
+
+
+def test_two_sources_of_one_name_and_unsafe_zips_are_refused(tmp_path):
+    folder, _, _ = _env_tree(tmp_path)
+    clash = tmp_path / "a.txt"
+    clash.write_text("another alpha")
+    with pytest.raises(EnvConflict, match="'a.txt' comes from two sources"):
+        build_env_archive([folder, clash], tmp_path / "env.zip")
+    evil = make_zip(tmp_path / "evil.zip", {"../outside.txt": b"x"})
+    with pytest.raises(UnsafeArchive):
+        build_env_archive([evil], tmp_path / "env2.zip")
+    with pytest.raises(FileNotFoundError):
+        build_env_archive([tmp_path / "missing"], tmp_path / "env3.zip")

@@ -92,7 +92,11 @@ def test_common_options_apply_to_every_command():
 
 def test_every_script_runs_its_command(monkeypatch):
     seen: list[list[str]] = []
-    monkeypatch.setattr(scripts, "main", lambda argv: seen.append(argv) or 0)
+    def record(argv: list[str]) -> int:
+        seen.append(argv)
+        return 0
+
+    monkeypatch.setattr(scripts, "main", record)
     monkeypatch.setattr(sys, "argv", ["xwsomething", "a", "-n", "5"])
     for name in scripts.SCRIPTS:
         with pytest.raises(SystemExit) as stop:
@@ -196,3 +200,28 @@ def _self_signed_pem() -> bytes:
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def test_xwenv_may_be_repeated_and_other_value_options_may_not():
+    inv = cli.parse_args(["--xwsendwork", "app", "--xwenv", "a", "--xwenv=b.zip", "x"])
+    assert inv.values("xwenv") == ["a", "b.zip"] and inv.args == ["app", "x"]
+    with pytest.raises(UsageError, match="--xwlabel given twice"):
+        cli.parse_args(["--xwsendwork", "app", "--xwlabel", "a", "--xwlabel", "b"])
+
+
+def test_xwwait_with_xwsendwork_is_an_option_and_alone_a_command():
+    for argv in (["--xwsendwork", "app", "--xwwait"], ["--xwwait", "--xwsendwork", "app"]):
+        inv = cli.parse_args(argv)
+        assert inv.command == "sendwork" and inv.flag("xwwait") and inv.args == ["app"]
+        assert cli.check_invocation(inv).name == "sendwork"
+    assert cli.parse_args(["--xwwait", UID_ARG]).command == "wait"
+
+
+def test_status_flags_belong_to_xwworks():
+    inv = cli.parse_args(["--xwworks", "--xwpending", "--xwerror"])
+    assert cli.check_invocation(inv).name == "works"
+    with pytest.raises(UsageError, match="does not apply"):
+        cli.check_invocation(cli.parse_args(["--xwdatas", "--xwpending"]))
+
+
+UID_ARG = "5ac06852-c970-4618-b635-afd5c460fe81"

@@ -80,7 +80,52 @@ SAMPLES: dict[str, list[dict]] = {
     "rights": [
         {"uid": UID, "uri": "xw://h/x", "kind": "data", "access_rights": "0750", "owner_uid": UID, "name": "dropped"},
     ],
+    "session": [
+        {"uid": UID, "uri": "xw://h/x", "name": "scan, \"1\" <a>", "owner_uid": UID, "access_rights": "0700",
+         "created_at": "2026-01-01T00:00:00Z", "job_counts": {"PENDING": 3, "COMPLETED": 1}},
+    ],
+    "group": [
+        {"uid": UID, "uri": "xw://h/x", "name": "g", "owner_uid": UID, "access_rights": "0755",
+         "created_at": "2026-01-01T00:00:00Z", "job_counts": {}},
+    ],
 }  # fmt: skip
+
+ACCOUNTED_TASK = {
+    **SAMPLES["task"][0],
+    "status": "COMPLETED",
+    "accounting": {"cpu_user_s": 1.25, "cpu_system_s": 0.5, "wall_s": 3.0, "max_rss_bytes": 10485760},
+}
+ACTIVE_HOST = {
+    **SAMPLES["host"][0],
+    "activation": {"state": "suspended", "detail": "the owner is typing", "since": "2026-01-01T00:00:05Z"},
+    "gpus": [{"name": "NVIDIA A100", "memory_bytes": 42949672960}],
+}
+
+
+@pytest.mark.parametrize("fmt", ["json", "xml", "csv", "html"])
+def test_accounting_and_activation_are_columns_of_their_own_in_every_format(fmt):
+    task = formats.parse(formats.render([ACCOUNTED_TASK], "task", fmt), fmt)[0]
+    host = formats.parse(formats.render([ACTIVE_HOST], "host", fmt), fmt)[0]
+    conv = (lambda v: v) if fmt == "json" else formats.cell
+    for column in ("cpu_user_s", "cpu_system_s", "wall_s", "max_rss_bytes"):
+        assert task[column] == conv(ACCOUNTED_TASK["accounting"][column])
+    assert "accounting" not in task and "activation" not in host
+    assert host["activation_state"] == "suspended"
+    assert host["activation_detail"] == "the owner is typing"
+    assert host["activation_since"] == "2026-01-01T00:00:05Z"
+    assert host["gpus"] == conv(ACTIVE_HOST["gpus"])
+
+
+def test_a_task_not_accounted_yet_has_empty_accounting_columns():
+    row = formats.project([{**ACCOUNTED_TASK, "accounting": None}], "task")[0]
+    assert [row[c] for c in ("cpu_user_s", "cpu_system_s", "wall_s", "max_rss_bytes")] == [None] * 4
+
+
+def test_text_shows_gpus_with_their_memory_and_job_counts_by_status():
+    host_line = formats.render([ACTIVE_HOST], "host", "text").splitlines()[1]
+    assert "NVIDIA A100 (40.0 GiB)" in host_line and "suspended" in host_line
+    session_line = formats.render(SAMPLES["session"], "session", "text").splitlines()[1]
+    assert "COMPLETED=1 PENDING=3" in session_line
 
 
 @pytest.mark.parametrize("kind", sorted(SAMPLES))
