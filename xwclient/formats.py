@@ -7,8 +7,8 @@ but ``text`` parses back with :func:`parse`.
 Cell values: ``json`` keeps the wire's types (numbers, ``null``, lists). The other formats
 are text: ``None`` is the empty string, booleans are ``true``/``false``, lists and objects
 are compact JSON (``["-n","5"]``), so nothing is lost; :func:`cell` is that conversion.
-``text`` is for people: an aligned table, lists of words joined by spaces, an app's binaries
-shown as ``os/cpu``, a host's GPUs as ``name (8.0 GiB)``, a session's job counts as
+``text`` is for people: an aligned table, sizes in KiB/MiB/GiB, lists of words joined by
+spaces, an app's binaries shown as ``os/cpu``, a host's GPUs as ``name (8.0 GiB)``, a session's job counts as
 ``COMPLETED=3 PENDING=1``; it does not parse back.
 
 The schema of each kind is :data:`COLUMNS`, the same in every format; dates are ISO 8601 UTC
@@ -171,11 +171,27 @@ def _human_cell(field: str, value: Any) -> str:
         return ", ".join(
             f"{g.get('name', '?')} ({_gib(g.get('memory_bytes'))})" for g in value if isinstance(g, Mapping)
         )
+    if (
+        (field == "size" or field.endswith("_bytes"))
+        and isinstance(value, int)
+        and not isinstance(value, bool)
+    ):
+        return _human_size(value)
     if field == "job_counts" and isinstance(value, Mapping):
         return " ".join(f"{k}={v}" for k, v in sorted(value.items()) if v)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return shlex.join(value) if field == "args" else " ".join(value)
     return cell(value).translate(_HUMAN_ESCAPES)
+
+
+def _human_size(n: int) -> str:
+    """Bytes for people: ``512 B``, ``1.5 KiB``, ``40.0 GiB``."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(size) < 1024 or unit == "TiB":
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
 
 
 def _gib(n: Any) -> str:

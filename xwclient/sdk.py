@@ -226,7 +226,9 @@ class XWClient:
         if not p.is_file():
             raise BadRequest(f"{p} is not a readable file")
         params = {"name": name or p.name, "access_rights": access_rights}
-        return dict(await self.transport.upload("/data", p, params=params, progress=progress))
+        data = dict(await self.transport.upload("/data", p, params=params, progress=progress))
+        log.info("uploaded %s (%d bytes) as data %s", p, data.get("size", 0), data.get("uid"))
+        return data
 
     async def list_data(self) -> list[dict[str, Any]]:
         """Every data the caller may read."""
@@ -356,7 +358,9 @@ class XWClient:
             stdin_path,
             stdin_name,
         )
-        return dict(await self.transport.request("POST", "/jobs", json=spec))
+        job = dict(await self.transport.request("POST", "/jobs", json=spec))
+        log.info("submitted job %s of %s", job.get("uid"), job.get("app_name"))
+        return job
 
     async def submit_many(
         self,
@@ -390,6 +394,9 @@ class XWClient:
                     exc.args = (exc.message,)
                 raise
             jobs.extend(reply["jobs"])
+            log.info(
+                "submitted %d job(s) in one request (%d of %d)", len(reply["jobs"]), len(jobs), len(wire)
+            )
             if progress is not None:
                 progress(len(reply["jobs"]))
         return jobs
@@ -438,6 +445,7 @@ class XWClient:
             try:
                 data = await self.get_data(cached)
                 if data.get("sha256") == sha and data.get("status") == "AVAILABLE":
+                    log.info("%s is already on the server as data %s; not sent again", p, data["uid"])
                     self._inputs[sha] = data["uid"]
                     return str(data["uid"])
             except (NotFound, BadRequest):
@@ -531,6 +539,7 @@ class XWClient:
             )
             deleted.extend(reply.get("deleted", []))
             missing.extend(reply.get("missing", []))
+        log.info("removed %d job(s) from the server (%d already gone)", len(deleted), len(missing))
         return deleted, missing
 
     # -- sessions and groups of jobs ----------------------------------------------------------------

@@ -155,6 +155,14 @@ def test_senddata_uploads_a_file_that_datas_lists_and_download_fetches(
     run = ok(dep, "--xwdownload", f"xw://127.0.0.1:{dep.port}/{uid}", cwd=target)
     assert Path(run.out.strip()) == target / "input.bin"
     assert (target / "input.bin").read_bytes() == src.read_bytes()
+    os.utime(target / "input.bin", (1_000_000_000, 1_000_000_000))
+    ok(dep, "--xwdownload", uid, cwd=target)
+    assert (target / "input.bin").stat().st_mtime == 1_000_000_000  # the same content is kept
+    ok(dep, "--xwdownload", uid, "--xwoverride", cwd=target)
+    assert (target / "input.bin").stat().st_mtime > 1_000_000_000
+    assert (target / "input.bin").read_bytes() == src.read_bytes()
+    assert on_server["created_at"].endswith("Z")  # ISO 8601 UTC, as every format shows it
+    assert every["json"][0]["created_at"] == every["xml"][0]["created_at"]
 
 
 def test_senddata_of_a_file_uri_and_of_a_missing_file(dep: Deployment, tmp_path: Path) -> None:
@@ -572,3 +580,50 @@ def test_a_macro_of_ten_thousand_jobs_is_submitted_in_bulk_within_five_seconds(
     assert [jobs[uid_of(u)]["args"] for u in uris] == [[str(i)] for i in range(10_000)]
     ok(dep, "--xwrm", session)
     assert dep.api.jobs(session=session) == []
+
+
+def _process(
+    dep: Deployment, program: list[str], *args: str, stdin: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    with open(stdin or os.devnull, "rb") as given:
+        return subprocess.run(
+            [*program, *args],
+            stdin=given,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "XWCONFIG": str(dep.admin_conf)},
+            cwd=dep.workdir,
+            timeout=60,
+        )
+
+
+def test_the_installed_script_is_the_command(dep: Deployment, tmp_path: Path) -> None:
+    script = Path(sys.executable).parent / "xwsendwork"
+    assert script.is_file(), "pip install -e . installs one script per command"
+    given = tmp_path / "in.txt"
+    given.write_text("through the script")
+    proc = _process(dep, [str(script)], "echo", "a b", "--xwlabel", "script", stdin=given)
+    assert proc.returncode == 0, proc.stderr
+    uid = uid_of(proc.stdout)
+    job = dep.api.job(uid)
+    assert (job["args"], job["label"]) == (["a b"], "script")
+    wait_done(dep, uid)
+    assert (dep.results(uid) / "stdout.txt").read_text() == "arg=a b\nstdin=through the script\n"
+
+
+def test_verbose_says_what_the_client_does_and_noverbose_only_errors(dep: Deployment, tmp_path: Path) -> None:
+    given = tmp_path / "in.txt"
+    given.write_text("logged")
+    client = [sys.executable, "-m", "xwclient"]
+    verbose = _process(dep, client, "--xwsendwork", "winonly", "--xwstdin", str(given), "--xwverbose")
+    assert verbose.returncode == 0 and "xwclient.sdk: INFO: uploaded" in verbose.stderr
+    assert "xwclient.sdk: INFO: submitted job" in verbose.stderr
+    quiet = _process(dep, client, "--xwsendwork", "winonly", "--xwstdin", str(given))
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    cache = dep.home / "conf" / "xwclient.cache"
+    (cache / "uploads.json").write_text("{damaged")
+    warned = _process(dep, client, "--xwsendwork", "winonly", "--xwstdin", str(given))
+    assert warned.returncode == 0 and "unreadable" in warned.stderr
+    (cache / "uploads.json").write_text("{damaged")
+    silent = _process(dep, client, "--xwsendwork", "winonly", "--xwstdin", str(given), "--xwnoverbose")
+    assert silent.returncode == 0 and silent.stderr == ""

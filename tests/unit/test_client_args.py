@@ -92,6 +92,7 @@ def test_common_options_apply_to_every_command():
 
 def test_every_script_runs_its_command(monkeypatch):
     seen: list[list[str]] = []
+
     def record(argv: list[str]) -> int:
         seen.append(argv)
         return 0

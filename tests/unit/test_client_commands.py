@@ -218,3 +218,30 @@ def test_a_redirected_file_or_a_pipe_is_copied(tmp_path):
     os.close(w)
     with open(r, "rb") as pipe:  # a pipe closed without data: no stdin
         assert stdin_to_file(pipe, str(tmp_path)) is None
+
+
+async def test_xwenv_sends_one_zip_as_it_is_and_names_a_data_by_uri(xw, tmp_path):
+    run = await _cli(xw, tmp_path)
+    packed = tmp_path / "env.zip"
+    with zipfile.ZipFile(packed, "w") as zf:
+        zf.writestr("in/data.txt", "x")
+    _, out, _ = await run("--xwsendwork", "app", "--xwenv", "env.zip")
+    env_uid = (await xw.job(_uid(out)))["env_uid"]
+    env = await xw.ok("GET", f"/data/{env_uid}", token=xw.admin)
+    assert env["sha256"] == hashlib.sha256(packed.read_bytes()).hexdigest()
+    _, again, _ = await run("--xwsendwork", "app", "--xwenv", env["uri"])
+    assert (await xw.job(_uid(again)))["env_uid"] == env_uid
+    code, _, err = await run("--xwsendwork", "app", "--xwenv", env["uri"], "--xwenv", "env.zip")
+    assert code == 2 and "must be the only --xwenv" in err
+
+
+async def test_the_same_env_folder_is_packed_and_sent_once(xw, tmp_path):
+    run = await _cli(xw, tmp_path)
+    (tmp_path / "inputs").mkdir()
+    (tmp_path / "inputs" / "a.txt").write_text("a")
+    _, first, _ = await run("--xwsendwork", "app", "--xwenv", "inputs")
+    _, second, _ = await run("--xwsendwork", "app", "--xwenv", "inputs/")
+    envs = {(await xw.job(_uid(o)))["env_uid"] for o in (first, second)}
+    assert len(envs) == 1  # the second run found it in the client's cache
+    data = await xw.ok("GET", "/data", token=xw.admin)
+    assert [d["name"] for d in data["data"]].count("env.zip") == 1

@@ -208,3 +208,9 @@ def test_format_names_are_checked_and_accept_xwhep_capitals():
         formats.render([], "job", "yaml")
     with pytest.raises(ValueError, match="does not parse back"):
         formats.parse("", "text")
+
+
+def test_text_shows_sizes_for_people_and_the_other_formats_in_bytes():
+    line = formats.render(SAMPLES["data"], "data", "text").splitlines()[1]
+    assert "11.5 GiB" in line and "12345678901" not in line
+    assert formats.parse(formats.render(SAMPLES["data"], "data", "csv"), "csv")[0]["size"] == "12345678901"
