@@ -10,8 +10,18 @@ word is an argument of the command; for ``--xwsendwork``, every word after the
 application's name is the job's, passed verbatim (``-n 5``, ``--seed=3``); after ``--``
 every word is an argument, even one spelled ``--xw…``.
 
-Common options: ``--xwconfig FILE``, ``--xwformat text|json|xml|csv|html``,
-``--xwverbose``, ``--xwnoverbose``, ``--xwhelp``.
+``--xwwait`` after ``--xwsendwork`` is that command's option (wait for the job's end);
+alone it is the command ``xwwait``. ``--xwenv`` may be given several times.
+
+Common options: ``--xwconfig FILE``, ``--xwformat text|json|xml|csv|html`` (the fields
+of each kind: :mod:`xwclient.formats`), ``--xwverbose``, ``--xwnoverbose``, ``--xwclean``
+(empty the client's cache, :mod:`xwclient.cache`; alone, only that), ``--xwhelp``.
+``--xwmacro FILE`` runs the commands of a file instead (:mod:`xwclient.macro`); only the
+common options may go with it.
+
+Progress bars (uploads, downloads, results, macro submission, waits) are drawn on
+standard error when standard output and standard error are both terminals, never
+otherwise (:mod:`xwclient.progress`).
 
 Exit codes (:mod:`xwclient.exitcodes`): 0 ok, 1 generic error, 2 usage error (command
 line or config), 3 authentication or permission refused, 4 not found, 5 server

@@ -12,6 +12,12 @@ code  meaning
 6     TLS refused: the server's certificate is not signed by the deployment CA
 130   interrupted (Ctrl-C)
 ====  ==========================================================================
+
+Every error is one message on standard error, ``<program>: error: <what>; <what to do>``.
+A command working on several objects (``xwresults A B``) goes on after a failure and exits
+with the first failure's code. A macro stops at its first failing line and exits with that
+line's code; its message names the file and the line and what took effect before it.
+``xwsendwork --xwwait`` exits 1 when the job ends in ERROR or ABORTED.
 """
 
 from __future__ import annotations
