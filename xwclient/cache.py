@@ -117,7 +117,12 @@ class UploadCache:
             os.replace(tmp, self.index)
             self._dirty = False
         except OSError as exc:
-            log.warning("could not write the client cache %s: %s", self.index, exc)
+            log.warning(
+                "could not write the client cache %s: %s; set cache.dir in the client config to a "
+                "folder you may write",
+                self.index,
+                exc,
+            )
 
     def clean(self) -> int:
         """Empty the cache (``--xwclean``); return how many files were removed."""

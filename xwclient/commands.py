@@ -283,7 +283,7 @@ async def cmd_apps(ctx: Context) -> int:
 async def cmd_senddata(ctx: Context) -> int:
     files = ctx.inv.args
     name = ctx.inv.value("xwname")
-    if len(files) == 4 and not Path(files[0]).exists() and _is_platform(files[1], files[2]):
+    if len(files) == 4 and _local_file(ctx, files[0]) is None and _is_platform(files[1], files[2]):
         name, files = name or files[0], [files[3]]  # XWHEP: --xwsenddata NAME CPU OS URI
     if name is not None and len(files) > 1:
         raise UsageError("--xwname names one file; send the files one by one to name each")

@@ -38,6 +38,7 @@ from xwcommon.errors import BadRequest, XWError
 
 from .commands import COMMANDS, Command, Context, Invocation, UsageError, sendwork_spec
 from .exitcodes import describe_error, exit_code_for
+from .formats import check_format
 from .sdk import BULK_CHUNK
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,8 @@ def load_macro(
                 if name in inv.options:
                     raise UsageError(f"--{name} belongs on the client's command line, not on a macro line")
             cmd = check(inv)
+            if (fmt := inv.value("xwformat")) is not None:
+                check_format(fmt)
             if stdin is not None and cmd.name != "sendwork":
                 raise UsageError(f"'<' gives a job its standard input; --xw{cmd.name} reads none")
         except (ValueError, BadRequest) as exc:
@@ -164,7 +167,7 @@ def _context(line: MacroLine, make_context: Callable[[Invocation], Context]) -> 
     ctx = make_context(line.inv)
     ctx.stdin = None  # a macro's lines read their input from '<' or --xwstdin, never the client's
     if (fmt := line.inv.value("xwformat")) is not None:
-        ctx.fmt = fmt.strip().lower()
+        ctx.fmt = check_format(fmt)
     return ctx
 
 

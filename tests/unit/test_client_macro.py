@@ -52,6 +52,7 @@ def test_a_macro_is_checked_whole_and_an_error_names_its_file_and_line(tmp_path)
         ("--xwsendwork app --xwconfig other.rc\n", 1, "--xwconfig belongs on the client's command line"),
         ("--xwworks < in.txt\n", 1, "reads none"),
         ("--xwsendwork app < a < b\n", 1, "'<' given twice"),
+        ("--xwworks\n--xwworks --xwformat yaml\n", 2, "unknown format 'yaml'"),
     ):
         with pytest.raises(MacroError) as error:
             _load(tmp_path, text)
