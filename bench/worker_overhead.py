@@ -11,7 +11,11 @@ two-line shell script that exits 0, and measures:
    - *before start*: from the assignment's arrival at the worker to the app's start
      (binary from the download cache, scratch folder, sandbox start);
    - *after exit*: from the app's exit to the server's acknowledgement of the report
-     (result zipped and uploaded, report sent).
+     (result zipped and uploaded, report sent);
+   - *both*: their sum, all the worker adds to one job.
+
+   The server runs on the same machine and shares its cores: on a small machine its share
+   of the work is in these figures too.
 
    N jobs are submitted (``POST /jobs/bulk``) before the worker starts; the first job of a
    run also downloads the binary (a cold cache), so it is in the max, not in the p50.
@@ -259,6 +263,7 @@ def print_figures(args: argparse.Namespace, runs: list[Run], idle: Idle) -> None
                 for what, values in (
                     ("before_start", r.before_ms),
                     ("after_exit", r.after_ms),
+                    ("both", r.total_ms),
                     ("app", r.app_ms),
                 )
                 for q, fn in (
