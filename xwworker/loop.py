@@ -220,6 +220,8 @@ class Worker:
         self._paused = False
         self._policy_allows = True
         self._policy_asked_at: float | None = None
+        #: set to send a heartbeat at once (the activation state changed)
+        self._beat_now = asyncio.Event()
         #: fire-and-forget calls (hand-backs) kept referenced until they end
         self._background: set[asyncio.Future[Any]] = set()
 
@@ -596,6 +598,8 @@ class Worker:
                 "activation: not computing (%s); %d job(s) suspended, asking for no work", reason, suspended
             )
         self._write_state()
+        if self.host_uid is not None and not self.stopping:
+            self._beat_now.set()
 
     def _hand_back_oversuspended(self, mono: float) -> None:
         limit_s = self.settings.max_suspend_s
@@ -638,7 +642,14 @@ class Worker:
     # -- heartbeats ----------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
         while True:
-            await self._sleep(self.heartbeat_interval_s)
+            # the interval, or less when the activation state changed (the server shows it).
+            # Not wait_for: on Python 3.11 it swallows a cancel that lands as the event is set
+            beat = asyncio.ensure_future(self._beat_now.wait())
+            try:
+                await asyncio.wait({beat}, timeout=self.heartbeat_interval_s)
+            finally:
+                beat.cancel()
+            self._beat_now.clear()
             try:
                 await self.heartbeat()
             except TLSError:
