@@ -627,3 +627,13 @@ def test_verbose_says_what_the_client_does_and_noverbose_only_errors(dep: Deploy
     (cache / "uploads.json").write_text("{damaged")
     silent = _process(dep, client, "--xwsendwork", "winonly", "--xwstdin", str(given), "--xwnoverbose")
     assert silent.returncode == 0 and silent.stderr == ""
+
+
+def test_users_and_user_groups_listings_match_the_server(dep: Deployment, tmp_path: Path) -> None:
+    ok(dep, "--xwsendusergroup", "listed")
+    _new_user(dep, "listeduser", tmp_path)
+    users = dep.api.call("GET", "/users")["users"]
+    assert_same_rows(listing(dep, "user", "--xwusers"), "user", users)
+    groups = dep.api.call("GET", "/usergroups")["usergroups"]
+    assert_same_rows(listing(dep, "usergroup", "--xwusergroups"), "usergroup", groups)
+    assert "listed" in {g["label"] for g in groups} and "listeduser" in {u["login"] for u in users}
