@@ -536,8 +536,20 @@ async def cmd_works(ctx: Context) -> int:
 
     uids = [_uid_arg(u) for u in ctx.inv.args]
     code = await _each(ctx, uids, get, concurrency=RESULTS_CONCURRENCY)
+    # the given jobs, kept by the same filters as a listing
     wanted = set(status.split(",")) if status else None
-    jobs = [found[u] for u in uids if u in found and (wanted is None or found[u]["status"] in wanted)]
+    fields = {
+        "label": ctx.inv.value("xwlabel"),
+        "session_uid": _uid_arg(session) if session else None,
+        "group_uid": _uid_arg(group) if group else None,
+    }
+    jobs = [
+        found[u]
+        for u in uids
+        if u in found
+        and (wanted is None or found[u]["status"] in wanted)
+        and all(v is None or found[u].get(k) == v for k, v in fields.items())
+    ]
     ctx.emit_unless_failed(jobs, "job", code)
     return code
 

@@ -292,6 +292,8 @@ def test_works_lists_and_filters_by_status_label_session_and_group(dep: Deployme
     assert uids("--xwsession", session) == [done]
     assert uids("--xwgroup", group) == [pending]
     assert uids(done, pending, "--xwpending") == [pending]
+    assert uids(done, pending, "--xwsession", session) == [done]
+    assert uids(pending, done, "--xwlabel", "filters") == [pending, done]
     expected = [dep.api.job(done), dep.api.job(pending)]
     assert_same_rows(listing(dep, "job", "--xwworks", done, pending), "job", expected)
     run = xw(dep, "--xwworks", "--xwstatus", "sleeping")
