@@ -79,6 +79,8 @@ CLIENT_VERSION = xwcommon.__version__
 PAGE_SIZE = 1000
 #: jobs per ``POST /jobs/bulk`` request
 BULK_CHUNK = 2000
+#: inputs uploaded at once by :meth:`XWClient.submit_many`
+UPLOAD_CONCURRENCY = 4
 #: up to this many UIDs, :meth:`XWClient.wait` polls each job; beyond, it lists them all
 WAIT_SINGLE_POLL_MAX = 50
 #: how many requests :meth:`XWClient.wait` keeps in flight
@@ -160,6 +162,7 @@ class XWClient:
         self._now = now
         #: inputs already uploaded or checked by this client: sha256 -> data uid
         self._inputs: dict[str, str] = {}
+        self._input_locks: dict[str, asyncio.Lock] = {}
         #: env archives built by this client: their sources -> data uid
         self._envs: dict[tuple[str, ...], str] = {}
 
@@ -381,7 +384,16 @@ class XWClient:
         the number of jobs each chunk submitted.
         """
         chunk = max(1, min(chunk, defaults.MAX_BULK_JOBS))
-        wire = [await self._spec(dict(s), s.get("stdin_path")) for s in specs]
+        # inputs (stdin files, env folders) are uploaded a few at a time; each file only once
+        gate = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+
+        async def prepare(s: dict[str, Any]) -> dict[str, Any]:
+            if s.get("stdin_path") is None and not s.get("env"):
+                return await self._spec(dict(s), None)
+            async with gate:
+                return await self._spec(dict(s), s.get("stdin_path"), s.get("stdin_name"))
+
+        wire = list(await asyncio.gather(*(prepare(s) for s in specs)))
         jobs: list[dict[str, Any]] = []
         for start in range(0, len(wire), chunk):
             try:
@@ -408,6 +420,7 @@ class XWClient:
         stdin_name: str | None = None,
     ) -> dict[str, Any]:
         spec.pop("stdin_path", None)
+        stdin_name = spec.pop("stdin_name", None) or stdin_name
         if stdin_path is not None:
             spec["stdin_uid"] = await self.input_uid(stdin_path, stdin_name)
         env = spec.pop("env", None)
@@ -437,6 +450,11 @@ class XWClient:
             self.cache.remember_sha256(p, sha)
         else:
             sha = known
+        # one upload per content even when many jobs ask for it at once (submit_many)
+        async with self._input_locks.setdefault(sha, asyncio.Lock()):
+            return await self._input_uid(p, sha, name)
+
+    async def _input_uid(self, p: Path, sha: str, name: str | None) -> str:
         if sha in self._inputs:
             return self._inputs[sha]
         server, login = self.transport.server, self.transport.login_name

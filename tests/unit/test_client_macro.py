@@ -136,3 +136,30 @@ async def test_a_failing_line_stops_the_macro_and_says_what_took_effect(xw, tmp_
     assert "lines 1-3 together" in err.getvalue()
     listed = await xw.ok("GET", "/jobs", token=xw.admin)
     assert listed["jobs"] == []
+
+
+async def test_each_line_gets_its_own_input_and_environment(xw, tmp_path):
+    await xw.insert_app(xw.admin, "app")
+    lines = []
+    for i in range(12):
+        (tmp_path / f"in{i}.txt").write_text(f"input {i}")
+        (tmp_path / f"env{i}").mkdir()
+        (tmp_path / f"env{i}" / "n.txt").write_text(str(i % 3))  # three distinct environments
+        lines.append(f"xwsendwork app {i} < in{i}.txt --xwenv env{i}\n")
+    (tmp_path / "m.macro").write_text("".join(lines))
+    config = tmp_path / "xwrc"
+    config.write_text(
+        f"dispatcher.servers={xw.url}\nlogin=admin\npassword={xw.admin_password}\nca.file={xw.ca_file}\n"
+    )
+    out, err = io.StringIO(), io.StringIO()
+    code = await asyncio.to_thread(
+        cli.main, ["--xwconfig", str(config), "--xwmacro", "m.macro"], out=out, err=err, cwd=tmp_path
+    )
+    assert code == 0, err.getvalue()
+    jobs = [await xw.job(uri.rsplit("/", 1)[1]) for uri in out.getvalue().splitlines()]
+    assert [j["args"] for j in jobs] == [[str(i)] for i in range(12)]
+    for i, job in enumerate(jobs):
+        got = await xw.call("GET", f"/data/{job['stdin_uid']}/content", token=xw.admin)
+        assert got.body == f"input {i}".encode()
+    envs = [j["env_uid"] for j in jobs]
+    assert len(set(envs)) == 3 and envs[0] == envs[3] == envs[6] and envs[1] != envs[0]
