@@ -198,6 +198,10 @@ class Executor:
             limits=self.limits,
             network=assignment.needs_network,
         )
+        if why := await asyncio.to_thread(_not_executable, app):
+            message = f"cannot start {assignment.app_name}: {why}"
+            await asyncio.to_thread(_append_text, spec.stderr, f"xwworker: {message}\n")
+            return await self._finish(assignment, scratch, None, message, started, exclude=(app.name,))
         starting = asyncio.ensure_future(self.runner.start(spec))
         try:
             # shielded: a cancel that lands while the process is being started must still kill it
@@ -385,7 +389,11 @@ class Executor:
         elif returncode:
             status, exit_code, message = TaskStatus.ERROR, returncode, f"exited with code {returncode}"
             tail = await asyncio.to_thread(_tail, scratch / STDERR_NAME)
-            if limit := _stderr_limit(tail, self.limits):
+            if why := _exec_failure(returncode, tail):
+                # the wrapper (prlimit, bubblewrap) could not exec the app: it never started
+                exit_code, message = None, f"cannot start {assignment.app_name}: {why}"
+                await asyncio.to_thread(_append_text, scratch / STDERR_NAME, f"xwworker: {message}\n")
+            elif limit := _stderr_limit(tail, self.limits):
                 message = f"{message} ({limit})"
         else:
             status, exit_code, message = TaskStatus.COMPLETED, 0, None
@@ -474,6 +482,35 @@ _STDERR_LIMITS = (
     (("File too large",), "file_bytes"),
     (("Resource temporarily unavailable", "BlockingIOError"), "processes"),
 )
+
+
+#: what prlimit (exit code 127) and bubblewrap (exit code 1) print when they cannot exec the app
+_EXEC_FAILED = re.compile(r"^(?:prlimit: failed to execute|bwrap: execvp) [^\n]*?: ([^:\n]+)$", re.MULTILINE)
+
+
+def _not_executable(app: Path) -> str | None:
+    """Why ``app`` is neither a ``#!`` script nor an ELF binary, or None.
+
+    The wrappers that start jobs (prlimit, bubblewrap) exec with execvp, which hands any
+    other file to /bin/sh; XWHEP's apps are binaries or scripts, so anything else is refused.
+    """
+    try:
+        with open(app, "rb") as fh:
+            head = fh.read(4)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    if head.startswith(b"#!") or head == b"\x7fELF":
+        return None
+    return "Exec format error: the app is neither a script starting with #! nor an ELF executable"
+
+
+def _exec_failure(returncode: int, tail: str) -> str | None:
+    """Why the app could not be executed, when its wrapper says so; else None."""
+    if returncode not in (1, 127):
+        return None
+    lines = tail.strip().splitlines()
+    match = _EXEC_FAILED.match(lines[-1]) if lines else None
+    return match.group(1).strip() if match else None
 
 
 def _stderr_limit(tail: str, limits: ResourceLimits) -> str | None:

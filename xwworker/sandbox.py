@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import glob
 import logging
 import os
@@ -65,6 +66,20 @@ class ResourceLimits:
         Everything is computed here, in the parent: between fork and exec the child may only
         make the setrlimit calls.
         """
+        clamped = self.rlimits()
+
+        def apply() -> None:
+            for what, soft, hard in clamped:
+                resource.setrlimit(what, (soft, hard))
+
+        return apply
+
+    def prlimit_options(self) -> list[str]:
+        """The same limits as options of util-linux's ``prlimit`` (empty when none is set)."""
+        return [f"{_PRLIMIT_OPTION[what]}={soft}:{hard}" for what, soft, hard in self.rlimits()]
+
+    def rlimits(self) -> list[tuple[int, int, int]]:
+        """``(RLIMIT_*, soft, hard)`` for each limit set, within this process's own hard limits."""
         settings: list[tuple[int, int, int]] = []
         if self.cpu_s:
             # SIGXCPU at the soft limit, SIGKILL a little later for a job that ignores it
@@ -83,13 +98,21 @@ class ResourceLimits:
             # process tree holds a fork bomb, which is why that watch runs in every case.
             n = user_task_count(os.getuid()) + self.processes + BWRAP_OVERHEAD_PROCESSES
             settings.append((resource.RLIMIT_NPROC, n, n))
-        clamped = [(what, *_clamp(what, soft, hard)) for what, soft, hard in settings]
+        return [(what, *_clamp(what, soft, hard)) for what, soft, hard in settings]
 
-        def apply() -> None:
-            for what, soft, hard in clamped:
-                resource.setrlimit(what, (soft, hard))
 
-        return apply
+_PRLIMIT_OPTION = {
+    resource.RLIMIT_CPU: "--cpu",
+    resource.RLIMIT_AS: "--as",
+    resource.RLIMIT_FSIZE: "--fsize",
+    resource.RLIMIT_NPROC: "--nproc",
+}
+
+
+@functools.cache
+def prlimit_path() -> str | None:
+    """util-linux's ``prlimit``, which sets the limits and then execs the job, if installed."""
+    return shutil.which("prlimit")
 
 
 def _own_rss_bytes() -> int:
@@ -290,7 +313,15 @@ class LocalRunner(Runner):
 
     async def start(self, spec: RunSpec) -> JobProcess:
         argv = self.command(spec)
-        preexec = spec.limits.preexec()
+        preexec: Callable[[], None] | None = None
+        options = spec.limits.prlimit_options()
+        if options and (prlimit := prlimit_path()) is not None:
+            # prlimit sets the limits and execs the job in the same process. A preexec_fn
+            # would do it too, but forces a full fork of the worker: measured here, 14 ms per
+            # job for an 80 MB worker, against 0.2 ms for the vfork Popen uses without it
+            argv = [prlimit, *options, "--", *argv]
+        elif options:
+            preexec = spec.limits.preexec()
         parent_rss_bytes = _own_rss_bytes()
         with contextlib.ExitStack() as stack:
             stdin: IO[bytes] | int = (

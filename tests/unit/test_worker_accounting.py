@@ -89,7 +89,7 @@ async def test_a_small_job_is_not_charged_with_the_workers_own_memory(tmp_path: 
 
 async def test_a_job_that_cannot_start_has_no_accounting(tmp_path: Path) -> None:
     a, binary = run_args(tmp_path, "")
-    binary.write_bytes(b"\x7fELF-not-really")
+    binary.write_bytes(b"\x00\x01 neither a script nor an executable")
     outcome = await Executor(tmp_path / "work").run(a, binary)
 
     assert outcome.status is TaskStatus.ERROR

@@ -142,6 +142,16 @@ async def test_a_binary_that_cannot_start_is_an_error_with_a_clear_message(tmp_p
     assert b"cannot start broken" in zip_members(outcome.result_zip)["stderr.txt"]
 
 
+async def test_an_app_whose_interpreter_is_missing_cannot_start(tmp_path: Path) -> None:
+    binary = tmp_path / "noint"
+    binary.write_bytes(b"#!/nonexistent/interpreter\nprint('never')\n")
+    outcome = await Executor(tmp_path / "work").run(assignment(app="noint"), binary)
+    assert outcome.status is TaskStatus.ERROR
+    assert outcome.exit_code is None
+    assert outcome.message is not None and outcome.message.startswith("cannot start noint: "), outcome.message
+    assert "No such file" in outcome.message
+
+
 async def test_the_env_archive_is_expanded_into_the_scratch_dir(tmp_path: Path) -> None:
     env = tmp_path / "env.zip"
     with zipfile.ZipFile(env, "w") as zf:
