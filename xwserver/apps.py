@@ -31,6 +31,9 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     if not isinstance(binaries, list) or not binaries:
         raise BadRequest('"binaries" must be a non-empty list of {"os","cpu","data_uid"}')
     rights = app_rights(caller, body.get("access_rights"))
+    needs_network = body.get("needs_network")
+    if needs_network is not None and not isinstance(needs_network, bool):
+        raise BadRequest('"needs_network" must be true or false')
     wanted: list[tuple[str, str, Data]] = []
     for b in binaries:
         if not isinstance(b, dict) or not all(isinstance(b.get(k), str) for k in ("os", "cpu", "data_uid")):
@@ -46,11 +49,14 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                 owner_id=caller.id,
                 access_rights=rights,
                 created_at=time.time(),
+                needs_network=bool(needs_network),
             )
             session.add(app)
             await session.flush()
         elif not await may_on(session, caller, WRITE, owner_id=app.owner_id, access_rights=app.access_rights):
             raise Conflict(f"application name {name!r} is taken by another user; choose another name")
+        elif needs_network is not None:  # jobs already submitted keep the copy they took
+            app.needs_network = needs_network
         for os_name, cpu, data in wanted:
             existing = (
                 await session.execute(

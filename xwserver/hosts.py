@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, true, update
@@ -43,6 +44,69 @@ def _printable(value: Any, key: str, max_len: int) -> str:
     return value
 
 
+ACTIVATION_STATES = ("active", "suspended")
+MAX_ACTIVATION_DETAIL = 200
+MAX_GPUS = 16
+MAX_GPU_NAME = 128
+
+
+@dataclass(frozen=True)
+class Activation:
+    """What a worker's activation policy says: may it run jobs now, and why."""
+
+    state: str
+    detail: str
+
+
+def parse_activation(value: Any) -> Activation | None:
+    """``{"state": "active"|"suspended", "detail": str}`` (detail optional), or None if absent."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadRequest('"activation" must be an object {"state": "active"|"suspended", "detail": str}')
+    unknown = set(value) - {"state", "detail"}
+    if unknown:
+        raise BadRequest(f"unknown activation keys: {', '.join(sorted(unknown))[:200]}; known: state, detail")
+    state = value.get("state")
+    if state not in ACTIVATION_STATES:
+        raise BadRequest('"activation.state" must be "active" or "suspended"')
+    detail = value.get("detail", "")
+    if detail is None:
+        detail = ""
+    if not isinstance(detail, str) or len(detail) > MAX_ACTIVATION_DETAIL or not detail.isprintable():
+        raise BadRequest(
+            f'"activation.detail" must be a string of at most {MAX_ACTIVATION_DETAIL} printable characters'
+        )
+    return Activation(state, detail)
+
+
+def parse_gpus(value: Any) -> list[dict[str, Any]]:
+    """A list of at most MAX_GPUS ``{"name": str, "memory_bytes": int}``; none when absent."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_GPUS:
+        raise BadRequest(f'"gpus" must be a list of at most {MAX_GPUS} {{"name", "memory_bytes"}} objects')
+    gpus = []
+    for i, gpu in enumerate(value):
+        if not isinstance(gpu, dict):
+            raise BadRequest(f'"gpus[{i}]" must be an object {{"name": str, "memory_bytes": int}}')
+        unknown = set(gpu) - {"name", "memory_bytes"}
+        if unknown:
+            raise BadRequest(
+                f"unknown keys in gpus[{i}]: {', '.join(sorted(unknown))[:200]}; known: name, memory_bytes"
+            )
+        name = gpu.get("name")
+        if not isinstance(name, str) or not name or len(name) > MAX_GPU_NAME or not name.isprintable():
+            raise BadRequest(
+                f'"gpus[{i}].name" must be a non-empty string of at most {MAX_GPU_NAME} printable characters'
+            )
+        memory = gpu.get("memory_bytes")
+        if not isinstance(memory, int) or isinstance(memory, bool) or not 0 <= memory <= MAX_BYTES:
+            raise BadRequest(f'"gpus[{i}].memory_bytes" must be an integer from 0 to {MAX_BYTES}')
+        gpus.append({"name": name, "memory_bytes": memory})
+    return gpus
+
+
 async def register(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     caller.require(UserLevel.WORKER, "registering a host")
     if not isinstance(body, dict):
@@ -58,6 +122,7 @@ async def register(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     ):
         raise BadRequest(f'"tags" must be a list of at most {MAX_TAGS} short strings')
     version = _printable(body.get("version", ""), "version", 64)
+    activation = parse_activation(body.get("activation"))
     values = dict(
         name=name,
         os=os_name,
@@ -67,6 +132,7 @@ async def register(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
         disk_free_bytes=_int(body, "disk_free_bytes", MAX_BYTES),
         tags=json.dumps(tags),
         version=version,
+        gpus=json.dumps(parse_gpus(body.get("gpus"))),
     )
     now = time.time()
     async with srv.sessions.begin() as session:
@@ -91,6 +157,11 @@ async def register(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
             for k, v in values.items():
                 setattr(host, k, v)
             host.last_seen_at = now
+        if activation is not None:  # absent: the host keeps what it said before
+            if host.activation_state != activation.state:
+                host.activation_since = now
+            host.activation_state = activation.state
+            host.activation_detail = activation.detail
     srv.hosts.drop(host.uid)
     return {
         "host_uid": host.uid,

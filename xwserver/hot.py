@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import Double, String, and_, bindparam, case, insert, or_, select, update
 from sqlalchemy.sql.dml import Insert, Update
 
 from xwcommon.platforms import ANY
@@ -30,8 +30,13 @@ _platforms = (
 
 
 @cache
-def claim_select(kind: str, skip_locked: bool) -> Any:
-    """PENDING jobs a worker may run, oldest first. ``kind``: private, public or group."""
+def claim_select(kind: str, skip_locked: bool, fit: bool = False, offline: bool = False) -> Any:
+    """PENDING jobs a worker may run, oldest first. ``kind``: private, public or group.
+
+    ``fit``: only jobs whose declared needs fit the host's free memory and disk (bind
+    ``free_memory``, ``free_disk``); ``offline``: only jobs that do not need the network.
+    A job bound to one host (``expected_host_id``) goes to that host only (bind ``host_id``).
+    """
     if kind == "private":
         rights = Job.owner_id == bindparam("owner_id")
     elif kind == "public":
@@ -39,13 +44,32 @@ def claim_select(kind: str, skip_locked: bool) -> Any:
     else:
         members = select(User.id).where(User.group_id == bindparam("group_id"))
         rights = and_(Job.owner_id.in_(members), Job.access_rights.op("&")(0o011) != 0)
+    where = [
+        Job.status == PENDING,
+        Job.app_id.in_(select(AppBinary.app_id).where(*_platforms)),
+        rights,
+        or_(Job.expected_host_id.is_(None), Job.expected_host_id == bindparam("host_id")),
+    ]
+    if fit:
+        where += [
+            Job.min_memory_bytes <= bindparam("free_memory"),
+            Job.min_disk_bytes <= bindparam("free_disk"),
+        ]
+    if offline:
+        where.append(Job.needs_network.is_(False))
     q = (
-        select(Job.id, Job.uid, Job.app_id, Job.args, Job.stdin_data_id, Job.env_data_id)
-        .where(
-            Job.status == PENDING,
-            Job.app_id.in_(select(AppBinary.app_id).where(*_platforms)),
-            rights,
+        select(
+            Job.id,
+            Job.uid,
+            Job.app_id,
+            Job.args,
+            Job.stdin_data_id,
+            Job.env_data_id,
+            Job.needs_network,
+            Job.min_memory_bytes,
+            Job.min_disk_bytes,
         )
+        .where(*where)
         .order_by(Job.id)
         .limit(bindparam("k"))
     )
@@ -85,6 +109,26 @@ RENEW_LEASES: Update = (
 
 HOST_SEEN: Update = update(Host).where(Host.id == bindparam("host_id")).values(last_seen_at=bindparam("now"))
 
+#: HOST_SEEN with what the worker's activation policy says; ``activation_since`` moves only
+#: when the state changes. It comes first in the SET clause: MariaDB assigns left to right,
+#: each assignment seeing the ones before it (the others read the old row).
+HOST_SEEN_ACTIVATION: Update = (
+    update(Host)
+    .where(Host.id == bindparam("host_id"))
+    .ordered_values(
+        (
+            Host.activation_since,
+            case(
+                (Host.activation_state == bindparam("state", type_=String()), Host.activation_since),
+                else_=bindparam("since", type_=Double()),
+            ),
+        ),
+        (Host.last_seen_at, bindparam("now")),
+        (Host.activation_state, bindparam("state", type_=String())),
+        (Host.activation_detail, bindparam("detail", type_=String())),
+    )
+)
+
 LIVE_UIDS = select(Task.uid).where(
     Task.host_id == bindparam("host_id"),
     Task.status == RUNNING,
@@ -101,7 +145,15 @@ TASK_OF = (
 FINISH_TASK: Update = (
     update(Task)
     .where(Task.id == bindparam("task_id"), Task.status == RUNNING)
-    .values(status=bindparam("b_status"), ended_at=bindparam("now"), exit_code=bindparam("b_exit_code"))
+    .values(
+        status=bindparam("b_status"),
+        ended_at=bindparam("now"),
+        exit_code=bindparam("b_exit_code"),
+        cpu_user_s=bindparam("b_cpu_user_s"),
+        cpu_system_s=bindparam("b_cpu_system_s"),
+        wall_s=bindparam("b_wall_s"),
+        max_rss_bytes=bindparam("b_max_rss_bytes"),
+    )
 )
 
 FINISH_JOB: Update = (

@@ -5,22 +5,26 @@ from __future__ import annotations
 import json
 import shlex
 import time
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from sqlalchemy import delete as sa_delete
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import exists, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from xwcommon import defaults
-from xwcommon.errors import BadRequest, Forbidden, NotFound
+from xwcommon.errors import BadRequest, Conflict, Forbidden, NotFound
 from xwcommon.levels import UserLevel, format_access_rights
 from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
 from . import apps as apps_mod
+from . import jobsets
 from .access import EXEC, READ, WRITE, Caller, may_on, may_sql
 from .data import check_name, get_readable, owner_id_of
-from .db.models import App, Data, Host, Job, Task
+from .db.models import App, AppBinary, Data, Host, Job, Task
 from .state import Server, uid_maps
 
 MAX_ARG_BYTES = 64 * 1024
@@ -47,13 +51,75 @@ def _parse_args(value: Any) -> list[str]:
     return args
 
 
+MAX_BYTES = 2**62  # within a signed 64-bit column on every database
+
+JOB_FIELDS = frozenset(
+    {
+        "app",
+        "args",
+        "stdin_uid",
+        "env_uid",
+        "label",
+        "max_retry",
+        "min_memory_bytes",
+        "min_disk_bytes",
+        "session_uid",
+        "group_uid",
+        "expected_host_uid",
+    }
+)
+
+
+def _bytes(spec: dict[str, Any], key: str) -> int:
+    value = spec.get(key)
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_BYTES:
+        raise BadRequest(f'"{key}" must be an integer number of bytes from 0 to {MAX_BYTES}')
+    return value
+
+
 class _Resolver:
-    """Resolves app and data references once per distinct reference in a bulk."""
+    """Resolves app, data, session, group and host references once per distinct reference
+    in a bulk (a macro names the same few thousands of times)."""
 
     def __init__(self, srv: Server, caller: Caller) -> None:
         self.srv, self.caller = srv, caller
         self.apps: dict[str, App] = {}
         self.data: dict[str, Data] = {}
+        self.sets: dict[str, dict[str, Any]] = {"session": {}, "group": {}}
+        self.hosts: dict[str, Host] = {}
+
+    async def job_set(self, session: AsyncSession, kind: jobsets.JobSetKind, ref: Any) -> int | None:
+        """A session or group the caller may write (submit into); None if not named."""
+        what = f"{kind.name}_uid"
+        if ref is None:
+            return None
+        if not isinstance(ref, str):
+            raise BadRequest(f'"{what}" must be a {kind.name} UID or URI')
+        cache = self.sets[kind.name]
+        if ref not in cache:
+            cache[ref] = await jobsets.find(session, self.caller, kind, ref, WRITE, what=f'"{what}"')
+        return int(cache[ref].id)
+
+    async def host_id(self, session: AsyncSession, ref: Any) -> int | None:
+        """The host a job must run on: one the caller may read (as GET /hosts shows them)."""
+        if ref is None:
+            return None
+        if not isinstance(ref, str):
+            raise BadRequest('"expected_host_uid" must be a host UID or URI')
+        if ref not in self.hosts:
+            uid = parse_uid(ref, "expected_host_uid")
+            host = (await session.execute(select(Host).where(Host.uid == uid))).scalar_one_or_none()
+            if host is None or not (
+                self.caller.rights >= UserLevel.ADVANCED
+                or await may_on(
+                    session, self.caller, READ, owner_id=host.owner_id, access_rights=host.access_rights
+                )
+            ):
+                raise NotFound(f'"expected_host_uid": no host {uid} visible to you; list them with xwhosts')
+            self.hosts[ref] = host
+        return self.hosts[ref].id
 
     async def app(self, session: AsyncSession, ref: Any) -> App:
         if not isinstance(ref, str) or not ref:
@@ -76,9 +142,9 @@ class _Resolver:
 async def _row(session: AsyncSession, srv: Server, res: _Resolver, spec: Any, now: float) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise BadRequest('a job is a JSON object {"app": ..., "args": [...], ...}')
-    unknown = set(spec) - {"app", "args", "stdin_uid", "env_uid", "label", "max_retry"}
+    unknown = set(spec) - JOB_FIELDS
     if unknown:
-        raise BadRequest(f"unknown job fields: {', '.join(sorted(unknown))}")
+        raise BadRequest(f"unknown job fields: {', '.join(sorted(unknown))[:200]}")
     app = await res.app(session, spec.get("app"))
     label = spec.get("label")
     if label is not None:
@@ -101,6 +167,12 @@ async def _row(session: AsyncSession, srv: Server, res: _Resolver, spec: Any, no
         "max_retry": max_retry,
         "access_rights": app.access_rights,  # a job's rights are its app's
         "created_at": now,
+        "min_memory_bytes": _bytes(spec, "min_memory_bytes"),
+        "min_disk_bytes": _bytes(spec, "min_disk_bytes"),
+        "needs_network": app.needs_network,  # copied, as the rights: the claim reads the job alone
+        "session_id": await res.job_set(session, jobsets.SESSIONS, spec.get("session_uid")),
+        "group_id": await res.job_set(session, jobsets.GROUPS, spec.get("group_uid")),
+        "expected_host_id": await res.host_id(session, spec.get("expected_host_uid")),
     }
 
 
@@ -113,22 +185,37 @@ async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str
         raise BadRequest(f"at most {defaults.MAX_BULK_JOBS} jobs per request; split the batch")
     res = _Resolver(srv, caller)
     now = time.time()
-    async with srv.sessions.begin() as session:
-        rows = []
-        for i, spec in enumerate(specs):
-            try:
-                rows.append(await _row(session, srv, res, spec, now))
-            except BadRequest as exc:
-                if len(specs) > 1:
-                    raise BadRequest(f"job #{i}: {exc.message}") from None
-                raise
-        await session.execute(insert(Job), rows)
+    try:
+        async with srv.sessions.begin() as session:
+            rows = []
+            for i, spec in enumerate(specs):
+                try:
+                    rows.append(await _row(session, srv, res, spec, now))
+                except (BadRequest, Forbidden, NotFound) as exc:
+                    if len(specs) > 1:
+                        raise type(exc)(f"job #{i}: {exc.message}") from None
+                    raise
+            await session.execute(insert(Job), rows)
+    except DBIntegrityError:  # a session or group named was removed meanwhile (its foreign key)
+        raise Conflict(
+            "a session or group these jobs name was removed meanwhile; nothing was submitted"
+        ) from None
     srv.notifier.notify(len(rows))
     by_id = {a.id: a for a in res.apps.values()}
     data_uids = {d.id: d.uid for d in res.data.values()}
-    uids = {"app": {a.id: a.uid for a in by_id.values()}, "user": {caller.id: caller.uid}, "data": data_uids}
+    uids = {
+        "app": {a.id: a.uid for a in by_id.values()},
+        "user": {caller.id: caller.uid},
+        "data": data_uids,
+        "session": {r.id: r.uid for r in res.sets["session"].values()},
+        "group": {r.id: r.uid for r in res.sets["group"].values()},
+        "host": {h.id: h.uid for h in res.hosts.values()},
+    }
     names = {a.id: a.name for a in by_id.values()}
-    return [srv.wire.job(Job(id=None, **r), uids, names, {}) for r in rows]
+    # Wire.job only reads attributes: a plain namespace per row costs a tenth of an ORM Job
+    # (whose instrumented constructor was most of a 5000-job bulk's time)
+    unset = dict.fromkeys(("id", "exit_code", "message", "result_data_id", "started_at", "completed_at"))
+    return [srv.wire.job(cast(Job, SimpleNamespace(**unset, **r)), uids, names, {}) for r in rows]
 
 
 async def render_jobs(srv: Server, session: AsyncSession, jobs: list[Job]) -> list[dict[str, Any]]:
@@ -139,7 +226,17 @@ async def render_jobs(srv: Server, session: AsyncSession, jobs: list[Job]) -> li
         else {}
     )
     data_ids = [x for j in jobs for x in (j.stdin_data_id, j.env_data_id, j.result_data_id)]
-    uids = await uid_maps(session, {"app": app_ids, "user": [j.owner_id for j in jobs], "data": data_ids})
+    uids = await uid_maps(
+        session,
+        {
+            "app": app_ids,
+            "user": [j.owner_id for j in jobs],
+            "data": data_ids,
+            "session": [j.session_id for j in jobs],
+            "group": [j.group_id for j in jobs],
+            "host": [j.expected_host_id for j in jobs],
+        },
+    )
     result_ids = [j.result_data_id for j in jobs if j.result_data_id]
     shas = (
         dict((await session.execute(select(Data.id, Data.sha256).where(Data.id.in_(result_ids)))).all())
@@ -181,11 +278,13 @@ async def list_jobs(
     status: str | None = None,
     label: str | None = None,
     owner: str | None = None,
+    session: str | None = None,
+    group: str | None = None,
     limit: str | None = None,
     offset: str | None = None,
 ) -> list[dict[str, Any]]:
     """The jobs the caller may read (a job's rights are its app's); ``owner`` ("me" or a
-    user UID) keeps one owner's."""
+    user UID) keeps one owner's; ``session`` and ``group`` (UIDs) one set's."""
     statuses = _parse_statuses(status)
     n, o = _paging(limit, offset)
     q = select(Job).where(may_sql(caller, READ, Job.owner_id, Job.access_rights))
@@ -196,11 +295,15 @@ async def list_jobs(
         q = q.where(Job.label == check_name(label, "label"))  # a NUL would be a 500 on PostgreSQL
     elif label is not None:
         q = q.where(Job.label == label)
-    async with srv.sessions() as session:
+    for kind, ref in ((jobsets.SESSIONS, session), (jobsets.GROUPS, group)):
+        if ref:  # an unknown set matches nothing, as an unknown owner
+            wanted = select(kind.model.id).where(kind.model.uid == parse_uid(ref, kind.name))
+            q = q.where(kind.job_column.in_(wanted))
+    async with srv.sessions() as db:
         if owner:
-            q = q.where(Job.owner_id == await owner_id_of(session, caller, owner))
-        jobs = list((await session.execute(q)).scalars())
-        return await render_jobs(srv, session, jobs)
+            q = q.where(Job.owner_id == await owner_id_of(db, caller, owner))
+        jobs = list((await db.execute(q)).scalars())
+        return await render_jobs(srv, db, jobs)
 
 
 async def _job(session: AsyncSession, caller: Caller, uid_text: str, bit: int = READ) -> Job:
@@ -246,9 +349,9 @@ async def delete(srv: Server, caller: Caller, uid_text: str) -> None:
         sha = None
         if result_id is not None:
             result = await session.get(Data, result_id)
-            if result is not None:
+            await session.flush()
+            if result is not None and not await _data_in_use(session, result_id):
                 sha = result.sha256
-                await session.flush()
                 await session.delete(result)
     if sha:
         await collect_digest(srv, sha)
@@ -278,3 +381,91 @@ async def list_tasks(
     async with srv.sessions() as session:
         rows = (await session.execute(q)).all()
     return [srv.wire.task(t, job_uid, host_uid) for t, job_uid, host_uid in rows]
+
+
+def _in_use(data_id: Any) -> ColumnElement[bool]:
+    """Whether a data is another job's input or an app's binary (then a removed job's result stays)."""
+    return or_(
+        exists().where(or_(Job.stdin_data_id == data_id, Job.env_data_id == data_id)),
+        exists().where(AppBinary.data_id == data_id),
+    )
+
+
+async def _data_in_use(session: AsyncSession, data_id: int) -> bool:
+    return bool((await session.execute(select(_in_use(data_id)))).scalar())
+
+
+async def remove_jobs(session: AsyncSession, job_ids: list[int]) -> None:
+    """Remove jobs inside the caller's transaction, as :func:`delete` does one by one: live
+    tasks aborted (their workers are told to stop at their next heartbeat), task records and
+    jobs removed, their result data too; the result files are left to the collector."""
+    for start in range(0, len(job_ids), 900):
+        chunk = job_ids[start : start + 900]
+        results = list(
+            (
+                await session.execute(
+                    select(Job.result_data_id).where(Job.id.in_(chunk), Job.result_data_id.is_not(None))
+                )
+            ).scalars()
+        )
+        await session.execute(
+            update(Task)
+            .where(Task.job_id.in_(chunk), Task.status == TaskStatus.RUNNING)
+            .values(status=TaskStatus.ABORTED, ended_at=time.time())
+        )
+        await session.execute(sa_delete(Task).where(Task.job_id.in_(chunk)))
+        await session.execute(sa_delete(Job).where(Job.id.in_(chunk)))
+        if results:  # a result another job takes as its input stays (that job needs it)
+            await session.execute(sa_delete(Data).where(Data.id.in_(results), ~_in_use(Data.id)))
+
+
+async def delete_many(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
+    """``POST /jobs/delete``: remove the listed jobs the caller may write, in one transaction.
+
+    Not all or nothing (xwresults erases results as it downloads them, so some may be gone
+    already): ``{"deleted": [uid…], "missing": [{"uid", "reason"}…]}``.
+    """
+    caller.require(UserLevel.STANDARD, "removing jobs")
+    if not isinstance(body, dict) or set(body) != {"uids"} or not isinstance(body["uids"], list):
+        raise BadRequest('expected {"uids": [job UID, ...]} and nothing else')
+    refs = body["uids"]
+    if len(refs) > defaults.MAX_BULK_JOBS:
+        raise BadRequest(f'"uids": at most {defaults.MAX_BULK_JOBS} jobs per request; split the list')
+    wanted: list[str] = []
+    for i, ref in enumerate(refs):
+        if not isinstance(ref, str):
+            raise BadRequest(f'"uids[{i}]" must be a job UID or URI')
+        uid = parse_uid(ref, f"uids[{i}]")
+        if uid not in wanted:
+            wanted.append(uid)
+    found: dict[str, tuple[int, int, int]] = {}
+    async with srv.sessions.begin() as session:
+        for start in range(0, len(wanted), 900):
+            rows = await session.execute(
+                select(Job.uid, Job.id, Job.owner_id, Job.access_rights).where(
+                    Job.uid.in_(wanted[start : start + 900])
+                )
+            )
+            found.update({uid: (job_id, owner, rights) for uid, job_id, owner, rights in rows})
+        deleted: list[str] = []
+        missing: list[dict[str, str]] = []
+        ids: list[int] = []
+        for uid in wanted:
+            if uid not in found:
+                missing.append({"uid": uid, "reason": "no such job"})
+                continue
+            job_id, owner, rights = found[uid]
+            if not await may_on(session, caller, READ, owner_id=owner, access_rights=rights):
+                missing.append({"uid": uid, "reason": "no such job"})  # as GET /jobs/{uid}: 404
+            elif not await may_on(session, caller, WRITE, owner_id=owner, access_rights=rights):
+                missing.append(
+                    {
+                        "uid": uid,
+                        "reason": f"not yours to remove: its access rights are {format_access_rights(rights)}",
+                    }
+                )
+            else:
+                deleted.append(uid)
+                ids.append(job_id)
+        await remove_jobs(session, ids)
+    return {"deleted": deleted, "missing": missing}

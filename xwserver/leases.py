@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
@@ -25,7 +26,7 @@ from . import hot
 from .access import Caller
 from .data import store_upload
 from .db.models import Job, Task
-from .hosts import own_host, release_host_tasks
+from .hosts import own_host, parse_activation, release_host_tasks
 from .state import Server
 
 log = logging.getLogger(__name__)
@@ -49,11 +50,24 @@ async def heartbeat(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     """One statement extends all of a host's leases; answers which tasks to stop."""
     caller.require(UserLevel.WORKER, "heartbeats")
     uids = _task_uids(body)
+    activation = parse_activation(body.get("activation"))
     host = await own_host(srv, caller, body.get("host_uid"))
     now = time.time()
     async with srv.engine.begin() as conn:
         await conn.execute(hot.RENEW_LEASES, {"b_host_id": host.id, "until": now + srv.settings.lease_s})
-        await conn.execute(hot.HOST_SEEN, {"host_id": host.id, "now": now})
+        if activation is None:
+            await conn.execute(hot.HOST_SEEN, {"host_id": host.id, "now": now})
+        else:  # still one UPDATE of the host
+            await conn.execute(
+                hot.HOST_SEEN_ACTIVATION,
+                {
+                    "host_id": host.id,
+                    "now": now,
+                    "since": now,
+                    "state": activation.state,
+                    "detail": activation.detail,
+                },
+            )
         live: set[str] = set()
         if uids:
             live = set((await conn.execute(hot.LIVE_UIDS, {"host_id": host.id, "uids": uids})).scalars())
@@ -110,6 +124,46 @@ async def upload_result(
     return {"result_uid": data.uid}
 
 
+#: what a worker may account for a task, and whether the value is a whole number
+ACCOUNTING_KEYS = {"cpu_user_s": False, "cpu_system_s": False, "wall_s": False, "max_rss_bytes": True}
+MAX_ACCOUNTED = 2**62  # within a signed 64-bit column; a number of seconds far past any job
+
+
+def parse_accounting(value: Any) -> dict[str, float | int | None]:
+    """``{"cpu_user_s", "cpu_system_s", "wall_s", "max_rss_bytes"}``, each optional (None when
+    absent); finite, non-negative numbers, ``max_rss_bytes`` an integer. Anything else is a
+    400 naming the key."""
+    out: dict[str, float | int | None] = dict.fromkeys(ACCOUNTING_KEYS)
+    if value is None:
+        return out
+    if not isinstance(value, dict):
+        raise BadRequest(
+            '"accounting" must be an object {"cpu_user_s", "cpu_system_s", "wall_s", "max_rss_bytes"}'
+        )
+    unknown = set(value) - set(ACCOUNTING_KEYS)
+    if unknown:
+        raise BadRequest(
+            f"unknown accounting keys: {', '.join(sorted(unknown))[:200]}; "
+            f"known: {', '.join(ACCOUNTING_KEYS)}"
+        )
+    for key, whole in ACCOUNTING_KEYS.items():
+        v = value.get(key)
+        if v is None:
+            continue
+        if whole:
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_ACCOUNTED:
+                raise BadRequest(f'"accounting.{key}" must be an integer from 0 to {MAX_ACCOUNTED}')
+        elif (
+            not isinstance(v, int | float)
+            or isinstance(v, bool)
+            or not math.isfinite(v)
+            or not 0 <= v <= MAX_ACCOUNTED
+        ):
+            raise BadRequest(f'"accounting.{key}" must be a finite number of seconds, 0 or more')
+        out[key] = v if whole else float(v)
+    return out
+
+
 @dataclass(frozen=True)
 class Report:
     """A validated final report of one task."""
@@ -118,6 +172,8 @@ class Report:
     exit_code: int | None
     message: str | None
     result_uid: str | None
+    #: ACCOUNTING_KEYS, each None when not reported
+    accounting: dict[str, float | int | None] = field(default_factory=lambda: dict.fromkeys(ACCOUNTING_KEYS))
 
     @property
     def job_status(self) -> JobStatus:
@@ -152,6 +208,7 @@ def parse_report(body: Any) -> Report:
         exit_code=exit_code,
         message=message[:MAX_MESSAGE] if message else None,
         result_uid=parse_uid(result_uid, "result_uid") if result_uid else None,
+        accounting=parse_accounting(body.get("accounting")),
     )
 
 
@@ -168,7 +225,13 @@ async def _apply_report(
         result_id = result.id
     done = await conn.execute(
         hot.FINISH_TASK,
-        {"task_id": task.id, "b_status": rep.status.value, "now": now, "b_exit_code": rep.exit_code},
+        {
+            "task_id": task.id,
+            "b_status": rep.status.value,
+            "now": now,
+            "b_exit_code": rep.exit_code,
+            **{f"b_{k}": v for k, v in rep.accounting.items()},
+        },
     )
     if done.rowcount != 1:
         raise Conflict(f"task {task.uid} is no longer live")

@@ -1,8 +1,8 @@
 """Any object by UID (XWHEP's generic actions): get it, change its access rights (chmod).
 
-Apps, data, jobs, tasks, hosts, users and user groups share one UID space; a UID names
-at most one object of one kind. An object the caller may not read is answered 404, as if
-it did not exist.
+Apps, data, jobs, tasks, hosts, users, user groups, sessions and groups of jobs share one
+UID space; a UID names at most one object of one kind. An object the caller may not read is
+answered 404, as if it did not exist.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from xwcommon.errors import BadRequest, Conflict, Forbidden, NotFound
 from xwcommon.levels import UserLevel, apply_access_rights, format_access_rights
 from xwcommon.uri import parse_uid
 
-from . import apps, hosts, jobs
+from . import apps, hosts, jobs, jobsets
 from .access import READ, Caller, may_on
-from .db.models import App, Data, Host, Job, Task, User, UserGroup
+from .db.models import App, Data, Host, Job, JobGroup, JobSession, Task, User, UserGroup
 from .state import Server, uid_maps
 from .wire import iso
 
@@ -35,6 +35,8 @@ _KINDS: tuple[tuple[str, Any], ...] = (
     ("host", Host),
     ("user", User),
     ("usergroup", UserGroup),
+    ("session", JobSession),
+    ("group", JobGroup),
 )
 
 #: why the rights of the other kinds cannot be changed
@@ -69,7 +71,7 @@ async def find_readable(session: AsyncSession, caller: Caller, uid_text: str) ->
 
 
 async def _readable(session: AsyncSession, caller: Caller, kind: str, row: Any) -> Found | None:
-    if kind in ("app", "data", "job"):
+    if kind in ("app", "data", "job", "session", "group"):
         ok = await may_on(session, caller, READ, owner_id=row.owner_id, access_rights=row.access_rights)
         return Found(kind, row, row.owner_id) if ok else None
     if kind == "host":
@@ -107,6 +109,8 @@ async def render(srv: Server, session: AsyncSession, found: Found) -> dict[str, 
     elif found.kind == "task":
         uids = await uid_maps(session, {"job": [row.job_id], "host": [row.host_id]})
         obj = srv.wire.task(row, uids["job"].get(row.job_id, ""), uids["host"].get(row.host_id, ""))
+    elif found.kind in jobsets.KINDS:
+        obj = (await jobsets.render(srv, session, jobsets.KINDS[found.kind], [row]))[0]
     elif found.kind == "user":
         group_uid = (
             (await session.execute(select(UserGroup.uid).where(UserGroup.id == row.group_id))).scalar_one()
@@ -134,7 +138,8 @@ async def get(srv: Server, caller: Caller, uid_text: str) -> dict[str, Any]:
 
 
 async def chmod(srv: Server, caller: Caller, uid_text: str, body: Any) -> dict[str, Any]:
-    """Change the access rights of data or a host: its owner or SUPER only.
+    """Change the access rights of data, a host, a session or a group of jobs: its owner or
+    SUPER only.
 
     404 if the caller may not even read it, 403 if it is not the owner, 409 for the kinds
     whose rights never change (apps, jobs) or that have none (tasks, users, user groups).

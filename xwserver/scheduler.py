@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from xwcommon import defaults
@@ -23,6 +24,7 @@ from .wire import iso
 
 MAX_CAPACITY = 256
 MAX_WAIT_S = 60.0
+MAX_BYTES = 2**62  # within a signed 64-bit column on every database
 
 
 def worker_kind(caller: Caller) -> str:
@@ -39,7 +41,39 @@ def _binary_rank(os_name: str, cpu: str) -> int:
     return (os_name == ANY) + (cpu == ANY)
 
 
-async def claim(srv: Server, caller: Caller, host: HostInfo, capacity: int) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Resources:
+    """What a work request says it has free now; None: not said (no filter on it)."""
+
+    free_memory_bytes: int | None = None
+    free_disk_bytes: int | None = None
+    network: bool | None = None
+
+    @property
+    def fit(self) -> bool:
+        return self.free_memory_bytes is not None or self.free_disk_bytes is not None
+
+    @property
+    def offline(self) -> bool:
+        return self.network is False
+
+
+def parse_resources(body: dict[str, Any]) -> Resources:
+    values: dict[str, Any] = {}
+    for key in ("free_memory_bytes", "free_disk_bytes"):
+        v = body.get(key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_BYTES):
+            raise BadRequest(f'"{key}" must be an integer number of bytes from 0 to {MAX_BYTES}')
+        values[key] = v
+    network = body.get("network")
+    if network is not None and not isinstance(network, bool):
+        raise BadRequest('"network" must be true or false')
+    return Resources(values["free_memory_bytes"], values["free_disk_bytes"], network)
+
+
+async def claim(
+    srv: Server, caller: Caller, host: HostInfo, capacity: int, resources: Resources = Resources()
+) -> list[dict[str, Any]]:
     """One short transaction: pick, mark RUNNING, insert the tasks, describe what to fetch."""
     now = time.time()
     lease_until = now + srv.settings.lease_s
@@ -49,9 +83,16 @@ async def claim(srv: Server, caller: Caller, host: HostInfo, capacity: int) -> l
         "k": capacity,
         "owner_id": caller.id,
         "group_id": caller.group_id,
+        "host_id": host.id,
     }
+    if resources.fit:  # one not said is no limit
+        params["free_memory"] = (
+            MAX_BYTES if resources.free_memory_bytes is None else resources.free_memory_bytes
+        )
+        params["free_disk"] = MAX_BYTES if resources.free_disk_bytes is None else resources.free_disk_bytes
+    select_jobs = hot.claim_select(worker_kind(caller), srv.skip_locked, resources.fit, resources.offline)
     async with srv.engine.begin() as conn:
-        jobs = (await conn.execute(hot.claim_select(worker_kind(caller), srv.skip_locked), params)).all()
+        jobs = (await conn.execute(select_jobs, params)).all()
         if not jobs:
             return []
         await conn.execute(hot.CLAIM_JOBS, {"ids": [j.id for j in jobs], "now": now})
@@ -93,6 +134,9 @@ async def claim(srv: Server, caller: Caller, host: HostInfo, capacity: int) -> l
             "binary": binaries[j.app_id][1],
             "stdin": inputs.get(j.stdin_data_id) if j.stdin_data_id else None,
             "env": inputs.get(j.env_data_id) if j.env_data_id else None,
+            "needs_network": bool(j.needs_network),
+            "min_memory_bytes": j.min_memory_bytes,
+            "min_disk_bytes": j.min_disk_bytes,
         }
         for j, t in zip(jobs, tasks, strict=True)
     ]
@@ -123,14 +167,21 @@ async def request_work(
     wait_s = body.get("wait_s", defaults.WORK_REQUEST_WAIT_S)
     if not isinstance(wait_s, int | float) or isinstance(wait_s, bool) or not 0 <= wait_s <= MAX_WAIT_S:
         raise BadRequest(f'"wait_s" must be a number of seconds from 0 to {MAX_WAIT_S:g}')
+    resources = parse_resources(body)
     host = await own_host(srv, caller, body.get("host_uid"))
     reported = await report_many(srv, caller, body["reports"]) if body.get("reports") else []
-    assignments = await _wait_and_claim(srv, caller, host, capacity, wait_s, connected)
+    assignments = await _wait_and_claim(srv, caller, host, capacity, wait_s, connected, resources)
     return {"assignments": assignments, "reported": reported}
 
 
 async def _wait_and_claim(
-    srv: Server, caller: Caller, host: HostInfo, capacity: int, wait_s: float, connected: Callable[[], bool]
+    srv: Server,
+    caller: Caller,
+    host: HostInfo,
+    capacity: int,
+    wait_s: float,
+    connected: Callable[[], bool],
+    resources: Resources,
 ) -> list[dict[str, Any]]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
@@ -142,7 +193,7 @@ async def _wait_and_claim(
         if not first:  # the host may have been disabled while this request waited (403)
             host = await own_host(srv, caller, host.uid)
         first = False
-        got = await claim(srv, caller, host, capacity)
+        got = await claim(srv, caller, host, capacity, resources)
         if got and not connected():
             await release_tasks(srv, host.id, [a["task_uid"] for a in got])
             return []

@@ -153,9 +153,17 @@ async def uid_maps(
     session: AsyncSession, wanted: dict[str, Iterable[int | None]]
 ) -> dict[str, dict[int, str]]:
     """Batch-resolve integer ids to UIDs: ``{"user": ids, "app": ids, "data": ids, ...}``."""
-    from .db.models import App, Data, Host, Job, User
+    from .db.models import App, Data, Host, Job, JobGroup, JobSession, User
 
-    models: dict[str, Any] = {"user": User, "app": App, "data": Data, "host": Host, "job": Job}
+    models: dict[str, Any] = {
+        "user": User,
+        "app": App,
+        "data": Data,
+        "host": Host,
+        "job": Job,
+        "session": JobSession,
+        "group": JobGroup,
+    }
     out: dict[str, dict[int, str]] = {}
     for kind, ids in wanted.items():
         idset = {i for i in ids if i is not None}

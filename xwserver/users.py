@@ -25,7 +25,7 @@ from xwcommon.uri import is_uid, new_uid, parse_uid
 
 from . import groups, leases
 from .access import Caller
-from .db.models import App, Data, Host, Job, Task, Token, User, UserGroup
+from .db.models import App, Data, Host, Job, JobGroup, JobSession, Task, Token, User, UserGroup
 from .passwords import hash_password, new_token, token_digest, verify_password
 from .state import Server
 
@@ -448,7 +448,13 @@ async def remove(srv: Server, caller: Caller, key: str) -> None:
 
 async def _refuse_if_owner(session: AsyncSession, user: User) -> None:
     owned = []
-    for what, model in (("apps", App), ("data", Data), ("jobs", Job)):
+    for what, model in (
+        ("apps", App),
+        ("data", Data),
+        ("jobs", Job),
+        ("sessions", JobSession),
+        ("groups of jobs", JobGroup),
+    ):
         n = (
             await session.execute(select(func.count()).select_from(model).where(model.owner_id == user.id))
         ).scalar_one()

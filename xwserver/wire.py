@@ -18,6 +18,17 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+def _accounting(t: Task) -> dict[str, Any] | None:
+    """What the worker accounted for a task; null when it reported nothing."""
+    shown = {
+        "cpu_user_s": t.cpu_user_s,
+        "cpu_system_s": t.cpu_system_s,
+        "wall_s": t.wall_s,
+        "max_rss_bytes": t.max_rss_bytes,
+    }
+    return shown if any(v is not None for v in shown.values()) else None
+
+
 class Wire:
     """Renders rows for one server (which names the URIs)."""
 
@@ -58,6 +69,7 @@ class Wire:
             "owner_uid": owner_uid,
             "access_rights": format_access_rights(a.access_rights),
             "created_at": iso(a.created_at),
+            "needs_network": a.needs_network,
             "binaries": binaries,
         }
 
@@ -86,6 +98,12 @@ class Wire:
             "started_at": iso(j.started_at),
             "completed_at": iso(j.completed_at),
             "access_rights": format_access_rights(j.access_rights),
+            "min_memory_bytes": j.min_memory_bytes,
+            "min_disk_bytes": j.min_disk_bytes,
+            "needs_network": j.needs_network,
+            "session_uid": uids.get("session", {}).get(j.session_id) if j.session_id else None,
+            "group_uid": uids.get("group", {}).get(j.group_id) if j.group_id else None,
+            "expected_host_uid": uids.get("host", {}).get(j.expected_host_id) if j.expected_host_id else None,
         }
 
     def task(self, t: Task, job_uid: str, host_uid: str) -> dict[str, Any]:
@@ -99,6 +117,7 @@ class Wire:
             "ended_at": iso(t.ended_at),
             "lease_expires_at": iso(t.lease_expires_at),
             "exit_code": t.exit_code,
+            "accounting": _accounting(t),
         }
 
     def host(self, h: Host, owner_uid: str) -> dict[str, Any]:
@@ -118,4 +137,14 @@ class Wire:
             "access_rights": format_access_rights(h.access_rights),
             "registered_at": iso(h.registered_at),
             "last_seen_at": iso(h.last_seen_at),
+            "activation": (
+                None
+                if h.activation_state is None
+                else {
+                    "state": h.activation_state,
+                    "detail": h.activation_detail or "",
+                    "since": iso(h.activation_since),
+                }
+            ),
+            "gpus": json.loads(h.gpus or "[]"),
         }

@@ -14,6 +14,7 @@ from .. import apps, data, hosts, jobs, leases, scheduler, users
 from ..wire import iso
 from .access_routes import ACCESS_ROUTES
 from .http import TOKEN_KEY, Handler, body_chunks, caller_of, ok, query_int, read_json, server_of
+from .jobsets_routes import JOBSET_ROUTES
 from .route import Route
 from .users_routes import USER_ROUTES
 
@@ -143,10 +144,17 @@ async def job_list(request: web.Request) -> web.Response:
         status=q.get("status"),
         label=q.get("label"),
         owner=q.get("owner"),
+        session=q.get("session"),
+        group=q.get("group"),
         limit=q.get("limit"),
         offset=q.get("offset"),
     )
     return web.json_response({"jobs": found})
+
+
+async def job_delete_many(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    return web.json_response(await jobs.delete_many(server_of(request), caller_of(request), body))
 
 
 async def job_get(request: web.Request) -> web.Response:
@@ -250,6 +258,13 @@ CORE_ROUTES: list[Route] = [
     Route("DELETE", "/apps/{uid}", app_delete, "Remove an application"),
     Route("POST", "/jobs", job_submit, "Submit a job", "json"),
     Route("POST", "/jobs/bulk", job_submit_bulk, "Submit many jobs at once (all or nothing)", "json"),
+    Route(
+        "POST",
+        "/jobs/delete",
+        job_delete_many,
+        "Remove many jobs at once (those the caller may write; the others are listed)",
+        "json",
+    ),
     Route("GET", "/jobs", job_list, "List the caller's jobs"),
     Route("GET", "/jobs/{uid}", job_get, "Get a job"),
     Route("DELETE", "/jobs/{uid}", job_delete, "Remove a job (aborting it if it runs)"),
@@ -271,7 +286,7 @@ CORE_ROUTES: list[Route] = [
 
 
 #: every route of the API; each area keeps its own list in its own module
-ROUTES: list[Route] = CORE_ROUTES + USER_ROUTES + ACCESS_ROUTES
+ROUTES: list[Route] = CORE_ROUTES + USER_ROUTES + ACCESS_ROUTES + JOBSET_ROUTES
 
 
 #: all a WORKER identity may call besides /work/* (XWHEP's worker level computes, nothing else);

@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -82,6 +83,8 @@ class App(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     access_rights: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[float] = mapped_column(Double)
+    #: its jobs need the network (migration 0004); a job copies it at submission
+    needs_network: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class AppBinary(Base):
@@ -114,6 +117,39 @@ class Host(Base):
     access_rights: Mapped[int] = mapped_column(Integer, default=0o755, server_default="493")
     registered_at: Mapped[float] = mapped_column(Double)
     last_seen_at: Mapped[float] = mapped_column(Double)
+    #: what the worker's activation policy last said (migration 0004): "active" or "suspended",
+    #: its description, and since when the state holds (null before any report)
+    activation_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    activation_detail: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    activation_since: Mapped[float | None] = mapped_column(Double, nullable=True)
+    #: JSON list of {"name", "memory_bytes"}
+    gpus: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+
+
+class JobSession(Base):
+    """XWHEP's session: jobs submitted together, removed together."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(UID, unique=True)
+    name: Mapped[str] = mapped_column(NAME)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    access_rights: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class JobGroup(Base):
+    """XWHEP's group of jobs (not a user group: see UserGroup)."""
+
+    __tablename__ = "jobgroups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(UID, unique=True)
+    name: Mapped[str] = mapped_column(NAME)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    access_rights: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
 
 
 class Job(Base):
@@ -143,6 +179,17 @@ class Job(Base):
     created_at: Mapped[float] = mapped_column(Double)
     started_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     completed_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # migration 0004: what the job declares it needs (the claim matches them to the host's
+    # free memory, free disk and network), and where it belongs
+    min_memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    min_disk_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: its app's, copied at submission (as access_rights)
+    needs_network: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"), nullable=True, index=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("jobgroups.id"), nullable=True, index=True)
+    #: the one host that may run it; no foreign key: a job outlives a removed host (it then
+    #: stays PENDING until its owner removes it)
+    expected_host_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class Task(Base):
@@ -163,3 +210,8 @@ class Task(Base):
     ended_at: Mapped[float | None] = mapped_column(Double, nullable=True)
     lease_expires_at: Mapped[float] = mapped_column(Double)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # migration 0004: what the worker accounted for the attempt (null when not reported)
+    cpu_user_s: Mapped[float | None] = mapped_column(Double, nullable=True)
+    cpu_system_s: Mapped[float | None] = mapped_column(Double, nullable=True)
+    wall_s: Mapped[float | None] = mapped_column(Double, nullable=True)
+    max_rss_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
