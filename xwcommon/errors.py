@@ -127,7 +127,16 @@ _BY_CODE: dict[str, type[XWError]] = {
 }
 
 
-def error_from_wire(code: str, message: str, http_status: int) -> XWError:
+#: the code of a 429 that means "this login has too many logins in progress", not "too many
+#: failures": a client with the right password just tries again a moment later
+LOGIN_BUSY = "login_busy"
+
+
+def error_from_wire(
+    code: str, message: str, http_status: int, *, retry_after_s: int | None = None
+) -> XWError:
     """Rebuild the error a server sent as ``{"error": code, "message": message}``."""
-    cls = _BY_CODE.get(code, XWError)
+    cls = _BY_CODE.get(code, TooManyRequests if http_status == TooManyRequests.http_status else XWError)
+    if issubclass(cls, TooManyRequests):
+        return cls(message, code=code, http_status=http_status, retry_after_s=retry_after_s)
     return cls(message, code=code, http_status=http_status)

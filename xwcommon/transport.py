@@ -22,17 +22,22 @@ import aiohttp
 
 from . import defaults
 from .errors import (
+    LOGIN_BUSY,
     AuthenticationError,
     ConfigError,
     IntegrityError,
     ServerUnreachable,
     TLSError,
+    TooManyRequests,
     XWError,
     error_from_wire,
 )
 
 log = logging.getLogger(__name__)
 
+#: how long a login waits, in all, while the server says too many logins of it are in progress
+#: (when the transport itself retries without limit)
+LOGIN_BUSY_WAIT_S = 120.0
 #: statuses meaning "this server cannot answer now", worth retrying elsewhere or later
 _RETRYABLE_STATUSES = {502, 503, 504}
 
@@ -134,9 +139,25 @@ class Transport:
     # -- authentication ------------------------------------------------------------------------
     async def login(self) -> None:
         async with self._login_lock:
-            body = await self._call(
-                "POST", "/login", json={"login": self.login_name, "password": self._password}, auth=False
-            )
+            waited_s = 0.0
+            while True:
+                try:
+                    body = await self._call(
+                        "POST",
+                        "/login",
+                        json={"login": self.login_name, "password": self._password},
+                        auth=False,
+                    )
+                    break
+                except TooManyRequests as exc:
+                    # many hosts sharing one worker identity log in at once after a restart:
+                    # the server lets a few through at a time and asks the others to come back
+                    wait_s = float(exc.retry_after_s or 1)
+                    limit_s = self.retry_for_s if self.retry_for_s is not None else LOGIN_BUSY_WAIT_S
+                    if exc.code != LOGIN_BUSY or waited_s + wait_s > limit_s:
+                        raise
+                    waited_s += wait_s
+                    await self._sleep(wait_s)
             self._token = body["token"]
             self.user = body.get("user", {})
 
@@ -323,9 +344,16 @@ def _clean_params(params: dict[str, Any] | None) -> dict[str, str] | None:
 
 
 async def _wire_error(resp: aiohttp.ClientResponse) -> XWError:
+    retry_after = resp.headers.get("Retry-After", "")
+    retry_after_s = int(retry_after) if retry_after.isdigit() else None
     try:
         body = await resp.json(content_type=None)
-        return error_from_wire(str(body.get("error", "error")), str(body.get("message", "")), resp.status)
+        return error_from_wire(
+            str(body.get("error", "error")),
+            str(body.get("message", "")),
+            resp.status,
+            retry_after_s=retry_after_s,
+        )
     except (ValueError, aiohttp.ContentTypeError, AttributeError):
         text = (await resp.text())[:200]
         return error_from_wire("error", f"HTTP {resp.status}: {text}", resp.status)

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from xwcommon import defaults
-from xwcommon.errors import TooManyRequests
+from xwcommon.errors import LOGIN_BUSY, TooManyRequests
 
 #: longest login kept as a key (longer ones are refused anyway)
 _MAX_KEY_CHARS = 130
@@ -70,6 +70,7 @@ class LoginThrottle:
         self._expire(now)
         keys = self._keys(login, address)
         wait_s = 0.0
+        busy = False
         for key in keys:
             entry = self._entries.get(key)
             if entry is None:
@@ -77,11 +78,19 @@ class LoginThrottle:
             if entry.blocked_until > now:
                 wait_s = max(wait_s, entry.blocked_until - now)
             elif entry.pending >= max(1, self._allowed(key) - entry.failures):
-                wait_s = max(wait_s, 1.0)  # parallel attempts fill the allowance; retry shortly
+                busy = True  # parallel attempts fill the allowance; retry shortly
         if wait_s > 0:
             retry_after_s = max(1, math.ceil(wait_s))
             raise TooManyRequests(
                 f"too many failed logins; try again in {retry_after_s} s", retry_after_s=retry_after_s
+            )
+        if busy:
+            # not a failure: many hosts of one worker identity may log in at once. Clients
+            # with the right password come back a second later (xwcommon.transport does)
+            raise TooManyRequests(
+                "too many logins in progress for this login or address; try again in 1 s",
+                retry_after_s=1,
+                code=LOGIN_BUSY,
             )
         for key in keys:
             entry = self._entries.get(key)

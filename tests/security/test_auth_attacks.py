@@ -11,6 +11,9 @@ from urllib.parse import quote
 import pytest
 from xw_server_harness import BACKENDS, XW
 
+from xwcommon.errors import LOGIN_BUSY, AuthenticationError
+from xwcommon.transport import Transport
+
 SQL = ["'; DROP TABLE users; --", "alice' OR '1'='1", 'x"); DELETE FROM usergroups; --']
 HOSTILE = ["../../etc/passwd", "..", "bad\0name", "x" * 10_000, *SQL]
 
@@ -144,9 +147,9 @@ async def attempt(xw: XW, login: str, password: str) -> Any:
     return await xw.call("POST", "/login", json={"login": login, "password": password})
 
 
-def retry_after(r: Any) -> int:
+def retry_after(r: Any, code: str = "too_many_requests") -> int:
     assert r.status == 429, r
-    assert r.body == {"error": "too_many_requests", "message": r.body["message"]}
+    assert r.body == {"error": code, "message": r.body["message"]}
     assert "try again" in r.body["message"]
     value = int(r.headers["Retry-After"])
     assert value >= 1
@@ -198,7 +201,26 @@ async def test_a_burst_of_parallel_guesses_gets_no_more_tries_than_the_allowance
     assert statuses.count(401) <= 3 and set(statuses) <= {401, 429}, statuses
     for r in answers:
         if r.status == 429:
-            retry_after(r)
+            # turned away while others were in flight (come back in a second), or blocked
+            assert retry_after(r, r.body["error"]) >= 1
+            assert r.body["error"] in {"too_many_requests", LOGIN_BUSY}
+
+
+@pytest.mark.parametrize("server_conf", [THROTTLE])
+async def test_a_crowd_of_hosts_sharing_one_worker_identity_all_log_in(xw: XW) -> None:
+    """After a server restart every public host logs in at once with the same identity: the
+    server lets a few through at a time and the transport brings the others back."""
+    transports = [Transport(xw.url, xw.ca_file, "worker", xw.worker_password) for _ in range(20)]
+    try:
+        await asyncio.gather(*(t.login() for t in transports))
+        me = await asyncio.gather(*(t.request("GET", "/users/me") for t in transports))
+    finally:
+        await asyncio.gather(*(t.close() for t in transports))
+    assert {m["login"] for m in me} == {"worker"}
+    # and a wrong password is still refused at once, not retried
+    with pytest.raises(AuthenticationError):
+        async with Transport(xw.url, xw.ca_file, "worker", "not-the-password") as wrong:
+            await wrong.login()
 
 
 # -- hostile names ------------------------------------------------------------------------------------------------
