@@ -5,7 +5,8 @@
 #   make test      lint, format check, type check, then the whole test suite
 #   make lint      ruff check, ruff format --check, mypy
 #   make fmt       format the code and apply ruff's safe fixes
-#   make bench     run the benchmarks (they print figures; they are not tests)
+#   make bench     run the benchmarks (they print figures; they are not tests): dispatch,
+#                  worker overhead, macro submission; each alone: bench-dispatch, bench-worker, bench-macro
 #   make clean     remove build outputs and caches (keeps .venv; `make distclean` removes it too)
 
 PYTHON ?= python3
@@ -17,7 +18,7 @@ MYPY   := $(VENV)/bin/mypy
 PYTEST := $(VENV)/bin/pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint fmt bench clean distclean
+.PHONY: help install demo test lint fmt bench bench-dispatch bench-worker bench-macro clean distclean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -55,8 +56,16 @@ fmt: install
 	$(RUFF) format .
 	$(RUFF) check --fix .
 
-bench: install
+bench: bench-dispatch bench-worker bench-macro
+
+bench-dispatch: install
 	$(PY) bench/dispatch.py
+
+bench-worker: install
+	$(PY) bench/worker_overhead.py
+
+bench-macro: install
+	$(PY) bench/macro.py
 
 clean:
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache
