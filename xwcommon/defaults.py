@@ -14,6 +14,8 @@ MAX_BODY_BYTES = 64 * 1024 * 1024 * 1024  # upload limit for data bodies
 MAX_JSON_BYTES = 32 * 1024 * 1024  # limit for JSON bodies (a bulk of a few thousand jobs)
 MAX_BULK_JOBS = 5000
 STREAM_CHUNK_BYTES = 1024 * 1024
+#: a task's result archive up to this size rides inline in its report (one round trip less)
+INLINE_RESULT_MAX_BYTES = 64 * 1024
 BACKOFF_START_S = 0.5
 BACKOFF_CAP_S = 30.0
 INLINE_RESULT_BYTES = 256 * 1024  # results up to this size may ride with the report

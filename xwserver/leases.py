@@ -7,6 +7,8 @@ completed at most once even when a lost worker reports after its job was resched
 from __future__ import annotations
 
 import asyncio
+import base64
+import dataclasses
 import logging
 import math
 import time
@@ -17,6 +19,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from xwcommon import defaults
 from xwcommon.errors import BadRequest, Conflict, Forbidden, NotFound, XWError
 from xwcommon.levels import PRIVATE, UserLevel
 from xwcommon.status import JobStatus, TaskStatus
@@ -248,9 +251,47 @@ async def _apply_report(
     )
 
 
+def parse_inline_result(body: Any) -> tuple[bytes, str] | None:
+    """A report's ``result_inline`` ``{"content_b64", "sha256"}``: the archive and its sha256,
+    or None. At most ``INLINE_RESULT_MAX_BYTES``; bigger results go through the upload."""
+    value = body.get("result_inline") if isinstance(body, dict) else None
+    if value is None:
+        return None
+    limit = defaults.INLINE_RESULT_MAX_BYTES
+    if (
+        not isinstance(value, dict)
+        or set(value) != {"content_b64", "sha256"}
+        or not all(isinstance(v, str) for v in value.values())
+    ):
+        raise BadRequest('"result_inline" must be {"content_b64": base64 text, "sha256": hex digest}')
+    if len(value["content_b64"]) > (limit + 2) // 3 * 4:
+        raise BadRequest(f'"result_inline" holds at most {limit} bytes; upload bigger results first')
+    try:
+        content = base64.b64decode(value["content_b64"], validate=True)
+    except ValueError:
+        raise BadRequest('"result_inline.content_b64" is not valid base64') from None
+    if len(content) > limit:
+        raise BadRequest(f'"result_inline" holds at most {limit} bytes; upload bigger results first')
+    return content, value["sha256"]
+
+
+async def _one_chunk(content: bytes) -> AsyncIterator[bytes]:
+    yield content
+
+
 async def report(srv: Server, caller: Caller, task_uid: str, body: Any) -> dict[str, Any]:
     caller.require(UserLevel.WORKER, "reporting results")
     rep = parse_report(body)
+    inline = parse_inline_result(body)
+    if inline is not None:
+        if rep.result_uid:
+            raise BadRequest('give "result_uid" or "result_inline", not both')
+        content, sha256 = inline
+        # stored like any uploaded result (sha256 checked, owned by the job's owner)
+        stored = await upload_result(
+            srv, caller, task_uid, _one_chunk(content), sha256=sha256, size=len(content)
+        )
+        rep = dataclasses.replace(rep, result_uid=stored["result_uid"])
     async with srv.engine.begin() as conn:
         await _apply_report(conn, caller, task_uid, rep, time.time())
     return {"job_status": rep.job_status.value}

@@ -20,8 +20,10 @@ workers, and keeps asking, backing off, until it is enabled again.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import enum
+import hashlib
 import json
 import logging
 import os
@@ -822,7 +824,9 @@ class Worker:
         True when the server acknowledged the report."""
         uid = a.task_uid
         result_uid: str | None = None
-        if outcome.result_zip is not None:
+        # a small result rides in the report itself: one round trip less
+        inline = await asyncio.to_thread(_inline_result, outcome.result_zip)
+        if inline is None and outcome.result_zip is not None:
             zip_path = outcome.result_zip
             try:
                 answer = await self._persist(
@@ -852,6 +856,8 @@ class Worker:
         }
         if outcome.accounting is not None:
             report["accounting"] = _accounting_wire(outcome.accounting)
+        if inline is not None:
+            report["result_inline"] = inline
         try:
             answer = await self._persist(
                 lambda: self.transport.request(
@@ -980,6 +986,22 @@ class Worker:
             log.warning(
                 "could not hand back %d task(s) (%s); their leases will expire", len(uids), _describe(exc)
             )
+
+
+def _inline_result(zip_path: Path | None) -> dict[str, str] | None:
+    """The report's ``result_inline`` for a result small enough to travel in it, else None."""
+    if zip_path is None:
+        return None
+    try:
+        if zip_path.stat().st_size > defaults.INLINE_RESULT_MAX_BYTES:
+            return None
+        content = zip_path.read_bytes()
+    except OSError:
+        return None  # the upload path will say what is wrong
+    return {
+        "content_b64": base64.b64encode(content).decode("ascii"),
+        "sha256": hashlib.sha256(content).hexdigest(),
+    }
 
 
 def _accounting_wire(accounting: dict[str, float]) -> dict[str, float | int]:

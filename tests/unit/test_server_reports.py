@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import TYPE_CHECKING
 
+from xwcommon import defaults
 from xwserver import leases
 
 if TYPE_CHECKING:
@@ -94,3 +97,66 @@ async def test_a_malformed_report_refuses_the_whole_request_and_changes_nothing(
     assert r.status == 400 and "reports[1]" in r.body["message"] and "status" in r.body["message"]
     assert (await xw.job(job["uid"]))["status"] == "RUNNING"
     await xw.assert_healthy()
+
+
+def _inline(content: bytes, sha256: str | None = None) -> dict[str, str]:
+    return {
+        "content_b64": base64.b64encode(content).decode(),
+        "sha256": sha256 or hashlib.sha256(content).hexdigest(),
+    }
+
+
+async def test_a_small_result_rides_inline_in_the_report_and_is_stored_as_the_jobs_result(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    job = await xw.submit(xw.admin, "work")
+    host = await xw.register()
+    [a] = await xw.request_work(host)
+    content = b"PK\x05\x06" + bytes(18)  # an empty zip archive
+    answer = await xw.ok(
+        "POST",
+        f"/work/tasks/{a['task_uid']}/report",
+        token=xw.worker,
+        json={"status": "COMPLETED", "exit_code": 0, "result_uid": None, "result_inline": _inline(content)},
+    )
+    assert answer == {"job_status": "COMPLETED"}
+    done = await xw.job(job["uid"])
+    assert done["status"] == "COMPLETED"
+    assert done["result_sha256"] == hashlib.sha256(content).hexdigest()
+    got = await xw.call("GET", f"/data/{done['result_uid']}/content", token=xw.admin)
+    assert (got.status, got.body) == (200, content)
+    # the result belongs to the job's owner, not to the worker that sent it
+    data = await xw.ok("GET", f"/data/{done['result_uid']}", token=xw.admin)
+    assert data["owner_uid"] == done["owner_uid"]
+
+
+async def test_a_bad_inline_result_is_refused_and_the_task_stays_live(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    job = await xw.submit(xw.admin, "work")
+    host = await xw.register()
+    [a] = await xw.request_work(host)
+    path = f"/work/tasks/{a['task_uid']}/report"
+    base = {"status": "COMPLETED", "exit_code": 0}
+    too_big = bytes(defaults.INLINE_RESULT_MAX_BYTES + 1)
+    cases = [
+        ({"content_b64": "not base64!", "sha256": "0" * 64}, "base64"),
+        ("just text", "result_inline"),
+        ({"content_b64": ""}, "result_inline"),
+        (_inline(b"abc", sha256="0" * 64), "sha256"),
+        (_inline(too_big), "at most"),
+    ]
+    for inline, named in cases:
+        r = await xw.call("POST", path, token=xw.worker, json={**base, "result_inline": inline})
+        assert 400 <= r.status < 500 and named in r.body["message"], (
+            named,
+            r,
+        )
+    both = await xw.call(
+        "POST",
+        path,
+        token=xw.worker,
+        json={**base, "result_uid": a["task_uid"], "result_inline": _inline(b"x")},
+    )
+    assert both.status == 400
+    assert (await xw.job(job["uid"]))["status"] == "RUNNING"
+    await xw.ok("POST", path, token=xw.worker, json={**base, "result_inline": _inline(b"fine")})
+    assert (await xw.job(job["uid"]))["status"] == "COMPLETED"

@@ -8,6 +8,7 @@ worker stops), which the real server does only in rare races. Jobs are real proc
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import hashlib
 import io
@@ -28,6 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from xwcommon import defaults
 from xwcommon.errors import TLSError
 from xwworker.activation import ActivationPolicy
 from xwworker.loop import Backoff, Worker
@@ -217,6 +219,11 @@ class StubServer:
             return self._refused()
         if self.report_status != 200:
             return web.json_response({"error": "conflict", "message": "not live"}, status=self.report_status)
+        if inline := body.get("result_inline"):  # as the real server: checked, stored
+            content = base64.b64decode(inline["content_b64"], validate=True)
+            assert hashlib.sha256(content).hexdigest() == inline["sha256"]
+            assert body["result_uid"] is None
+            self.results[uid] = content
         self.reports[uid] = body
         self.changed.set()
         return web.json_response({"job_status": body["status"]})
@@ -326,12 +333,11 @@ async def test_an_assignment_is_run_uploaded_and_reported(grid: Grid) -> None:
     )
     report = dict(stub.reports["t1"])
     accounting = report.pop("accounting")
-    assert report == {
-        "status": "COMPLETED",
-        "exit_code": 0,
-        "message": None,
-        "result_uid": "result-of-t1",
-    }
+    inline = report.pop("result_inline")
+    assert report == {"status": "COMPLETED", "exit_code": 0, "message": None, "result_uid": None}
+    # a small result rides in the report: no separate upload
+    assert set(inline) == {"content_b64", "sha256"}
+    assert stub.called("result") == []
     # the job ran: its accounting is reported, in seconds, never negative
     assert (
         {"cpu_user_s", "cpu_system_s", "wall_s"}
@@ -354,6 +360,25 @@ async def test_an_assignment_is_run_uploaded_and_reported(grid: Grid) -> None:
     assert list((grid.tmp / "worker" / "results").iterdir()) == []
 
 
+async def test_a_result_too_big_to_ride_in_the_report_is_uploaded_first(grid: Grid) -> None:
+    stub = grid.stub
+    # random bytes do not compress: the archive stays bigger than the inline limit
+    binary = script(
+        f"import os\nopen('big.bin', 'wb').write(os.urandom({defaults.INLINE_RESULT_MAX_BYTES * 2}))\n"
+    )
+    stub.queue.put_nowait(assignment(stub, "t1", binary))
+    worker = grid.worker()
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: "t1" in stub.reports)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert stub.called("result") == ["t1"]
+    assert stub.reports["t1"]["result_uid"] == "result-of-t1"
+    assert "result_inline" not in stub.reports["t1"]
+    with zipfile.ZipFile(io.BytesIO(stub.results["t1"])) as zf:
+        assert len(zf.read("big.bin")) == defaults.INLINE_RESULT_MAX_BYTES * 2
+
+
 async def test_a_failing_job_is_reported_as_error_with_its_exit_code(grid: Grid) -> None:
     stub = grid.stub
     stub.queue.put_nowait(assignment(stub, "t1", script("import sys\nsys.exit(5)\n")))
@@ -365,7 +390,7 @@ async def test_a_failing_job_is_reported_as_error_with_its_exit_code(grid: Grid)
     assert stub.reports["t1"]["status"] == "ERROR"
     assert stub.reports["t1"]["exit_code"] == 5
     assert stub.reports["t1"]["message"] == "exited with code 5"
-    assert stub.reports["t1"]["result_uid"] == "result-of-t1"
+    assert "t1" in stub.results  # its output goes back too (inline: it is small)
 
 
 async def test_tasks_sharing_a_binary_download_it_once(grid: Grid) -> None:
