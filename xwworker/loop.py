@@ -462,6 +462,15 @@ class Worker:
                 continue
             self._backoff.reset()
             self._enabled_again(asked_at)
+            if not self.active:
+                # asked while the policy allowed computing; it no longer does: hand them back
+                # at once rather than keep them waiting here (withdrawing the request instead
+                # could lose an answer already on its way)
+                uids = [str(b["task_uid"]) for b in assignments if isinstance(b, dict) and b.get("task_uid")]
+                if uids:
+                    log.info("%d task(s) arrived after computing stopped; handing them back", len(uids))
+                    await self._release(uids)
+                continue
             for body in assignments:
                 self._accept(body)
 

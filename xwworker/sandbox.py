@@ -115,12 +115,14 @@ def prlimit_path() -> str | None:
     return shutil.which("prlimit")
 
 
-def _own_rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * _PAGE_SIZE
-    except (OSError, ValueError, IndexError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+def _own_peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (VmHWM).
+
+    A child started with vfork runs in this process's memory until its exec, and the
+    kernel then carries that memory's peak, not its current size, into the child's
+    ``ru_maxrss``: a job's figure at or under this one may be the worker's, not the job's.
+    """
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def _clamp(what: int, soft: int, hard: int) -> tuple[int, int]:
@@ -232,9 +234,9 @@ class JobProcess:
     def __init__(self, popen: subprocess.Popen[bytes], *, parent_rss_bytes: int = 0) -> None:
         self._popen = popen
         self.pid = popen.pid
-        #: the worker's RSS when it forked the job. The child's ``ru_maxrss`` starts from the
-        #: pages it shares with the worker at fork and the kernel carries that peak across
-        #: exec, so a figure at or under this one may be the worker's, not the job's.
+        #: the worker's peak RSS when it started the job. The child's ``ru_maxrss`` starts from
+        #: the memory it shares with the worker until its exec (see _own_peak_rss_bytes), so
+        #: a figure at or under this one may be the worker's, not the job's.
         self.parent_rss_bytes = parent_rss_bytes
         #: the largest process RSS the executor saw while watching the job's tree
         self.sampled_rss_bytes = 0
@@ -322,7 +324,7 @@ class LocalRunner(Runner):
             argv = [prlimit, *options, "--", *argv]
         elif options:
             preexec = spec.limits.preexec()
-        parent_rss_bytes = _own_rss_bytes()
+        parent_rss_bytes = _own_peak_rss_bytes()
         with contextlib.ExitStack() as stack:
             stdin: IO[bytes] | int = (
                 stack.enter_context(open(spec.stdin, "rb")) if spec.stdin else subprocess.DEVNULL
