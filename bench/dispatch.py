@@ -40,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -653,35 +653,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def with_server(
+    program: str, workdir: Path, server: Server, keep: bool, body: Callable[[Server], None]
+) -> bool:
+    """``xwserver init`` and ``start`` ``server``, run ``body`` with it, stop it; True when
+    ``body`` ran to its end. A failure is printed with the server log's tail; ``workdir`` is
+    removed unless ``keep`` or a failure (its path is printed then). Every benchmark's frame."""
+    ok = False
+    try:
+        server.init()
+        server.start()
+        body(server)
+        ok = True
+    except (BenchError, XWError) as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        tail = server.log_tail()
+        if tail:
+            print(tail, file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{program}: interrupted", file=sys.stderr)
+    finally:
+        server.stop()
+        if keep or not ok:
+            print(f"temporary folder kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return ok
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(asctime)s %(name)s %(message)s"
     )
     workdir = Path(tempfile.mkdtemp(prefix="xwbench-"))
-    server = Server(workdir / "server", args.db)
     fig = Figures(jobs=args.jobs, workers=args.workers, capacity=args.capacity, db=describe_db(args.db))
     fig.separate_reports = args.separate_reports
-    ok = False
-    try:
-        server.init()
-        server.start()
-        asyncio.run(run(args, server, fig))
-        ok = True
-    except (BenchError, XWError) as exc:
-        print(f"bench/dispatch.py: {exc}", file=sys.stderr)
-        tail = server.log_tail()
-        if tail:
-            print(tail, file=sys.stderr)
-    except KeyboardInterrupt:
-        print("bench/dispatch.py: interrupted", file=sys.stderr)
-    finally:
-        server.stop()
-        if args.keep or not ok:
-            print(f"server home kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    if not ok:
+    server = Server(workdir / "server", args.db)
+    if not with_server(
+        "bench/dispatch.py", workdir, server, args.keep, lambda s: asyncio.run(run(args, s, fig))
+    ):
         return 1
     print_table(fig, args.json)
     return 0

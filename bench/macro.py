@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -36,7 +35,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # bench/dispatch.py's deployment helpers
 
-from dispatch import BenchError, Server, child_env, cpu_model, describe_db  # noqa: E402
+from dispatch import BenchError, Server, child_env, cpu_model, describe_db, with_server  # noqa: E402
 
 APP_NAME = "bench-macro"
 NOOP_SCRIPT = "#!/bin/sh\nexit 0\n"
@@ -89,10 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(workdir / "server", args.db)
     walls: list[float] = []
     checks: list[str] = []
-    ok = False
-    try:
-        server.init()
-        server.start()
+    startup_s = 0.0
+
+    def body(server: Server) -> None:
+        nonlocal startup_s
         script = workdir / "noop.sh"
         script.write_text(NOOP_SCRIPT)
         client(server, "--xwsendapp", APP_NAME, "any", "any", str(script))
@@ -112,21 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             on_server = count_jobs(server, label)
             if len(uris) != args.jobs or on_server != args.jobs:
                 checks.append(f"run {run + 1}: {len(uris)} URIs printed, {on_server} jobs on the server")
-        ok = True
-    except BenchError as exc:
-        print(f"bench/macro.py: {exc}", file=sys.stderr)
-        tail = server.log_tail()
-        if tail:
-            print(tail, file=sys.stderr)
-    except KeyboardInterrupt:
-        print("bench/macro.py: interrupted", file=sys.stderr)
-    finally:
-        server.stop()
-        if args.keep or not ok:
-            print(f"server home kept in {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    if not ok:
+
+    if not with_server("bench/macro.py", workdir, server, args.keep, body):
         return 1
     figures = {
         "jobs": args.jobs,

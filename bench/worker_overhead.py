@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import math
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -58,10 +56,10 @@ from dispatch import (
     cpu_model,
     percentile,
     transport_from_conf,
+    with_server,
 )
 
 from xwcommon.config import load_properties
-from xwcommon.errors import XWError
 from xwworker.executor import Outcome
 from xwworker.loop import TaskRun, Worker
 from xwworker.sandbox import LocalRunner, Runner, choose_runner
@@ -348,29 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     server = Server(workdir / "server", args.db)
     runs: list[Run] = []
     idle = Idle(skipped="--idle-s 0")
-    ok = False
-    try:
-        server.init()
-        server.start()
+
+    def body(server: Server) -> None:
+        nonlocal runs, idle
         runs = asyncio.run(per_job(server, args, workdir))
         if args.idle_s > 0:
             idle = measure_idle(server, workdir, args.idle_s)
-        ok = True
-    except (BenchError, XWError) as exc:
-        print(f"bench/worker_overhead.py: {exc}", file=sys.stderr)
-        tail = server.log_tail()
-        if tail:
-            print(tail, file=sys.stderr)
-    except KeyboardInterrupt:
-        print("bench/worker_overhead.py: interrupted", file=sys.stderr)
-    finally:
-        server.stop()
-        if args.keep or not ok:
-            print(f"temporary folder kept in {workdir}", file=sys.stderr)
-        else:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(workdir)
-    if not ok:
+
+    if not with_server("bench/worker_overhead.py", workdir, server, args.keep, body):
         return 1
     print_figures(args, runs, idle)
     return 0
