@@ -338,22 +338,8 @@ async def delete(srv: Server, caller: Caller, uid_text: str) -> None:
         if caller.rights < UserLevel.STANDARD:
             raise Forbidden(f"removing jobs needs STANDARD rights; {caller.login} has {caller.rights.name}")
         job = await _job(session, caller, uid_text, WRITE)
-        await session.execute(
-            update(Task)
-            .where(Task.job_id == job.id, Task.status == TaskStatus.RUNNING)
-            .values(status=TaskStatus.ABORTED, ended_at=time.time())
-        )
-        await session.execute(sa_delete(Task).where(Task.job_id == job.id))
-        result_id = job.result_data_id
-        await session.delete(job)
-        sha = None
-        if result_id is not None:
-            result = await session.get(Data, result_id)
-            await session.flush()
-            if result is not None and not await _data_in_use(session, result_id):
-                sha = result.sha256
-                await session.delete(result)
-    if sha:
+        shas = await remove_jobs(session, [job.id])
+    for sha in shas:  # one job: its file goes now rather than at the collector's next round
         await collect_digest(srv, sha)
 
 
@@ -391,14 +377,13 @@ def _in_use(data_id: Any) -> ColumnElement[bool]:
     )
 
 
-async def _data_in_use(session: AsyncSession, data_id: int) -> bool:
-    return bool((await session.execute(select(_in_use(data_id)))).scalar())
-
-
-async def remove_jobs(session: AsyncSession, job_ids: list[int]) -> None:
-    """Remove jobs inside the caller's transaction, as :func:`delete` does one by one: live
-    tasks aborted (their workers are told to stop at their next heartbeat), task records and
-    jobs removed, their result data too; the result files are left to the collector."""
+async def remove_jobs(session: AsyncSession, job_ids: list[int]) -> list[str]:
+    """Remove jobs inside the caller's transaction: live tasks aborted (their workers are
+    told to stop at their next heartbeat), task records and jobs removed, their result data
+    too unless another job or app uses it. Returns the removed results' sha256: their files
+    are the caller's to collect (:func:`delete` does at once; bulk removals leave them to the
+    collector)."""
+    shas: list[str] = []
     for start in range(0, len(job_ids), 900):
         chunk = job_ids[start : start + 900]
         results = list(
@@ -408,6 +393,8 @@ async def remove_jobs(session: AsyncSession, job_ids: list[int]) -> None:
                 )
             ).scalars()
         )
+        if results:
+            shas += (await session.execute(select(Data.sha256).where(Data.id.in_(results)))).scalars()
         await session.execute(
             update(Task)
             .where(Task.job_id.in_(chunk), Task.status == TaskStatus.RUNNING)
@@ -417,6 +404,7 @@ async def remove_jobs(session: AsyncSession, job_ids: list[int]) -> None:
         await session.execute(sa_delete(Job).where(Job.id.in_(chunk)))
         if results:  # a result another job takes as its input stays (that job needs it)
             await session.execute(sa_delete(Data).where(Data.id.in_(results), ~_in_use(Data.id)))
+    return shas
 
 
 async def delete_many(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:

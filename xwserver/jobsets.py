@@ -43,15 +43,12 @@ class JobSetKind:
     model: Any  # JobSession or JobGroup, one shape
     #: where the routes live, below /api/v1
     path: str
-
-    @property
-    def job_column(self) -> Any:
-        """The column of a job that names its set of this kind."""
-        return Job.session_id if self.model is JobSession else Job.group_id
+    #: the column of a job that names its set of this kind
+    job_column: Any
 
 
-SESSIONS = JobSetKind("session", JobSession, "/sessions")
-GROUPS = JobSetKind("group", JobGroup, "/groups")
+SESSIONS = JobSetKind("session", JobSession, "/sessions", Job.session_id)
+GROUPS = JobSetKind("group", JobGroup, "/groups", Job.group_id)
 KINDS = {k.name: k for k in (SESSIONS, GROUPS)}
 
 

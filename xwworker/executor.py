@@ -309,10 +309,6 @@ class Executor:
             log.info("task %s: resumed (pid %d)", task_uid, proc.pid)
         return True
 
-    def job_pids(self) -> list[int]:
-        """The root pids of the jobs running now (the cpu policy leaves their load out)."""
-        return [proc.pid for proc in self.running.values()]
-
     async def kill(self, proc: JobProcess) -> None:
         """SIGTERM the job's process group, SIGKILL its whole tree after ``kill_grace_s``."""
         _signal_group(proc.pid, signal.SIGTERM)

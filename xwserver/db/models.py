@@ -126,30 +126,27 @@ class Host(Base):
     gpus: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
 
 
-class JobSession(Base):
+class _JobSet:
+    """The columns of XWHEP's two named sets of jobs (one shape, see xwserver/jobsets.py)."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uid: Mapped[str] = mapped_column(UID, unique=True)
+    name: Mapped[str] = mapped_column(NAME)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    access_rights: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class JobSession(_JobSet, Base):
     """XWHEP's session: jobs submitted together, removed together."""
 
     __tablename__ = "sessions"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    uid: Mapped[str] = mapped_column(UID, unique=True)
-    name: Mapped[str] = mapped_column(NAME)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    access_rights: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[float] = mapped_column(Double)
 
-
-class JobGroup(Base):
+class JobGroup(_JobSet, Base):
     """XWHEP's group of jobs (not a user group: see UserGroup)."""
 
     __tablename__ = "jobgroups"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    uid: Mapped[str] = mapped_column(UID, unique=True)
-    name: Mapped[str] = mapped_column(NAME)
-    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
-    access_rights: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[float] = mapped_column(Double)
 
 
 class Job(Base):
