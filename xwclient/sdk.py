@@ -561,33 +561,46 @@ class XWClient:
         return deleted, missing
 
     # -- sessions and groups of jobs ----------------------------------------------------------------
+    # one shape on the server (/sessions and /groups): one implementation here
+    async def _create_set(self, kind: str, name: str) -> dict[str, Any]:
+        return dict(await self.transport.request("POST", f"/{kind}s", json={"name": name}))
+
+    async def _list_sets(self, kind: str) -> list[dict[str, Any]]:
+        return list((await self.transport.request("GET", f"/{kind}s"))[f"{kind}s"])
+
+    async def _get_set(self, kind: str, uid: str) -> dict[str, Any]:
+        return dict(await self.transport.request("GET", f"/{kind}s/{_uid_path(uid)}"))
+
+    async def _delete_set(self, kind: str, uid: str) -> None:
+        await self.transport.request("DELETE", f"/{kind}s/{_uid_path(uid)}")
+
     async def create_session(self, name: str) -> dict[str, Any]:
         """A new session (a set of jobs one works on together); submit into it with ``session_uid``."""
-        return dict(await self.transport.request("POST", "/sessions", json={"name": name}))
+        return await self._create_set("session", name)
 
     async def list_sessions(self) -> list[dict[str, Any]]:
-        return list((await self.transport.request("GET", "/sessions"))["sessions"])
+        return await self._list_sets("session")
 
     async def get_session(self, uid: str) -> dict[str, Any]:
-        return dict(await self.transport.request("GET", f"/sessions/{_uid_path(uid)}"))
+        return await self._get_set("session", uid)
 
     async def delete_session(self, uid: str) -> None:
         """Delete a session and its jobs."""
-        await self.transport.request("DELETE", f"/sessions/{_uid_path(uid)}")
+        await self._delete_set("session", uid)
 
     async def create_group(self, name: str) -> dict[str, Any]:
         """A new group of jobs; submit into it with ``group_uid``."""
-        return dict(await self.transport.request("POST", "/groups", json={"name": name}))
+        return await self._create_set("group", name)
 
     async def list_groups(self) -> list[dict[str, Any]]:
-        return list((await self.transport.request("GET", "/groups"))["groups"])
+        return await self._list_sets("group")
 
     async def get_group(self, uid: str) -> dict[str, Any]:
-        return dict(await self.transport.request("GET", f"/groups/{_uid_path(uid)}"))
+        return await self._get_set("group", uid)
 
     async def delete_group(self, uid: str) -> None:
         """Delete a group of jobs and its jobs."""
-        await self.transport.request("DELETE", f"/groups/{_uid_path(uid)}")
+        await self._delete_set("group", uid)
 
     async def list_tasks(self, job: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Tasks (one per attempt of a job on a host), optionally of one job."""
