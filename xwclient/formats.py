@@ -176,7 +176,7 @@ def _human_cell(field: str, value: Any) -> str:
         and isinstance(value, int)
         and not isinstance(value, bool)
     ):
-        return _human_size(value)
+        return human_size(value)
     if field == "job_counts" and isinstance(value, Mapping):
         return " ".join(f"{k}={v}" for k, v in sorted(value.items()) if v)
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
@@ -184,7 +184,7 @@ def _human_cell(field: str, value: Any) -> str:
     return cell(value).translate(_HUMAN_ESCAPES)
 
 
-def _human_size(n: int) -> str:
+def human_size(n: int) -> str:
     """Bytes for people: ``512 B``, ``1.5 KiB``, ``40.0 GiB``."""
     size = float(n)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):

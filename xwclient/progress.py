@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from typing import IO
 
+from .formats import human_size
+
 #: seconds between two redraws
 REDRAW_S = 0.1
 BAR_WIDTH = 24
@@ -26,14 +28,6 @@ def is_terminal(stream: IO[str] | None) -> bool:
         return stream is not None and os.isatty(stream.fileno())
     except (OSError, ValueError, AttributeError):
         return False
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
 
 
 class Progress:
@@ -68,7 +62,7 @@ class Progress:
             self._draw()
 
     def _amount(self, n: float) -> str:
-        return _size(n) if self.unit == "bytes" else f"{int(n)}"
+        return human_size(int(n)) if self.unit == "bytes" else f"{int(n)}"
 
     def _draw(self) -> None:
         assert self.stream is not None
