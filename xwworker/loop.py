@@ -648,7 +648,9 @@ class Worker:
             detail = "paused by its owner (xwworker pause)"
         else:
             detail = self.policy.describe()
-        return {"state": "active" if self.active else "suspended", "detail": detail[:ACTIVATION_DETAIL_MAX]}
+        # the server refuses a detail it cannot show (a heartbeat must never fail on it)
+        detail = "".join(c if c.isprintable() else " " for c in detail[:ACTIVATION_DETAIL_MAX])
+        return {"state": "active" if self.active else "suspended", "detail": detail}
 
     # -- heartbeats ----------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:

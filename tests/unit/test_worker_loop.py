@@ -722,3 +722,13 @@ async def test_an_assignment_whose_needs_do_not_fit_is_handed_back_unrun(
     await asyncio.wait_for(run, 20)
     assert stub.called("content") == []  # not even its binary was fetched
     assert "big" not in stub.reports
+
+
+async def test_an_activation_detail_the_server_could_not_show_is_made_printable(grid: Grid) -> None:
+    class Odd(Switch):
+        def describe(self) -> str:
+            return "line\none\ttab\x00" + "x" * 500
+
+    worker = Worker(grid.settings(), policy=Odd(), backoff=Backoff(0.05, 0.2))
+    detail = worker.activation_wire()["detail"]
+    assert detail.isprintable() and len(detail) == 200 and detail.startswith("line one tab ")
