@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class XWError(Exception):
     """Root of every error raised on purpose by XtremWeb-Py."""
@@ -53,6 +55,37 @@ class Conflict(XWError):
 
     code = "conflict"
     http_status = 409
+
+
+class HostDisabled(Forbidden):
+    """Raised when a worker calls for a host an administrator disabled (it waits, then asks again)."""
+
+    code = "host_disabled"
+
+
+class HostUnknown(NotFound):
+    """Raised when a worker names a host the server does not know for its identity (register again)."""
+
+    code = "host_unknown"
+
+
+class TaskGone(Conflict):
+    """Raised when a worker reports on or uploads for a task that is no longer its live task
+    (its lease expired, its job was removed or went elsewhere): drop it, report nothing."""
+
+    code = "task_gone"
+
+
+class Busy(XWError):
+    """Raised when the server cannot serve a request now (pool saturated, a deadlock retried
+    too often); ``retry_after_s`` says when to try again."""
+
+    code = "busy"
+    http_status = 503
+
+    def __init__(self, message: str, *, retry_after_s: int | None = 1, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after_s = retry_after_s
 
 
 class PayloadTooLarge(XWError):
@@ -117,6 +150,10 @@ _BY_CODE: dict[str, type[XWError]] = {
         Forbidden,
         NotFound,
         Conflict,
+        HostDisabled,
+        HostUnknown,
+        TaskGone,
+        Busy,
         PayloadTooLarge,
         IntegrityError,
         TooManyRequests,
@@ -137,6 +174,6 @@ def error_from_wire(
 ) -> XWError:
     """Rebuild the error a server sent as ``{"error": code, "message": message}``."""
     cls = _BY_CODE.get(code, TooManyRequests if http_status == TooManyRequests.http_status else XWError)
-    if issubclass(cls, TooManyRequests):
+    if issubclass(cls, TooManyRequests | Busy):
         return cls(message, code=code, http_status=http_status, retry_after_s=retry_after_s)
     return cls(message, code=code, http_status=http_status)

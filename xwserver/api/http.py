@@ -10,7 +10,8 @@ from typing import Any
 from aiohttp import web
 
 from xwcommon import defaults
-from xwcommon.errors import AuthenticationError, BadRequest, PayloadTooLarge, TooManyRequests, XWError
+from xwcommon.protocol import decode_json
+from xwcommon.errors import AuthenticationError, BadRequest, Busy, PayloadTooLarge, TooManyRequests, XWError
 
 from ..access import Caller
 from ..state import Server
@@ -60,7 +61,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except XWError as exc:
         response = error_response(exc.http_status, exc.code, exc.message)
-        if isinstance(exc, TooManyRequests) and exc.retry_after_s is not None:
+        if isinstance(exc, TooManyRequests | Busy) and exc.retry_after_s is not None:
             response.headers["Retry-After"] = str(exc.retry_after_s)
         return response
     except web.HTTPException as exc:
@@ -115,10 +116,7 @@ async def read_json(request: web.Request) -> Any:
         raise PayloadTooLarge(
             f"JSON body larger than the limit of {limit} bytes; split it (max_json_bytes)"
         ) from None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"malformed JSON body: {exc}") from None
+    return decode_json(raw, "malformed JSON body")
 
 
 def query_int(request: web.Request, key: str) -> int | None:
