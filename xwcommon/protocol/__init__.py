@@ -67,7 +67,8 @@ class Message(msgspec.Struct, kw_only=True):
 
     def to_wire(self) -> dict[str, Any]:
         """Plain JSON-able data (what ``json.dumps`` or a transport sends)."""
-        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+        wire: dict[str, Any] = msgspec.to_builtins(self)
+        return wire
 
     def encode(self) -> bytes:
         """The message as JSON bytes."""
@@ -115,7 +116,7 @@ def decode_json(data: bytes | str, what: str = "body") -> Any:
         raise BadRequest(f"{what}: nested too deeply") from None
 
 
-def schema_components(types: list[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def schema_components(types: list[Any]) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
     """JSON schemas of ``types`` for an OpenAPI 3 document: one schema per type (mostly a
     ``$ref``) and the named components they refer to."""
-    return msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")  # type: ignore[no-any-return]
+    return msgspec.json.schema_components(types, ref_template="#/components/schemas/{name}")
