@@ -1,9 +1,18 @@
-"""A volunteer vanishes mid-job (SIGKILL): its lease expires and another worker does the job, once."""
+"""A volunteer vanishes mid-job (SIGKILL).
+
+Alone, its lease expires and another worker does the job, once. Restarted on the same
+machine (same state folder, so the same host identity), it tells the server it holds
+nothing, and the server gives the job back at once instead of waiting for the lease.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+import time
 from collections import Counter
 
+import psutil
 import pytest
 from helpers.deployment import FAST_LEASES, MakeDeployment, python_program
 from helpers.waiting import wait_until
@@ -57,3 +66,87 @@ def test_a_job_whose_worker_is_killed_is_rescheduled_and_completed_once_by_anoth
     assert by_status["COMPLETED"]["host_uid"] == rescuer.host_uid
     assert (dep.results(uid) / "stdout.txt").read_text() == "slept 4\n"
     assert rescuer.alive, "the rescuing worker must carry on"
+
+
+#: leases far longer than the bound: a job that waits for its lease fails the test
+LONG_LEASE: dict[str, object] = {"lease_s": 60, "heartbeat_interval_s": 1, "reaper_interval_s": 0.5}
+#: the job sleeps this long: long enough to outlive the checks made right after the kill
+JOB_S = 8
+#: from the restarted worker's registration to the job COMPLETED: one run of the job and
+#: some seconds, far less than one lease
+RESTART_BOUND_S = JOB_S + 14.0
+#: the killed worker's job processes must be gone this soon after the kill (well before the
+#: job would have ended by itself)
+ORPHANS_GONE_WITHIN_S = 3.0
+
+
+def _processes_with(marker: str) -> set[tuple[int, float]]:
+    """(pid, start time) of every process whose command line names ``marker``."""
+    found = set()
+    for proc in psutil.process_iter(["cmdline", "create_time"]):
+        with contextlib.suppress(psutil.Error):
+            if any(marker in part for part in proc.info["cmdline"] or ()):
+                found.add((proc.pid, proc.info["create_time"]))
+    return found
+
+
+def _still_alive(procs: set[tuple[int, float]]) -> set[tuple[int, float]]:
+    alive = set()
+    for pid, created in procs:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - created) < 0.5 and proc.status() != psutil.STATUS_ZOMBIE:
+                alive.add((pid, created))
+    return alive
+
+
+def test_a_worker_killed_and_restarted_in_its_folder_gets_its_job_back_at_once_and_completes_it_once(
+    deployment: MakeDeployment,
+) -> None:
+    dep = deployment(**LONG_LEASE)
+    dep.send_app("sleeper", SLEEPER)
+    doomed = dep.start_worker()
+    marker = f"chaos-{secrets.token_hex(6)}"  # names this job's processes on the machine
+    uid = dep.submit("sleeper", str(JOB_S), marker)
+
+    dep.wait_for_status(uid, "RUNNING", timeout_s=30)
+    [first] = dep.api.tasks(uid)
+    assert first["host_uid"] == doomed.host_uid, first
+    job_procs = wait_until(
+        lambda: _processes_with(marker),
+        timeout_s=15,
+        interval_s=0.05,
+        what="the job's processes to start",
+        describe=dep.describe,
+    )
+    doomed.kill()
+    killed_at = time.monotonic()
+
+    # the same machine starts it again (as systemd does): same config, same state folder
+    again = dep.start_worker_with(doomed.conf, name="worker1-again", tmpdir=doomed.tmpdir)
+    registered_at = time.monotonic()
+    assert again.host_uid == doomed.host_uid, "a restarted worker resumes its host identity"
+
+    wait_until(
+        lambda: not _still_alive(job_procs),
+        timeout_s=max(0.1, ORPHANS_GONE_WITHIN_S - (time.monotonic() - killed_at)),
+        interval_s=0.05,
+        what="the killed worker's job processes to end",
+        describe=lambda: f"still running: {_still_alive(job_procs)}\n{dep.describe()}",
+    )
+
+    job = dep.wait_for_jobs([uid], timeout_s=RESTART_BOUND_S)[uid]
+    took_s = time.monotonic() - registered_at
+    print(f"job completed {took_s:.1f}s after the restarted worker registered (job {JOB_S}s, lease 60s)")
+    assert job["status"] == "COMPLETED", job
+
+    tasks = {t["uid"]: t for t in dep.api.tasks(uid)}
+    assert Counter(t["status"] for t in tasks.values())["COMPLETED"] == 1, tasks
+    assert tasks[first["uid"]]["status"] in {"ABORTED", "LOST"}, tasks[first["uid"]]
+    if tasks[first["uid"]]["status"] == "ABORTED":
+        assert job["retry"] == 0, "a task released at registration spends no retry"
+    [done] = [t for t in tasks.values() if t["status"] == "COMPLETED"]
+    assert done["host_uid"] == again.host_uid
+    assert len(dep.api.hosts()) == 1, "the restarted worker is the same host, not a second one"
+    assert (dep.results(uid) / "stdout.txt").read_text() == f"slept {JOB_S}\n"
+    assert again.alive, dep.describe()

@@ -8,10 +8,16 @@ folder with ``XWCONFIG`` set to the admin's ``conf/xwrc``.
 Every process it starts is ended by :meth:`Deployment.close`, also when the test failed:
 workers get SIGTERM then SIGKILL, the server ``xwserver stop`` then SIGKILL; processes
 are only ever ended by the pid this class recorded for them.
+
+Chaos tests also look underneath: :meth:`Deployment.database` reads the server's database
+directly (also while the server is dead), :meth:`Deployment.orphan_files` and
+:meth:`Deployment.missing_files` compare the data store with its data rows, and
+``start_server(env={"XW_FAULTS": ...})`` arms the server's fault-injection points.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -26,6 +32,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from .api import Api
 from .net import free_port
@@ -141,6 +150,8 @@ class WorkerProcess:
         return state if isinstance(state, dict) else {}
 
     def remember_children(self) -> None:
+        if not self.alive:
+            return  # its pid may already belong to someone else: never adopt a stranger's children
         with contextlib.suppress(psutil.Error):
             for child in psutil.Process(self.pid).children(recursive=True):
                 with contextlib.suppress(psutil.Error):
@@ -183,6 +194,40 @@ class WorkerProcess:
             self._log.close()
 
 
+# -- the database underneath ---------------------------------------------------------------------------
+class DatabaseProbe:
+    """Reads a server's database directly with SQLAlchemy Core, one connection per query.
+
+    Tests use it where the API cannot answer (the server is dead) or would cost the server
+    what the test measures (progress polled many times a second). It only reads.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._runner = asyncio.Runner()
+        # NullPool: no connection outlives its query, so a dropped database or a killed
+        # server never meets one of ours
+        self._engine: AsyncEngine = create_async_engine(url, poolclass=NullPool)
+
+    async def _rows(self, sql: str, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
+        async with self._engine.connect() as conn:
+            result = await conn.execute(text(sql), dict(params))
+            return [tuple(row) for row in result]
+
+    def rows(self, sql: str, **params: object) -> list[tuple[Any, ...]]:
+        return self._runner.run(self._rows(sql, params))
+
+    def scalar(self, sql: str, **params: object) -> Any:
+        rows = self.rows(sql, **params)
+        return rows[0][0] if rows else None
+
+    def close(self) -> None:
+        try:
+            self._runner.run(self._engine.dispose())
+        finally:
+            self._runner.close()
+
+
 # -- the deployment ----------------------------------------------------------------------------------
 class Deployment:
     """A server home in ``root`` with its server, workers and client; see the module doc."""
@@ -206,6 +251,7 @@ class Deployment:
         #: every server process seen, as (pid, start time), so that teardown ends them all
         self.server_pids: list[tuple[int, float]] = []
         self._api: Api | None = None
+        self._database: DatabaseProbe | None = None
 
     # -- paths ----------------------------------------------------------------------------------
     @property
@@ -237,6 +283,11 @@ class Deployment:
         return self.home / "var" / "log"
 
     @property
+    def data_dir(self) -> Path:
+        """The content-addressed store: ``var/data/<first two hex>/<sha256>``, ``var/data/tmp/``."""
+        return self.home / "var" / "data"
+
+    @property
     def api(self) -> Api:
         if self._api is None:
             self._api = Api(self.url, self.ca_file, "admin", self.admin_password)
@@ -244,7 +295,11 @@ class Deployment:
 
     # -- xwserver -------------------------------------------------------------------------------
     def xwserver(
-        self, *args: str, check: bool = True, timeout_s: float = 90.0
+        self,
+        *args: str,
+        check: bool = True,
+        timeout_s: float = 90.0,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "xwserver", *args],
@@ -254,7 +309,7 @@ class Deployment:
             timeout=timeout_s,
             check=False,
             cwd=self.root,
-            env=self._env(),
+            env={**self._env(), **(env or {})},
         )
         if check and proc.returncode != 0:
             raise AssertionError(
@@ -282,9 +337,13 @@ class Deployment:
             return None
         return int(text) if text.isdigit() else None
 
-    def start_server(self) -> int:
-        """``xwserver start``: returns once the server answers; its pid."""
-        self.xwserver("start", "--home", str(self.home), "--timeout", str(SERVER_START_TIMEOUT_S))
+    def start_server(self, env: Mapping[str, str] | None = None) -> int:
+        """``xwserver start``: returns once the server answers; its pid.
+
+        ``env`` is added to the server's environment for this start only, e.g.
+        ``{"XW_FAULTS": "after_claim_commit:1"}`` (a restart without it is a healthy server).
+        """
+        self.xwserver("start", "--home", str(self.home), "--timeout", str(SERVER_START_TIMEOUT_S), env=env)
         pid = self.server_pid()
         assert pid is not None and _alive(pid), f"no live server pid after start\n{self.describe()}"
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -302,10 +361,57 @@ class Deployment:
         assert _wait_gone(pid, 10), f"server pid {pid} survived SIGKILL"
         return pid
 
+    def wait_server_gone(self, *, timeout_s: float) -> int:
+        """Wait until the running server dies by itself (a fault-injection point); its pid."""
+        pid = self.server_pid()
+        assert pid is not None and any(p == pid for p, _ in self.server_pids), "no server of ours running"
+        if not _wait_gone(pid, timeout_s):
+            raise AssertionError(
+                f"the server (pid {pid}) did not die within {timeout_s:.0f}s\n{self.describe()}"
+            )
+        return pid
+
+    def server_alive(self) -> bool:
+        pid = self.server_pid()
+        return pid is not None and any(p == pid for p, _ in self.server_pids) and _alive(pid)
+
+    # -- underneath: the database and the data store -------------------------------------------------
+    def database(self) -> DatabaseProbe:
+        """The server's own database, read directly (see :class:`DatabaseProbe`)."""
+        if self._database is None:
+            url = read_properties(self.server_conf).get("db.url") or self.db_url
+            if not url:
+                url = f"sqlite+aiosqlite:///{self.home / 'var' / 'xwserver.db'}"
+            self._database = DatabaseProbe(url)
+        return self._database
+
+    def store_files(self) -> list[Path]:
+        """Every file in the data store, its temporary folder included."""
+        if not self.data_dir.is_dir():
+            return []
+        return sorted(f for sub in self.data_dir.iterdir() if sub.is_dir() for f in sub.iterdir())
+
+    def orphan_files(self) -> list[Path]:
+        """Files of the data store that no data row references (and leftover temporary files).
+
+        The folder is listed before the rows are read: a file stored meanwhile whose row
+        commits meanwhile is then seen with its row, never as an orphan.
+        """
+        files = self.store_files()
+        referenced = {sha for (sha,) in self.database().rows("SELECT DISTINCT sha256 FROM data")}
+        return [f for f in files if f.parent.name == "tmp" or f.name not in referenced]
+
+    def missing_files(self) -> list[str]:
+        """Digests of AVAILABLE data rows whose file is not in the store (lost content)."""
+        rows = self.database().rows("SELECT DISTINCT sha256 FROM data WHERE status = 'AVAILABLE'")
+        return sorted(sha for (sha,) in rows if not (self.data_dir / sha[:2] / sha).is_file())
+
     # -- the client CLI ---------------------------------------------------------------------------
     def _env(self, config: Path | None = None) -> dict[str, str]:
         env = {
-            k: v for k, v in os.environ.items() if not k.startswith(("XWWORKER_", "XWSERVER_", "XWCONFIG"))
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("XWWORKER_", "XWSERVER_", "XWCONFIG", "XW_FAULTS"))
         }
         env["XWCONFIG"] = str(config or self.admin_conf)
         env["PYTHONUNBUFFERED"] = "1"
@@ -405,11 +511,17 @@ class Deployment:
 
     # -- workers -----------------------------------------------------------------------------------
     def start_worker(
-        self, *, workpool_size: int = 1, wait_registered: bool = True, **settings: object
+        self,
+        *,
+        workpool_size: int = 1,
+        wait_registered: bool = True,
+        tmpdir: Path | None = None,
+        **settings: object,
     ) -> WorkerProcess:
-        """``xwworker console`` with a copy of the public worker config and its own tmpdir."""
+        """``xwworker console`` with a copy of the public worker config and its own tmpdir
+        (or ``tmpdir``: another worker's state folder, as a restarted worker has it)."""
         name = f"worker{len(self.workers) + 1}"
-        tmpdir = self.root / name
+        tmpdir = tmpdir or self.root / name
         conf = write_config(
             self.root / f"{name}.conf",
             self.worker_conf,
@@ -484,6 +596,12 @@ class Deployment:
                 errors.append(exc)
         for pid, created in self.server_pids:
             _kill_pid(pid, created)
+        if self._database is not None:
+            try:
+                self._database.close()
+            except BaseException as exc:
+                errors.append(exc)
+            self._database = None
         if errors:
             raise errors[0]
 
