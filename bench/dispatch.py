@@ -1,13 +1,16 @@
-"""Dispatch benchmark: jobs per second through the full cycle, and submit-to-start latency.
+"""Dispatch benchmark: jobs per second through the full cycle, as a ratio to this machine's
+bare ceiling, and submit-to-start latency.
 
 It starts a real server (``xwserver init`` + ``xwserver start`` in a temporary home on a
 free loopback port), inserts an app whose binary is a tiny script, and drives it with M
-simulated workers that speak the real protocol over real HTTPS: each one is a
-``Transport`` logged in as the deployment's worker identity, registers itself
-(``POST /work/register``), then loops on ``POST /work/request`` (long-poll, capacity
-1..k) and reports every assignment ``COMPLETED`` at once (``POST
-/work/tasks/{uid}/report``, exit code 0, no result). Nothing is executed: what is measured
-is the middleware's own cost per job.
+simulated workers that speak the protocol (the messages of ``xwcommon.protocol.work``) over
+real HTTPS: each one is a ``Transport`` logged in as the deployment's worker identity,
+registers itself (``Registration``), then loops on work requests (``WorkRequest``, long-poll,
+capacity 1..k) and completes every assignment at once (exit code 0, no result): its
+``Report`` rides on the next work request, or with ``--separate-reports`` goes alone to
+``POST /work/tasks/{uid}/report``. Every work request names the tasks the worker still holds
+(``held``) and a ``Heartbeat`` goes out at the server's interval, as a real worker does.
+Nothing is executed: what is measured is the middleware's own cost per job.
 
 Two phases:
 
@@ -19,7 +22,15 @@ Two phases:
    (``POST /jobs``) and the time from the submit call to the assignment arriving at a
    worker is recorded; the next job is submitted once the previous one is reported.
 
-Figures only: nothing is asserted. See bench/README.md.
+With ``--ceiling``, bench/ceiling.py (a bare aiohttp handler doing one SQLite INSERT+COMMIT
+per request over TLS, kept-alive, driven by as many clients as workers) runs in processes of
+its own before the server starts and after it stops, and the full cycle is printed as a
+ratio to it. Machines differ up to 5x from one day to the next; the ratio much less.
+
+Also counted: every 5xx answer the workers and the submitter got (by HTTP status, retried
+ones included), the tasks the server ended LOST (``GET /tasks?status=LOST``), tasks handed
+back as not held, and jobs assigned twice. Figures only: nothing is asserted. See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -36,28 +47,45 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-ROOT = Path(__file__).resolve().parent.parent
+import aiohttp
 
-try:
-    from xwcommon.config import load_properties, resolve_path
-    from xwcommon.errors import XWError
-    from xwcommon.platforms import local_cpu, local_os
-    from xwcommon.transport import Transport
-except ImportError:  # run from a checkout where the package is not installed
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+if str(ROOT) not in sys.path:  # run from a checkout where the package is not installed
     sys.path.insert(0, str(ROOT))
-    from xwcommon.config import load_properties, resolve_path
-    from xwcommon.errors import XWError
-    from xwcommon.platforms import local_cpu, local_os
-    from xwcommon.transport import Transport
+
+from xwcommon.config import load_properties, resolve_path  # noqa: E402
+from xwcommon.errors import XWError  # noqa: E402
+from xwcommon.platforms import local_cpu, local_os  # noqa: E402
+from xwcommon.protocol import Answer  # noqa: E402
+from xwcommon.protocol.work import (  # noqa: E402
+    Assignment,
+    Heartbeat,
+    HeartbeatAnswer,
+    Registered,
+    Registration,
+    Report,
+    ReportAnswer,
+    WorkAnswer,
+    WorkRequest,
+)
+from xwcommon.transport import Transport  # noqa: E402
+
+if str(HERE) not in sys.path:  # bench/ceiling.py, when this module is imported from elsewhere
+    sys.path.insert(0, str(HERE))
+from ceiling import machine_busy_s, others_cores  # noqa: E402
 
 log = logging.getLogger("bench.dispatch")
 
@@ -68,6 +96,13 @@ SERVER_START_TIMEOUT_S = 30.0
 SERVER_STOP_TIMEOUT_S = 30.0
 LATENCY_WARMUP = 5  # first latency samples dropped (connections and caches warming up)
 LATENCY_SAMPLE_TIMEOUT_S = 10.0
+LIST_PAGE = 10_000  # the most a listing answers at once
+CEILING_TIMEOUT_S = 600.0
+#: more than this many cores busy elsewhere during a measurement makes the run unsteady
+UNSTEADY_OTHERS_CORES = 0.25
+#: full cycle ÷ ceiling, by database (issue 9's targets); MariaDB's target is 0 errors, not a ratio
+RATIO_TARGETS = {"sqlite": 0.30, "postgresql": 0.15}
+LATENCY_TARGETS_MS = (5.0, 50.0)  # p50, p99 with 50 idle workers
 
 
 class BenchError(Exception):
@@ -184,8 +219,9 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
-def transport_from_conf(conf: Path, **kwargs: Any) -> Transport:
-    """A ``Transport`` from an XWHEP-style client or worker config file."""
+def transport_from_conf(conf: Path, statuses: Counter[int] | None = None, **kwargs: Any) -> Transport:
+    """A ``Transport`` from an XWHEP-style client or worker config file; with ``statuses``, one
+    that counts every HTTP answer there by status (:class:`CountingTransport`)."""
     props = load_properties(conf)
     ca_file = props.get("ca.file") or props.get("path.certfile")  # XWHEP's name for it
     missing = [k for k in ("dispatcher.servers", "login", "password") if not props.get(k)]
@@ -193,7 +229,9 @@ def transport_from_conf(conf: Path, **kwargs: Any) -> Transport:
         missing.append("ca.file")
     if missing or not ca_file:
         raise BenchError(f"{conf}: missing key(s) {', '.join(missing)}")
-    return Transport(
+    if statuses is not None:
+        kwargs["statuses"] = statuses
+    return (CountingTransport if statuses is not None else Transport)(
         props["dispatcher.servers"],
         resolve_path(ca_file, conf.parent),
         props["login"],
@@ -204,6 +242,55 @@ def transport_from_conf(conf: Path, **kwargs: Any) -> Transport:
 
 # -- simulated workers ----------------------------------------------------------------------------
 
+A = TypeVar("A", bound=Answer)
+
+
+class ProtocolMismatch(Exception):
+    """Raised when a server's answer does not parse as its protocol message: the end of the run."""
+
+
+def parse_answer(cls: type[A], body: Any) -> A:
+    """``cls.from_wire(body)``; a mismatch is not noise to count but a reason to stop."""
+    try:
+        return cls.from_wire(body)
+    except XWError as exc:
+        raise ProtocolMismatch(f"the server's answer is not a {cls.__name__}: {exc}") from None
+
+
+class CountingTransport(Transport):
+    """A ``Transport`` that counts every HTTP answer by status, retried ones included.
+
+    The transport retries 502, 503 and 504 on its own (a busy server says when to come
+    back), so an exception shows only an answer that ended the retries; what the server
+    really answered is counted here, on the wire (an aiohttp trace)."""
+
+    def __init__(self, *args: Any, statuses: Counter[int], connections: int = 100, **kwargs: Any) -> None:
+        super().__init__(*args, connections=connections, **kwargs)
+        self.statuses = statuses
+        self._connection_limit = connections
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        # Transport.session's own settings, plus the trace
+        if self._session is None or self._session.closed:
+            trace = aiohttp.TraceConfig()
+            trace.on_request_end.append(self._count)
+            connector = aiohttp.TCPConnector(ssl=self.ssl, limit=self._connection_limit, keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
+                trace_configs=[trace],
+            )
+        return self._session
+
+    async def _count(self, _session: Any, _ctx: Any, params: aiohttp.TraceRequestEndParams) -> None:
+        self.statuses[params.response.status] += 1
+
+
+def server_errors(statuses: Counter[int]) -> dict[str, int]:
+    """The 5xx answers of ``statuses``, by status (JSON keys are strings)."""
+    return {str(s): n for s, n in sorted(statuses.items()) if s >= 500}
+
 
 @dataclass
 class Tally:
@@ -211,10 +298,20 @@ class Tally:
 
     target: int = 0
     reported: int = 0
+    #: calls that failed (after the transport's retries) and reports the server refused
     errors: int = 0
+    #: refused reports by the server's error code (``task_gone``, ...)
+    report_errors: Counter[str] = field(default_factory=Counter)
     requests: int = 0
+    heartbeats: int = 0
+    #: tasks the server handed back because a registration, work request or heartbeat did not name them
+    released: int = 0
+    #: every HTTP answer the workers got, by status
+    statuses: Counter[int] = field(default_factory=Counter)
     seen_jobs: set[str] = field(default_factory=set)
     duplicates: int = 0
+    #: why the run cannot go on (an answer that is not the protocol); set once
+    fatal: str | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     #: the latency phase sets this: job uid -> time its assignment arrived, and an event per arrival
     arrivals: dict[str, float] | None = None
@@ -233,9 +330,26 @@ class Tally:
         if self.target and self.reported >= self.target:
             self.done.set()
 
+    def refused(self, code: str) -> None:
+        self.errors += 1
+        self.report_errors[code] += 1
+
+    def stop_all(self, reason: str) -> None:
+        if self.fatal is None:
+            self.fatal = reason
+        self.done.set()
+        self.arrival.set()
+
 
 class SimWorker:
-    """A worker that speaks the real protocol and completes every task at once."""
+    """A worker that speaks the protocol (``xwcommon.protocol.work``) and completes every task at once.
+
+    It keeps what a real worker keeps for exact leases: the tasks it holds (assigned, their
+    report not yet answered) and the highest assignment ``seq`` it has received. Every work
+    request names the tasks it still holds besides those it reports (``held``), and a
+    heartbeat every ``heartbeat_interval_s`` (the server's figure) names them with
+    ``seen_seq``; the server hands back any other task it believed this host held.
+    """
 
     def __init__(self, name: str, transport: Transport, tally: Tally, wait_s: float) -> None:
         self.name = name
@@ -243,92 +357,142 @@ class SimWorker:
         self.tally = tally
         self.wait_s = wait_s
         self.host_uid = ""
+        self.heartbeat_interval_s = 15.0
         self.capacity = 1
         self.stopping = False
         self.separate_reports = False
+        #: task uid -> its assignment, from its arrival until its report is answered
+        self.holding: dict[str, Assignment] = {}
+        self.seen_seq: int | None = None
 
     async def register(self) -> None:
-        body = await self.t.request(
-            "POST",
-            "/work/register",
-            json={
-                "name": self.name,
-                "os": local_os(),
-                "cpu": local_cpu(),
-                "cores": 1,
-                "memory_bytes": 1 << 30,
-                "disk_free_bytes": 10 << 30,
-                "tags": ["bench"],
-                "version": "bench",
-            },
+        registration = Registration(
+            name=self.name,
+            os=local_os(),
+            cpu=local_cpu(),
+            cores=1,
+            memory_bytes=1 << 30,
+            disk_free_bytes=10 << 30,
+            tags=["bench"],
+            version="bench",
+            held=[],  # a new host: it holds nothing yet
         )
-        self.host_uid = body["host_uid"]
+        body = await self.t.request("POST", "/work/register", json=registration.to_wire())
+        registered = parse_answer(Registered, body)
+        self.host_uid = registered.host_uid
+        self.heartbeat_interval_s = registered.heartbeat_interval_s
+        self.tally.released += registered.released
 
     async def run(self) -> None:
-        """Request, report, repeat until told to stop; an error never ends the loop.
+        """Work and heartbeat until told to stop; an error never ends the loops, a protocol mismatch does."""
+        stop_heartbeats = asyncio.Event()
+        heartbeats = asyncio.create_task(self.heartbeats(stop_heartbeats), name=f"{self.name} heartbeats")
+        try:
+            await self.work()
+        except ProtocolMismatch as exc:
+            self.tally.stop_all(str(exc))
+        finally:
+            stop_heartbeats.set()
+            with contextlib.suppress(ProtocolMismatch):
+                await heartbeats
+
+    async def work(self) -> None:
+        """Request, report, repeat.
 
         By default the reports of the tasks just done ride on the next work request (one
         call per cycle, as a busy worker does); ``--separate-reports`` sends one report
-        call per task instead.
+        call per task instead (``POST /work/tasks/{uid}/report``).
         """
         delay_s = 0.05
-        reports: list[dict[str, Any]] = []
+        reports: list[Report] = []
         while not self.stopping:
-            try:
+            reporting = {r.task_uid for r in reports}
+            request = WorkRequest(
+                host_uid=self.host_uid,
+                capacity=self.capacity,
                 # a request that carries reports does not wait: its answer confirms them
+                wait_s=0 if reports else self.wait_s,
+                reports=reports,
+                held=[uid for uid in self.holding if uid not in reporting],
+            )
+            try:
                 body = await self.t.request(
-                    "POST",
-                    "/work/request",
-                    json={
-                        "host_uid": self.host_uid,
-                        "capacity": self.capacity,
-                        "wait_s": 0 if reports else self.wait_s,
-                        "reports": reports,
-                    },
-                    timeout_s=self.wait_s + 30,
+                    "POST", "/work/request", json=request.to_wire(), timeout_s=self.wait_s + 30
                 )
-                now = time.perf_counter()
-                self.tally.requests += 1
-                for outcome in body.get("reported", []):
-                    if "job_status" in outcome:
-                        self.tally.finished()
-                    else:
-                        self.tally.errors += 1
-                        log.warning(
-                            "%s: report of task %s failed: %s", self.name, outcome["task_uid"], outcome
-                        )
-                reports = []
-                assignments = body.get("assignments", [])
-                for a in assignments:
-                    self.tally.arrived(a["job_uid"], now)
-                if self.separate_reports:
-                    await asyncio.gather(*(self.report(a["task_uid"]) for a in assignments))
-                else:
-                    reports = [
-                        {"task_uid": a["task_uid"], "status": "COMPLETED", "exit_code": 0}
-                        for a in assignments
-                    ]
-                delay_s = 0.05
-            except (XWError, KeyError, TypeError) as exc:
+            except XWError as exc:
+                # the reports stay: they ride on the next request
                 self.tally.errors += 1
                 log.warning("%s: work request failed: %s", self.name, exc)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 2.0)
+                continue
+            delay_s = 0.05
+            now = time.perf_counter()
+            answer = parse_answer(WorkAnswer, body)
+            self.tally.requests += 1
+            self.tally.released += answer.released
+            for outcome in answer.reported:
+                self.holding.pop(outcome.task_uid, None)
+                if outcome.job_status is not None:
+                    self.tally.finished()
+                else:
+                    self.tally.refused(outcome.error or "unknown")
+                    log.warning("%s: report of task %s refused: %s", self.name, outcome.task_uid, outcome)
+            reports = []
+            for a in answer.assignments:
+                self.holding[a.task_uid] = a
+                self.seen_seq = a.seq if self.seen_seq is None else max(self.seen_seq, a.seq)
+                self.tally.arrived(a.job_uid, now)
+            if self.separate_reports:
+                await asyncio.gather(*(self.report(a.task_uid) for a in answer.assignments))
+            else:
+                reports = [
+                    Report(task_uid=a.task_uid, status="COMPLETED", exit_code=0) for a in answer.assignments
+                ]
         if reports:  # deliver what is done before leaving
-            await asyncio.gather(*(self.report(r["task_uid"]) for r in reports))
+            await asyncio.gather(*(self.report(r.task_uid) for r in reports if r.task_uid))
 
     async def report(self, task_uid: str) -> None:
+        """One report alone: ``POST /work/tasks/{uid}/report`` (the path names the task)."""
         try:
-            await self.t.request(
+            body = await self.t.request(
                 "POST",
                 f"/work/tasks/{task_uid}/report",
-                json={"status": "COMPLETED", "exit_code": 0, "message": None, "result_uid": None},
+                json=Report(status="COMPLETED", exit_code=0).to_wire(),
             )
         except XWError as exc:
-            self.tally.errors += 1
+            self.tally.refused(exc.code)
             log.warning("%s: report of task %s failed: %s", self.name, task_uid, exc)
             return
+        finally:
+            self.holding.pop(task_uid, None)  # reported or refused, the worker holds it no more
+        parse_answer(ReportAnswer, body)
         self.tally.finished()
+
+    async def heartbeats(self, stop: asyncio.Event) -> None:
+        """Every ``heartbeat_interval_s``: renew the tasks held, name the highest ``seq`` seen."""
+        while True:
+            try:
+                await asyncio.wait_for(stop.wait(), self.heartbeat_interval_s)
+                return
+            except TimeoutError:
+                pass
+            heartbeat = Heartbeat(
+                host_uid=self.host_uid, task_uids=list(self.holding), seen_seq=self.seen_seq
+            )
+            try:
+                body = await self.t.request("POST", "/work/heartbeat", json=heartbeat.to_wire())
+            except XWError as exc:
+                self.tally.errors += 1
+                log.warning("%s: heartbeat failed: %s", self.name, exc)
+                continue
+            try:
+                answer = parse_answer(HeartbeatAnswer, body)
+            except ProtocolMismatch as exc:
+                self.tally.stop_all(str(exc))
+                return
+            self.tally.heartbeats += 1
+            self.tally.released += answer.released
 
 
 class Fleet:
@@ -371,17 +535,65 @@ class Figures:
     capacity: int = 0
     separate_reports: bool = False
     db: str = ""
+    db_url: str | None = None
     wall_s: float = math.nan
     submit_s: float = math.nan
     completed_on_server: int = -1
     errors: int = 0
+    report_errors: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     requests: int = 0
+    heartbeats: int = 0
+    released: int = 0
+    #: tasks that ended LOST on the server: after the full cycle, and after both phases
+    lost_full_cycle: int = -1
+    lost_total: int = -1
+    #: 5xx answers by status, to the simulated workers and to the submitter (retried ones included)
+    worker_5xx: dict[str, int] = field(default_factory=dict)
+    submitter_5xx: dict[str, int] = field(default_factory=dict)
     #: CPU seconds used during the full cycle by the server process and by this process
     server_cpu_s: float = math.nan
     client_cpu_s: float = math.nan
+    #: cores the rest of the machine kept busy during the full cycle
+    others_cores: float = math.nan
     latencies_ms: list[float] = field(default_factory=list)
     latency_misses: int = 0
+    #: bench/ceiling.py's JSON, measured before the server starts and after it stops
+    ceilings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def jobs_per_s(self) -> float:
+        return self.jobs / self.wall_s if self.wall_s > 0 else math.nan
+
+    @property
+    def ceiling_req_per_s(self) -> float:
+        rates = [c["req_per_s"] for c in self.ceilings]
+        return statistics.fmean(rates) if rates else math.nan
+
+    @property
+    def ceiling_cpu_ms(self) -> float:
+        """The ceiling server's CPU per request, in ms (mean of the runs)."""
+        per = [1000 * c["server_cpu_s"] / c["requests"] for c in self.ceilings]
+        return statistics.fmean(per) if per else math.nan
+
+    @property
+    def cpu_ratio(self) -> float:
+        """Server CPU per job ÷ the ceiling server's CPU per request (lower is better)."""
+        return 1000 * self.server_cpu_s / self.jobs / self.ceiling_cpu_ms if self.jobs else math.nan
+
+    @property
+    def steady(self) -> bool:
+        """Whether the machine was quiet enough to compare: the ceiling runs within 25% of each
+        other, and under a quarter of a core busy elsewhere during them and the full cycle."""
+        rates = [c["req_per_s"] for c in self.ceilings]
+        loads = [c["others_cores"] for c in self.ceilings] + [self.others_cores]
+        spread_ok = not rates or min(rates) >= 0.75 * max(rates)
+        return spread_ok and all(not load > UNSTEADY_OTHERS_CORES for load in loads)
+
+    @property
+    def ratio(self) -> float:
+        """The full cycle as a share of the ceiling (jobs/s ÷ req/s)."""
+        return self.jobs_per_s / self.ceiling_req_per_s if self.ceilings else math.nan
 
 
 def chunks(n: int, size: int) -> Iterator[range]:
@@ -402,7 +614,7 @@ async def full_cycle(
     tally.done.clear()
     fleet.start(lambda i: 1 + i % args.capacity)
     await asyncio.sleep(0.5)  # let every worker's first long-poll reach the server
-    server_cpu0, client_cpu0 = process_cpu_s(server_pid), time.process_time()
+    server_cpu0, client_cpu0, busy0 = process_cpu_s(server_pid), time.process_time(), machine_busy_s()
     t0 = time.perf_counter()
     for part in chunks(args.jobs, args.bulk):
         specs = [{"app": APP_NAME, "args": [str(i)], "label": label} for i in part]
@@ -418,23 +630,27 @@ async def full_cycle(
     except TimeoutError:
         raise BenchError(
             f"only {tally.reported} of {args.jobs} jobs were reported within {timeout_s:.0f} s "
-            f"({tally.errors} worker errors)"
+            f"({tally.errors} worker errors, 5xx answers {server_errors(tally.statuses) or 'none'})"
         ) from None
+    if tally.fatal:
+        raise BenchError(tally.fatal)
     fig.wall_s = time.perf_counter() - t0
     fig.server_cpu_s = process_cpu_s(server_pid) - server_cpu0
     fig.client_cpu_s = time.process_time() - client_cpu0
+    fig.others_cores = others_cores(machine_busy_s() - busy0, fig.server_cpu_s + fig.client_cpu_s, fig.wall_s)
     await fleet.stop()
-    fig.errors, fig.duplicates, fig.requests = tally.errors, tally.duplicates, tally.requests
-    listed = await admin.request(
-        "GET", "/jobs", params={"label": label, "status": "COMPLETED", "limit": args.jobs + 1}, timeout_s=120
+    collect(tally, fig)
+    fig.completed_on_server = await count_listed(
+        admin, "/jobs", "jobs", {"label": label, "status": "COMPLETED"}
     )
-    fig.completed_on_server = len(listed.get("jobs", []))
+    fig.lost_full_cycle = await count_listed(admin, "/tasks", "tasks", {"status": "LOST"})
 
 
 async def latency(
     admin: Transport, fleet: Fleet, tally: Tally, args: argparse.Namespace, fig: Figures
 ) -> None:
     if args.latency_samples <= 0:
+        fig.lost_total = fig.lost_full_cycle
         return
     label = f"bench-latency-{os.getpid()}"
     tally.target = 0
@@ -447,6 +663,8 @@ async def latency(
         job = await admin.request("POST", "/jobs", json={"app": APP_NAME, "args": [str(i)], "label": label})
         arrived = await arrival_of(tally, job["uid"], t0 + LATENCY_SAMPLE_TIMEOUT_S)
         if arrived is None:
+            if tally.fatal:
+                raise BenchError(tally.fatal)
             fig.latency_misses += 1
             continue
         if i >= LATENCY_WARMUP:
@@ -455,9 +673,33 @@ async def latency(
         deadline = time.perf_counter() + LATENCY_SAMPLE_TIMEOUT_S
         while tally.reported == before and tally.errors == errors_before and time.perf_counter() < deadline:
             await asyncio.sleep(0.001)
+        if tally.fatal:
+            raise BenchError(tally.fatal)
     tally.arrivals = None
     await fleet.stop()
-    fig.errors, fig.duplicates = tally.errors, tally.duplicates
+    collect(tally, fig)
+    fig.lost_total = await count_listed(admin, "/tasks", "tasks", {"status": "LOST"})
+
+
+def collect(tally: Tally, fig: Figures) -> None:
+    """The workers' tallies into the figures (cumulative over the phases)."""
+    fig.errors, fig.duplicates, fig.requests = tally.errors, tally.duplicates, tally.requests
+    fig.report_errors = dict(tally.report_errors)
+    fig.heartbeats, fig.released = tally.heartbeats, tally.released
+    fig.worker_5xx = server_errors(tally.statuses)
+
+
+async def count_listed(admin: Transport, path: str, key: str, params: dict[str, Any]) -> int:
+    """How many objects a listing holds, page by page (the server lists at most LIST_PAGE at a time)."""
+    total = 0
+    while True:
+        body = await admin.request(
+            "GET", path, params={**params, "limit": LIST_PAGE, "offset": total}, timeout_s=120
+        )
+        got = len(body.get(key, []))
+        total += got
+        if got < LIST_PAGE:
+            return total
 
 
 async def arrival_of(tally: Tally, job_uid: str, deadline: float) -> float | None:
@@ -476,7 +718,8 @@ async def arrival_of(tally: Tally, job_uid: str, deadline: float) -> float | Non
 
 
 async def run(args: argparse.Namespace, server: Server, fig: Figures) -> None:
-    admin = transport_from_conf(server.client_conf)
+    submitter: Counter[int] = Counter()
+    admin = transport_from_conf(server.client_conf, statuses=submitter)
     tally = Tally()
     fleet = Fleet([])
     try:
@@ -491,7 +734,9 @@ async def run(args: argparse.Namespace, server: Server, fig: Figures) -> None:
         fleet.workers = [
             SimWorker(
                 f"bench-worker-{i:03d}",
-                transport_from_conf(server.worker_conf, connections=max(2, args.capacity + 1)),
+                transport_from_conf(
+                    server.worker_conf, statuses=tally.statuses, connections=max(2, args.capacity + 1)
+                ),
                 tally,
                 args.wait_s,
             )
@@ -510,6 +755,7 @@ async def run(args: argparse.Namespace, server: Server, fig: Figures) -> None:
         await full_cycle(admin, fleet, tally, args, fig, server.pid)
         await latency(admin, fleet, tally, args, fig)
     finally:
+        fig.submitter_5xx = server_errors(submitter)
         await fleet.close()
         await admin.close()
 
@@ -554,10 +800,42 @@ def describe_db(url: str | None) -> str:
     return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
+def backend_of(url: str | None) -> str:
+    """``sqlite``, ``postgresql``, ``mariadb`` or the URL's own dialect name."""
+    dialect = (url or "sqlite").split(":", 1)[0].split("+", 1)[0].lower()
+    return "mariadb" if dialect in {"mysql", "mariadb"} else dialect
+
+
+def measure_ceiling(clients: int, requests: int) -> dict[str, Any]:
+    """bench/ceiling.py in processes of its own (its server in one, its clients in another)."""
+    cmd = [sys.executable, str(HERE / "ceiling.py"), "--json", "--clients", str(clients)]
+    cmd += ["--requests", str(requests)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=CEILING_TIMEOUT_S, env=child_env())
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"bench/ceiling.py did not finish within {CEILING_TIMEOUT_S:.0f} s") from exc
+    if proc.returncode != 0:
+        raise BenchError(f"bench/ceiling.py failed ({proc.returncode}): {proc.stderr.strip()}")
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def counts(by: dict[str, int]) -> str:
+    """``3 (500: 2, 503: 1)``, or ``0``."""
+    total = sum(by.values())
+    return f"{total} ({', '.join(f'{k}: {v}' for k, v in by.items())})" if total else "0"
+
+
+def verdict(ok: bool) -> str:
+    return "meets" if ok else "MISSES"
+
+
 def print_table(fig: Figures, as_json: bool) -> None:
-    rate = fig.jobs / fig.wall_s if fig.wall_s > 0 else math.nan
+    rate = fig.jobs_per_s
     submit_rate = fig.jobs / fig.submit_s if fig.submit_s > 0 else math.nan
     p50, p99 = percentile(fig.latencies_ms, 50), percentile(fig.latencies_ms, 99)
+    server_ms_per_job = 1000 * fig.server_cpu_s / fig.jobs if fig.jobs else math.nan
+    backend = backend_of(fig.db_url)
     machine = (
         f"{os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}, {platform.system()}"
     )
@@ -568,20 +846,35 @@ def print_table(fig: Figures, as_json: bool) -> None:
                     "jobs": fig.jobs,
                     "workers": fig.workers,
                     "capacity_max": fig.capacity,
+                    "separate_reports": fig.separate_reports,
                     "db": fig.db,
                     "wall_s": round(fig.wall_s, 3),
                     "jobs_per_s": round(rate, 1),
+                    "ceiling_req_per_s": round(fig.ceiling_req_per_s, 1) if fig.ceilings else None,
+                    "full_cycle_ratio": round(fig.ratio, 4) if fig.ceilings else None,
+                    "server_cpu_ratio": round(fig.cpu_ratio, 2) if fig.ceilings else None,
+                    "steady": fig.steady,
+                    "ceilings": fig.ceilings,
                     "submit_jobs_per_s": round(submit_rate, 1),
                     "latency_p50_ms": round(p50, 2),
                     "latency_p99_ms": round(p99, 2),
                     "latency_samples": len(fig.latencies_ms),
                     "latency_misses": fig.latency_misses,
                     "completed_on_server": fig.completed_on_server,
+                    "http_5xx_workers": fig.worker_5xx,
+                    "http_5xx_submitter": fig.submitter_5xx,
+                    "leases_lost": fig.lost_total,
+                    "leases_lost_full_cycle": fig.lost_full_cycle,
+                    "released_by_server": fig.released,
                     "worker_errors": fig.errors,
+                    "report_errors": fig.report_errors,
                     "duplicate_assignments": fig.duplicates,
                     "work_requests": fig.requests,
+                    "heartbeats": fig.heartbeats,
                     "server_cpu_s": round(fig.server_cpu_s, 2),
+                    "server_cpu_ms_per_job": round(server_ms_per_job, 3),
                     "client_cpu_s": round(fig.client_cpu_s, 2),
+                    "others_cores": round(fig.others_cores, 2),
                     "machine": machine,
                 }
             )
@@ -597,22 +890,67 @@ def print_table(fig: Figures, as_json: bool) -> None:
         ("db", fig.db),
         ("wall", f"{fig.wall_s:.2f} s"),
         ("full cycle", f"{rate:.0f} jobs/s (submit, assign, report)"),
+    ]
+    if fig.ceilings:
+        target = RATIO_TARGETS.get(backend)
+        goal = f" (target ≥ {target:.2f}x on {backend}: {verdict(fig.ratio >= target)})" if target else ""
+        runs = " / ".join(f"{c['req_per_s']:.0f}" for c in fig.ceilings)
+        loads = " / ".join(f"{c['others_cores']:.2f}" for c in fig.ceilings)
+        ceiling = fig.ceilings[0]
+        rows += [
+            (
+                "ceiling",
+                f"{fig.ceiling_req_per_s:.0f} req/s ({ceiling['what']}); full cycle {fig.ratio:.2f}x{goal}",
+            ),
+            (
+                "ceiling runs",
+                f"{runs} req/s before / after ({ceiling['clients']} clients, {ceiling['requests']} requests "
+                f"each); other load {loads} cores"
+                + ("" if fig.steady else "; UNSTEADY machine: compare with care or run again"),
+            ),
+            (
+                "server cpu",
+                f"{server_ms_per_job:.2f} ms per job = {fig.cpu_ratio:.1f}x the ceiling server's "
+                f"{fig.ceiling_cpu_ms:.3f} ms per request (steadier than wall time on a shared machine)",
+            ),
+        ]
+    latency_goal = (
+        f"; target ≤ {LATENCY_TARGETS_MS[0]:.0f} / {LATENCY_TARGETS_MS[1]:.0f} ms: "
+        + verdict(p50 <= LATENCY_TARGETS_MS[0] and p99 <= LATENCY_TARGETS_MS[1])
+        if fig.latencies_ms
+        else ""
+    )
+    rows += [
         ("submit", f"{submit_rate:.0f} jobs/s (bulk, while workers consume)"),
         (
             "latency p50 / p99",
             f"{p50:.1f} / {p99:.1f} ms submit-to-start ({len(fig.latencies_ms)} samples"
             + (f", {fig.latency_misses} missed" if fig.latency_misses else "")
+            + latency_goal
             + ")",
         ),
         (
             "cpu in full cycle",
-            f"server {100 * fig.server_cpu_s / fig.wall_s:.0f}%, "
-            f"bench client {100 * fig.client_cpu_s / fig.wall_s:.0f}% (100% = one core busy)",
+            f"server {100 * fig.server_cpu_s / fig.wall_s:.0f}% ({server_ms_per_job:.2f} ms per job), "
+            f"bench client {100 * fig.client_cpu_s / fig.wall_s:.0f}%, others {100 * fig.others_cores:.0f}% "
+            "(100% = one core busy)",
+        ),
+        (
+            "5xx answers",
+            f"workers {counts(fig.worker_5xx)}, submitter {counts(fig.submitter_5xx)} "
+            "(every answer, retried ones included)",
+        ),
+        (
+            "leases lost",
+            f"{fig.lost_total} tasks LOST on the server ({fig.lost_full_cycle} after the full cycle); "
+            f"{fig.released} handed back as not held",
         ),
         (
             "checks",
-            f"{fig.completed_on_server} COMPLETED on the server, {fig.errors} worker errors, "
-            f"{fig.duplicates} duplicate assignments, {fig.requests} work requests",
+            f"{fig.completed_on_server} of {fig.jobs} COMPLETED on the server, "
+            f"{fig.duplicates} duplicate assignments, {fig.errors} worker errors"
+            + (f" (refused reports {counts(fig.report_errors)})" if fig.report_errors else "")
+            + f", {fig.requests} work requests, {fig.heartbeats} heartbeats",
         ),
         ("machine", machine),
     ]
@@ -642,12 +980,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="one report call per task instead of reports riding on the next work request",
     )
+    p.add_argument(
+        "--ceiling",
+        action="store_true",
+        help="also measure the bare ceiling (bench/ceiling.py, before and after) and print the ratio to it",
+    )
+    p.add_argument(
+        "--ceiling-requests",
+        type=int,
+        default=20_000,
+        help="requests per ceiling measurement, by as many clients as --workers (default 20000)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     p.add_argument("--keep", action="store_true", help="keep the server home folder (its path is printed)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    if args.jobs < 1 or args.workers < 1 or args.capacity < 1:
-        p.error("--jobs, --workers and --capacity must be at least 1")
+    if args.jobs < 1 or args.workers < 1 or args.capacity < 1 or args.ceiling_requests < 1:
+        p.error("--jobs, --workers, --capacity and --ceiling-requests must be at least 1")
     if not 1 <= args.bulk <= BULK_MAX_JOBS:
         p.error(f"--bulk must be between 1 and {BULK_MAX_JOBS}")
     return args
@@ -686,13 +1035,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.ERROR, format="%(asctime)s %(name)s %(message)s"
     )
-    workdir = Path(tempfile.mkdtemp(prefix="xwbench-"))
     fig = Figures(jobs=args.jobs, workers=args.workers, capacity=args.capacity, db=describe_db(args.db))
-    fig.separate_reports = args.separate_reports
+    fig.db_url, fig.separate_reports = args.db, args.separate_reports
+    try:
+        if args.ceiling:  # nothing of ours runs meanwhile
+            fig.ceilings.append(measure_ceiling(args.workers, args.ceiling_requests))
+    except BenchError as exc:
+        print(f"bench/dispatch.py: {exc}", file=sys.stderr)
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="xwbench-"))
     server = Server(workdir / "server", args.db)
     if not with_server(
         "bench/dispatch.py", workdir, server, args.keep, lambda s: asyncio.run(run(args, s, fig))
     ):
+        return 1
+    try:
+        if args.ceiling:  # again once the server is gone: two figures show how steady the machine was
+            fig.ceilings.append(measure_ceiling(args.workers, args.ceiling_requests))
+    except BenchError as exc:
+        print(f"bench/dispatch.py: {exc}", file=sys.stderr)
         return 1
     print_table(fig, args.json)
     return 0
