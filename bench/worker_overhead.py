@@ -69,7 +69,8 @@ log = logging.getLogger("bench.worker_overhead")
 
 APP_NAME = "bench-true"
 TRUE_SCRIPT = b"#!/bin/sh\nexit 0\n"
-TARGET_PER_JOB_MS = 20.0
+#: issue 9's target: before start + after exit, p50, with the sandbox
+TARGET_PER_JOB_MS = 10.0
 TARGET_IDLE_PERCENT = 1.0
 REGISTER_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 60.0
@@ -289,7 +290,7 @@ def print_figures(args: argparse.Namespace, runs: list[Run], idle: Idle) -> None
     print("XtremWeb-Py worker overhead benchmark")
     print(f"  jobs          {args.jobs} per run, {args.slots} at a time; app: /bin/sh script, exit 0")
     print(
-        f"  target        p50 under {TARGET_PER_JOB_MS:.0f} ms per job (before start, after exit, and both)"
+        f"  target        p50 ≤ {TARGET_PER_JOB_MS:.0f} ms per job (both: before start + after exit), sandboxed"
     )
     for r in runs:
         print(f"  {r.label:<12}  {r.runner}")
@@ -301,11 +302,11 @@ def print_figures(args: argparse.Namespace, runs: list[Run], idle: Idle) -> None
             ("after exit", r.after_ms),
             ("both", r.total_ms),
         ):
-            p50 = percentile(values, 50)
-            verdict = "meets" if p50 < TARGET_PER_JOB_MS else "MISSES"
-            print(
-                f"    {name:<12}  p50 / p95 / max {stats(values)}  ({verdict} < {TARGET_PER_JOB_MS:.0f} ms)"
-            )
+            goal = ""
+            if name == "both":
+                verdict = "meets" if percentile(values, 50) <= TARGET_PER_JOB_MS else "MISSES"
+                goal = f"  ({verdict} ≤ {TARGET_PER_JOB_MS:.0f} ms)"
+            print(f"    {name:<12}  p50 / p95 / max {stats(values)}{goal}")
         print(f"    app itself    p50 / p95 / max {stats(r.app_ms)}  (for scale, not overhead)")
         rate = len(r.before_ms) / r.wall_s if r.wall_s > 0 else math.nan
         print(f"    throughput    {rate:.1f} jobs/s, {r.failed} failed")

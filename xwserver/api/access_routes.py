@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from xwcommon.protocol import client as c
+
 from .. import hosts, objects
 from .http import caller_of, read_json, server_of
 from .route import Route
@@ -31,19 +33,36 @@ async def host_enable(request: web.Request) -> web.Response:
 
 
 ACCESS_ROUTES: list[Route] = [
-    Route("GET", "/objects/{uid}", object_get, "Any object the caller may read, by UID: {kind, object}"),
+    Route(
+        "GET",
+        "/objects/{uid}",
+        object_get,
+        "Any object the caller may read, by UID: {kind, object}",
+        request=None,
+        response=c.ObjectAnswer,
+    ),
     Route(
         "POST",
         "/objects/{uid}/chmod",
         object_chmod,
         "Change the access rights of data or a host (owner or SUPER)",
-        "json",
+        request=c.Chmod,
+        response=c.ObjectAnswer,
     ),
     Route(
         "POST",
         "/hosts/{uid}/disable",
         host_disable,
         "Disable a host (ADVANCED): its running tasks go elsewhere, its requests are refused",
+        request=None,
+        response=c.Host,
     ),
-    Route("POST", "/hosts/{uid}/enable", host_enable, "Re-enable a disabled host (ADVANCED)"),
+    Route(
+        "POST",
+        "/hosts/{uid}/enable",
+        host_enable,
+        "Re-enable a disabled host (ADVANCED)",
+        request=None,
+        response=c.Host,
+    ),
 ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from xwcommon.protocol import client as c
+
 from .. import jobsets
 from ..jobsets import JobSetKind
 from .http import Handler, caller_of, ok, read_json, server_of
@@ -49,19 +51,43 @@ def _named(handler: Handler, name: str) -> Handler:
     return handler
 
 
-def _routes(kind: JobSetKind) -> list[Route]:
+def _routes(kind: JobSetKind, listed: type[c.SessionList | c.GroupList]) -> list[Route]:
     n, p = kind.name, kind.path
     return [
-        Route("POST", p, _named(_create(kind), f"{n}_create"), f"Create a {n} of jobs", "json"),
-        Route("GET", p, _named(_list(kind), f"{n}_list"), f"List the {n}s of jobs the caller may read"),
-        Route("GET", p + "/{uid}", _named(_get(kind), f"{n}_get"), f"Get a {n} of jobs with its job counts"),
+        Route(
+            "POST",
+            p,
+            _named(_create(kind), f"{n}_create"),
+            f"Create a {n} of jobs",
+            request=c.JobSetCreation,
+            response=c.JobSet,
+            status=201,
+        ),
+        Route(
+            "GET",
+            p,
+            _named(_list(kind), f"{n}_list"),
+            f"List the {n}s of jobs the caller may read",
+            request=None,
+            response=listed,
+        ),
+        Route(
+            "GET",
+            p + "/{uid}",
+            _named(_get(kind), f"{n}_get"),
+            f"Get a {n} of jobs with its job counts",
+            request=None,
+            response=c.JobSet,
+        ),
         Route(
             "DELETE",
             p + "/{uid}",
             _named(_delete(kind), f"{n}_delete"),
             f"Remove a {n} and all its jobs (owner or SUPER)",
+            request=None,
+            response=c.Ok,
         ),
     ]
 
 
-JOBSET_ROUTES: list[Route] = _routes(jobsets.SESSIONS) + _routes(jobsets.GROUPS)
+JOBSET_ROUTES: list[Route] = _routes(jobsets.SESSIONS, c.SessionList) + _routes(jobsets.GROUPS, c.GroupList)

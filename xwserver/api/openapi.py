@@ -1,23 +1,64 @@
-"""The OpenAPI 3 document, generated from the route table so it cannot drift from it."""
+"""The OpenAPI 3.1 document, generated from the route table so it cannot drift from it.
+
+Request and response schemas come from the protocol's types (``xwcommon.protocol``), the
+same classes the server, the worker and the client use, rendered by
+:func:`xwcommon.protocol.schema_components` as named components.
+"""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from xwcommon import __version__, defaults
+from xwcommon import __version__, defaults, errors
+from xwcommon.protocol import schema_components
+from xwcommon.protocol.client import Error
 
 from ..state import Server
+from .http import _STATUS_CODES as STATUS_CODES
+from .route import BINARY, Route
 
-_ERROR = {
-    "type": "object",
-    "required": ["error", "message"],
-    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-}
+#: codes only a client or a worker makes up (no server answers them)
+_CLIENT_SIDE = {errors.ServerUnreachable.code, errors.ConfigError.code, errors.TLSError.code}
+
+#: every ``error`` code a server may answer: the errors' own, the HTTP layer's, and the two
+#: fallbacks (``internal`` for a 500, ``error`` for an HTTP status without a code)
+ERROR_CODES: tuple[str, ...] = tuple(
+    sorted(
+        {cls.code for cls in errors._BY_CODE.values()} - _CLIENT_SIDE
+        | {errors.LOGIN_BUSY, "internal", "error"}
+        | set(STATUS_CODES.values())
+    )
+)
+
+_BINARY_SCHEMA = {"type": "string", "format": "binary"}
+_DESCRIPTIONS = {200: "success", 201: "created"}
+
+
+def _types(routes: list[Route]) -> list[Any]:
+    """The JSON types the routes name, each once, in route order; Error last."""
+    found: list[Any] = []
+    for r in routes:
+        for t in (r.request, r.response):
+            if t is not None and t != BINARY and not any(t is f for f in found):
+                found.append(t)
+    return [*found, Error]
+
+
+def _content(kind: Any, schema_of: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    if kind == BINARY:
+        return {BINARY: {"schema": _BINARY_SCHEMA}}
+    return {"application/json": {"schema": schema_of[id(kind)]}}
 
 
 def document(srv: Server | None = None) -> dict[str, Any]:
     from .routes import ROUTES
+
+    types = _types(ROUTES)
+    schemas, components = schema_components(types)
+    schema_of = {id(t): s for t, s in zip(types, schemas, strict=True)}
+    components["Error"]["properties"]["error"]["enum"] = list(ERROR_CODES)
+    error = {"description": "error", "content": {"application/json": {"schema": schema_of[id(Error)]}}}
 
     paths: dict[str, dict[str, Any]] = {}
     for r in ROUTES:
@@ -25,11 +66,11 @@ def document(srv: Server | None = None) -> dict[str, Any]:
             "summary": r.summary,
             "operationId": r.handler.__name__,
             "responses": {
-                "200": {
-                    "description": "success",
-                    "content": {"application/json": {"schema": {"type": "object"}}},
+                str(r.status): {
+                    "description": _DESCRIPTIONS.get(r.status, "success"),
+                    "content": _content(r.response, schema_of),
                 },
-                "default": {"description": "error", "content": {"application/json": {"schema": _ERROR}}},
+                "default": error,
             },
         }
         params = [
@@ -40,24 +81,16 @@ def document(srv: Server | None = None) -> dict[str, Any]:
             op["parameters"] = params
         if r.public:
             op["security"] = []
-        if r.body == "json":
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": {"type": "object"}}},
-            }
-        elif r.body == "binary":
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-            }
+        if r.request is not None:
+            op["requestBody"] = {"required": True, "content": _content(r.request, schema_of)}
         paths.setdefault(defaults.API_PREFIX + r.path, {})[r.method.lower()] = op
     doc: dict[str, Any] = {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "XtremWeb-Py", "version": __version__},
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": _ERROR},
+            "schemas": components,
         },
         "security": [{"bearer": []}],
     }

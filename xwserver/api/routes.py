@@ -9,13 +9,15 @@ from aiohttp import web
 from xwcommon import __version__, defaults
 from xwcommon.errors import BadRequest
 from xwcommon.levels import UserLevel
+from xwcommon.protocol import client as c
+from xwcommon.protocol import work as w
 
 from .. import apps, data, hosts, jobs, leases, scheduler, users
 from ..wire import iso
 from .access_routes import ACCESS_ROUTES
 from .http import TOKEN_KEY, Handler, body_chunks, caller_of, ok, query_int, read_json, server_of
 from .jobsets_routes import JOBSET_ROUTES
-from .route import Route
+from .route import BINARY, Route
 from .users_routes import USER_ROUTES
 
 
@@ -242,46 +244,145 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 CORE_ROUTES: list[Route] = [
-    Route("POST", "/login", login, "Log in; returns a bearer token", "json", public=True),
-    Route("POST", "/logout", logout, "Revoke the caller's token"),
-    Route("GET", "/version", version, "Server version", public=True),
-    Route("GET", "/openapi.json", openapi, "This document", public=True),
-    Route("GET", "/users/me", me, "The caller's user"),
-    Route("POST", "/data", data_upload, "Upload data (raw streamed body, sha256 checked)", "binary"),
-    Route("GET", "/data", data_list, "List the caller's data"),
-    Route("GET", "/data/{uid}", data_get, "Get a data object"),
-    Route("GET", "/data/{uid}/content", data_content, "Download a data object's content"),
-    Route("DELETE", "/data/{uid}", data_delete, "Remove a data object"),
-    Route("POST", "/apps", app_insert, "Insert an application or add binaries to it", "json"),
-    Route("GET", "/apps", app_list, "List the applications the caller may read"),
-    Route("GET", "/apps/{uid}", app_get, "Get an application by UID or name"),
-    Route("DELETE", "/apps/{uid}", app_delete, "Remove an application"),
-    Route("POST", "/jobs", job_submit, "Submit a job", "json"),
-    Route("POST", "/jobs/bulk", job_submit_bulk, "Submit many jobs at once (all or nothing)", "json"),
+    Route(
+        "POST",
+        "/login",
+        login,
+        "Log in; returns a bearer token",
+        request=c.Login,
+        response=c.LoginAnswer,
+        public=True,
+    ),
+    Route("POST", "/logout", logout, "Revoke the caller's token", request=None, response=c.Ok),
+    Route("GET", "/version", version, "Server version", request=None, response=c.VersionInfo, public=True),
+    Route(
+        "GET",
+        "/openapi.json",
+        openapi,
+        "This document",
+        request=None,
+        response=c.OpenApiDocument,
+        public=True,
+    ),
+    Route("GET", "/users/me", me, "The caller's user", request=None, response=c.User),
+    Route(
+        "POST",
+        "/data",
+        data_upload,
+        "Upload data (raw streamed body, sha256 checked)",
+        request=BINARY,
+        response=c.Data,
+        status=201,
+    ),
+    Route("GET", "/data", data_list, "List the caller's data", request=None, response=c.DataList),
+    Route("GET", "/data/{uid}", data_get, "Get a data object", request=None, response=c.Data),
+    Route(
+        "GET",
+        "/data/{uid}/content",
+        data_content,
+        "Download a data object's content",
+        request=None,
+        response=BINARY,
+    ),
+    Route("DELETE", "/data/{uid}", data_delete, "Remove a data object", request=None, response=c.Ok),
+    Route(
+        "POST",
+        "/apps",
+        app_insert,
+        "Insert an application or add binaries to it",
+        request=c.AppInsert,
+        response=c.App,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/apps",
+        app_list,
+        "List the applications the caller may read",
+        request=None,
+        response=c.AppList,
+    ),
+    Route("GET", "/apps/{uid}", app_get, "Get an application by UID or name", request=None, response=c.App),
+    Route("DELETE", "/apps/{uid}", app_delete, "Remove an application", request=None, response=c.Ok),
+    Route("POST", "/jobs", job_submit, "Submit a job", request=c.JobSpec, response=c.Job, status=201),
+    Route(
+        "POST",
+        "/jobs/bulk",
+        job_submit_bulk,
+        "Submit many jobs at once (all or nothing)",
+        request=c.JobBulk,
+        response=c.JobList,
+        status=201,
+    ),
     Route(
         "POST",
         "/jobs/delete",
         job_delete_many,
         "Remove many jobs at once (those the caller may write; the others are listed)",
-        "json",
+        request=c.JobDeletion,
+        response=c.JobsDeleted,
     ),
-    Route("GET", "/jobs", job_list, "List the caller's jobs"),
-    Route("GET", "/jobs/{uid}", job_get, "Get a job"),
-    Route("DELETE", "/jobs/{uid}", job_delete, "Remove a job (aborting it if it runs)"),
-    Route("GET", "/tasks", task_list, "List tasks"),
-    Route("GET", "/hosts", host_list, "List worker hosts"),
-    Route("POST", "/work/register", work_register, "Register a worker host", "json"),
+    Route("GET", "/jobs", job_list, "List the caller's jobs", request=None, response=c.JobList),
+    Route("GET", "/jobs/{uid}", job_get, "Get a job", request=None, response=c.Job),
+    Route(
+        "DELETE",
+        "/jobs/{uid}",
+        job_delete,
+        "Remove a job (aborting it if it runs)",
+        request=None,
+        response=c.Ok,
+    ),
+    Route("GET", "/tasks", task_list, "List tasks", request=None, response=c.TaskList),
+    Route("GET", "/hosts", host_list, "List worker hosts", request=None, response=c.HostList),
+    Route(
+        "POST",
+        "/work/register",
+        work_register,
+        "Register a worker host",
+        request=w.Registration,
+        response=w.Registered,
+    ),
     Route(
         "POST",
         "/work/request",
         work_request,
         "Report finished tasks and ask for up to k jobs (long-poll)",
-        "json",
+        request=w.WorkRequest,
+        response=w.WorkAnswer,
     ),
-    Route("POST", "/work/heartbeat", work_heartbeat, "Extend the leases of a host's tasks", "json"),
-    Route("POST", "/work/tasks/{uid}/result", work_result, "Upload a task's result archive", "binary"),
-    Route("POST", "/work/tasks/{uid}/report", work_report, "Report a task's final status", "json"),
-    Route("POST", "/work/release", work_release, "Hand tasks back to the server", "json"),
+    Route(
+        "POST",
+        "/work/heartbeat",
+        work_heartbeat,
+        "Extend the leases of a host's tasks",
+        request=w.Heartbeat,
+        response=w.HeartbeatAnswer,
+    ),
+    Route(
+        "POST",
+        "/work/tasks/{uid}/result",
+        work_result,
+        "Upload a task's result archive",
+        request=BINARY,
+        response=w.ResultStored,
+        status=201,
+    ),
+    Route(
+        "POST",
+        "/work/tasks/{uid}/report",
+        work_report,
+        "Report a task's final status",
+        request=w.Report,
+        response=w.ReportAnswer,
+    ),
+    Route(
+        "POST",
+        "/work/release",
+        work_release,
+        "Hand tasks back to the server",
+        request=w.Release,
+        response=w.Released,
+    ),
 ]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from xwcommon.protocol import client as c
+
 from .. import groups, users
 from .http import caller_of, ok, read_json, server_of
 from .route import Route
@@ -66,26 +68,86 @@ async def usergroup_delete(request: web.Request) -> web.Response:
 
 
 USER_ROUTES: list[Route] = [
-    Route("POST", "/users", user_create, "Create a user (SUPER)", "json"),
-    Route("GET", "/users", user_list, "List users: all for SUPER, only the caller otherwise"),
-    Route("GET", "/users/{key}", user_get, "Get a user by UID or login (others than oneself: SUPER)"),
+    Route(
+        "POST",
+        "/users",
+        user_create,
+        "Create a user (SUPER)",
+        request=c.UserCreation,
+        response=c.User,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/users",
+        user_list,
+        "List users: all for SUPER, only the caller otherwise",
+        request=None,
+        response=c.UserList,
+    ),
+    Route(
+        "GET",
+        "/users/{key}",
+        user_get,
+        "Get a user by UID or login (others than oneself: SUPER)",
+        request=None,
+        response=c.User,
+    ),
     Route(
         "PATCH",
         "/users/{key}",
         user_modify,
         "Change a user's rights, group or email (SUPER); rights or group revoke its tokens",
-        "json",
+        request=c.UserChange,
+        response=c.User,
     ),
-    Route("DELETE", "/users/{key}", user_delete, "Remove a user owning nothing, and its hosts (SUPER)"),
+    Route(
+        "DELETE",
+        "/users/{key}",
+        user_delete,
+        "Remove a user owning nothing, and its hosts (SUPER)",
+        request=None,
+        response=c.Ok,
+    ),
     Route(
         "POST",
         "/users/{key}/password",
         user_password,
         "Change a password (oneself with the old one, or SUPER); revokes every token of the user",
-        "json",
+        request=c.PasswordChange,
+        response=c.Ok,
     ),
-    Route("POST", "/usergroups", usergroup_create, "Create a user group (SUPER)", "json"),
-    Route("GET", "/usergroups", usergroup_list, "List user groups: all for SUPER, one's own otherwise"),
-    Route("GET", "/usergroups/{key}", usergroup_get, "Get a user group by UID or label"),
-    Route("DELETE", "/usergroups/{key}", usergroup_delete, "Remove a user group without members (SUPER)"),
+    Route(
+        "POST",
+        "/usergroups",
+        usergroup_create,
+        "Create a user group (SUPER)",
+        request=c.UserGroupCreation,
+        response=c.UserGroup,
+        status=201,
+    ),
+    Route(
+        "GET",
+        "/usergroups",
+        usergroup_list,
+        "List user groups: all for SUPER, one's own otherwise",
+        request=None,
+        response=c.UserGroupList,
+    ),
+    Route(
+        "GET",
+        "/usergroups/{key}",
+        usergroup_get,
+        "Get a user group by UID or label",
+        request=None,
+        response=c.UserGroup,
+    ),
+    Route(
+        "DELETE",
+        "/usergroups/{key}",
+        usergroup_delete,
+        "Remove a user group without members (SUPER)",
+        request=None,
+        response=c.Ok,
+    ),
 ]
