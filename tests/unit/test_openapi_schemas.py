@@ -14,6 +14,7 @@ OpenAPI document is generated from them. These tests make drift impossible both 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import re
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -110,6 +111,15 @@ def test_every_route_declares_its_body_and_its_answer() -> None:
             assert r.request is None, f"{where} takes no body"
         if r.status == 201:
             assert r.method == "POST", where
+
+
+_QUERY_READ = re.compile(r"""(?:query|\bq)\.get\("(\w+)"|query_int\(request, "(\w+)"\)""")
+
+
+def test_every_query_parameter_a_handler_reads_is_declared() -> None:
+    for r in ROUTES:
+        read = {a or b for a, b in _QUERY_READ.findall(inspect.getsource(r.handler))}
+        assert read == set(r.query), f"{r.method} {r.path} reads {sorted(read)}, declares {sorted(r.query)}"
 
 
 def test_the_worker_routes_speak_the_worker_protocol() -> None:
@@ -260,6 +270,7 @@ class Driver:
     ) -> Any:
         r = route_of(method, path)
         where = f"{method} {path}"
+        assert set(params or {}) <= set(r.query), f"{where} does not declare its query {params}"
         kw: dict[str, Any] = {"token": token, "params": params}
         if isinstance(body, Request):
             assert r.request is type(body), f"{where} takes a {r.request}, not a {type(body)}"

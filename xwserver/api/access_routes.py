@@ -45,7 +45,7 @@ ACCESS_ROUTES: list[Route] = [
         "POST",
         "/objects/{uid}/chmod",
         object_chmod,
-        "Change the access rights of data or a host (owner or SUPER)",
+        "Change the access rights of data, a host, a session or a group of jobs (owner or SUPER)",
         request=c.Chmod,
         response=c.ObjectAnswer,
     ),

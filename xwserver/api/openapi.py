@@ -32,6 +32,8 @@ ERROR_CODES: tuple[str, ...] = tuple(
 )
 
 _BINARY_SCHEMA = {"type": "string", "format": "binary"}
+#: query parameters that are whole numbers (the others are strings)
+_INTEGER_QUERY = {"size", "limit", "offset"}
 _DESCRIPTIONS = {200: "success", 201: "created"}
 
 
@@ -76,6 +78,15 @@ def document(srv: Server | None = None) -> dict[str, Any]:
         params = [
             {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
             for n in re.findall(r"{(\w+)}", r.path)
+        ]
+        params += [
+            {
+                "name": n,
+                "in": "query",
+                "required": False,
+                "schema": {"type": "integer", "minimum": 0} if n in _INTEGER_QUERY else {"type": "string"},
+            }
+            for n in r.query
         ]
         if params:
             op["parameters"] = params

@@ -32,6 +32,8 @@ class Route:
     #: the HTTP status of a success (201 where something is created)
     status: int = 200
     public: bool = False
+    #: the query parameters it reads (all optional)
+    query: tuple[str, ...] = ()
 
     @property
     def body(self) -> str | None:
