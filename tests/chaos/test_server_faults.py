@@ -28,7 +28,7 @@ LONG_LEASE: dict[str, object] = {"lease_s": 60, "heartbeat_interval_s": 1, "reap
 #: crash (0.5, 1, 2, 4 s...) plus one short job, a third of the lease
 RELEASE_BOUND_S = 20.0
 #: how long the fault may take to fire once its work request can happen
-FAULT_FIRES_WITHIN_S = 45.0
+FAULT_FIRES_WITHIN_S = 30.0
 
 ECHO = "#!/bin/sh\necho $1\n"
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import psutil
-from sqlalchemy import text
+from sqlalchemy import Engine, create_engine, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -199,33 +199,52 @@ class DatabaseProbe:
     """Reads a server's database directly with SQLAlchemy Core, one connection per query.
 
     Tests use it where the API cannot answer (the server is dead) or would cost the server
-    what the test measures (progress polled many times a second). It only reads.
+    what the test measures (progress polled many times a second). It only reads. SQLite
+    is read through the standard library's driver (the server's async one is its own),
+    the other databases through their async drivers on a private event loop.
     """
 
     def __init__(self, url: str) -> None:
+        parsed = make_url(url)
         self.url = url
-        self._runner = asyncio.Runner()
         # NullPool: no connection outlives its query, so a dropped database or a killed
         # server never meets one of ours
-        self._engine: AsyncEngine = create_async_engine(url, poolclass=NullPool)
+        self._sync: Engine | None = None
+        self._async: AsyncEngine | None = None
+        self._runner: asyncio.Runner | None = None
+        if parsed.get_backend_name() == "sqlite":
+            self._sync = create_engine(parsed.set(drivername="sqlite"), poolclass=NullPool)
+        else:
+            self._runner = asyncio.Runner()
+            self._async = create_async_engine(parsed, poolclass=NullPool)
 
-    async def _rows(self, sql: str, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
-        async with self._engine.connect() as conn:
+    async def _rows_async(
+        self, engine: AsyncEngine, sql: str, params: Mapping[str, object]
+    ) -> list[tuple[Any, ...]]:
+        async with engine.connect() as conn:
             result = await conn.execute(text(sql), dict(params))
             return [tuple(row) for row in result]
 
     def rows(self, sql: str, **params: object) -> list[tuple[Any, ...]]:
-        return self._runner.run(self._rows(sql, params))
+        if self._sync is not None:
+            with self._sync.connect() as conn:
+                return [tuple(row) for row in conn.execute(text(sql), params)]
+        assert self._runner is not None and self._async is not None
+        return self._runner.run(self._rows_async(self._async, sql, params))
 
     def scalar(self, sql: str, **params: object) -> Any:
         rows = self.rows(sql, **params)
         return rows[0][0] if rows else None
 
     def close(self) -> None:
-        try:
-            self._runner.run(self._engine.dispose())
-        finally:
-            self._runner.close()
+        if self._sync is not None:
+            self._sync.dispose()
+        if self._runner is not None:
+            try:
+                if self._async is not None:
+                    self._runner.run(self._async.dispose())
+            finally:
+                self._runner.close()
 
 
 # -- the deployment ----------------------------------------------------------------------------------
@@ -402,8 +421,15 @@ class Deployment:
         return [f for f in files if f.parent.name == "tmp" or f.name not in referenced]
 
     def missing_files(self) -> list[str]:
-        """Digests of AVAILABLE data rows whose file is not in the store (lost content)."""
-        rows = self.database().rows("SELECT DISTINCT sha256 FROM data WHERE status = 'AVAILABLE'")
+        """Digests of AVAILABLE data rows whose file is not in the store (lost content).
+
+        Only rows that must stay: what users sent, and the results jobs name. A result of a
+        lost attempt that no job names is the collector's to take, row and file, at any time.
+        """
+        rows = self.database().rows(
+            "SELECT DISTINCT d.sha256 FROM data d WHERE d.status = 'AVAILABLE' AND (d.task_id IS NULL"
+            " OR EXISTS (SELECT 1 FROM jobs j WHERE j.result_data_id = d.id))"
+        )
         return sorted(sha for (sha,) in rows if not (self.data_dir / sha[:2] / sha).is_file())
 
     # -- the client CLI ---------------------------------------------------------------------------
