@@ -2,7 +2,8 @@
 
 A file gets its real name only after its sha256 was checked (the transport downloads to a
 temporary name and renames), so a name in the cache always means a complete, verified
-file. Tasks that need the same content at the same time share one download.
+file. Tasks that need the same content at the same time share one download. What to fetch
+is the protocol's :class:`~xwcommon.protocol.work.DataRef`, as the assignment names it.
 """
 
 from __future__ import annotations
@@ -10,37 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from xwcommon.errors import BadRequest
+from xwcommon.protocol.work import DataRef
+
+__all__ = ["DataRef", "DownloadCache", "Downloader"]
 
 log = logging.getLogger(__name__)
-
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-
-
-@dataclass(frozen=True)
-class DataRef:
-    """A piece of content a task needs: ``{"data_uid", "sha256", "size"}`` on the wire."""
-
-    data_uid: str
-    sha256: str
-    size: int | None = None
-
-    @classmethod
-    def from_wire(cls, body: dict[str, Any] | None, *, what: str) -> DataRef | None:
-        if not body:
-            return None
-        try:
-            ref = cls(str(body["data_uid"]), str(body["sha256"]).lower(), body.get("size"))
-        except (KeyError, TypeError) as exc:
-            raise BadRequest(f"assignment {what}: missing {exc}") from None
-        if not _SHA256.match(ref.sha256):
-            raise BadRequest(f"assignment {what}: invalid sha256 {ref.sha256!r}")
-        return ref
 
 
 class Downloader(Protocol):

@@ -7,7 +7,8 @@ runner's business (:mod:`xwworker.sandbox`): :class:`LocalRunner` starts it dire
 own session, :class:`~xwworker.sandbox.BubblewrapRunner` in a sandbox; both under the
 job's resource limits. While the job runs the executor watches its process tree (size,
 memory, wall-clock time) and kills it past a limit; when it ends, the kernel's account of
-its CPU time and peak memory goes on the :class:`Outcome`.
+its CPU time and peak memory goes on the :class:`Outcome`. What it runs is the protocol's
+:class:`~xwcommon.protocol.work.Assignment`, exactly as the server sent it.
 """
 
 from __future__ import annotations
@@ -25,13 +26,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from xwcommon.errors import BadRequest
+from xwcommon.protocol.work import Assignment
 from xwcommon.status import TaskStatus
 
 from .archive import UnsafeArchive, safe_extract, zip_directory
-from .cache import DataRef
 from .host import disk_free_bytes
 from .sandbox import JobProcess, LocalRunner, ResourceLimits, Runner, RunSpec, process_tree
 
@@ -51,52 +51,6 @@ log = logging.getLogger(__name__)
 
 STDOUT_NAME = "stdout.txt"
 STDERR_NAME = "stderr.txt"
-
-
-@dataclass(frozen=True)
-class Assignment:
-    """One task the server gave this worker (``POST /work/request``'s ``assignments``)."""
-
-    task_uid: str
-    job_uid: str
-    app_name: str
-    args: list[str]
-    binary: DataRef
-    stdin: DataRef | None = None
-    env: DataRef | None = None
-    lease_expires_at: str | None = None
-    #: what the job declared it needs (the server only assigns jobs that fit what we said was free)
-    needs_network: bool = False
-    min_memory_bytes: int = 0
-    min_disk_bytes: int = 0
-
-    @classmethod
-    def from_wire(cls, body: dict[str, Any]) -> Assignment:
-        try:
-            task_uid, job_uid = str(body["task_uid"]), str(body["job_uid"])
-            app_name = str(body.get("app_name") or "app")
-            args = [str(a) for a in body.get("args") or []]
-            binary = DataRef.from_wire(body["binary"], what="binary")
-            needs_network = body.get("needs_network") is True
-            min_memory_bytes = max(0, int(body.get("min_memory_bytes") or 0))
-            min_disk_bytes = max(0, int(body.get("min_disk_bytes") or 0))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadRequest(f"malformed assignment: missing {exc}") from None
-        if binary is None:
-            raise BadRequest(f"assignment {task_uid} has no binary")
-        return cls(
-            task_uid=task_uid,
-            job_uid=job_uid,
-            app_name=app_name,
-            args=args,
-            binary=binary,
-            stdin=DataRef.from_wire(body.get("stdin"), what="stdin"),
-            env=DataRef.from_wire(body.get("env"), what="env"),
-            lease_expires_at=body.get("lease_expires_at"),
-            needs_network=needs_network,
-            min_memory_bytes=min_memory_bytes,
-            min_disk_bytes=min_disk_bytes,
-        )
 
 
 @dataclass
@@ -480,8 +434,12 @@ _STDERR_LIMITS = (
 )
 
 
-#: what prlimit (exit code 127) and bubblewrap (exit code 1) print when they cannot exec the app
-_EXEC_FAILED = re.compile(r"^(?:prlimit: failed to execute|bwrap: execvp) [^\n]*?: ([^:\n]+)$", re.MULTILINE)
+#: what prlimit, setpriv (exit code 126 or 127) and bubblewrap (exit code 1) print when they
+#: cannot exec the app
+_EXEC_FAILED = re.compile(
+    r"^(?:prlimit: failed to execute|setpriv: failed to execute|bwrap: execvp) [^\n]*?: ([^:\n]+)$",
+    re.MULTILINE,
+)
 
 
 def _not_executable(app: Path) -> str | None:
@@ -502,7 +460,7 @@ def _not_executable(app: Path) -> str | None:
 
 def _exec_failure(returncode: int, tail: str) -> str | None:
     """Why the app could not be executed, when its wrapper says so; else None."""
-    if returncode not in (1, 127):
+    if returncode not in (1, 126, 127):
         return None
     lines = tail.strip().splitlines()
     match = _EXEC_FAILED.match(lines[-1]) if lines else None

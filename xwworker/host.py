@@ -15,6 +15,7 @@ import psutil
 
 from xwcommon import __version__
 from xwcommon.platforms import local_cpu, local_os
+from xwcommon.protocol.work import Gpu, Registration
 
 from .settings import WorkerSettings
 
@@ -28,19 +29,20 @@ NVIDIA_SMI_ARGS = ("--query-gpu=name,memory.total", "--format=csv,noheader,nouni
 MIB = 1024 * 1024
 
 
-def describe_host(settings: WorkerSettings) -> dict[str, Any]:
-    """The ``POST /work/register`` body: name, os, cpu, cores, memory, free disk, GPUs, tags, version."""
-    return {
-        "name": settings.name,
-        "os": local_os(),
-        "cpu": local_cpu(),
-        "cores": psutil.cpu_count(logical=True) or os.cpu_count() or 1,
-        "memory_bytes": int(psutil.virtual_memory().total),
-        "disk_free_bytes": disk_free_bytes(settings.tmpdir),
-        "gpus": list_gpus(),
-        "tags": list(settings.tags),
-        "version": __version__,
-    }
+def describe_host(settings: WorkerSettings) -> Registration:
+    """The ``POST /work/register`` message: name, os, cpu, cores, memory, free disk, GPUs, tags,
+    version. The caller adds what only the worker knows (identity, held tasks, activation)."""
+    return Registration(
+        name=settings.name,
+        os=local_os(),
+        cpu=local_cpu(),
+        cores=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
+        memory_bytes=int(psutil.virtual_memory().total),
+        disk_free_bytes=disk_free_bytes(settings.tmpdir),
+        gpus=[Gpu(name=g["name"], memory_bytes=g["memory_bytes"]) for g in list_gpus()],
+        tags=list(settings.tags),
+        version=__version__,
+    )
 
 
 def disk_free_bytes(path: Path) -> int:

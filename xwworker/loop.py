@@ -7,14 +7,30 @@ Three kinds of coroutines share one :class:`Worker`:
   at once without polling storms);
 - the heartbeat loop tells the server every ``heartbeat_interval_s`` which tasks still run
   (that extends their leases) and cancels those the server says are no longer live;
-- one task coroutine per assignment: download (cache), run (executor), upload the result,
-  report. A finished result is never given up while the server is merely unreachable.
+- one task coroutine per assignment: download (cache), run (executor), upload a result too
+  big to ride in its report, and put the report in the outbox.
+
+Everything said to the server is a message of :mod:`xwcommon.protocol.work`. Reports ride on
+the next work request (one call per finished task instead of two), which then does not wait
+on the server, so its answer acknowledges them at once; a report that would wait behind a
+long-poll already in flight, or behind a loop that asks for no work now (not computing,
+backing off, stopping), goes alone to ``/work/tasks/{uid}/report``. A report leaves the
+outbox only when the server acknowledged or refused it: a failed request leaves it there to
+be sent again, and a finished result is never given up while the server is merely unreachable.
+
+Exact leases: every work request names the tasks this worker holds (``held``: running,
+preparing, suspended, or reported and not acknowledged yet, besides those reported in it)
+and every heartbeat names them too with the highest assignment ``seq`` received, so the
+server releases at once any task it believes this host holds and the worker does not know
+of (an answer lost with a dying server, a predecessor killed on this machine).
 
 No single error ends the worker: it is logged and the loop backs off multiplicatively to
 a cap, resetting on success. Only a server whose certificate is not from the deployment CA
 (:class:`TLSError`) is fatal: the worker never talks to it again and exits. A host an
-administrator disabled (403 "… disabled") stops its tasks, which the server gave to other
-workers, and keeps asking, backing off, until it is enabled again.
+administrator disabled (``host_disabled``) stops its tasks, which the server gave to other
+workers, and keeps asking, backing off, until it is enabled again. A host the server does
+not know (``host_unknown``) registers again; a task that is not this worker's any more
+(``task_gone``) is dropped.
 """
 
 from __future__ import annotations
@@ -27,39 +43,65 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard, TypeVar
+from typing import Any, TypeVar
 
+import msgspec
 import psutil
 
 from xwcommon import defaults
 from xwcommon.errors import (
     AuthenticationError,
     BadRequest,
+    Busy,
     ConfigError,
     Conflict,
     Forbidden,
+    HostDisabled,
+    HostUnknown,
     IntegrityError,
     NotFound,
     PayloadTooLarge,
     ServerUnreachable,
+    TaskGone,
     TLSError,
     TooManyRequests,
     XWError,
+)
+from xwcommon.protocol import UID_PATTERN
+from xwcommon.protocol.work import (
+    Accounting,
+    Activation,
+    Assignment,
+    DataRef,
+    Heartbeat,
+    HeartbeatAnswer,
+    InlineResult,
+    Registered,
+    Release,
+    Released,
+    Report,
+    ReportAnswer,
+    ReportOutcome,
+    ResultStored,
+    WorkAnswer,
+    WorkRequest,
 )
 from xwcommon.status import TaskStatus
 from xwcommon.transport import Transport
 
 from .activation import ActivationPolicy, load_policy
-from .cache import DataRef, DownloadCache
-from .executor import Assignment, Executor, LocalRunner, Outcome, Runner
+from .cache import DownloadCache
+from .executor import Executor, LocalRunner, Outcome, Runner
 from .host import describe_host, disk_free_bytes
 from .settings import WorkerSettings
+from .statedir import StateLock, kill_leftover_jobs
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +123,20 @@ PAUSE_CHECK_S = 1.0
 #: the longest activation detail sent to the server
 ACTIVATION_DETAIL_MAX = 200
 
-#: errors that mean the server no longer counts this task as ours
-_NOT_OURS = (Conflict, NotFound, Forbidden)
+#: errors that mean the server no longer counts this task as ours: ``task_gone``, and the
+#: generic codes an older server answers with (a disabled host is told apart first)
+_NOT_OURS = (TaskGone, Conflict, NotFound, Forbidden)
+#: the same, as the error codes of a report's outcome in a work answer
+_NOT_OURS_CODES = frozenset({TaskGone.code, Conflict.code, NotFound.code, Forbidden.code})
+
+_UID = re.compile(UID_PATTERN)
 
 
-def _host_disabled(exc: BaseException) -> TypeGuard[XWError]:
-    """Whether the server refused a call because an administrator disabled this host."""
-    return isinstance(exc, XWError) and exc.http_status == 403 and "disabled" in exc.message.lower()
+def _transient(exc: BaseException) -> bool:
+    """Whether a failed call may succeed unchanged later (the server is down, busy or broken)."""
+    if isinstance(exc, ServerUnreachable | TooManyRequests | Busy | TimeoutError):
+        return True
+    return isinstance(exc, XWError) and (exc.http_status >= 500 or isinstance(exc, IntegrityError))
 
 
 class _FetchFailed(Exception):
@@ -97,7 +146,10 @@ class _FetchFailed(Exception):
 class Phase(enum.StrEnum):
     PREPARING = "preparing"
     RUNNING = "running"
+    #: uploading a result too big to ride in its report
     DELIVERING = "delivering"
+    #: its report is in the outbox: the slot is free, the task still held until acknowledged
+    REPORTING = "reporting"
 
 
 @dataclass
@@ -119,6 +171,28 @@ class TaskRun:
     @property
     def uid(self) -> str:
         return self.assignment.task_uid
+
+
+@dataclass
+class Delivery:
+    """A finished task's report in the outbox, until the server acknowledges or refuses it."""
+
+    run: TaskRun
+    outcome: Outcome
+    #: without ``task_uid``: the single-report call names the task in its path
+    report: Report
+    #: in a call now (riding on a work request, or alone): not to be put in another meanwhile
+    sending: bool = False
+    #: a work request carrying it failed for a reason no retry fixes: it goes alone from now on
+    alone: bool = False
+
+    @property
+    def uid(self) -> str:
+        return self.run.uid
+
+    def riding(self) -> Report:
+        """The report as a work request carries it (naming its task)."""
+        return msgspec.structs.replace(self.report, task_uid=self.uid)
 
 
 @dataclass
@@ -195,18 +269,27 @@ class Worker:
         self._sleep = sleep
         self._clock = clock
         self._backoff = backoff or Backoff()
+        self._lock = StateLock(settings.tmpdir)
         self.host_uid: str | None = None
         self.lease_s = defaults.LEASE_S
         self.heartbeat_interval_s = settings.heartbeat_interval_s or defaults.HEARTBEAT_INTERVAL_S
+        #: tasks that take a slot: preparing, running (or suspended), uploading their result
         self.tasks: dict[str, TaskRun] = {}
+        #: finished tasks whose reports the server has not acknowledged yet
+        self.outbox: dict[str, Delivery] = {}
+        #: the highest assignment ``seq`` received (heartbeats say it); None before any
+        self.seen_seq: int | None = None
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        #: the pull loop sends a work request as soon as a slot is free: a report put in the
+        #: outbox now rides on it instead of going alone
+        self._request_soon = False
         self._register_lock = asyncio.Lock()
         self._fatal: BaseException | None = None
         self.registered_at: float | None = None
-        #: the work request in flight, if any
-        self._poll: asyncio.Future[Any] | None = None
+        #: the work request in flight, if any; its result is the assignments it brought
+        self._poll: asyncio.Future[list[Any]] | None = None
         #: counters for logs and tests
         self.completed = 0
         self.failed = 0
@@ -226,6 +309,10 @@ class Worker:
         self._beat_now = asyncio.Event()
         #: fire-and-forget calls (hand-backs) kept referenced until they end
         self._background: set[asyncio.Future[Any]] = set()
+        #: reports sent alone, in flight
+        self._reporting: set[asyncio.Future[None]] = set()
+        #: every task coroutine until its end (its scratch folder removed)
+        self._task_coros: set[asyncio.Task[None]] = set()
 
     # -- control -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -248,34 +335,26 @@ class Worker:
         self._stopping.set()
         self._hurry.set()
 
+    def held(self, *, besides: Collection[str] = ()) -> list[str]:
+        """Every task this worker holds: preparing, running, suspended, uploading, or reported
+        and not acknowledged yet; but ``besides``."""
+        return [uid for uid in (*self.tasks, *self.outbox) if uid not in besides]
+
     # -- main ----------------------------------------------------------------------------------
     async def run(self) -> None:
-        """Register, work until stopped, hand back what is unfinished; raise a fatal error."""
+        """Register, work until stopped, hand back what is unfinished; raise a fatal error.
+
+        :class:`ConfigError` at once when another worker process uses the same ``path.tmpdir``.
+        """
         try:
-            await asyncio.to_thread(self._prepare_dirs)
-            self._log_policy()
-            if not await self._until_stopped(self._register_first()):
-                log.info("stopped before registering")
-                return
-            pull = asyncio.create_task(self._pull_loop(), name="xwworker-pull")
-            heartbeat = asyncio.create_task(self._heartbeat_loop(), name="xwworker-heartbeat")
-            activation = asyncio.create_task(self._activation_loop(), name="xwworker-activation")
-            stop = asyncio.create_task(self._stopping.wait())
-            loops = (pull, heartbeat, activation)
-            done, _ = await asyncio.wait({*loops, stop}, return_when=asyncio.FIRST_COMPLETED)
-            for loop_task in loops:
-                if loop_task in done and not loop_task.cancelled() and loop_task.exception() is not None:
-                    self._fail(loop_task.exception() or RuntimeError("loop ended"))
-            await _cancel(pull)
-            await _cancel(activation)
-            # suspended jobs must run on, to finish within the grace period or die on SIGTERM
-            self._set_active(True, "stopping")
-            await self._drain()
-            await _cancel(heartbeat)
-            await _cancel(stop)
+            await asyncio.to_thread(self._lock.acquire)
+            try:
+                await self._run_locked()
+            finally:
+                with contextlib.suppress(OSError):
+                    self.settings.state_file.unlink()
+                self._lock.release()
         finally:
-            with contextlib.suppress(OSError):
-                self.settings.state_file.unlink()
             self.policy.close()
             if self._owns_transport:
                 await self.transport.close()
@@ -287,6 +366,29 @@ class Worker:
             self.failed,
             self.released,
         )
+
+    async def _run_locked(self) -> None:
+        await asyncio.to_thread(self._prepare_dirs)
+        self._log_policy()
+        if not await self._until_stopped(self._register_first()):
+            log.info("stopped before registering")
+            return
+        pull = asyncio.create_task(self._pull_loop(), name="xwworker-pull")
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="xwworker-heartbeat")
+        activation = asyncio.create_task(self._activation_loop(), name="xwworker-activation")
+        stop = asyncio.create_task(self._stopping.wait())
+        loops = (pull, heartbeat, activation)
+        done, _ = await asyncio.wait({*loops, stop}, return_when=asyncio.FIRST_COMPLETED)
+        for loop_task in loops:
+            if loop_task in done and not loop_task.cancelled() and loop_task.exception() is not None:
+                self._fail(loop_task.exception() or RuntimeError("loop ended"))
+        await _cancel(pull)
+        await _cancel(activation)
+        # suspended jobs must run on, to finish within the grace period or die on SIGTERM
+        self._set_active(True, "stopping")
+        await self._drain()
+        await _cancel(heartbeat)
+        await _cancel(stop)
 
     def _log_policy(self) -> None:
         policy = self.policy
@@ -319,6 +421,9 @@ class Worker:
         s = self.settings
         try:
             s.tmpdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # this process holds the folder's lock: jobs still running there were started by an
+            # earlier worker, and their tasks were handed to others when it registered again
+            kill_leftover_jobs(s.tasks_dir)
             # scratch dirs and results left by an earlier run belong to tasks whose leases are gone
             for leftover in (s.tasks_dir, s.results_dir):
                 shutil.rmtree(leftover, ignore_errors=True)
@@ -337,10 +442,9 @@ class Worker:
                 return
             except (TLSError, ConfigError):
                 raise
+            except HostDisabled as exc:
+                await self._wait_while_disabled(exc)
             except (NotFound, Forbidden) as exc:
-                if _host_disabled(exc):
-                    await self._wait_while_disabled(exc)
-                    continue
                 if self.host_uid is None:
                     if isinstance(exc, Forbidden):
                         raise Forbidden(
@@ -357,26 +461,29 @@ class Worker:
                     f"the server refused login {self.settings.login!r}: {exc.message}; "
                     f"check login and password in {self.settings.config_file or 'the worker config'}"
                 ) from exc
-            except (XWError, KeyError, TypeError, ValueError) as exc:
-                if _host_disabled(exc):
-                    await self._wait_while_disabled(exc)
-                    continue
+            except (XWError, ValueError) as exc:
                 delay = self._backoff.next()
                 log.warning("registration failed (%s); retrying in %.1fs", _describe(exc), delay)
                 await self._sleep(delay)
 
     async def _register(self) -> None:
-        body = await asyncio.to_thread(describe_host, self.settings)
-        body["activation"] = self.activation_wire()
-        if self.host_uid:
-            body["host_uid"] = self.host_uid
-        answer = await self.transport.request("POST", "/work/register", json=body, timeout_s=JSON_TIMEOUT_S)
-        self.host_uid = str(answer["host_uid"])
+        described = await asyncio.to_thread(describe_host, self.settings)
+        # held: what this process holds (nothing after a restart): the server releases the
+        # host's other tasks at once, those of a predecessor killed on this machine
+        registration = msgspec.structs.replace(
+            described, activation=self.activation(), host_uid=self.host_uid, held=self.held()
+        )
+        answer = Registered.from_wire(
+            await self.transport.request(
+                "POST", "/work/register", json=registration.to_wire(), timeout_s=JSON_TIMEOUT_S
+            )
+        )
+        self.host_uid = answer.host_uid
         with contextlib.suppress(OSError):
             self.settings.host_file.write_text(self.host_uid + "\n", encoding="ascii")
-        self.lease_s = float(answer.get("lease_s") or self.lease_s)
-        if self.settings.heartbeat_interval_s is None and answer.get("heartbeat_interval_s"):
-            self.heartbeat_interval_s = float(answer["heartbeat_interval_s"])
+        self.lease_s = answer.lease_s or self.lease_s
+        if self.settings.heartbeat_interval_s is None and answer.heartbeat_interval_s:
+            self.heartbeat_interval_s = answer.heartbeat_interval_s
         self._backoff.reset()
         self.registered_at = time.time()
         self._write_state()
@@ -384,29 +491,36 @@ class Worker:
             "registered at %s as host %s (%s); lease %gs, heartbeat every %gs",
             self.transport.server,
             self.host_uid,
-            body["name"],
+            registration.name,
             self.lease_s,
             self.heartbeat_interval_s,
         )
+        if answer.released:
+            log.info("the server released %d task(s) this host no longer holds", answer.released)
 
     async def _reregister(self, seen_host_uid: str | None) -> None:
-        """The server forgot this host (it answered 404): register again, once for all callers."""
+        """The server forgot this host (``host_unknown``): register again, once for all callers."""
         async with self._register_lock:
             if self.host_uid != seen_host_uid:
                 return  # another coroutine did it meanwhile
             log.warning("server does not know host %s any more; registering again", self.host_uid)
             try:
                 await self._register()
-            except (NotFound, Forbidden) as exc:
-                if _host_disabled(exc):
-                    raise  # a disabled host must not come back as a new one
+            except HostDisabled:
+                raise  # a disabled host must not come back as a new one
+            except (NotFound, Forbidden):
                 self.host_uid = None
                 await self._register()
 
     def _read_host_uid(self) -> str | None:
+        """The host uid kept in the state folder; None when there is none or it is not a uid."""
+        path = self.settings.host_file
         try:
-            text = self.settings.host_file.read_text(encoding="ascii").strip()
+            text = path.read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError):
+            return None
+        if text and not _UID.match(text):
+            log.warning("ignoring %s: %.40r is not a host uid", path, text)
             return None
         return text or None
 
@@ -415,34 +529,41 @@ class Worker:
         size = self.settings.workpool_size
         while not self.stopping:
             if self.host_uid is None:  # a registration again failed earlier
+                self._send_alone()
                 await self._guarded(self._reregister(None), "registering again")
                 continue
             if not self.active:
+                self._send_alone()  # reports do not wait for the machine to compute again
                 await self._until_stopped(self._active.wait())
                 continue
             free = size - len(self.tasks)
             if free <= 0:
                 self._slot_freed.clear()
-                await self._slot_freed.wait()
+                self._request_soon = True
+                try:
+                    await self._slot_freed.wait()
+                finally:
+                    self._request_soon = False
                 continue
             host_uid = self.host_uid
             asked_at = time.monotonic()
             # The request runs as its own task and survives a stop: the server may hand it
             # jobs after we stopped listening, and only a worker that still reads the answer
             # can give them back (see _drain).
-            poll = self._poll = asyncio.ensure_future(self._request_work(host_uid, free))
+            self._request_soon = True
+            poll = self._poll = asyncio.ensure_future(self._exchange(host_uid, free))
             try:
-                answer = await asyncio.shield(poll)
+                assignments = await asyncio.shield(poll)
             except asyncio.CancelledError:
                 raise  # stopping: self._poll stays for _drain, which reads its answer
             except Exception as exc:
                 self._poll = None
                 if isinstance(exc, TLSError):
                     raise
-                if _host_disabled(exc):
+                if isinstance(exc, HostDisabled):
                     await self._wait_while_disabled(exc)
                     continue
-                if isinstance(exc, NotFound):
+                if isinstance(exc, NotFound):  # host_unknown (an older server: not_found)
                     await self._guarded(self._reregister(host_uid), "registering again")
                     continue
                 delay = self._backoff.next()
@@ -454,19 +575,18 @@ class Worker:
                 )
                 await self._sleep(delay)
                 continue
+            finally:
+                self._request_soon = False
             self._poll = None
-            assignments = answer.get("assignments") if isinstance(answer, dict) else None
-            if not isinstance(assignments, list):
-                log.warning("work request: unexpected answer %.200r", answer)
-                await self._sleep(self._backoff.next())
-                continue
             self._backoff.reset()
             self._enabled_again(asked_at)
+            for body in assignments:
+                self._saw(body)
             if not self.active:
                 # asked while the policy allowed computing; it no longer does: hand them back
                 # at once rather than keep them waiting here (withdrawing the request instead
                 # could lose an answer already on its way)
-                uids = [str(b["task_uid"]) for b in assignments if isinstance(b, dict) and b.get("task_uid")]
+                uids = _task_uids(assignments)
                 if uids:
                     log.info("%d task(s) arrived after computing stopped; handing them back", len(uids))
                     await self._release(uids)
@@ -474,21 +594,66 @@ class Worker:
             for body in assignments:
                 self._accept(body)
 
-    async def _request_work(self, host_uid: str | None, capacity: int) -> Any:
-        wait_s = self.settings.work_request_wait_s
+    async def _exchange(self, host_uid: str, capacity: int) -> list[Any]:
+        """One work request: the outbox's reports, the tasks held, room for ``capacity``.
+
+        Returns the assignments as sent (each checked on its own by :meth:`_accept`)."""
         free_memory, free_disk = await asyncio.to_thread(self._free_resources)
-        body = {
-            "host_uid": host_uid,
-            "capacity": capacity,
-            "wait_s": wait_s,
+        # from here to the request's sending nothing awaits: the outbox taken and the tasks
+        # named are one consistent picture
+        carried = {uid: d for uid, d in self.outbox.items() if not d.sending and not d.alone}
+        self._request_soon = False
+        for d in carried.values():
+            d.sending = True
+        request = WorkRequest(
+            host_uid=host_uid,
+            capacity=capacity,
+            # a request carrying reports does not wait: its answer acknowledges them
+            wait_s=0.0 if carried else self.settings.work_request_wait_s,
+            reports=[d.riding() for d in carried.values()],
+            held=self.held(besides=carried),
             # the server only assigns jobs whose declared needs fit in these
-            "free_memory_bytes": free_memory,
-            "free_disk_bytes": free_disk,
-            "network": self.settings.sandbox_network,
-        }
-        return await self.transport.request(
-            "POST", "/work/request", json=body, timeout_s=wait_s + LONG_POLL_MARGIN_S
+            free_memory_bytes=free_memory,
+            free_disk_bytes=free_disk,
+            network=self.settings.sandbox_network,
         )
+        try:
+            answer = await self.transport.request(
+                "POST", "/work/request", json=request.to_wire(), timeout_s=request.wait_s + LONG_POLL_MARGIN_S
+            )
+            assignments, work = _parse_work_answer(answer)
+        except BaseException as exc:
+            # never lost: they stay in the outbox for the next request (or alone, when this
+            # request was refused for a reason that one of them may be)
+            for d in carried.values():
+                d.sending = False
+            if isinstance(exc, XWError) and not _transient(exc) and not _host_error(exc):
+                for d in carried.values():
+                    d.alone = True
+                self._send_alone(carried.values())
+            raise
+        if work.released:
+            log.info("the server released %d task(s) this host no longer holds", work.released)
+        self._reported(carried, work.reported)
+        return assignments
+
+    def _reported(self, carried: dict[str, Delivery], outcomes: list[ReportOutcome]) -> None:
+        """Act on the server's word on each report a work request carried."""
+        by_uid = {o.task_uid: o for o in outcomes}
+        for uid, d in carried.items():
+            d.sending = False
+            outcome = by_uid.get(uid)
+            if outcome is None:
+                # not a word on it (an older server?): it goes alone, never lost
+                log.warning("task %s: the server did not answer its report; sending it alone", uid)
+                d.alone = True
+                self._send_alone([d])
+            elif outcome.error is None:
+                self._acknowledged(d, outcome.job_status)
+            elif outcome.error in _NOT_OURS_CODES:
+                self._drop(d, f"the server no longer counts it as ours ({outcome.error}: {outcome.message})")
+            else:
+                self._drop(d, f"report refused ({outcome.error}: {outcome.message})", level=logging.ERROR)
 
     def _free_resources(self) -> tuple[int, int]:
         """Free memory and disk for new jobs: what the machine has free now, less what the jobs
@@ -511,14 +676,25 @@ class Worker:
             return f"it needs {a.min_disk_bytes} bytes of disk and {free_disk} are free"
         return None
 
+    def _saw(self, body: Any) -> None:
+        """Count an assignment as received (heartbeats say the highest ``seq`` seen)."""
+        seq = body.get("seq") if isinstance(body, dict) else None
+        if (
+            isinstance(seq, int)
+            and not isinstance(seq, bool)
+            and (self.seen_seq is None or seq > self.seen_seq)
+        ):
+            self.seen_seq = seq
+
     def _accept(self, body: Any) -> None:
         try:
             assignment = Assignment.from_wire(body)
-        except (BadRequest, AttributeError) as exc:
-            # without a usable assignment there is nothing to report on; its lease will expire
+        except BadRequest as exc:
+            # nothing to run nor to report on: the next work request does not name it, so
+            # the server releases it
             log.error("ignoring a malformed assignment: %s", _describe(exc))
             return
-        if assignment.task_uid in self.tasks:
+        if assignment.task_uid in self.tasks or assignment.task_uid in self.outbox:
             log.warning("task %s assigned twice; ignoring the second", assignment.task_uid)
             return
         if (lack := self._lacks(assignment)) is not None:
@@ -529,13 +705,12 @@ class Worker:
                 assignment.job_uid,
                 lack,
             )
-            release = asyncio.ensure_future(self._release([assignment.task_uid]))
-            self._background.add(release)
-            release.add_done_callback(self._background.discard)
+            self._in_background(self._release([assignment.task_uid]))
             return
         run = TaskRun(assignment)
         run.task = asyncio.create_task(self._run_task(run), name=f"xwworker-task-{assignment.task_uid}")
         self.tasks[run.uid] = run
+        self._task_coros.add(run.task)
         run.task.add_done_callback(lambda t, uid=run.uid: self._task_done(uid, t))  # type: ignore[misc]
         self._write_state()
         log.info(
@@ -547,10 +722,11 @@ class Worker:
         )
 
     def _task_done(self, uid: str, task: asyncio.Task[None]) -> None:
-        self.tasks.pop(uid, None)
-        self._slot_freed.set()
-        if not self.stopping:
-            self._write_state()
+        self._task_coros.discard(task)
+        if self.tasks.pop(uid, None) is not None:
+            self._slot_freed.set()
+            if not self.stopping:
+                self._write_state()
         if task.cancelled():
             return
         exc = task.exception()
@@ -558,6 +734,11 @@ class Worker:
             self._fail(exc)
         elif exc is not None:
             log.error("task %s: unexpected error: %s", uid, exc, exc_info=exc)
+
+    def _in_background(self, call: Awaitable[Any]) -> None:
+        future = asyncio.ensure_future(call)
+        self._background.add(future)
+        future.add_done_callback(self._background.discard)
 
     # -- activation ----------------------------------------------------------------------------
     async def _activation_loop(self) -> None:
@@ -623,9 +804,7 @@ class Worker:
                 run.uid,
                 limit_s,
             )
-            hand_back = asyncio.ensure_future(self._hand_back(run))
-            self._background.add(hand_back)
-            hand_back.add_done_callback(self._background.discard)
+            self._in_background(self._hand_back(run))
 
     async def _hand_back(self, run: TaskRun) -> None:
         if run.task is not None:
@@ -642,15 +821,15 @@ class Worker:
         log.info("task %s: waiting for the activation policy to allow computing", run.uid)
         await self._active.wait()
 
-    def activation_wire(self) -> dict[str, str]:
-        """The ``activation`` object of heartbeats and registrations."""
+    def activation(self) -> Activation:
+        """What heartbeats and registrations say of the activation policy."""
         if self._paused:
             detail = "paused by its owner (xwworker pause)"
         else:
             detail = self.policy.describe()
         # the server refuses a detail it cannot show (a heartbeat must never fail on it)
         detail = "".join(c if c.isprintable() else " " for c in detail[:ACTIVATION_DETAIL_MAX])
-        return {"state": "active" if self.active else "suspended", "detail": detail}
+        return Activation(state="active" if self.active else "suspended", detail=detail)
 
     # -- heartbeats ----------------------------------------------------------------------------
     async def _heartbeat_loop(self) -> None:
@@ -671,38 +850,44 @@ class Worker:
                 log.exception("heartbeat failed")
 
     async def heartbeat(self) -> None:
-        """One heartbeat: extend the leases of all our tasks; stop those the server cancelled."""
+        """One heartbeat: extend the leases of all the tasks held; stop those the server cancelled."""
         host_uid = self.host_uid
-        task_uids = list(self.tasks)
+        if host_uid is None:
+            return  # registering again; the next beat goes to the new identity
+        beat = Heartbeat(
+            host_uid=host_uid, task_uids=self.held(), seen_seq=self.seen_seq, activation=self.activation()
+        )
         asked_at = time.monotonic()
         try:
-            answer = await self.transport.request(
-                "POST",
-                "/work/heartbeat",
-                json={"host_uid": host_uid, "task_uids": task_uids, "activation": self.activation_wire()},
-                timeout_s=JSON_TIMEOUT_S,
+            answer = HeartbeatAnswer.from_wire(
+                await self.transport.request(
+                    "POST", "/work/heartbeat", json=beat.to_wire(), timeout_s=JSON_TIMEOUT_S
+                )
             )
-            cancel = [str(u) for u in answer.get("cancel") or []]
-            self.lease_s = float(answer.get("lease_s") or self.lease_s)
         except TLSError:
             raise
-        except NotFound:
+        except HostDisabled as exc:
+            self._disabled_by_server(exc)
+            return
+        except NotFound:  # host_unknown (an older server: not_found)
             await self._guarded(self._reregister(host_uid), "registering again")
             return
-        except (XWError, AttributeError, TypeError, ValueError) as exc:
-            if _host_disabled(exc):
-                self._disabled_by_server(exc)
-            else:
-                log.warning("heartbeat failed (%s)", _describe(exc))
+        except XWError as exc:
+            log.warning("heartbeat failed (%s)", _describe(exc))
             return
+        self.lease_s = answer.lease_s or self.lease_s
+        if answer.released:
+            log.info("the server released %d task(s) this host no longer holds", answer.released)
         self._enabled_again(asked_at)
         self._write_state()
-        for uid in cancel:
+        for uid in answer.cancel:
             run = self.tasks.get(uid)
             if run is not None and run.task is not None and not run.task.done():
                 log.info("task %s: the server cancelled it (%s); stopping it", uid, run.phase)
                 run.cancelled_by_server = True
                 run.task.cancel()
+            elif (d := self.outbox.get(uid)) is not None and not d.sending:
+                self._drop(d, "the server cancelled it")
 
     def _disabled_by_server(self, exc: XWError) -> None:
         """An administrator disabled this host: the server handed its tasks to other workers,
@@ -715,13 +900,16 @@ class Worker:
                 "gave to other workers, and asking again until it is enabled",
                 self.host_uid,
                 exc.message,
-                len(self.tasks),
+                len(self.tasks) + len(self.outbox),
             )
         current = asyncio.current_task()
         for run in list(self.tasks.values()):
             if run.task is not None and run.task is not current and not run.task.done():
                 run.cancelled_by_server = True
                 run.task.cancel()
+        for d in list(self.outbox.values()):
+            if not d.sending:
+                self._drop(d, "its host is disabled", level=logging.DEBUG)
 
     def _enabled_again(self, asked_at: float) -> None:
         """A call sent at ``asked_at`` (monotonic) succeeded: if it was sent after the host was
@@ -736,17 +924,19 @@ class Worker:
 
     def _write_state(self) -> None:
         """Leave a small JSON file for ``xwworker status`` (best effort)."""
+        tasks = {
+            uid: "suspended" if run.suspended_at is not None else run.phase.value
+            for uid, run in self.tasks.items()
+        }
+        tasks.update({uid: Phase.REPORTING.value for uid in self.outbox})
         state = {
             "pid": os.getpid(),
             "host_uid": self.host_uid,
             "server": self.transport.server,
             "registered_at": self.registered_at,
             "updated_at": time.time(),
-            "tasks": {
-                uid: "suspended" if run.suspended_at is not None else run.phase.value
-                for uid, run in self.tasks.items()
-            },
-            "activation": self.activation_wire(),
+            "tasks": tasks,
+            "activation": self.activation().to_wire(),
             "workpool_size": self.settings.workpool_size,
         }
         path = self.settings.state_file
@@ -780,10 +970,9 @@ class Worker:
         try:
             outcome = await self._execute(run)
             run.phase = Phase.DELIVERING
-            if await self._deliver(a, outcome):
-                run.reported_at = time.monotonic()
-                if self.on_task_end is not None:
-                    self.on_task_end(run, outcome)
+            report = await self._report_of(a, outcome)
+            if report is not None:
+                self._queue_report(Delivery(run, outcome, report))
         except asyncio.CancelledError:
             if run.handed_back:
                 why = "suspended too long, handed back"
@@ -821,7 +1010,10 @@ class Worker:
         except TLSError:
             raise
         except (XWError, OSError) as exc:
-            if isinstance(exc, XWError) and exc.http_status == 403 and not _host_disabled(exc):
+            if isinstance(exc, HostDisabled):
+                self._disabled_by_server(exc)
+                message = f"cannot get the {what} (data {ref.data_uid}): {_describe(exc)}"
+            elif isinstance(exc, Forbidden):
                 # this worker may not read that input: no retry can fix that, the job fails
                 message = f"may not read the {what} (data {ref.data_uid}): {exc.message}"
             else:
@@ -829,10 +1021,9 @@ class Worker:
             log.warning("%s", message)
             raise _FetchFailed(message) from exc
 
-    async def _deliver(self, a: Assignment, outcome: Outcome) -> bool:
-        """Upload the result and report; drop the task if the server says it is not ours.
-
-        True when the server acknowledged the report."""
+    async def _report_of(self, a: Assignment, outcome: Outcome) -> Report | None:
+        """The task's report, its result uploaded first when too big to ride in it; None when
+        the server says the task is not ours any more."""
         uid = a.task_uid
         result_uid: str | None = None
         # a small result rides in the report itself: one round trip less
@@ -844,55 +1035,121 @@ class Worker:
                     lambda: self.transport.upload(f"/work/tasks/{uid}/result", zip_path),
                     f"task {uid}: upload",
                 )
-                result_uid = str(answer["result_uid"])
+                result_uid = ResultStored.from_wire(answer).result_uid
+            except HostDisabled as exc:
+                self._disabled_by_server(exc)
+                return None
             except _NOT_OURS as exc:
                 log.warning(
-                    "task %s: the server no longer counts it as ours (%s); dropping it", uid, exc.message
+                    "task %s: the server no longer counts it as ours (%s); dropping it", uid, _describe(exc)
                 )
-                if _host_disabled(exc):
-                    self._disabled_by_server(exc)
-                return False
+                return None
             except PayloadTooLarge as exc:
                 outcome.status = TaskStatus.ERROR
                 outcome.message = f"result too large for the server: {exc.message}"
-            except (XWError, KeyError, TypeError) as exc:
+            except XWError as exc:
                 log.error("task %s: result upload failed (%s); reporting without it", uid, _describe(exc))
                 outcome.status = TaskStatus.ERROR
                 outcome.message = f"{outcome.message + '; ' if outcome.message else ''}result upload failed"
-        report: dict[str, Any] = {
-            "status": outcome.status.value,
-            "exit_code": outcome.exit_code,
-            "message": outcome.message,
-            "result_uid": result_uid,
-        }
-        if outcome.accounting is not None:
-            report["accounting"] = _accounting_wire(outcome.accounting)
-        if inline is not None:
-            report["result_inline"] = inline
+        return Report(
+            status="COMPLETED" if outcome.ok else "ERROR",
+            exit_code=outcome.exit_code,
+            message=outcome.message,
+            result_uid=result_uid,
+            result_inline=inline,
+            accounting=_accounting(outcome.accounting),
+        )
+
+    # -- the outbox ----------------------------------------------------------------------------
+    def _queue_report(self, d: Delivery) -> None:
+        """Put a finished task's report in the outbox and free its slot at once, so the work
+        request that carries the report goes now (the scratch folder is removed meanwhile)."""
+        uid = d.uid
+        self.tasks.pop(uid, None)
+        self._slot_freed.set()
+        d.run.phase = Phase.REPORTING
+        if self.disabled:
+            log.info("task %s: not reporting it, its host is disabled", uid)
+            return
+        self.outbox[uid] = d
+        self._write_state()
+        if self._request_soon and self.active and not self.stopping:
+            return  # it rides on the work request the pull loop sends now
+        # a long-poll in flight (it would wait up to wait_s), or no request coming soon
+        self._send_alone([d])
+
+    def _send_alone(self, deliveries: Collection[Delivery] | None = None) -> None:
+        """Send reports one by one (``POST /work/tasks/{uid}/report``), each in the background;
+        by default every report of the outbox that is not in a call already."""
+        for d in list(self.outbox.values()) if deliveries is None else deliveries:
+            if d.sending or self.outbox.get(d.uid) is not d:
+                continue
+            d.sending = True
+            future = asyncio.ensure_future(self._report_alone(d))
+            self._reporting.add(future)
+            future.add_done_callback(self._reporting.discard)
+
+    async def _report_alone(self, d: Delivery) -> None:
+        uid = d.uid
         try:
             answer = await self._persist(
                 lambda: self.transport.request(
-                    "POST", f"/work/tasks/{uid}/report", json=report, timeout_s=JSON_TIMEOUT_S
+                    "POST", f"/work/tasks/{uid}/report", json=d.report.to_wire(), timeout_s=JSON_TIMEOUT_S
                 ),
                 f"task {uid}: report",
             )
+        except asyncio.CancelledError:
+            d.sending = False  # stays in the outbox
+            raise
+        except TLSError as exc:
+            d.sending = False
+            self._fail(exc)
+            return
+        except HostDisabled as exc:
+            self._drop(d, f"the server no longer counts it as ours ({_describe(exc)})")
+            self._disabled_by_server(exc)
+            return
+        except _NOT_OURS as exc:
+            self._drop(d, f"the server no longer counts it as ours ({_describe(exc)})")
+            return
         except XWError as exc:
-            if isinstance(exc, _NOT_OURS) or _host_disabled(exc):
-                log.warning(
-                    "task %s: the server no longer counts it as ours (%s); dropping it", uid, exc.message
-                )
-            else:
-                log.error("task %s: report refused (%s); dropping it", uid, _describe(exc))
-            if _host_disabled(exc):
-                self._disabled_by_server(exc)
-            return False
-        if outcome.ok:
+            self._drop(d, f"report refused ({_describe(exc)})", level=logging.ERROR)
+            return
+        try:
+            job_status: str | None = ReportAnswer.from_wire(answer).job_status
+        except BadRequest as exc:  # taken all the same: the server answered 2xx
+            log.warning("task %s: unexpected answer to its report (%s)", uid, exc.message)
+            job_status = None
+        self._acknowledged(d, job_status)
+
+    def _acknowledged(self, d: Delivery, job_status: str | None) -> None:
+        if self.outbox.pop(d.uid, None) is None:
+            return
+        d.sending = False
+        if d.outcome.ok:
             self.completed += 1
         else:
             self.failed += 1
-        job_status = answer.get("job_status") if isinstance(answer, dict) else None
-        log.info("task %s: reported %s; job %s is %s", uid, outcome.status, a.job_uid, job_status)
-        return True
+        d.run.reported_at = time.monotonic()
+        log.info(
+            "task %s: reported %s; job %s is %s",
+            d.uid,
+            d.report.status,
+            d.run.assignment.job_uid,
+            job_status,
+        )
+        if not self.stopping:
+            self._write_state()
+        if self.on_task_end is not None:
+            self.on_task_end(d.run, d.outcome)
+
+    def _drop(self, d: Delivery, why: str, *, level: int = logging.WARNING) -> None:
+        if self.outbox.pop(d.uid, None) is None:
+            return
+        d.sending = False
+        log.log(level, "task %s: %s; dropping it", d.uid, why)
+        if not self.stopping:
+            self._write_state()
 
     async def _persist(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """Retry ``call`` while the server cannot answer now; other errors are raised.
@@ -923,7 +1180,8 @@ class Worker:
 
     # -- stopping ------------------------------------------------------------------------------
     async def _drain(self) -> None:
-        """Let running tasks finish within the grace period, then kill and hand back the rest.
+        """Let running tasks finish within the grace period, then kill and hand back the rest;
+        deliver the outbox alone (never a work request while stopping).
 
         A work request still in flight is given a moment to return (a second stop signal
         cuts it): the server hands back jobs it claimed for a long-poll whose worker went
@@ -934,6 +1192,8 @@ class Worker:
         if self._fatal is not None and poll is not None:
             await _cancel(poll)
             poll = None
+        # what finished before the stop and waits for a request goes now
+        self._send_alone()
         if self.tasks and not self._hurry.is_set():
             grace_s = self.settings.shutdown_grace_s
             log.info("waiting up to %.0fs for %d running task(s) to finish", grace_s, len(self.tasks))
@@ -947,9 +1207,32 @@ class Worker:
             await asyncio.gather(*(r.task for r in unfinished if r.task), return_exceptions=True)
         late = await self._late_assignments(poll)
         if self._fatal is None:
-            await self._release([r.uid for r in unfinished if not r.cancelled_by_server] + late)
+            await asyncio.gather(
+                self._release([r.uid for r in unfinished if not r.cancelled_by_server] + late),
+                self._flush_outbox(),
+            )
+        else:
+            for future in list(self._reporting):
+                await _cancel(future)
+        # the scratch folders of tasks whose reports went out
+        await asyncio.gather(*self._task_coros, return_exceptions=True)
 
-    async def _late_assignments(self, poll: asyncio.Future[Any] | None) -> list[str]:
+    async def _flush_outbox(self) -> None:
+        """Deliver the outbox, alone, within ``RELEASE_TIMEOUT_S``."""
+        self._send_alone()
+        pending = set(self._reporting)
+        if pending:
+            await asyncio.wait(pending, timeout=RELEASE_TIMEOUT_S)
+        for future in list(self._reporting):
+            await _cancel(future)
+        if self.outbox:
+            log.warning(
+                "could not deliver %d report(s) before stopping: %s; their leases will expire",
+                len(self.outbox),
+                ", ".join(self.outbox),
+            )
+
+    async def _late_assignments(self, poll: asyncio.Future[list[Any]] | None) -> list[str]:
         """The task uids the in-flight work request brings back (after waiting for it)."""
         if poll is None:
             return []
@@ -960,9 +1243,7 @@ class Worker:
             return []
         if poll.cancelled() or poll.exception() is not None:
             return []
-        answer = poll.result()
-        bodies = answer.get("assignments") if isinstance(answer, dict) else None
-        uids = [str(b["task_uid"]) for b in bodies or [] if isinstance(b, dict) and b.get("task_uid")]
+        uids = _task_uids(poll.result())
         if uids:
             log.info("%d task(s) arrived while stopping; handing them back", len(uids))
         return uids
@@ -981,25 +1262,44 @@ class Worker:
         """Hand tasks back to the server (best effort, bounded in time)."""
         if not uids or self.host_uid is None:
             return
+        release = Release(host_uid=self.host_uid, task_uids=uids)
         try:
-            answer = await asyncio.wait_for(
-                self.transport.request(
-                    "POST",
-                    "/work/release",
-                    json={"host_uid": self.host_uid, "task_uids": uids},
-                    timeout_s=RELEASE_TIMEOUT_S,
-                ),
-                timeout=RELEASE_TIMEOUT_S,
+            answer = Released.from_wire(
+                await asyncio.wait_for(
+                    self.transport.request(
+                        "POST", "/work/release", json=release.to_wire(), timeout_s=RELEASE_TIMEOUT_S
+                    ),
+                    timeout=RELEASE_TIMEOUT_S,
+                )
             )
             self.released += len(uids)
-            log.info("handed back %s task(s): %s", answer.get("released", len(uids)), ", ".join(uids))
-        except (XWError, TimeoutError, AttributeError) as exc:
+            log.info("handed back %d task(s): %s", answer.released, ", ".join(uids))
+        except (XWError, TimeoutError) as exc:
             log.warning(
                 "could not hand back %d task(s) (%s); their leases will expire", len(uids), _describe(exc)
             )
 
 
-def _inline_result(zip_path: Path | None) -> dict[str, str] | None:
+def _parse_work_answer(answer: Any) -> tuple[list[Any], WorkAnswer]:
+    """A work answer: its assignments as sent (each is checked alone, so that one malformed
+    assignment does not cost the others) and the rest, checked."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("assignments", []), list):
+        raise BadRequest(f"work request: unexpected answer {answer!r:.200}")
+    rest = {k: v for k, v in answer.items() if k != "assignments"}
+    return list(answer.get("assignments", [])), WorkAnswer.from_wire(rest)
+
+
+def _task_uids(assignments: list[Any]) -> list[str]:
+    """The task uids of assignments as sent, malformed or not (to hand them back)."""
+    return [str(b["task_uid"]) for b in assignments if isinstance(b, dict) and b.get("task_uid")]
+
+
+def _host_error(exc: BaseException) -> bool:
+    """Whether a call failed for its host (disabled, unknown), not for what it carried."""
+    return isinstance(exc, HostDisabled | HostUnknown | NotFound)
+
+
+def _inline_result(zip_path: Path | None) -> InlineResult | None:
     """The report's ``result_inline`` for a result small enough to travel in it, else None."""
     if zip_path is None:
         return None
@@ -1009,21 +1309,26 @@ def _inline_result(zip_path: Path | None) -> dict[str, str] | None:
         content = zip_path.read_bytes()
     except OSError:
         return None  # the upload path will say what is wrong
-    return {
-        "content_b64": base64.b64encode(content).decode("ascii"),
-        "sha256": hashlib.sha256(content).hexdigest(),
-    }
+    return InlineResult(
+        content_b64=base64.b64encode(content).decode("ascii"), sha256=hashlib.sha256(content).hexdigest()
+    )
 
 
-def _accounting_wire(accounting: dict[str, float]) -> dict[str, float | int]:
-    """The report's ``accounting`` object: seconds as numbers, peak memory in whole bytes."""
-    wire: dict[str, float | int] = {}
-    for key in ("cpu_user_s", "cpu_system_s", "wall_s"):
-        if key in accounting:
-            wire[key] = round(max(0.0, float(accounting[key])), 6)
-    if "max_rss_bytes" in accounting:
-        wire["max_rss_bytes"] = max(0, int(accounting["max_rss_bytes"]))
-    return wire
+def _accounting(accounting: dict[str, float] | None) -> Accounting | None:
+    """The report's ``accounting``: seconds as numbers, peak memory in whole bytes."""
+    if accounting is None:
+        return None
+
+    def seconds(key: str) -> float | None:
+        return round(max(0.0, float(accounting[key])), 6) if key in accounting else None
+
+    rss = accounting.get("max_rss_bytes")
+    return Accounting(
+        cpu_user_s=seconds("cpu_user_s"),
+        cpu_system_s=seconds("cpu_system_s"),
+        wall_s=seconds("wall_s"),
+        max_rss_bytes=None if rss is None else max(0, int(rss)),
+    )
 
 
 async def _cancel(task: asyncio.Future[Any]) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import functools
 import glob
 import logging
@@ -302,6 +303,8 @@ class Runner:
     overhead_processes = 0
     #: the started process reports a job killed by signal N as exit code 128+N (a wrapper)
     signals_as_exit_codes = False
+    #: the runner itself makes the job die when the worker does (bubblewrap's --die-with-parent)
+    dies_with_parent = False
 
     def command(self, spec: RunSpec) -> list[str]:
         return spec.argv
@@ -311,19 +314,18 @@ class Runner:
 
 
 class LocalRunner(Runner):
-    """Runs the binary directly, as the worker's user, in a new session, under the rlimits."""
+    """Runs the binary directly, as the worker's user, in a new session, under the rlimits.
+
+    The job dies with the worker: a worker killed outright (SIGKILL, OOM killer) cannot
+    kill its jobs, and a job left running would hold a slot of the machine for a task the
+    server gives to someone else. The kernel sends it SIGKILL when the worker goes
+    (``PR_SET_PDEATHSIG``, set by util-linux's ``setpriv`` in the exec chain). What the job
+    itself started in the background is ended by the next worker on this folder
+    (:func:`xwworker.statedir.kill_leftover_jobs`).
+    """
 
     async def start(self, spec: RunSpec) -> JobProcess:
-        argv = self.command(spec)
-        preexec: Callable[[], None] | None = None
-        options = spec.limits.prlimit_options()
-        if options and (prlimit := prlimit_path()) is not None:
-            # prlimit sets the limits and execs the job in the same process. A preexec_fn
-            # would do it too, but forces a full fork of the worker: measured here, 14 ms per
-            # job for an 80 MB worker, against 0.2 ms for the vfork Popen uses without it
-            argv = [prlimit, *options, "--", *argv]
-        elif options:
-            preexec = spec.limits.preexec()
+        argv, preexec = self.exec_chain(spec)
         parent_rss_bytes = _own_peak_rss_bytes()
         with contextlib.ExitStack() as stack:
             stdin: IO[bytes] | int = (
@@ -334,6 +336,8 @@ class LocalRunner(Runner):
             # the child has its own copies of the descriptors; ours are closed on leaving.
             # Popen blocks only until the exec, as asyncio's own subprocess start does; it is
             # used instead so that the JobProcess reaps the child with wait4 (see there).
+            # Called from the event loop's thread, which lives as long as the worker: the
+            # kernel sends the parent-death signal when the thread that forked goes.
             popen = subprocess.Popen(  # noqa: ASYNC220
                 argv,
                 cwd=spec.cwd,
@@ -346,6 +350,60 @@ class LocalRunner(Runner):
                 preexec_fn=preexec,
             )
         return JobProcess(popen, parent_rss_bytes=parent_rss_bytes)
+
+    def exec_chain(self, spec: RunSpec) -> tuple[list[str], Callable[[], None] | None]:
+        """The command line (wrappers that set things up and exec the next) and, only where
+        those wrappers are missing, a function for the child to run before its exec."""
+        argv = self.command(spec)
+        steps: list[Callable[[], None]] = []
+        options = spec.limits.prlimit_options()
+        if options and (prlimit := prlimit_path()) is not None:
+            # prlimit sets the limits and execs the job in the same process. A preexec_fn
+            # would do it too, but forces a full fork of the worker: measured here, 14 ms per
+            # job for an 80 MB worker, against 0.2 ms for the vfork Popen uses without it
+            argv = [prlimit, *options, "--", *argv]
+        elif options:
+            steps.append(spec.limits.preexec())
+        if not self.dies_with_parent:
+            if (setpriv := setpriv_path()) is not None:
+                argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
+            else:
+                steps.append(_die_with_parent())
+        if not steps:
+            return argv, None
+
+        def preexec() -> None:
+            for step in steps:
+                step()
+
+        return argv, preexec
+
+
+@functools.cache
+def setpriv_path() -> str | None:
+    """util-linux's ``setpriv``, which sets the parent-death signal and then execs the job."""
+    return shutil.which("setpriv")
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """For the child before its exec: SIGKILL when the worker dies (``PR_SET_PDEATHSIG``).
+
+    The C function is looked up here, in the parent: between fork and exec the child may
+    only make the call."""
+    prctl = _libc().prctl
+
+    def apply() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+    return apply
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
 
 
 # -- bubblewrap -----------------------------------------------------------------------------------
@@ -422,6 +480,7 @@ class BubblewrapRunner(LocalRunner):
     name = "bubblewrap"
     overhead_processes = BWRAP_OVERHEAD_PROCESSES
     signals_as_exit_codes = True
+    dies_with_parent = True
 
     def __init__(self, bwrap: str, *, network: bool = False) -> None:
         self.bwrap = bwrap

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from xwcommon.protocol.work import Assignment, DataRef
 from xwcommon.status import TaskStatus
-from xwworker.cache import DataRef
-from xwworker.executor import Assignment, Executor
+from xwworker.executor import Executor
 from xwworker.sandbox import BubblewrapRunner, LocalRunner, Runner, probe_bwrap
 
 SHA = "0" * 64
@@ -35,7 +35,16 @@ def run_args(tmp_path: Path, body: str) -> tuple[Assignment, Path]:
     binary = tmp_path / "cache" / "app.py"
     binary.parent.mkdir(parents=True, exist_ok=True)
     binary.write_text("#!/usr/bin/env python3\n" + body)
-    return Assignment("task-acct", "job-acct", "burner", [], DataRef("data-bin", SHA)), binary
+    assignment = Assignment(
+        task_uid="0a11c0de-0000-4000-8000-00000000acc7",
+        job_uid="0a11c0de-0000-4000-8000-0000000000b1",
+        seq=1,
+        app_name="burner",
+        args=[],
+        lease_expires_at="2099-01-01T00:00:00Z",
+        binary=DataRef(data_uid="0a11c0de-0000-4000-8000-0000000000da", sha256=SHA),
+    )
+    return assignment, binary
 
 
 async def test_a_job_burning_one_cpu_second_reports_it_within_20_percent(

@@ -10,20 +10,23 @@ from pathlib import Path
 import psutil
 import pytest
 
+from xwcommon.protocol.work import Assignment, DataRef
 from xwcommon.status import TaskStatus
-from xwworker.cache import DataRef
-from xwworker.executor import Assignment, Executor
+from xwworker.executor import Executor
 
 SHA = "0" * 64
 
 
 def assignment(task_uid: str = "task-1", *, app: str = "myapp", args: list[str] | None = None) -> Assignment:
+    # built, not decoded: the executor must hold even uids the protocol would refuse
     return Assignment(
         task_uid=task_uid,
         job_uid="job-1",
+        seq=1,
         app_name=app,
         args=args or [],
-        binary=DataRef("data-bin", SHA),
+        lease_expires_at="2099-01-01T00:00:00Z",
+        binary=DataRef(data_uid="data-bin", sha256=SHA),
     )
 
 

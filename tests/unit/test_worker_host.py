@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from xwcommon.protocol.work import Gpu, Registration
 from xwworker.host import describe_host, list_gpus, parse_nvidia_smi
 from xwworker.settings import WorkerSettings
 
@@ -127,8 +128,10 @@ def test_the_registration_body_carries_gpus_and_the_configured_tags(tmp_path: Pa
         tags=["cuda", "big-memory"],
         name="node-7",
     )
-    body = describe_host(settings)
-    assert body["gpus"] == parse_nvidia_smi(DGX_A100)
-    assert body["tags"] == ["cuda", "big-memory"]
-    assert body["name"] == "node-7"
-    assert body["cores"] >= 1 and body["memory_bytes"] > 0 and body["disk_free_bytes"] > 0
+    registration = describe_host(settings)
+    assert registration.gpus == [Gpu(**g) for g in parse_nvidia_smi(DGX_A100)]
+    assert registration.tags == ["cuda", "big-memory"]
+    assert registration.name == "node-7"
+    assert registration.cores >= 1 and registration.memory_bytes > 0 and registration.disk_free_bytes > 0
+    # what the server parses: every field within the protocol's bounds
+    assert Registration.from_wire(registration.to_wire()) == registration

@@ -1,8 +1,10 @@
 """The worker's pull loop against a small in-process HTTPS server speaking the /work API.
 
-The stub server answers what the real one would, and can be told to misbehave (409 on a
-report, 404 for a forgotten host, a cancel in a heartbeat, a job handed out while the
-worker stops), which the real server does only in rare races. Jobs are real processes.
+The stub server speaks the protocol (it parses what the worker sends as the real server
+does and answers with the same messages), and can be told to misbehave (task_gone on a
+report, host_unknown for a forgotten host, a 500 on a work request, a cancel in a heartbeat,
+a job handed out while the worker stops), which the real server does only in rare races.
+Jobs are real processes.
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ import hashlib
 import io
 import ipaddress
 import json
+import os
 import ssl
+import subprocess
+import sys
+import time
+import uuid
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psutil
 import pytest
 from aiohttp import web
@@ -30,9 +38,29 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from xwcommon import defaults
-from xwcommon.errors import TLSError
+from xwcommon.errors import ConfigError, TLSError
+from xwcommon.protocol.work import (
+    Accounting,
+    Activation,
+    Assignment,
+    DataRef,
+    Heartbeat,
+    HeartbeatAnswer,
+    InlineResult,
+    Registered,
+    Registration,
+    Release,
+    Released,
+    Report,
+    ReportAnswer,
+    ReportOutcome,
+    ResultStored,
+    WorkAnswer,
+    WorkRequest,
+)
 from xwworker.activation import ActivationPolicy
-from xwworker.loop import Backoff, Worker
+from xwworker.executor import Outcome
+from xwworker.loop import Backoff, TaskRun, Worker
 from xwworker.settings import WorkerSettings
 
 API = "/api/v1"
@@ -100,18 +128,37 @@ def server_context(
 
 
 # -- the stub server -----------------------------------------------------------------------------------
+_NAMES = uuid.UUID("6f1c2d4e-0000-4000-8000-000000000000")
+
+
+def U(name: str) -> str:
+    """The uid a test calls ``name`` (the protocol takes canonical uids only)."""
+    return str(uuid.uuid5(_NAMES, name))
+
+
+def _error(code: str, message: str, status: int) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
 @dataclass
 class StubServer:
-    """Just enough of the /work API; every call is recorded in ``calls``."""
+    """Just enough of the /work API, speaking the protocol; every call is recorded in ``calls``
+    as the message the worker sent (parsed as the real server parses it: unknown fields and
+    malformed values are refused)."""
 
     data: dict[str, bytes] = field(default_factory=dict)
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Assignment] = field(default_factory=asyncio.Queue)
     calls: list[tuple[str, Any]] = field(default_factory=list)
     results: dict[str, bytes] = field(default_factory=dict)
-    reports: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reports: dict[str, Report] = field(default_factory=dict)
+    #: how each report came: riding on a work request ("request") or alone ("alone")
+    report_via: dict[str, str] = field(default_factory=dict)
     released: list[str] = field(default_factory=list)
     cancel: set[str] = field(default_factory=set)
-    report_status: int = 200
+    #: an error code every report gets (``task_gone``, or an older server's ``conflict``)
+    report_error: str | None = None
+    #: work requests still to fail with a 500, before doing anything
+    fail_requests: int = 0
     forget_host_once: bool = False
     #: an administrator disabled the host: work requests, heartbeats and reports get 403
     disabled: bool = False
@@ -121,12 +168,15 @@ class StubServer:
     polling: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     hosts: int = 0
+    seq: int = 0
+    #: set when the test ends: long-polls return at once
+    closing: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def add_data(self, content: bytes) -> dict[str, Any]:
+    def add_data(self, content: bytes) -> DataRef:
         sha = hashlib.sha256(content).hexdigest()
-        uid = f"data-{len(self.data)}"
+        uid = U(f"data-{len(self.data)}")
         self.data[uid] = content
-        return {"data_uid": uid, "sha256": sha, "size": len(content)}
+        return DataRef(data_uid=uid, sha256=sha, size=len(content))
 
     def called(self, name: str) -> list[Any]:
         return [body for n, body in self.calls if n == name]
@@ -160,47 +210,76 @@ class StubServer:
         body = await request.json()
         self._record("login", body)
         if body != {"login": "w", "password": "pw"}:
-            return web.json_response({"error": "unauthorized", "message": "bad credentials"}, status=401)
+            return _error("unauthorized", "bad credentials", 401)
         return web.json_response({"token": "t0k", "expires_at": "2099-01-01T00:00:00Z", "user": {}})
 
     async def register(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self._record("register", body)
+        msg = Registration.decode(await request.read())
+        self._record("register", msg)
         self.hosts += 1
-        uid = body.get("host_uid") or f"host-{self.hosts}"
-        return web.json_response({"host_uid": uid, "lease_s": 60, "heartbeat_interval_s": 0.2})
+        uid = msg.host_uid or U(f"host-{self.hosts}")
+        return web.json_response(Registered(host_uid=uid, lease_s=60, heartbeat_interval_s=0.2).to_wire())
 
-    def _refused(self) -> web.Response:
-        message = "host host-1 is disabled; ask an administrator to enable it"
-        return web.json_response({"error": "forbidden", "message": message}, status=403)
+    def _disabled(self) -> web.Response:
+        return _error("host_disabled", "host is disabled; ask an administrator to enable it", 403)
+
+    def _apply(self, uid: str, report: Report, via: str) -> str | None:
+        """Take a report as the real server does; the error code when refused."""
+        if self.report_error is not None:
+            return self.report_error
+        if inline := report.result_inline:  # as the real server: checked, stored
+            content = base64.b64decode(inline.content_b64, validate=True)
+            assert hashlib.sha256(content).hexdigest() == inline.sha256
+            assert report.result_uid is None
+            self.results[uid] = content
+        self.reports[uid] = report
+        self.report_via[uid] = via
+        self.changed.set()
+        return None
 
     async def request(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self._record("request", body)
+        msg = WorkRequest.decode(await request.read())
+        self._record("request", msg)
+        if self.fail_requests:
+            self.fail_requests -= 1
+            return _error("error", "the database went away", 500)
         if self.disabled:
-            return self._refused()
+            return self._disabled()
         if self.forget_host_once:
             self.forget_host_once = False
-            return web.json_response({"error": "not_found", "message": "no such host"}, status=404)
-        out = []
+            return _error("host_unknown", "no such host", 404)
+        reported = []
+        for r in msg.reports:
+            assert r.task_uid is not None
+            error = self._apply(r.task_uid, r, "request")
+            reported.append(
+                ReportOutcome(task_uid=r.task_uid, error=error, message="not live")
+                if error
+                else ReportOutcome(task_uid=r.task_uid, job_status=r.status)
+            )
+        out: list[Assignment] = []
         self.polling.set()
+        got = asyncio.ensure_future(self.queue.get())
+        closing = asyncio.ensure_future(self.closing.wait())
         try:
-            out.append(await asyncio.wait_for(self.queue.get(), body["wait_s"]))
-            while len(out) < body["capacity"] and not self.queue.empty():
-                out.append(self.queue.get_nowait())
-        except TimeoutError:
-            pass
+            await asyncio.wait({got, closing}, timeout=msg.wait_s, return_when=asyncio.FIRST_COMPLETED)
+            if got.done():
+                out.append(got.result())
+                while len(out) < msg.capacity and not self.queue.empty():
+                    out.append(self.queue.get_nowait())
         finally:
             self.polling.clear()
-        return web.json_response({"assignments": out})
+            got.cancel()
+            closing.cancel()
+        return web.json_response(WorkAnswer(assignments=out, reported=reported).to_wire())
 
     async def heartbeat(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self._record("heartbeat", body)
+        msg = Heartbeat.decode(await request.read())
+        self._record("heartbeat", msg)
         if self.disabled:
-            return self._refused()
-        cancel = [u for u in body["task_uids"] if u in self.cancel]
-        return web.json_response({"lease_s": 60, "cancel": cancel})
+            return self._disabled()
+        cancel = [u for u in msg.task_uids if u in self.cancel]
+        return web.json_response(HeartbeatAnswer(lease_s=60, cancel=cancel).to_wire())
 
     async def result(self, request: web.Request) -> web.Response:
         content = await request.read()
@@ -209,37 +288,30 @@ class StubServer:
         assert len(content) == int(request.query["size"])
         self.results[uid] = content
         self._record("result", uid)
-        return web.json_response({"result_uid": f"result-of-{uid}"})
+        return web.json_response(ResultStored(result_uid=U(f"result-of-{uid}")).to_wire())
 
     async def report(self, request: web.Request) -> web.Response:
-        body = await request.json()
+        msg = Report.decode(await request.read())
         uid = request.match_info["uid"]
-        self._record("report", (uid, body))
+        assert msg.task_uid is None  # the path names it
+        self._record("report", (uid, msg))
         if self.disabled:
-            return self._refused()
-        if self.report_status != 200:
-            return web.json_response({"error": "conflict", "message": "not live"}, status=self.report_status)
-        if inline := body.get("result_inline"):  # as the real server: checked, stored
-            content = base64.b64decode(inline["content_b64"], validate=True)
-            assert hashlib.sha256(content).hexdigest() == inline["sha256"]
-            assert body["result_uid"] is None
-            self.results[uid] = content
-        self.reports[uid] = body
-        self.changed.set()
-        return web.json_response({"job_status": body["status"]})
+            return self._disabled()
+        if error := self._apply(uid, msg, "alone"):
+            return _error(error, "not live", 409)
+        return web.json_response(ReportAnswer(job_status=msg.status).to_wire())
 
     async def release(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self._record("release", body)
-        self.released.extend(body["task_uids"])
-        return web.json_response({"released": len(body["task_uids"])})
+        msg = Release.decode(await request.read())
+        self._record("release", msg)
+        self.released.extend(msg.task_uids)
+        return web.json_response(Released(released=len(msg.task_uids)).to_wire())
 
     async def content(self, request: web.Request) -> web.Response:
         uid = request.match_info["uid"]
         self._record("content", uid)
         if uid in self.forbidden_data:
-            message = f"the owner of this job may not read data {uid}"
-            return web.json_response({"error": "forbidden", "message": message}, status=403)
+            return _error("forbidden", f"the owner of this job may not read data {uid}", 403)
         data = self.data[uid]
         return web.Response(body=data, headers={"X-XW-SHA256": hashlib.sha256(data).hexdigest()})
 
@@ -286,6 +358,7 @@ async def grid(tmp_path: Path) -> AsyncIterator[Grid]:
     try:
         yield Grid(stub, f"https://127.0.0.1:{port}", ca_file, other_ca_file, tmp_path)
     finally:
+        stub.closing.set()
         await runner.cleanup()
 
 
@@ -293,21 +366,33 @@ def script(body: str) -> bytes:
     return ("#!/usr/bin/env python3\n" + body).encode()
 
 
-def assignment(stub: StubServer, uid: str, binary: bytes, *args: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "task_uid": uid,
-        "job_uid": f"job-of-{uid}",
+def assignment(stub: StubServer, name: str, binary: bytes, *args: str, **extra: Any) -> Assignment:
+    """An assignment of task ``U(name)``, with the next ``seq``."""
+    stub.seq += 1
+    fields: dict[str, Any] = {
+        "task_uid": U(name),
+        "job_uid": U(f"job-of-{name}"),
+        "seq": stub.seq,
         "app_name": "app",
         "args": list(args),
         "lease_expires_at": "2099-01-01T00:00:00Z",
         "binary": stub.add_data(binary),
-        "stdin": None,
-        "env": None,
         **extra,
     }
+    return Assignment(**fields)
 
 
 # -- tests -----------------------------------------------------------------------------------------------
+async def run_until(grid: Grid, worker: Worker, predicate: Callable[[], bool]) -> None:
+    """Run ``worker`` until ``predicate`` holds, then stop it and wait for its end."""
+    run = asyncio.create_task(worker.run())
+    try:
+        await grid.stub.wait_for(predicate)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(run, 20)
+
+
 async def test_an_assignment_is_run_uploaded_and_reported(grid: Grid) -> None:
     stub = grid.stub
     env = io.BytesIO()
@@ -322,36 +407,27 @@ async def test_an_assignment_is_run_uploaded_and_reported(grid: Grid) -> None:
         )
     )
     worker = grid.worker()
-    run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: "t1" in stub.reports)
-    worker.stop()
-    await asyncio.wait_for(run, 20)
+    await run_until(grid, worker, lambda: U("t1") in stub.reports)
 
     register = stub.called("register")[0]
-    assert {"name", "os", "cpu", "cores", "memory_bytes", "disk_free_bytes", "tags", "version"} <= set(
-        register
+    assert register.name and register.os and register.cpu and register.cores >= 1
+    assert register.memory_bytes > 0 and register.version
+    report = stub.reports[U("t1")]
+    accounting, inline = report.accounting, report.result_inline
+    assert isinstance(accounting, Accounting) and isinstance(inline, InlineResult)
+    assert (report.status, report.exit_code, report.message, report.result_uid) == (
+        "COMPLETED",
+        0,
+        None,
+        None,
     )
-    report = dict(stub.reports["t1"])
-    accounting = report.pop("accounting")
-    inline = report.pop("result_inline")
-    assert report == {"status": "COMPLETED", "exit_code": 0, "message": None, "result_uid": None}
     # a small result rides in the report: no separate upload
-    assert set(inline) == {"content_b64", "sha256"}
     assert stub.called("result") == []
     # the job ran: its accounting is reported, in seconds, never negative
-    assert (
-        {"cpu_user_s", "cpu_system_s", "wall_s"}
-        <= set(accounting)
-        <= {
-            "cpu_user_s",
-            "cpu_system_s",
-            "wall_s",
-            "max_rss_bytes",
-        }
-    )
-    assert all(v >= 0 for v in accounting.values())
-    assert 0 < accounting["wall_s"] < 20
-    with zipfile.ZipFile(io.BytesIO(stub.results["t1"])) as zf:
+    seconds = [accounting.cpu_user_s, accounting.cpu_system_s, accounting.wall_s]
+    assert all(v is not None and v >= 0 for v in seconds)
+    assert accounting.wall_s is not None and 0 < accounting.wall_s < 20
+    with zipfile.ZipFile(io.BytesIO(stub.results[U("t1")])) as zf:
         assert zf.read("stdout.txt") == b"42 from stdin\n"
         assert "app" not in zf.namelist()
     assert stub.released == []
@@ -367,65 +443,210 @@ async def test_a_result_too_big_to_ride_in_the_report_is_uploaded_first(grid: Gr
         f"import os\nopen('big.bin', 'wb').write(os.urandom({defaults.INLINE_RESULT_MAX_BYTES * 2}))\n"
     )
     stub.queue.put_nowait(assignment(stub, "t1", binary))
-    worker = grid.worker()
-    run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: "t1" in stub.reports)
-    worker.stop()
-    await asyncio.wait_for(run, 20)
-    assert stub.called("result") == ["t1"]
-    assert stub.reports["t1"]["result_uid"] == "result-of-t1"
-    assert "result_inline" not in stub.reports["t1"]
-    with zipfile.ZipFile(io.BytesIO(stub.results["t1"])) as zf:
+    await run_until(grid, grid.worker(), lambda: U("t1") in stub.reports)
+    assert stub.called("result") == [U("t1")]
+    assert stub.reports[U("t1")].result_uid == U(f"result-of-{U('t1')}")
+    assert stub.reports[U("t1")].result_inline is None
+    with zipfile.ZipFile(io.BytesIO(stub.results[U("t1")])) as zf:
         assert len(zf.read("big.bin")) == defaults.INLINE_RESULT_MAX_BYTES * 2
 
 
 async def test_a_failing_job_is_reported_as_error_with_its_exit_code(grid: Grid) -> None:
     stub = grid.stub
     stub.queue.put_nowait(assignment(stub, "t1", script("import sys\nsys.exit(5)\n")))
-    worker = grid.worker()
-    run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: "t1" in stub.reports)
-    worker.stop()
-    await asyncio.wait_for(run, 20)
-    assert stub.reports["t1"]["status"] == "ERROR"
-    assert stub.reports["t1"]["exit_code"] == 5
-    assert stub.reports["t1"]["message"] == "exited with code 5"
-    assert "t1" in stub.results  # its output goes back too (inline: it is small)
+    await run_until(grid, grid.worker(), lambda: U("t1") in stub.reports)
+    report = stub.reports[U("t1")]
+    assert (report.status, report.exit_code, report.message) == ("ERROR", 5, "exited with code 5")
+    assert U("t1") in stub.results  # its output goes back too (inline: it is small)
 
 
 async def test_tasks_sharing_a_binary_download_it_once(grid: Grid) -> None:
     stub = grid.stub
     binary = script("print('hi')\n")
     first = assignment(stub, "t1", binary)
-    second = dict(first, task_uid="t2", job_uid="job-of-t2")
+    stub.seq += 1
+    second = msgspec.structs.replace(first, task_uid=U("t2"), job_uid=U("job-of-t2"), seq=stub.seq)
     stub.queue.put_nowait(first)
     stub.queue.put_nowait(second)
-    worker = grid.worker()
-    run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: {"t1", "t2"} <= set(stub.reports))
-    worker.stop()
-    await asyncio.wait_for(run, 20)
-    assert stub.called("content") == [first["binary"]["data_uid"]]
+    await run_until(grid, grid.worker(), lambda: {U("t1"), U("t2")} <= set(stub.reports))
+    assert stub.called("content") == [first.binary.data_uid]
 
 
-async def test_a_409_on_report_drops_the_task_and_the_worker_goes_on(grid: Grid) -> None:
+# -- reports ride on the next work request ------------------------------------------------------------
+async def test_a_report_rides_on_the_next_work_request_which_does_not_wait(grid: Grid) -> None:
     stub = grid.stub
-    stub.report_status = 409
+    ended: list[tuple[TaskRun, Outcome]] = []
     stub.queue.put_nowait(assignment(stub, "t1", script("print(1)\n")))
-    worker = grid.worker()
+    worker = Worker(
+        grid.settings(workpool_size=1, work_request_wait_s=5.0),
+        backoff=Backoff(0.05, 0.2),
+        on_task_end=lambda run, outcome: ended.append((run, outcome)),
+    )
+    await run_until(grid, worker, lambda: bool(ended))
+    carrying = [r for r in stub.called("request") if r.reports]
+    assert len(carrying) == 1
+    request = carrying[0]
+    assert [r.task_uid for r in request.reports] == [U("t1")]
+    assert request.reports[0].status == "COMPLETED" and request.reports[0].result_inline is not None
+    assert request.wait_s == 0  # its answer acknowledges the report at once
+    assert request.held == []  # the reported task is not named twice
+    assert stub.report_via == {U("t1"): "request"}
+    assert stub.called("report") == []  # no separate call
+    assert worker.completed == 1
+    run, outcome = ended[0]
+    assert run.uid == U("t1") and outcome.ok and run.reported_at is not None
+
+
+async def test_a_report_goes_alone_when_a_long_poll_is_in_flight(grid: Grid) -> None:
+    stub = grid.stub
+    stub.queue.put_nowait(assignment(stub, "t1", script("import time\ntime.sleep(0.5)\n")))
+    worker = grid.worker(workpool_size=2, work_request_wait_s=30.0)
     run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: len(stub.called("report")) == 1)
-    stub.report_status = 200
-    stub.queue.put_nowait(assignment(stub, "t2", script("print(2)\n")))
-    await stub.wait_for(lambda: "t2" in stub.reports)
+    # t1 runs in one slot, the other slot's request long-polls
+    await stub.wait_for(lambda: U("t1") in worker.tasks and stub.polling.is_set())
+    t0 = time.monotonic()
+    await stub.wait_for(lambda: U("t1") in stub.reports)
+    assert time.monotonic() - t0 < 10  # not after the long-poll's 30 s
+    assert stub.polling.is_set()  # the long-poll still waits
+    assert stub.report_via == {U("t1"): "alone"}
+    (uid, report), *_ = stub.called("report")
+    assert uid == U("t1") and report.status == "COMPLETED"
     worker.stop()
     await asyncio.wait_for(run, 20)
-    assert len(stub.called("report")) == 2  # the refused report was not retried
-    assert "t1" not in stub.reports
+    assert worker.completed == 1
+    assert all(not r.reports for r in stub.called("request"))
+
+
+async def test_reports_of_a_failed_work_request_are_sent_again(
+    grid: Grid, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = grid.stub
+    stub.queue.put_nowait(assignment(stub, "t1", script("print(1)\n")))
+    worker = grid.worker(workpool_size=1)
+    stub.fail_requests = 0
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: U("t1") in worker.tasks)
+    stub.fail_requests = 1  # the request carrying the report gets a 500
+    await stub.wait_for(lambda: U("t1") in stub.reports)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    carrying = [r for r in stub.called("request") if r.reports]
+    assert len(carrying) == 2  # refused once, then sent again
+    assert carrying[0].reports == carrying[1].reports
+    assert stub.report_via == {U("t1"): "request"}
+    assert worker.completed == 1
+    assert any("work request failed" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_outbox_is_delivered_alone_when_the_worker_stops(grid: Grid) -> None:
+    stub = grid.stub
+    stub.queue.put_nowait(assignment(stub, "t1", script("print(1)\n")))
+    worker = grid.worker(workpool_size=1)
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: U("t1") in worker.tasks)
+    stub.fail_requests = 10**6  # from now on no work request succeeds: the report stays in the outbox
+    await stub.wait_for(lambda: U("t1") in worker.outbox and any(r.reports for r in stub.called("request")))
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert stub.report_via == {U("t1"): "alone"}
+    assert worker.completed == 1 and not worker.outbox
+
+
+@pytest.mark.parametrize("code", ["task_gone", "conflict"])
+async def test_a_report_the_server_says_is_gone_is_dropped_and_the_worker_goes_on(
+    grid: Grid, code: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = grid.stub
+    stub.report_error = code  # task_gone; an older server's conflict means the same
+    stub.queue.put_nowait(assignment(stub, "t1", script("print(1)\n")))
+    worker = grid.worker(workpool_size=1)
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: any(r.reports for r in stub.called("request")))
+    await stub.wait_for(lambda: not worker.outbox)
+    stub.report_error = None
+    stub.queue.put_nowait(assignment(stub, "t2", script("print(2)\n")))
+    await stub.wait_for(lambda: U("t2") in stub.reports)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    carried = [r.task_uid for req in stub.called("request") for r in req.reports]
+    assert carried == [U("t1"), U("t2")]  # the refused report was not sent again
+    assert U("t1") not in stub.reports and stub.called("report") == []
     assert stub.released == []
-    assert not (grid.tmp / "worker" / "tasks" / "t1").exists()
+    assert worker.completed == 1
+    assert not (grid.tmp / "worker" / "tasks" / U("t1")).exists()
+    said = [
+        r.getMessage() for r in caplog.records if U("t1") in r.getMessage() and "dropping" in r.getMessage()
+    ]
+    assert said and "no longer counts it as ours" in said[0] and code in said[0]
 
 
+async def test_a_report_sent_alone_that_is_gone_is_dropped(grid: Grid) -> None:
+    stub = grid.stub
+    stub.report_error = "task_gone"
+    stub.queue.put_nowait(assignment(stub, "t1", script("print(1)\n")))
+    worker = grid.worker(workpool_size=2, work_request_wait_s=30.0)
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: len(stub.called("report")) == 1 and not worker.outbox)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert len(stub.called("report")) == 1  # not retried
+    assert worker.completed == 0 and stub.released == []
+
+
+# -- exact leases ---------------------------------------------------------------------------------------
+async def test_work_requests_and_heartbeats_name_every_task_held(grid: Grid) -> None:
+    stub = grid.stub
+    stub.queue.put_nowait(assignment(stub, "slow", script("import time\ntime.sleep(600)\n")))
+    worker = grid.worker(workpool_size=2, work_request_wait_s=0.2, shutdown_grace_s=0.1)
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: U("slow") in worker.tasks)
+    seq = stub.seq
+    await stub.wait_for(lambda: any(U("slow") in hb.task_uids for hb in stub.called("heartbeat")))
+    await stub.wait_for(lambda: any(r.held == [U("slow")] for r in stub.called("request")))
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    # the first registration holds nothing; the first request neither
+    assert stub.called("register")[0].held == []
+    first, *later = stub.called("request")
+    assert first.held == [] and first.capacity == 2
+    assert all(r.held == [U("slow")] and r.capacity == 1 for r in later)
+    beats = stub.called("heartbeat")
+    assert all(hb.seen_seq is None for hb in beats if not hb.task_uids)
+    assert all(hb.seen_seq == seq for hb in beats if hb.task_uids)
+    assert stub.released == [U("slow")]
+
+
+async def test_heartbeats_say_the_highest_seq_received(grid: Grid) -> None:
+    stub = grid.stub
+    stub.seq = 41
+    stub.queue.put_nowait(assignment(stub, "a", script("import time\ntime.sleep(600)\n")))
+    stub.seq = 6
+    stub.queue.put_nowait(assignment(stub, "b", script("import time\ntime.sleep(600)\n")))
+    worker = grid.worker(workpool_size=2, shutdown_grace_s=0.1)
+    await run_until(
+        grid,
+        worker,
+        lambda: any({U("a"), U("b")} <= set(hb.task_uids) for hb in stub.called("heartbeat")),
+    )
+    assert worker.seen_seq == 42
+    assert [hb.seen_seq for hb in stub.called("heartbeat") if hb.task_uids][-1] == 42
+
+
+async def test_a_malformed_assignment_is_skipped_and_not_held(
+    grid: Grid, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = grid.stub
+    good = assignment(stub, "good", script("import time\ntime.sleep(600)\n"))
+    bad = msgspec.structs.replace(good, task_uid="not-a-uid", seq=good.seq + 1)
+    stub.queue.put_nowait(bad)
+    stub.queue.put_nowait(good)
+    worker = grid.worker(workpool_size=3, shutdown_grace_s=0.1)
+    await run_until(grid, worker, lambda: len(stub.called("request")) >= 2 and U("good") in worker.tasks)
+    assert any("ignoring a malformed assignment" in r.getMessage() for r in caplog.records)
+    assert stub.called("request")[1].held == [U("good")]
+
+
+# -- the server's error codes ------------------------------------------------------------------------------
 async def test_a_task_the_server_cancels_is_killed_and_not_reported(grid: Grid, tmp_path: Path) -> None:
     stub = grid.stub
     pid_file = tmp_path / "job.pid"
@@ -435,15 +656,15 @@ async def test_a_task_the_server_cancels_is_killed_and_not_reported(grid: Grid, 
     stub.queue.put_nowait(assignment(stub, "t1", binary))
     worker = grid.worker()
     run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: any("t1" in hb["task_uids"] for hb in stub.called("heartbeat")))
+    await stub.wait_for(lambda: any(U("t1") in hb.task_uids for hb in stub.called("heartbeat")))
     await stub.wait_for(lambda: pid_file.exists() and pid_file.read_text() != "")
     pid = int(pid_file.read_text())
-    stub.cancel.add("t1")
-    await stub.wait_for(lambda: "t1" not in worker.tasks)
+    stub.cancel.add(U("t1"))
+    await stub.wait_for(lambda: U("t1") not in worker.tasks)
     worker.stop()
     await asyncio.wait_for(run, 20)
     assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
-    assert stub.called("report") == []
+    assert stub.reports == {}
     assert stub.released == []
 
 
@@ -456,10 +677,11 @@ async def test_stopping_hands_back_unfinished_tasks_after_the_grace_period(grid:
     await stub.wait_for(lambda: len(worker.tasks) == 2)
     worker.stop()
     await asyncio.wait_for(run, 20)
-    assert stub.reports["fast"]["status"] == "COMPLETED"  # finished within the grace period
-    assert stub.released == ["slow"]
-    assert stub.called("release")[0]["host_uid"] == "host-1"
-    assert "slow" not in stub.reports
+    assert stub.reports[U("fast")].status == "COMPLETED"  # finished within the grace period
+    assert stub.report_via[U("fast")] == "alone"  # no work request while stopping
+    assert stub.released == [U("slow")]
+    assert stub.called("release")[0].host_uid == U("host-1")
+    assert U("slow") not in stub.reports
 
 
 async def test_a_job_handed_out_while_the_worker_stops_is_handed_back(grid: Grid) -> None:
@@ -471,31 +693,37 @@ async def test_a_job_handed_out_while_the_worker_stops_is_handed_back(grid: Grid
     await asyncio.sleep(0.2)  # the worker stopped listening; the server does not know
     stub.queue.put_nowait(assignment(stub, "late", script("print('never')\n")))
     await asyncio.wait_for(run, 20)
-    assert stub.released == ["late"]
+    assert stub.released == [U("late")]
     assert stub.called("content") == []
 
 
 async def test_a_forgotten_host_registers_again_with_its_uid(grid: Grid) -> None:
     stub = grid.stub
-    stub.forget_host_once = True
-    worker = grid.worker()
-    run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: len(stub.called("register")) == 2 and len(stub.called("request")) >= 2)
-    worker.stop()
-    await asyncio.wait_for(run, 20)
+    stub.forget_host_once = True  # host_unknown
+    await run_until(
+        grid, grid.worker(), lambda: len(stub.called("register")) == 2 and len(stub.called("request")) >= 2
+    )
     first, second = stub.called("register")
-    assert "host_uid" not in first
-    assert second["host_uid"] == "host-1"
+    assert first.host_uid is None
+    assert second.host_uid == U("host-1")
 
 
 async def test_a_restarted_worker_registers_as_the_same_host(grid: Grid) -> None:
     for _ in range(2):
         worker = grid.worker()
-        run = asyncio.create_task(worker.run())
-        await grid.stub.wait_for(lambda w=worker: w.host_uid is not None)  # type: ignore[misc]
-        worker.stop()
-        await asyncio.wait_for(run, 20)
-    assert [r.get("host_uid") for r in grid.stub.called("register")] == [None, "host-1"]
+        await run_until(grid, worker, lambda w=worker: w.host_uid is not None)  # type: ignore[misc]
+    assert [r.host_uid for r in grid.stub.called("register")] == [None, U("host-1")]
+    assert [r.held for r in grid.stub.called("register")] == [[], []]
+
+
+async def test_a_host_file_that_holds_no_uid_is_ignored(grid: Grid) -> None:
+    settings = grid.settings()
+    settings.tmpdir.mkdir(parents=True)
+    settings.host_file.write_text("vm\n")  # written by hand, or by an old version
+    worker = Worker(settings, backoff=Backoff(0.05, 0.2))
+    await run_until(grid, worker, lambda: worker.host_uid is not None)
+    assert grid.stub.called("register")[0].host_uid is None
+    assert settings.host_file.read_text().strip() == U("host-1")
 
 
 async def test_a_server_certificate_from_another_ca_is_fatal(grid: Grid) -> None:
@@ -510,13 +738,86 @@ async def test_state_file_shows_the_host_and_is_removed_on_exit(grid: Grid) -> N
     run = asyncio.create_task(worker.run())
     await grid.stub.wait_for(lambda: len(grid.stub.called("heartbeat")) >= 1)
     state = json.loads(worker.settings.state_file.read_text())
-    assert state["host_uid"] == "host-1"
+    assert state["host_uid"] == U("host-1")
     assert state["server"] == grid.url
     worker.stop()
     await asyncio.wait_for(run, 20)
     assert not worker.settings.state_file.exists()
 
 
+# -- one worker process per state folder --------------------------------------------------------------
+HOLD_LOCK = """import sys, time
+from pathlib import Path
+from xwworker.statedir import StateLock
+StateLock(Path(sys.argv[1])).acquire()
+print("locked", flush=True)
+time.sleep(600)
+"""
+
+
+def _hold_lock(folder: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
+    return proc
+
+
+async def test_a_second_worker_on_the_same_folder_is_refused_and_a_restart_after_sigkill_is_not(
+    grid: Grid,
+) -> None:
+    settings = grid.settings()
+    other = _hold_lock(settings.tmpdir)  # a real worker process holding the folder
+    try:
+        worker = Worker(settings, backoff=Backoff(0.05, 0.2))
+        with pytest.raises(ConfigError) as refused:
+            await asyncio.wait_for(worker.run(), 20)
+        message = refused.value.message
+        assert str(settings.tmpdir) in message and f"pid {other.pid}" in message
+        assert "give each worker its own path.tmpdir" in message
+        assert grid.stub.calls == []  # refused before a word to the server
+    finally:
+        other.kill()  # SIGKILL: the kernel drops its lock
+        other.wait()
+        assert other.stdout is not None
+        other.stdout.close()
+    worker = Worker(settings, backoff=Backoff(0.05, 0.2))
+    await run_until(grid, worker, lambda: worker.host_uid is not None)
+    assert grid.stub.called("register")[0].held == []
+
+
+def test_a_second_xwworker_process_on_the_same_folder_exits_with_a_clear_error(tmp_path: Path) -> None:
+    ca_file, _, _ = make_ca(tmp_path, "ca")
+    folder = tmp_path / "state"
+    confs = []
+    for i in (1, 2):
+        conf = tmp_path / f"worker{i}.conf"
+        # nothing listens on port 9: the first worker keeps trying to register
+        conf.write_text(
+            f"dispatcher.servers=https://127.0.0.1:9\nlogin=w\npassword=pw\nca.file={ca_file}\n"
+            f"path.tmpdir={folder}\npid.file={tmp_path / f'w{i}.pid'}\nlog.file={tmp_path / f'w{i}.log'}\n"
+            "sandbox.enable=false\n"
+        )
+        confs.append(conf)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XWWORKER_")}
+    argv = [sys.executable, "-m", "xwworker", "console", "--xwconfig"]
+    first = subprocess.Popen([*argv, str(confs[0])], env=env, stderr=subprocess.DEVNULL)
+    try:
+        lock = folder / "xwworker.lock"
+        deadline = time.monotonic() + 30
+        while not (lock.exists() and lock.read_text().strip() == str(first.pid)):
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        second = subprocess.run(
+            [*argv, str(confs[1])], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert second.returncode == 2
+        assert f"{folder} is in use by another worker process (pid {first.pid})" in second.stderr
+        assert "give each worker its own path.tmpdir" in second.stderr
+    finally:
+        first.terminate()
+        first.wait(30)
+
+
+# -- activation, suspension, needs ----------------------------------------------------------------------
 class Switch(ActivationPolicy):
     """A policy a test turns on and off; it records the times it was asked about."""
 
@@ -555,7 +856,7 @@ async def test_a_second_stop_skips_the_grace_period(grid: Grid) -> None:
     assert not run.done()
     worker.stop()
     await asyncio.wait_for(run, 10)
-    assert stub.released == ["slow"]
+    assert stub.released == [U("slow")]
 
 
 async def test_a_disabled_host_stops_its_tasks_and_works_again_once_enabled(
@@ -565,19 +866,19 @@ async def test_a_disabled_host_stops_its_tasks_and_works_again_once_enabled(
     stub.queue.put_nowait(assignment(stub, "slow", script("import time\ntime.sleep(600)\n")))
     worker = grid.worker()
     run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: "slow" in worker.tasks and worker.tasks["slow"].phase == "running")
-    stub.disabled = True
+    await stub.wait_for(lambda: U("slow") in worker.tasks and worker.tasks[U("slow")].phase == "running")
+    stub.disabled = True  # host_disabled
     await stub.wait_for(lambda: worker.disabled and not worker.tasks)
     n = len(stub.calls)
     await stub.wait_for(lambda: len(stub.called("request")) >= 3 and len(stub.calls) > n + 3)
     assert not run.done()  # refused, not dead
     stub.disabled = False
     stub.queue.put_nowait(assignment(stub, "next", script("print(1)\n")))
-    await stub.wait_for(lambda: "next" in stub.reports)
+    await stub.wait_for(lambda: U("next") in stub.reports)
     worker.stop()
     await asyncio.wait_for(run, 20)
     assert not worker.disabled
-    assert "slow" not in stub.reports and stub.released == []  # the server had handed it to others
+    assert U("slow") not in stub.reports and stub.released == []  # the server had handed it to others
     said = [r.getMessage() for r in caplog.records if "is disabled on the server" in r.getMessage()]
     assert len(said) == 1, said  # said once, however many refusals followed
     assert "asking again until it is enabled" in said[0]
@@ -587,19 +888,15 @@ async def test_a_disabled_host_stops_its_tasks_and_works_again_once_enabled(
 async def test_an_input_the_jobs_owner_may_no_longer_read_fails_the_task_at_once(grid: Grid) -> None:
     stub = grid.stub
     stdin = stub.add_data(b"secret")
-    stub.forbidden_data.add(stdin["data_uid"])
+    stub.forbidden_data.add(stdin.data_uid)
     stub.queue.put_nowait(assignment(stub, "t1", script("print(1)\n"), stdin=stdin))
-    worker = grid.worker()
-    run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: "t1" in stub.reports)
-    worker.stop()
-    await asyncio.wait_for(run, 20)
-    assert stub.called("content").count(stdin["data_uid"]) == 1  # asked once, not retried
-    report = stub.reports["t1"]
-    assert report["status"] == "ERROR" and report["result_uid"] is None
-    assert report["message"] == (
-        f"may not read the stdin (data {stdin['data_uid']}): the owner of this job may not read data "
-        f"{stdin['data_uid']}"
+    await run_until(grid, grid.worker(), lambda: U("t1") in stub.reports)
+    assert stub.called("content").count(stdin.data_uid) == 1  # asked once, not retried
+    report = stub.reports[U("t1")]
+    assert report.status == "ERROR" and report.result_uid is None
+    assert report.message == (
+        f"may not read the stdin (data {stdin.data_uid}): the owner of this job may not read data "
+        f"{stdin.data_uid}"
     )
 
 
@@ -636,23 +933,39 @@ async def test_a_running_job_is_suspended_while_the_policy_says_no_and_resumed(
     await asyncio.sleep(0.8)
     assert _cpu_s(pid) - before < 0.05, "a suspended job's CPU time must stop advancing"
     await stub.wait_for(
-        lambda: any(hb.get("activation", {}).get("state") == "suspended" for hb in stub.called("heartbeat"))
+        lambda: any(hb.activation and hb.activation.state == "suspended" for hb in stub.called("heartbeat"))
     )
-    assert "t1" not in stub.reports
+    assert U("t1") not in stub.reports
     requests_while_off = len(stub.called("request"))
 
     policy.on = True
-    await stub.wait_for(lambda: "t1" in stub.reports)
+    await stub.wait_for(lambda: U("t1") in stub.reports)
     worker.stop()
     await asyncio.wait_for(run, 20)
-    assert stub.reports["t1"]["status"] == "COMPLETED"
-    assert (
-        stub.reports["t1"]["accounting"]["cpu_user_s"] + stub.reports["t1"]["accounting"]["cpu_system_s"]
-        >= 1.4
-    )
-    assert stub.called("heartbeat")[-1]["activation"]["state"] == "active"
+    report = stub.reports[U("t1")]
+    assert report.status == "COMPLETED" and report.accounting is not None
+    assert (report.accounting.cpu_user_s or 0) + (report.accounting.cpu_system_s or 0) >= 1.4
+    assert stub.called("heartbeat")[-1].activation.state == "active"
     assert len(stub.called("request")) > requests_while_off  # it asked for work again
     assert stub.released == []
+
+
+async def test_a_report_does_not_wait_for_the_machine_to_compute_again(grid: Grid) -> None:
+    stub = grid.stub
+    stub.queue.put_nowait(assignment(stub, "t1", script("import time\ntime.sleep(0.5)\n")))
+    policy = Switch()
+    policy.on = True
+    worker = Worker(grid.settings(workpool_size=1), policy=policy, backoff=Backoff(0.05, 0.2))
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: U("t1") in worker.tasks and worker.tasks[U("t1")].phase == "running")
+    worker._set_active(False, "test")  # not computing from now, but t1 finishes
+    policy.on = False
+    # the job was suspended: let it go on to its end as if the policy had said yes for it
+    worker.executor.resume(U("t1"))
+    await stub.wait_for(lambda: U("t1") in stub.reports)
+    assert stub.report_via[U("t1")] == "alone"
+    worker.stop()
+    await asyncio.wait_for(run, 20)
 
 
 async def test_a_job_suspended_longer_than_max_suspend_s_is_handed_back(grid: Grid, tmp_path: Path) -> None:
@@ -666,13 +979,13 @@ async def test_a_job_suspended_longer_than_max_suspend_s_is_handed_back(grid: Gr
     await stub.wait_for(lambda: pid_file.exists() and pid_file.read_text() != "")
     pid = int(pid_file.read_text())
     policy.on = False
-    await stub.wait_for(lambda: stub.released == ["t1"])
+    await stub.wait_for(lambda: stub.released == [U("t1")])
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    assert "t1" not in worker.tasks
+    assert U("t1") not in worker.tasks
     worker.stop()
     await asyncio.wait_for(run, 20)
-    assert "t1" not in stub.reports
-    assert stub.released == ["t1"]  # handed back once, not again at stop
+    assert U("t1") not in stub.reports
+    assert stub.released == [U("t1")]  # handed back once, not again at stop
 
 
 async def test_the_pause_file_suspends_whatever_the_policy_says(grid: Grid, tmp_path: Path) -> None:
@@ -683,10 +996,9 @@ async def test_the_pause_file_suspends_whatever_the_policy_says(grid: Grid, tmp_
     run = asyncio.create_task(worker.run())
     await stub.wait_for(lambda: len(stub.called("heartbeat")) >= 2)
     assert stub.called("request") == []
-    assert stub.called("register")[0]["activation"] == {
-        "state": "suspended",
-        "detail": "paused by its owner (xwworker pause)",
-    }
+    assert stub.called("register")[0].activation == Activation(
+        state="suspended", detail="paused by its owner (xwworker pause)"
+    )
     worker.settings.pause_file.unlink()
     await stub.wait_for(lambda: len(stub.called("request")) >= 1)
     worker.stop()
@@ -694,15 +1006,11 @@ async def test_the_pause_file_suspends_whatever_the_policy_says(grid: Grid, tmp_
 
 
 async def test_work_requests_declare_free_memory_disk_and_network(grid: Grid) -> None:
-    worker = grid.worker(sandbox_network=True)
-    run = asyncio.create_task(worker.run())
-    await grid.stub.wait_for(lambda: len(grid.stub.called("request")) >= 1)
-    worker.stop()
-    await asyncio.wait_for(run, 20)
+    await run_until(grid, grid.worker(sandbox_network=True), lambda: len(grid.stub.called("request")) >= 1)
     body = grid.stub.called("request")[0]
-    assert 0 < body["free_memory_bytes"] <= psutil.virtual_memory().total
-    assert body["free_disk_bytes"] > 0
-    assert body["network"] is True
+    assert body.free_memory_bytes is not None and 0 < body.free_memory_bytes <= psutil.virtual_memory().total
+    assert body.free_disk_bytes is not None and body.free_disk_bytes > 0
+    assert body.network is True
 
 
 @pytest.mark.parametrize(
@@ -715,13 +1023,10 @@ async def test_an_assignment_whose_needs_do_not_fit_is_handed_back_unrun(
 ) -> None:
     stub = grid.stub
     stub.queue.put_nowait(assignment(stub, "big", script("print('never')\n"), **needs))
-    worker = grid.worker()  # sandbox.network is off
-    run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: stub.released == ["big"])
-    worker.stop()
-    await asyncio.wait_for(run, 20)
+    # sandbox.network is off
+    await run_until(grid, grid.worker(), lambda: stub.released == [U("big")])
     assert stub.called("content") == []  # not even its binary was fetched
-    assert "big" not in stub.reports
+    assert U("big") not in stub.reports
 
 
 async def test_an_activation_detail_the_server_could_not_show_is_made_printable(grid: Grid) -> None:
@@ -730,5 +1035,6 @@ async def test_an_activation_detail_the_server_could_not_show_is_made_printable(
             return "line\none\ttab\x00" + "x" * 500
 
     worker = Worker(grid.settings(), policy=Odd(), backoff=Backoff(0.05, 0.2))
-    detail = worker.activation_wire()["detail"]
+    detail = worker.activation().detail
     assert detail.isprintable() and len(detail) == 200 and detail.startswith("line one tab ")
+    Activation.from_wire(worker.activation().to_wire())  # the server takes it

@@ -19,9 +19,9 @@ import psutil
 import pytest
 
 from xwcommon.errors import ConfigError
+from xwcommon.protocol.work import Assignment, DataRef
 from xwcommon.status import TaskStatus
-from xwworker.cache import DataRef
-from xwworker.executor import Assignment, Executor, Outcome
+from xwworker.executor import Executor, Outcome
 from xwworker.sandbox import (
     BubblewrapRunner,
     LocalRunner,
@@ -62,7 +62,15 @@ async def run_job(
     binary.parent.mkdir(parents=True, exist_ok=True)
     binary.write_text("#!/usr/bin/env python3\n" + body)
     executor = Executor(tmp_path / "work", runner, kill_grace_s=1.0, limits=ResourceLimits(**limits))  # type: ignore[arg-type]
-    a = Assignment(f"task-{uuid.uuid4().hex[:8]}", "job-1", "app", args or [], DataRef("data-bin", SHA))
+    a = Assignment(
+        task_uid=str(uuid.uuid4()),
+        job_uid=str(uuid.uuid4()),
+        seq=1,
+        app_name="app",
+        args=args or [],
+        lease_expires_at="2099-01-01T00:00:00Z",
+        binary=DataRef(data_uid=str(uuid.uuid4()), sha256=SHA),
+    )
     return await asyncio.wait_for(executor.run(a, binary), timeout=60)
 
 
