@@ -103,6 +103,7 @@ UNSTEADY_OTHERS_CORES = 0.25
 #: full cycle ÷ ceiling, by database (issue 9's targets); MariaDB's target is 0 errors, not a ratio
 RATIO_TARGETS = {"sqlite": 0.30, "postgresql": 0.15}
 LATENCY_TARGETS_MS = (5.0, 50.0)  # p50, p99 with 50 idle workers
+LATENCY_TARGET_BACKENDS = {"sqlite", "postgresql"}
 
 
 class BenchError(Exception):
@@ -554,6 +555,8 @@ class Figures:
     #: CPU seconds used during the full cycle by the server process and by this process
     server_cpu_s: float = math.nan
     client_cpu_s: float = math.nan
+    #: the database server's processes (PostgreSQL, MariaDB; all of them, whoever they serve)
+    db_cpu_s: float = 0.0
     #: cores the rest of the machine kept busy during the full cycle
     others_cores: float = math.nan
     latencies_ms: list[float] = field(default_factory=list)
@@ -591,6 +594,20 @@ class Figures:
         return spread_ok and all(not load > UNSTEADY_OTHERS_CORES for load in loads)
 
     @property
+    def clean(self) -> bool:
+        """No error of any kind: every job COMPLETED once, no 5xx, no lost or released task."""
+        return (
+            self.completed_on_server == self.jobs
+            and self.errors == 0
+            and self.duplicates == 0
+            and not self.worker_5xx
+            and not self.submitter_5xx
+            and self.lost_total == 0
+            and self.released == 0
+            and self.latency_misses == 0
+        )
+
+    @property
     def ratio(self) -> float:
         """The full cycle as a share of the ceiling (jobs/s ÷ req/s)."""
         return self.jobs_per_s / self.ceiling_req_per_s if self.ceilings else math.nan
@@ -614,7 +631,9 @@ async def full_cycle(
     tally.done.clear()
     fleet.start(lambda i: 1 + i % args.capacity)
     await asyncio.sleep(0.5)  # let every worker's first long-poll reach the server
+    db_names = DB_SERVER_PROCESSES.get(backend_of(args.db), set())
     server_cpu0, client_cpu0, busy0 = process_cpu_s(server_pid), time.process_time(), machine_busy_s()
+    db_cpu0 = processes_cpu_s(db_names)
     t0 = time.perf_counter()
     for part in chunks(args.jobs, args.bulk):
         specs = [{"app": APP_NAME, "args": [str(i)], "label": label} for i in part]
@@ -637,7 +656,9 @@ async def full_cycle(
     fig.wall_s = time.perf_counter() - t0
     fig.server_cpu_s = process_cpu_s(server_pid) - server_cpu0
     fig.client_cpu_s = time.process_time() - client_cpu0
-    fig.others_cores = others_cores(machine_busy_s() - busy0, fig.server_cpu_s + fig.client_cpu_s, fig.wall_s)
+    fig.db_cpu_s = processes_cpu_s(db_names) - db_cpu0
+    ours_s = fig.server_cpu_s + fig.client_cpu_s + fig.db_cpu_s
+    fig.others_cores = others_cores(machine_busy_s() - busy0, ours_s, fig.wall_s)
     await fleet.stop()
     collect(tally, fig)
     fig.completed_on_server = await count_listed(
@@ -784,6 +805,25 @@ def process_cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: process names of the database servers the benchmark may run against
+DB_SERVER_PROCESSES = {"postgresql": {"postgres"}, "mariadb": {"mariadbd", "mysqld"}}
+
+
+def processes_cpu_s(names: set[str]) -> float:
+    """User + system CPU seconds of every live process named one of ``names`` (0 when none)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        comm = text[text.find("(") + 1 : text.rfind(")")]
+        if comm in names:
+            fields = text.rsplit(") ", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -854,6 +894,7 @@ def print_table(fig: Figures, as_json: bool) -> None:
                     "full_cycle_ratio": round(fig.ratio, 4) if fig.ceilings else None,
                     "server_cpu_ratio": round(fig.cpu_ratio, 2) if fig.ceilings else None,
                     "steady": fig.steady,
+                    "clean": fig.clean,
                     "ceilings": fig.ceilings,
                     "submit_jobs_per_s": round(submit_rate, 1),
                     "latency_p50_ms": round(p50, 2),
@@ -874,6 +915,7 @@ def print_table(fig: Figures, as_json: bool) -> None:
                     "server_cpu_s": round(fig.server_cpu_s, 2),
                     "server_cpu_ms_per_job": round(server_ms_per_job, 3),
                     "client_cpu_s": round(fig.client_cpu_s, 2),
+                    "db_server_cpu_s": round(fig.db_cpu_s, 2),
                     "others_cores": round(fig.others_cores, 2),
                     "machine": machine,
                 }
@@ -894,6 +936,8 @@ def print_table(fig: Figures, as_json: bool) -> None:
     if fig.ceilings:
         target = RATIO_TARGETS.get(backend)
         goal = f" (target ≥ {target:.2f}x on {backend}: {verdict(fig.ratio >= target)})" if target else ""
+        if backend == "mariadb":
+            goal = f" (target on mariadb: no error; {verdict(fig.clean)})"
         runs = " / ".join(f"{c['req_per_s']:.0f}" for c in fig.ceilings)
         loads = " / ".join(f"{c['others_cores']:.2f}" for c in fig.ceilings)
         ceiling = fig.ceilings[0]
@@ -917,7 +961,7 @@ def print_table(fig: Figures, as_json: bool) -> None:
     latency_goal = (
         f"; target ≤ {LATENCY_TARGETS_MS[0]:.0f} / {LATENCY_TARGETS_MS[1]:.0f} ms: "
         + verdict(p50 <= LATENCY_TARGETS_MS[0] and p99 <= LATENCY_TARGETS_MS[1])
-        if fig.latencies_ms
+        if fig.latencies_ms and backend in LATENCY_TARGET_BACKENDS
         else ""
     )
     rows += [
@@ -932,8 +976,9 @@ def print_table(fig: Figures, as_json: bool) -> None:
         (
             "cpu in full cycle",
             f"server {100 * fig.server_cpu_s / fig.wall_s:.0f}% ({server_ms_per_job:.2f} ms per job), "
-            f"bench client {100 * fig.client_cpu_s / fig.wall_s:.0f}%, others {100 * fig.others_cores:.0f}% "
-            "(100% = one core busy)",
+            f"bench client {100 * fig.client_cpu_s / fig.wall_s:.0f}%, "
+            + (f"database server {100 * fig.db_cpu_s / fig.wall_s:.0f}%, " if fig.db_cpu_s else "")
+            + f"others {100 * fig.others_cores:.0f}% (100% = one core busy)",
         ),
         (
             "5xx answers",
@@ -950,7 +995,8 @@ def print_table(fig: Figures, as_json: bool) -> None:
             f"{fig.completed_on_server} of {fig.jobs} COMPLETED on the server, "
             f"{fig.duplicates} duplicate assignments, {fig.errors} worker errors"
             + (f" (refused reports {counts(fig.report_errors)})" if fig.report_errors else "")
-            + f", {fig.requests} work requests, {fig.heartbeats} heartbeats",
+            + f", {fig.requests} work requests, {fig.heartbeats} heartbeats"
+            + ("; clean" if fig.clean else "; NOT CLEAN"),
         ),
         ("machine", machine),
     ]
