@@ -331,13 +331,14 @@ def measure(clients: int = DEFAULT_CLIENTS, requests: int = DEFAULT_REQUESTS) ->
         )
         port = read_port(proc, SERVER_START_TIMEOUT_S)
         result = asyncio.run(drive(port, cert, clients, requests, proc.pid))
+        stop(proc)
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            result.rows = int(conn.execute("SELECT count(*) FROM reports").fetchone()[0])
+        return result
     finally:
         if proc is not None:
             stop(proc)
-    with contextlib.closing(sqlite3.connect(workdir / "ceiling.db")) as conn:
-        result.rows = int(conn.execute("SELECT count(*) FROM reports").fetchone()[0])
-    shutil.rmtree(workdir, ignore_errors=True)
-    return result
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
