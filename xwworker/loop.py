@@ -101,7 +101,7 @@ from .cache import DownloadCache
 from .executor import Executor, LocalRunner, Outcome, Runner
 from .host import describe_host, disk_free_bytes
 from .settings import WorkerSettings
-from .statedir import StateLock, kill_leftover_jobs
+from .statedir import StateLock, Undertaker, kill_leftover_jobs
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +270,10 @@ class Worker:
         self._clock = clock
         self._backoff = backoff or Backoff()
         self._lock = StateLock(settings.tmpdir)
+        #: kills what the jobs left if this process dies, where the runner cannot see to it
+        self._undertaker = (
+            None if self.executor.runner.dies_with_parent else Undertaker(settings.tmpdir, settings.tasks_dir)
+        )
         self.host_uid: str | None = None
         self.lease_s = defaults.LEASE_S
         self.heartbeat_interval_s = settings.heartbeat_interval_s or defaults.HEARTBEAT_INTERVAL_S
@@ -349,10 +353,15 @@ class Worker:
         try:
             await asyncio.to_thread(self._lock.acquire)
             try:
+                if self._undertaker is not None:
+                    await asyncio.to_thread(self._undertaker.start)
                 await self._run_locked()
             finally:
                 with contextlib.suppress(OSError):
                     self.settings.state_file.unlink()
+                if self._undertaker is not None:
+                    # while the lock is held: it then knows this was no death and leaves
+                    await asyncio.to_thread(self._undertaker.stop)
                 self._lock.release()
         finally:
             self.policy.close()

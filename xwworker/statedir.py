@@ -9,9 +9,14 @@ life (:class:`StateLock`). The kernel drops the lock when the process dies, even
 a restarted worker never finds a stale one, resumes the host identity and tells the server
 it holds no task, so its predecessor's tasks go back to the queue at once.
 
-A job started without bubblewrap dies with the worker (its runner asks the kernel for a
-SIGKILL when the worker goes), but what the job started in the background does not;
-:func:`kill_leftover_jobs` ends those when the next worker takes the folder.
+Jobs do not outlive their worker. Under bubblewrap the kernel ends a job's whole pid
+namespace when the worker dies (``--die-with-parent``). Without it, the job's first process
+gets SIGKILL from the kernel when the worker goes (its runner sets the parent-death
+signal), but what it started does not: the :class:`Undertaker`, a small process started
+with the worker, waits for the worker's end (its pipe from the worker closes, however the
+worker died) and then kills every process left under the folder's scratch folders
+(:func:`kill_leftover_jobs`), unless a new worker has taken the folder meanwhile (that one
+does the same at its start).
 """
 
 from __future__ import annotations
@@ -21,19 +26,26 @@ import fcntl
 import logging
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from xwcommon.errors import ConfigError
 
 from .sandbox import process_tree
 
-__all__ = ["LOCK_NAME", "StateLock", "kill_leftover_jobs", "leftover_jobs"]
+__all__ = ["LOCK_NAME", "StateLock", "Undertaker", "kill_leftover_jobs", "leftover_jobs"]
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "xwworker.lock"
 #: the variable every job's environment carries: its scratch folder (see Executor._environment)
 SCRATCH_VARIABLE = b"XWSCRATCHPATH="
+#: how long a worker waits for the folder's lock before it refuses to start: the undertaker
+#: of a worker that just died holds it for the moment it takes to kill what is left
+LOCK_WAIT_S = 2.0
+LOCK_RETRY_S = 0.05
 
 
 class StateLock:
@@ -48,10 +60,32 @@ class StateLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self) -> None:
-        """Take the lock; :class:`ConfigError` naming the folder when another process holds it."""
+    def acquire(self, *, wait_s: float = LOCK_WAIT_S) -> None:
+        """Take the lock, waiting up to ``wait_s``; :class:`ConfigError` naming the folder when
+        another process holds it."""
+        deadline = time.monotonic() + wait_s
+        while not self.try_acquire():
+            if time.monotonic() >= deadline:
+                other = self.holder()
+                by = f" (pid {other})" if other else ""
+                raise ConfigError(
+                    f"path.tmpdir: {self.folder} is in use by another worker process{by}; two workers "
+                    "sharing a folder would share one host identity: give each worker its own path.tmpdir"
+                )
+            time.sleep(LOCK_RETRY_S)
+
+    def holder(self) -> int | None:
+        """The pid the lock file names (the holder's, while it is held)."""
+        try:
+            text = self.path.read_text(encoding="ascii").strip()
+            return int(text) if text else None
+        except (OSError, ValueError, UnicodeDecodeError):
+            return None
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; False when another process holds it."""
         if self._fd is not None:
-            return
+            return True
         try:
             self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             # not inherited by jobs (Python opens non-inheritable): a job that outlived its
@@ -62,17 +96,13 @@ class StateLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            other = _read_pid(fd)
             os.close(fd)
-            by = f" (pid {other})" if other else ""
-            raise ConfigError(
-                f"path.tmpdir: {self.folder} is in use by another worker process{by}; two workers "
-                "sharing a folder would share one host identity: give each worker its own path.tmpdir"
-            ) from None
-        # the pid is for the message above only: the lock itself is what counts
+            return False
+        # the pid is for messages only: the lock itself is what counts
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._fd = fd
+        return True
 
     def release(self) -> None:
         """Drop the lock (the file stays: removing it would race with a process taking it)."""
@@ -88,14 +118,6 @@ class StateLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 32, 0).decode("ascii").strip()
-        return int(text) if text else None
-    except (OSError, ValueError, UnicodeDecodeError):
-        return None
 
 
 def leftover_jobs(tasks_dir: Path) -> list[int]:
@@ -136,3 +158,65 @@ def kill_leftover_jobs(tasks_dir: Path) -> int:
             "killed %d process(es) left by the jobs of an earlier worker in %s", len(killed), tasks_dir
         )
     return len(killed)
+
+
+class Undertaker:
+    """A process that outlives its worker for a moment, to kill the jobs the worker left.
+
+    It reads a pipe from the worker until its end: the kernel closes the pipe when the worker
+    exits, even by SIGKILL. Then, if it can take the folder's lock (no new worker took it),
+    it kills what runs under the scratch folders and exits. A worker that stops normally
+    closes the pipe while it still holds the lock: the undertaker then just exits.
+    """
+
+    def __init__(self, folder: Path, tasks_dir: Path) -> None:
+        self.folder = Path(folder)
+        self.tasks_dir = Path(tasks_dir)
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        # a session of its own: a Ctrl-C or a signal to the worker's group must not end it
+        # before the worker; its stdin is the pipe whose end it waits for
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", __name__, str(self.folder), str(self.tasks_dir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._proc is None else self._proc.pid
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Close the pipe and reap the process (call it while the folder's lock is held)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _undertake(folder: Path, tasks_dir: Path) -> None:
+    """The undertaker's body: wait for the worker's end, then kill what it left."""
+    with contextlib.suppress(OSError):
+        while sys.stdin.buffer.read(4096):
+            pass
+    lock = StateLock(folder)
+    if not lock.try_acquire():
+        return  # the worker stopped normally (it still holds the lock) or a new one took over
+    try:
+        kill_leftover_jobs(tasks_dir)
+    finally:
+        lock.release()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="xwworker undertaker: %(message)s")
+    _undertake(Path(sys.argv[1]), Path(sys.argv[2]))

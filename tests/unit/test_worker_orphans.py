@@ -1,0 +1,123 @@
+"""A worker killed outright (SIGKILL) leaves no job running, with or without the sandbox.
+
+The worker here is a real process that starts a job as the worker does (state folder lock,
+undertaker, executor) and is then SIGKILLed. The job is a shell script that runs one
+program in the foreground and one in the background, as a wrapper script does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from xwworker.sandbox import probe_bwrap
+from xwworker.statedir import StateLock, kill_leftover_jobs, leftover_jobs
+
+WORKER = """import asyncio, sys
+from pathlib import Path
+from xwcommon.protocol.work import Assignment, DataRef
+from xwworker.executor import Executor
+from xwworker.sandbox import BubblewrapRunner, LocalRunner
+from xwworker.statedir import StateLock, Undertaker
+
+async def main() -> None:
+    work, binary, bwrap = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+    runner = BubblewrapRunner(bwrap) if bwrap else LocalRunner()
+    StateLock(work).acquire()
+    if not runner.dies_with_parent:
+        Undertaker(work, work / "tasks").start()
+    a = Assignment(
+        task_uid="0ad1e5f0-0000-4000-8000-000000000001", job_uid="0ad1e5f0-0000-4000-8000-000000000002",
+        seq=1, app_name="job", args=[], lease_expires_at="2099-01-01T00:00:00Z",
+        binary=DataRef(data_uid="0ad1e5f0-0000-4000-8000-000000000003", sha256="0" * 64),
+    )
+    await Executor(work, runner).run(a, binary)
+
+asyncio.run(main())
+"""
+
+JOB = "#!/bin/sh\nsleep 600 &\nsleep 600\n"
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _bwrap() -> str:
+    path, why = probe_bwrap()
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the sandbox must run in CI: {why}")
+        pytest.skip(f"bubblewrap cannot run here: {why}")
+    return path
+
+
+@pytest.mark.parametrize("runner", ["local", "bubblewrap"])
+def test_the_jobs_of_a_sigkilled_worker_do_not_outlive_it(tmp_path: Path, runner: str) -> None:
+    bwrap = _bwrap() if runner == "bubblewrap" else ""
+    work = tmp_path / "work"
+    binary = tmp_path / "job.sh"
+    binary.write_text(JOB)
+    tasks = work / "tasks"
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, str(work), str(binary), bwrap])
+    jobs: list[int] = []
+    try:
+        # the job's shell and both its sleeps run
+        _wait(lambda: len(leftover_jobs(tasks)) >= 3)
+        jobs = leftover_jobs(tasks)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        _wait(lambda: not any(_alive(p) for p in jobs), timeout_s=10)
+        assert leftover_jobs(tasks) == []
+        # the folder is free for the next worker at once
+        with StateLock(work):
+            pass
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        for pid in jobs:  # whatever a failure left
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_the_next_worker_kills_what_jobs_of_its_folder_left(tmp_path: Path) -> None:
+    tasks = tmp_path / "work" / "tasks"
+    scratch = tasks / "some-task"
+    scratch.mkdir(parents=True)
+    other_scratch = tmp_path / "elsewhere" / "tasks" / "some-task"
+    other_scratch.mkdir(parents=True)
+
+    def job(scratch: Path) -> subprocess.Popen[bytes]:
+        env = {"PATH": "/usr/bin:/bin", "XWSCRATCHPATH": str(scratch)}
+        return subprocess.Popen(["sleep", "600"], env=env, start_new_session=True)
+
+    ours, theirs = job(scratch), job(other_scratch)
+    try:
+        _wait(lambda: ours.pid in leftover_jobs(tasks))
+        assert kill_leftover_jobs(tasks) == 1
+        assert ours.wait(10) == -signal.SIGKILL
+        assert theirs.poll() is None  # another folder's job is left alone
+    finally:
+        for p in (ours, theirs):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
