@@ -10,8 +10,8 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Double, String, and_, bindparam, case, insert, or_, select, update
-from sqlalchemy.sql.dml import Insert, Update
+from sqlalchemy import Double, String, and_, bindparam, case, or_, select, update
+from sqlalchemy.sql.dml import Update
 
 from xwcommon.platforms import ANY
 from xwcommon.status import JobStatus, TaskStatus
@@ -38,11 +38,11 @@ def claim_select(kind: str, skip_locked: bool, fit: bool = False, offline: bool 
     A job bound to one host (``expected_host_id``) goes to that host only (bind ``host_id``).
     """
     if kind == "private":
-        rights = Job.owner_id == bindparam("owner_id")
+        rights = Job.owner_id == bindparam("b_owner_id")
     elif kind == "public":
         rights = Job.access_rights.op("&")(0o001) != 0
     else:
-        members = select(User.id).where(User.group_id == bindparam("group_id"))
+        members = select(User.id).where(User.group_id == bindparam("b_group_id"))
         rights = and_(Job.owner_id.in_(members), Job.access_rights.op("&")(0o011) != 0)
     where = [
         Job.status == PENDING,
@@ -78,14 +78,6 @@ def claim_select(kind: str, skip_locked: bool, fit: bool = False, offline: bool 
     return q
 
 
-CLAIM_JOBS: Update = (
-    update(Job)
-    .where(Job.id.in_(bindparam("ids", expanding=True)), Job.status == PENDING)
-    .values(status=JobStatus.RUNNING.value, started_at=bindparam("now"))
-)
-
-INSERT_TASKS: Insert = insert(Task)
-
 BINARIES = (
     select(AppBinary.app_id, AppBinary.os, AppBinary.cpu, Data.uid, Data.sha256, Data.size, App.name)
     .join(Data, Data.id == AppBinary.data_id)
@@ -99,12 +91,6 @@ INPUTS = select(Data.id, Data.uid, Data.sha256, Data.size).where(
 
 HOST_BY_UID = select(Host.id, Host.owner_id, Host.os, Host.cpu, Host.enabled).where(
     Host.uid == bindparam("uid")
-)
-
-RENEW_LEASES: Update = (
-    update(Task)
-    .where(Task.host_id == bindparam("b_host_id"), Task.status == RUNNING)
-    .values(lease_expires_at=bindparam("until"))
 )
 
 HOST_SEEN: Update = update(Host).where(Host.id == bindparam("host_id")).values(last_seen_at=bindparam("now"))
@@ -129,43 +115,19 @@ HOST_SEEN_ACTIVATION: Update = (
     )
 )
 
-LIVE_UIDS = select(Task.uid).where(
-    Task.host_id == bindparam("host_id"),
-    Task.status == RUNNING,
-    Task.uid.in_(bindparam("uids", expanding=True)),
-)
-
 TASK_OF = (
-    select(Task.id, Task.status, Task.job_id, Job.uid, Job.owner_id, Host.owner_id, Host.uid, Host.enabled)
+    select(
+        Task.id,
+        Task.status,
+        Task.job_id,
+        Job.uid.label("job_uid"),
+        Job.owner_id.label("job_owner_id"),
+        Host.owner_id.label("host_owner_id"),
+        Host.uid.label("host_uid"),
+        Host.enabled.label("host_enabled"),
+    )
     .join(Job, Job.id == Task.job_id)
     .join(Host, Host.id == Task.host_id)
     .where(Task.uid == bindparam("uid"))
 )
-
-FINISH_TASK: Update = (
-    update(Task)
-    .where(Task.id == bindparam("task_id"), Task.status == RUNNING)
-    .values(
-        status=bindparam("b_status"),
-        ended_at=bindparam("now"),
-        exit_code=bindparam("b_exit_code"),
-        cpu_user_s=bindparam("b_cpu_user_s"),
-        cpu_system_s=bindparam("b_cpu_system_s"),
-        wall_s=bindparam("b_wall_s"),
-        max_rss_bytes=bindparam("b_max_rss_bytes"),
-    )
-)
-
-FINISH_JOB: Update = (
-    update(Job)
-    .where(Job.id == bindparam("job_id"), Job.status == JobStatus.RUNNING.value)
-    .values(
-        status=bindparam("b_status"),
-        exit_code=bindparam("b_exit_code"),
-        message=bindparam("b_message"),
-        result_data_id=bindparam("result_id"),
-        completed_at=bindparam("now"),
-    )
-)
-
-RESULT_OF = select(Data.id, Data.task_id).where(Data.uid == bindparam("uid"))
+TASK_OF_LOCKED = TASK_OF.with_for_update(of=Task)

@@ -8,11 +8,9 @@ import time
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import delete as sa_delete
-from sqlalchemy import exists, insert, or_, select, update
+from sqlalchemy import insert, or_, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.elements import ColumnElement
 
 from xwcommon import defaults
 from xwcommon.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -21,10 +19,10 @@ from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
 from . import apps as apps_mod
-from . import jobsets
+from . import jobsets, lifecycle
 from .access import EXEC, READ, WRITE, Caller, may_on, may_sql
 from .data import check_name, get_readable, owner_id_of
-from .db.models import App, AppBinary, Data, Host, Job, Task
+from .db.models import App, Data, Host, Job, Task
 from .state import Server, uid_maps
 
 MAX_ARG_BYTES = 64 * 1024
@@ -338,7 +336,7 @@ async def delete(srv: Server, caller: Caller, uid_text: str) -> None:
         if caller.rights < UserLevel.STANDARD:
             raise Forbidden(f"removing jobs needs STANDARD rights; {caller.login} has {caller.rights.name}")
         job = await _job(session, caller, uid_text, WRITE)
-        shas = await remove_jobs(session, [job.id])
+        shas = await lifecycle.remove_jobs(session, [job.id])
     for sha in shas:  # one job: its file goes now rather than at the collector's next round
         await collect_digest(srv, sha)
 
@@ -367,44 +365,6 @@ async def list_tasks(
     async with srv.sessions() as session:
         rows = (await session.execute(q)).all()
     return [srv.wire.task(t, job_uid, host_uid) for t, job_uid, host_uid in rows]
-
-
-def _in_use(data_id: Any) -> ColumnElement[bool]:
-    """Whether a data is another job's input or an app's binary (then a removed job's result stays)."""
-    return or_(
-        exists().where(or_(Job.stdin_data_id == data_id, Job.env_data_id == data_id)),
-        exists().where(AppBinary.data_id == data_id),
-    )
-
-
-async def remove_jobs(session: AsyncSession, job_ids: list[int]) -> list[str]:
-    """Remove jobs inside the caller's transaction: live tasks aborted (their workers are
-    told to stop at their next heartbeat), task records and jobs removed, their result data
-    too unless another job or app uses it. Returns the removed results' sha256: their files
-    are the caller's to collect (:func:`delete` does at once; bulk removals leave them to the
-    collector)."""
-    shas: list[str] = []
-    for start in range(0, len(job_ids), 900):
-        chunk = job_ids[start : start + 900]
-        results = list(
-            (
-                await session.execute(
-                    select(Job.result_data_id).where(Job.id.in_(chunk), Job.result_data_id.is_not(None))
-                )
-            ).scalars()
-        )
-        if results:
-            shas += (await session.execute(select(Data.sha256).where(Data.id.in_(results)))).scalars()
-        await session.execute(
-            update(Task)
-            .where(Task.job_id.in_(chunk), Task.status == TaskStatus.RUNNING)
-            .values(status=TaskStatus.ABORTED, ended_at=time.time())
-        )
-        await session.execute(sa_delete(Task).where(Task.job_id.in_(chunk)))
-        await session.execute(sa_delete(Job).where(Job.id.in_(chunk)))
-        if results:  # a result another job takes as its input stays (that job needs it)
-            await session.execute(sa_delete(Data).where(Data.id.in_(results), ~_in_use(Data.id)))
-    return shas
 
 
 async def delete_many(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
@@ -455,5 +415,5 @@ async def delete_many(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
             else:
                 deleted.append(uid)
                 ids.append(job_id)
-        await remove_jobs(session, ids)
+        await lifecycle.remove_jobs(session, ids)
     return {"deleted": deleted, "missing": missing}

@@ -25,6 +25,7 @@ from xwcommon.errors import BadRequest, Conflict, Forbidden, NotFound
 from xwcommon.levels import PRIVATE, UserLevel, format_access_rights, parse_access_rights
 from xwcommon.uri import new_uid, parse_uid
 
+from . import lifecycle
 from .access import READ, WRITE, Caller, may_on, may_sql
 from .data import check_name
 from .db.models import Job, JobGroup, JobSession
@@ -153,7 +154,6 @@ async def delete(srv: Server, caller: Caller, kind: JobSetKind, uid_text: str) -
     worker told to stop at its next heartbeat); result files are left to the collector.
     Jobs other users put into a set they could write go with it: the set is its owner's.
     """
-    from .jobs import remove_jobs
 
     caller.require(UserLevel.STANDARD, f"removing a {kind.name}")
     try:
@@ -162,7 +162,7 @@ async def delete(srv: Server, caller: Caller, kind: JobSetKind, uid_text: str) -
             if not caller.is_super and row.owner_id != caller.id:
                 raise Forbidden(f"only the owner of {kind.name} {row.uid} or a SUPER user may remove it")
             job_ids = list((await session.execute(select(Job.id).where(kind.job_column == row.id))).scalars())
-            await remove_jobs(session, job_ids)
+            await lifecycle.remove_jobs(session, job_ids)
             await session.delete(row)
     except DBIntegrityError:  # a job was submitted into it meanwhile: its foreign key refuses
         raise Conflict(

@@ -81,10 +81,17 @@ _CLAIM_GUARD = job_moves(JobStatus.RUNNING, JobStatus.PENDING)
 @cache
 def _claim_update(kind: str, skip_locked: bool, fit: bool, offline: bool) -> Any:
     """One ``UPDATE … WHERE id IN (pick) RETURNING …``: pick, lock and mark in one statement."""
-    pick = hot.claim_select(kind, skip_locked, fit, offline).with_only_columns(Job.id)
+    # A CTE, materialized: PostgreSQL may run an IN (subquery) more than once, and each run
+    # with SKIP LOCKED picks other rows, so more than k jobs would be claimed.
+    pick = (
+        hot.claim_select(kind, skip_locked, fit, offline)
+        .with_only_columns(Job.id)
+        .cte("picked")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
     return (
         update(Job)
-        .where(Job.id.in_(pick.scalar_subquery()), _CLAIM_GUARD)
+        .where(Job.id.in_(select(pick.c.id)), _CLAIM_GUARD)
         .values(status=JobStatus.RUNNING.value, started_at=bindparam("now"))
         .returning(*_CLAIMED_COLUMNS)
     )

@@ -23,7 +23,7 @@ from xwcommon.levels import UserLevel
 from xwcommon.status import TaskStatus
 from xwcommon.uri import is_uid, new_uid, parse_uid
 
-from . import groups, leases
+from . import groups, lifecycle
 from .access import Caller
 from .db.models import App, Data, Host, Job, JobGroup, JobSession, Task, Token, User, UserGroup
 from .passwords import hash_password, new_token, token_digest, verify_password
@@ -403,19 +403,16 @@ async def remove(srv: Server, caller: Caller, key: str) -> None:
             raise Forbidden("a user cannot remove itself; another SUPER may")
         await _refuse_if_owner(session, user)
         await _revoke_tokens(session, user.id)
-        await session.execute(update(Host).where(Host.owner_id == user.id).values(enabled=False))
+        await lifecycle.disable_hosts_of(session, user.id)
         host_rows = (await session.execute(select(Host.id, Host.uid).where(Host.owner_id == user.id))).all()
     srv.tokens.drop_user(user.id)
     for host in host_rows:
         srv.hosts.drop(host.uid)
     released = 0
     for host in host_rows:
-        async with srv.sessions() as session:
-            running = await session.execute(
-                select(Task.uid).where(Task.host_id == host.id, Task.status == TaskStatus.RUNNING)
-            )
-            uids = list(running.scalars())
-        released += await leases.release_tasks(srv, host.id, uids)
+        async with srv.sessions.begin() as session:
+            released += await lifecycle.release_host(session, host.id)
+    srv.notifier.notify(released)
     host_ids = [h.id for h in host_rows]
     try:
         async with srv.sessions.begin() as session:
@@ -430,7 +427,7 @@ async def remove(srv: Server, caller: Caller, key: str) -> None:
                 ).scalar_one()
                 if still:
                     raise Conflict(f"a host of {user.login} took work while being removed; try again")
-                await session.execute(delete(Task).where(Task.host_id.in_(host_ids)))
+                await lifecycle.remove_host_tasks(session, host_ids)
                 await session.execute(delete(Host).where(Host.id.in_(host_ids)))
             await session.execute(delete(Token).where(Token.user_id == user.id))
             await session.execute(delete(User).where(User.id == user.id))

@@ -102,7 +102,7 @@ async def test_a_worker_cannot_complete_a_task_it_does_not_hold(xw: XW) -> None:
             "reports": [{"task_uid": task, "status": "COMPLETED", "exit_code": 0}],
         },
     )
-    assert r.status == 200 and r.body["reported"][0]["error"] == "not_found"
+    assert r.status == 200 and r.body["reported"][0]["error"] == "task_gone"
     after = await xw.job(job["uid"])
     assert (after["status"], after["exit_code"], after["result_uid"]) == ("RUNNING", None, None)
     assert [t["status"] for t in await xw.tasks(job["uid"])] == ["RUNNING"]

@@ -75,7 +75,7 @@ async def test_a_final_task_is_refused_a_second_final_status(xw: XW) -> None:
     job, _host, a = await _one_running_job(xw)
     assert (await _report(xw, a["task_uid"], "ERROR", exit_code=2, message="boom")).status == 200
     again = await _report(xw, a["task_uid"], "COMPLETED", exit_code=0)
-    assert again.status == 409 and again.body["error"] == "conflict"
+    assert again.status == 409 and again.body["error"] == "task_gone"
     after = await xw.job(job["uid"])
     assert (after["status"], after["exit_code"], after["message"]) == ("ERROR", 2, "boom")
 
@@ -261,7 +261,7 @@ async def test_a_report_for_a_lost_task_is_refused_and_changes_nothing(xw: XW) -
     before = await xw.job(job["uid"])
 
     late = await _report(xw, lost["task_uid"], exit_code=0)
-    assert late.status == 409 and late.body["error"] == "conflict"
+    assert late.status == 409 and late.body["error"] == "task_gone"
     assert await xw.job(job["uid"]) == before
     assert {t["uid"]: t["status"] for t in await xw.tasks(job["uid"])} == {
         lost["task_uid"]: "LOST",

@@ -68,7 +68,7 @@ async def test_a_report_for_a_task_no_longer_live_is_answered_alone(xw: XW) -> N
         },
     )
     outcome = {r["task_uid"]: r for r in answer["reported"]}
-    assert outcome[lost["task_uid"]]["error"] == "conflict"
+    assert outcome[lost["task_uid"]]["error"] == "task_gone"
     assert outcome[kept["task_uid"]]["job_status"] == "COMPLETED"
     assert (await xw.job(lost_job["uid"]))["status"] == "ERROR"  # retries spent; not completed
     assert (await xw.job(kept_job["uid"]))["status"] == "COMPLETED"

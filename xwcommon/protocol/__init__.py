@@ -12,6 +12,7 @@ may add fields without breaking an older worker.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Annotated, Any, Self
 
@@ -41,9 +42,10 @@ Sha256 = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$", description="hex 
 Bytes = Annotated[int, msgspec.Meta(ge=0, le=MAX_BYTES, description="a number of bytes")]
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_BYTES, description="a number of seconds")]
 #: no control characters (C0, DEL, C1): what a log line or a table can show as it is
-PRINTABLE_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$"
+PRINTABLE_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$(?!\\n)"
 
 
+_MISSING = re.compile(r"Object missing required field `([^`]*)`")
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 
 
@@ -53,6 +55,10 @@ def _explain(exc: msgspec.ValidationError | msgspec.DecodeError, what: str) -> B
     m = _AT.search(text)
     if m:
         path = m.group("path").lstrip(".")
+        missing = _MISSING.match(text)
+        if missing:  # name the missing field itself
+            field = missing.group(1)
+            return BadRequest(f'{what}: "{path + "." if path else ""}{field}" is required')
         text = text[: m.start()].replace(f"matching regex {PRINTABLE_PATTERN!r}", "of printable characters")
         text = text[:1].lower() + text[1:]
         return BadRequest(f'{what}: "{path}": {text}' if path else f"{what}: {text}")
@@ -90,7 +96,12 @@ class Message(msgspec.Struct, kw_only=True):
         except msgspec.ValidationError as exc:
             raise _explain(exc, cls.wire_name) from None
         except msgspec.DecodeError as exc:
-            raise BadRequest(f"{cls.wire_name}: the body is not valid JSON ({exc})") from None
+            # NaN and Infinity are not JSON, but Python writes them: name the field they are in
+            try:
+                value = json.loads(data)
+            except (ValueError, RecursionError):
+                raise BadRequest(f"{cls.wire_name}: the body is not valid JSON ({exc})") from None
+            return cls.from_wire(value)
         except RecursionError:
             raise BadRequest(f"{cls.wire_name}: the body is nested too deeply") from None
 
@@ -111,7 +122,12 @@ def decode_json(data: bytes | str, what: str = "body") -> Any:
     try:
         return msgspec.json.decode(data)
     except msgspec.DecodeError as exc:
-        raise BadRequest(f"{what}: not valid JSON ({exc})") from None
+        # NaN and Infinity are not JSON, but Python writes them: let the checks that follow
+        # name the field they are in
+        try:
+            return json.loads(data)
+        except (ValueError, RecursionError):
+            raise BadRequest(f"{what}: not valid JSON ({exc})") from None
     except RecursionError:  # "[" * 100_000
         raise BadRequest(f"{what}: nested too deeply") from None
 

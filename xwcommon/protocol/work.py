@@ -169,8 +169,14 @@ class Accounting(Request, kw_only=True):
 class InlineResult(Request, kw_only=True):
     """A result archive small enough to ride in its report (stored like an upload)."""
 
-    content_b64: Annotated[str, msgspec.Meta(max_length=_INLINE_B64_MAX)]
+    content_b64: Annotated[
+        str, msgspec.Meta(description=f"base64 of at most {INLINE_RESULT_MAX_BYTES} bytes")
+    ]
     sha256: Sha256
+
+    def __post_init__(self) -> None:
+        if len(self.content_b64) > _INLINE_B64_MAX:
+            raise ValueError(f"holds at most {INLINE_RESULT_MAX_BYTES} bytes; upload bigger results first")
 
 
 class Report(Request, kw_only=True):
@@ -221,7 +227,7 @@ class WorkRequest(Request, kw_only=True):
                 raise ValueError(f'"reports[{i}].task_uid" is required')
 
 
-class ReportOutcome(Answer, kw_only=True):
+class ReportOutcome(Answer, kw_only=True, omit_defaults=True):
     """How the server took one report: the job's status, or an error code (``task_gone``)."""
 
     task_uid: Uid

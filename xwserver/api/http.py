@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -10,8 +9,8 @@ from typing import Any
 from aiohttp import web
 
 from xwcommon import defaults
-from xwcommon.protocol import decode_json
 from xwcommon.errors import AuthenticationError, BadRequest, Busy, PayloadTooLarge, TooManyRequests, XWError
+from xwcommon.protocol import Message, decode_json
 
 from ..access import Caller
 from ..state import Server
@@ -106,17 +105,26 @@ def caller_of(request: web.Request) -> Caller:
     return caller
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_body(request: web.Request) -> bytes:
+    """The whole JSON body, as bytes (a typed message decodes and validates it in one pass)."""
     if not request.body_exists:
         raise BadRequest("this call needs a JSON body")
     try:
-        raw = await request.read()
+        return await request.read()
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SERVER_KEY].settings.max_json_bytes
         raise PayloadTooLarge(
             f"JSON body larger than the limit of {limit} bytes; split it (max_json_bytes)"
         ) from None
-    return decode_json(raw, "malformed JSON body")
+
+
+async def read_json(request: web.Request) -> Any:
+    return decode_json(await read_body(request), "malformed JSON body")
+
+
+def message_response(message: Message, *, status: int = 200) -> web.Response:
+    """A protocol message as the JSON answer (encoded once, by msgspec)."""
+    return web.Response(body=message.encode(), status=status, content_type="application/json")
 
 
 def query_int(request: web.Request, key: str) -> int | None:

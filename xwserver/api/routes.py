@@ -11,11 +11,23 @@ from xwcommon.errors import BadRequest
 from xwcommon.levels import UserLevel
 from xwcommon.protocol import client as c
 from xwcommon.protocol import work as w
+from xwcommon.protocol.work import Heartbeat, Registration, Release, Report, WorkRequest
 
 from .. import apps, data, hosts, jobs, leases, scheduler, users
 from ..wire import iso
 from .access_routes import ACCESS_ROUTES
-from .http import TOKEN_KEY, Handler, body_chunks, caller_of, ok, query_int, read_json, server_of
+from .http import (
+    TOKEN_KEY,
+    Handler,
+    body_chunks,
+    caller_of,
+    message_response,
+    ok,
+    query_int,
+    read_body,
+    read_json,
+    server_of,
+)
 from .jobsets_routes import JOBSET_ROUTES
 from .route import BINARY, Route
 from .users_routes import USER_ROUTES
@@ -185,17 +197,16 @@ async def task_list(request: web.Request) -> web.Response:
 
 # -- workers ---------------------------------------------------------------------------------------------
 async def work_register(request: web.Request) -> web.Response:
-    return web.json_response(
-        await hosts.register(server_of(request), caller_of(request), await read_json(request))
-    )
+    msg = Registration.decode(await read_body(request))
+    return message_response(await hosts.register(server_of(request), caller_of(request), msg))
 
 
 async def work_request(request: web.Request) -> web.Response:
-    body = await read_json(request)
+    msg = WorkRequest.decode(await read_body(request))
     answer = await scheduler.request_work(
-        server_of(request), caller_of(request), body, connected=lambda: _connected(request)
+        server_of(request), caller_of(request), msg, connected=lambda: _connected(request)
     )
-    return web.json_response(answer)
+    return message_response(answer)
 
 
 def _connected(request: web.Request) -> bool:
@@ -204,8 +215,8 @@ def _connected(request: web.Request) -> bool:
 
 
 async def work_heartbeat(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    return web.json_response(await leases.heartbeat(server_of(request), caller_of(request), body))
+    msg = Heartbeat.decode(await read_body(request))
+    return message_response(await leases.heartbeat(server_of(request), caller_of(request), msg))
 
 
 async def work_result(request: web.Request) -> web.Response:
@@ -218,19 +229,19 @@ async def work_result(request: web.Request) -> web.Response:
         sha256=request.query.get("sha256"),
         size=query_int(request, "size"),
     )
-    return web.json_response(answer, status=201)
+    return message_response(answer, status=201)
 
 
 async def work_report(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    return web.json_response(
-        await leases.report(server_of(request), caller_of(request), request.match_info["uid"], body)
+    msg = Report.decode(await read_body(request))
+    return message_response(
+        await leases.report(server_of(request), caller_of(request), request.match_info["uid"], msg)
     )
 
 
 async def work_release(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    return web.json_response(await leases.release(server_of(request), caller_of(request), body))
+    msg = Release.decode(await read_body(request))
+    return message_response(await leases.release(server_of(request), caller_of(request), msg))
 
 
 async def host_list(request: web.Request) -> web.Response:

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
-from xwcommon.errors import ConfigError
+from xwcommon.errors import Busy, ConfigError
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +154,54 @@ def sqlite_path(url: str) -> str | None:
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
     return parsed.database
+
+
+#: PostgreSQL SQLSTATEs worth a retry: serialization failure, deadlock detected
+_PG_RETRY = frozenset({"40001", "40P01"})
+#: MySQL/MariaDB error numbers worth a retry: deadlock, lock wait timeout
+_MYSQL_RETRY = frozenset({1213, 1205})
+#: attempts before a transaction that keeps losing is answered 503 (Busy)
+TRANSACTION_ATTEMPTS = 6
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether the database refused a transaction only because of another one (run it again)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _PG_RETRY:
+        return True
+    args = getattr(orig, "args", ())
+    if args and args[0] in _MYSQL_RETRY:
+        return True
+    # SQLite: another process holds the write lock beyond busy_timeout
+    return isinstance(exc, OperationalError) and "database is locked" in str(orig)
+
+
+async def transaction(
+    engine: AsyncEngine,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    attempts: int = TRANSACTION_ATTEMPTS,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> T:
+    """Run ``work`` in one transaction; run it again when the database says a concurrent
+    transaction won (deadlock, serialization failure, lock timeout), with a short jittered
+    pause. ``work`` must have no effect outside the database before it returns. A
+    transaction that keeps losing, or a pool with no free connection, is a 503 (Busy),
+    never a 500: the server is busy, the request was fine."""
+    for attempt in range(1, attempts + 1):
+        try:
+            async with engine.begin() as conn:
+                return await work(conn)
+        except DBAPIError as exc:
+            if not retryable(exc):
+                raise
+            if attempt == attempts:
+                log.warning("transaction lost %d times to concurrent ones: %s", attempts, exc.orig)
+                raise Busy("the database is busy; try again in a moment") from exc
+            log.debug("transaction lost to a concurrent one (%s); attempt %d", exc.orig, attempt + 1)
+            await sleep(random.uniform(0, 0.005 * 2**attempt))
+        except PoolTimeout as exc:
+            raise Busy("every database connection is busy; try again in a moment") from exc
+    raise AssertionError("unreachable")
