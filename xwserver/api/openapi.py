@@ -8,6 +8,7 @@ same classes the server, the worker and the client use, rendered by
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from xwcommon import __version__, defaults, errors
@@ -37,7 +38,7 @@ _INTEGER_QUERY = {"size", "limit", "offset"}
 _DESCRIPTIONS = {200: "success", 201: "created"}
 
 
-def _types(routes: list[Route]) -> list[Any]:
+def _types(routes: Sequence[Route]) -> list[Any]:
     """The JSON types the routes name, each once, in route order; Error last."""
     found: list[Any] = []
     for r in routes:
@@ -53,17 +54,16 @@ def _content(kind: Any, schema_of: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return {"application/json": {"schema": schema_of[id(kind)]}}
 
 
-def document(srv: Server | None = None) -> dict[str, Any]:
-    from .routes import ROUTES
-
-    types = _types(ROUTES)
+def document(routes: Sequence[Route], srv: Server | None = None) -> dict[str, Any]:
+    """The document of ``routes`` (the route table passes itself: no import loop)."""
+    types = _types(routes)
     schemas, components = schema_components(types)
     schema_of = {id(t): s for t, s in zip(types, schemas, strict=True)}
     components["Error"]["properties"]["error"]["enum"] = list(ERROR_CODES)
     error = {"description": "error", "content": {"application/json": {"schema": schema_of[id(Error)]}}}
 
     paths: dict[str, dict[str, Any]] = {}
-    for r in ROUTES:
+    for r in routes:
         op: dict[str, Any] = {
             "summary": r.summary,
             "operationId": r.handler.__name__,

@@ -29,6 +29,7 @@ from .http import (
     server_of,
 )
 from .jobsets_routes import JOBSET_ROUTES
+from .openapi import document
 from .route import BINARY, Route
 from .users_routes import USER_ROUTES
 
@@ -249,9 +250,7 @@ async def host_list(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    from .openapi import document
-
-    return web.json_response(document(server_of(request)))
+    return web.json_response(document(ROUTES, server_of(request)))
 
 
 CORE_ROUTES: list[Route] = [
