@@ -944,7 +944,7 @@ def print_table(fig: Figures, as_json: bool) -> None:
         rows += [
             (
                 "ceiling",
-                f"{fig.ceiling_req_per_s:.0f} req/s ({ceiling['what']}); full cycle {fig.ratio:.2f}x{goal}",
+                f"{fig.ceiling_req_per_s:.0f} req/s ({ceiling['what']}); full cycle {fig.ratio:.3f}x{goal}",
             ),
             (
                 "ceiling runs",
