@@ -8,7 +8,8 @@ no fault armed.
 Leases are long here (60 s) and every bound is far below them, so a job that only comes
 back when its lease expires fails the test: what is checked is that the server releases at
 once what the worker says it does not hold, and that a report applied just before the
-crash is neither lost nor applied twice.
+crash is neither lost nor applied twice. Each test runs on every database (the claim and
+the release are written per database).
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def _tasks_in_db(dep: Deployment, job_uid: str) -> list[tuple[str, str]]:
 
 
 def test_an_assignment_whose_answer_died_with_the_server_is_released_at_once_and_completed(
-    deployment: MakeDeployment,
+    deployment: MakeDeployment, database: str | None
 ) -> None:
-    dep = deployment(start=False, **LONG_LEASE)
+    dep = deployment(database, start=False, **LONG_LEASE)
     dep.start_server(env={"XW_FAULTS": "after_claim_commit:1"})
     dep.send_app("echo", ECHO)
     uid = dep.submit("echo", "answered")
@@ -87,12 +88,12 @@ def test_an_assignment_whose_answer_died_with_the_server_is_released_at_once_and
 
 
 def test_an_unanswered_assignment_is_released_while_the_worker_runs_its_other_job(
-    deployment: MakeDeployment,
+    deployment: MakeDeployment, database: str | None
 ) -> None:
     """The second claim of a worker that holds a running task dies unanswered: the worker
     names only the task it holds, so the one it never heard of comes back at once while
     the other goes on and completes once."""
-    dep = deployment(start=False, **LONG_LEASE)
+    dep = deployment(database, start=False, **LONG_LEASE)
     dep.start_server(env={"XW_FAULTS": "after_claim_commit:2"})
     dep.send_app("sleepy", SLEEP_THEN_ECHO)
     worker = dep.start_worker(workpool_size=2)
@@ -123,9 +124,9 @@ def test_an_unanswered_assignment_is_released_while_the_worker_runs_its_other_jo
 
 
 def test_a_report_applied_before_the_server_died_completes_the_job_exactly_once(
-    deployment: MakeDeployment,
+    deployment: MakeDeployment, database: str | None
 ) -> None:
-    dep = deployment(start=False, **LONG_LEASE)
+    dep = deployment(database, start=False, **LONG_LEASE)
     dep.start_server(env={"XW_FAULTS": "after_report_commit:1"})
     dep.send_app("echo", ECHO)
     worker = dep.start_worker()

@@ -101,9 +101,9 @@ def _still_alive(procs: set[tuple[int, float]]) -> set[tuple[int, float]]:
 
 
 def test_a_worker_killed_and_restarted_in_its_folder_gets_its_job_back_at_once_and_completes_it_once(
-    deployment: MakeDeployment,
+    deployment: MakeDeployment, database: str | None
 ) -> None:
-    dep = deployment(**LONG_LEASE)
+    dep = deployment(database, **LONG_LEASE)
     dep.send_app("sleeper", SLEEPER)
     doomed = dep.start_worker()
     marker = f"chaos-{secrets.token_hex(6)}"  # names this job's processes on the machine
