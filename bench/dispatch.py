@@ -810,7 +810,8 @@ DB_SERVER_PROCESSES = {"postgresql": {"postgres"}, "mariadb": {"mariadbd", "mysq
 
 
 def processes_cpu_s(names: set[str]) -> float:
-    """User + system CPU seconds of every live process named one of ``names`` (0 when none)."""
+    """User + system CPU seconds of every live process named one of ``names`` and of the children
+    they reaped (PostgreSQL's connections come and go: their parent keeps their time); 0 when none."""
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -820,7 +821,7 @@ def processes_cpu_s(names: set[str]) -> float:
         comm = text[text.find("(") + 1 : text.rfind(")")]
         if comm in names:
             fields = text.rsplit(") ", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
+            total += sum(int(v) for v in fields[11:15])  # utime, stime, cutime, cstime
     return total / os.sysconf("SC_CLK_TCK")
 
 
