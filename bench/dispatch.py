@@ -608,6 +608,11 @@ class Figures:
         )
 
     @property
+    def ratios(self) -> list[float]:
+        """The full cycle over each ceiling run (before, after)."""
+        return [self.jobs_per_s / c["req_per_s"] for c in self.ceilings if c["req_per_s"] > 0]
+
+    @property
     def ratio(self) -> float:
         """The full cycle as a share of the ceiling (jobs/s ÷ req/s)."""
         return self.jobs_per_s / self.ceiling_req_per_s if self.ceilings else math.nan
@@ -893,6 +898,7 @@ def print_table(fig: Figures, as_json: bool) -> None:
                     "jobs_per_s": round(rate, 1),
                     "ceiling_req_per_s": round(fig.ceiling_req_per_s, 1) if fig.ceilings else None,
                     "full_cycle_ratio": round(fig.ratio, 4) if fig.ceilings else None,
+                    "full_cycle_ratio_by_run": [round(r, 4) for r in fig.ratios],
                     "server_cpu_ratio": round(fig.cpu_ratio, 2) if fig.ceilings else None,
                     "steady": fig.steady,
                     "clean": fig.clean,
@@ -946,6 +952,11 @@ def print_table(fig: Figures, as_json: bool) -> None:
             (
                 "ceiling",
                 f"{fig.ceiling_req_per_s:.0f} req/s ({ceiling['what']}); full cycle {fig.ratio:.3f}x{goal}",
+            ),
+            (
+                "ratio by run",
+                " / ".join(f"{r:.3f}x" for r in fig.ratios)
+                + " (the full cycle over each ceiling run: how far the machine drifted)",
             ),
             (
                 "ceiling runs",
