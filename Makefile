@@ -5,8 +5,9 @@
 #   make test      lint, format check, type check, then the whole test suite
 #   make lint      ruff check, ruff format --check, mypy
 #   make fmt       format the code and apply ruff's safe fixes
-#   make bench     run the benchmarks (they print figures; they are not tests): dispatch,
-#                  worker overhead, macro submission; each alone: bench-dispatch, bench-worker, bench-macro
+#   make bench     run the benchmarks (they print figures; they are not tests): dispatch (with its
+#                  ceiling), worker overhead, macro submission; each alone: bench-dispatch, bench-worker,
+#                  bench-macro, and bench-ceiling (the bare aiohttp + SQLite ceiling alone)
 #   make clean     remove build outputs and caches (keeps .venv; `make distclean` removes it too)
 
 PYTHON ?= python3
@@ -18,7 +19,7 @@ MYPY   := $(VENV)/bin/mypy
 PYTEST := $(VENV)/bin/pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint fmt bench bench-dispatch bench-worker bench-macro clean distclean
+.PHONY: help install demo test lint fmt bench bench-dispatch bench-ceiling bench-worker bench-macro clean distclean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -59,7 +60,10 @@ fmt: install
 bench: bench-dispatch bench-worker bench-macro
 
 bench-dispatch: install
-	$(PY) bench/dispatch.py
+	$(PY) bench/dispatch.py --ceiling $(BENCH_ARGS)
+
+bench-ceiling: install
+	$(PY) bench/ceiling.py
 
 bench-worker: install
 	$(PY) bench/worker_overhead.py

@@ -66,7 +66,8 @@ async def register(srv: Server, caller: Caller, msg: Registration) -> Registered
             for k, v in values.items():
                 setattr(host, k, v)
             host.last_seen_at = now
-            released = await lifecycle.release_host(session, host.id, keep=msg.held)
+            if msg.held is not None:
+                released = await lifecycle.release_host(session, host.id, keep=msg.held)
         if activation is not None:  # absent: the host keeps what it said before
             if host.activation_state != activation.state:
                 host.activation_since = now

@@ -37,6 +37,7 @@ import pytest
 from sqlalchemy.engine import URL, make_url
 
 from xwcommon import defaults
+from xwcommon.protocol.work import Registered, Registration, WorkAnswer, WorkRequest
 from xwcommon.transport import pinned_ssl_context
 from xwserver import app as server_app
 from xwserver.bootstrap import bootstrap
@@ -363,32 +364,25 @@ class XW:
     async def register(
         self, token: str | None = None, os_name: str = "linux", cpu: str = "x86_64", name: str = "host"
     ) -> str:
-        body = await self.ok(
-            "POST",
-            "/work/register",
-            token=token or self.worker,
-            json={
-                "name": name,
-                "os": os_name,
-                "cpu": cpu,
-                "cores": 4,
-                "memory_bytes": 8 << 30,
-                "disk_free_bytes": 100 << 30,
-                "tags": [],
-                "version": "test",
-            },
+        msg = Registration(
+            name=name,
+            os=os_name,
+            cpu=cpu,
+            cores=4,
+            memory_bytes=8 << 30,
+            disk_free_bytes=100 << 30,
+            version="test",
         )
-        return str(body["host_uid"])
+        body = await self.ok("POST", "/work/register", token=token or self.worker, json=msg.to_wire())
+        return Registered.from_wire(body).host_uid
 
     async def request_work(
         self, host_uid: str, capacity: int = 1, wait_s: float = 0, token: str | None = None
     ) -> list[dict[str, Any]]:
-        body = await self.ok(
-            "POST",
-            "/work/request",
-            token=token or self.worker,
-            json={"host_uid": host_uid, "capacity": capacity, "wait_s": wait_s},
-        )
+        """The assignments, checked against the protocol, as the JSON the server sent."""
+        msg = WorkRequest(host_uid=host_uid, capacity=capacity, wait_s=wait_s)
+        body = await self.ok("POST", "/work/request", token=token or self.worker, json=msg.to_wire())
+        WorkAnswer.from_wire(body)
         return list(body["assignments"])
 
     async def job(self, uid: str, token: str | None = None) -> dict[str, Any]:

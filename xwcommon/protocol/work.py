@@ -100,7 +100,8 @@ class Registration(Request, kw_only=True):
     """``POST /work/register``: describe the host; ``host_uid`` resumes an identity.
 
     ``held``: the tasks this worker process still holds (a worker that resumes its identity
-    after a restart holds none): the server releases the host's other tasks at once.
+    after a restart holds none): the server releases the host's other tasks at once. None:
+    not said (the server releases nothing).
     """
 
     wire_name = "registration"
@@ -116,7 +117,7 @@ class Registration(Request, kw_only=True):
     gpus: Annotated[list[Gpu], msgspec.Meta(max_length=MAX_GPUS)] = []
     activation: Activation | None = None
     host_uid: Uid | None = None
-    held: TaskUids = []
+    held: TaskUids | None = None
 
     def __post_init__(self) -> None:
         if not self.name.strip():
