@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionma
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 from xwcommon.errors import Busy, ConfigError
+
+from .sqlite_hot import SQLiteConnection
 
 T = TypeVar("T")
 
@@ -166,6 +169,8 @@ TRANSACTION_ATTEMPTS = 6
 
 def retryable(exc: BaseException) -> bool:
     """Whether the database refused a transaction only because of another one (run it again)."""
+    if isinstance(exc, sqlite3.OperationalError):  # the hot path on SQLite runs on the driver
+        return "database is locked" in str(exc)
     if not isinstance(exc, DBAPIError):
         return False
     orig = exc.orig
@@ -190,18 +195,38 @@ async def transaction(
     pause. ``work`` must have no effect outside the database before it returns. A
     transaction that keeps losing, or a pool with no free connection, is a 503 (Busy),
     never a 500: the server is busy, the request was fine."""
+    in_loop_sqlite = engine.dialect.driver == "xwsqlite"
     for attempt in range(1, attempts + 1):
         try:
+            if in_loop_sqlite:
+                return await _sqlite_transaction(engine, work)
             async with engine.begin() as conn:
                 return await work(conn)
-        except DBAPIError as exc:
+        except (DBAPIError, sqlite3.OperationalError) as exc:
             if not retryable(exc):
                 raise
             if attempt == attempts:
-                log.warning("transaction lost %d times to concurrent ones: %s", attempts, exc.orig)
+                log.warning("transaction lost %d times to concurrent ones: %s", attempts, exc)
                 raise Busy("the database is busy; try again in a moment") from exc
-            log.debug("transaction lost to a concurrent one (%s); attempt %d", exc.orig, attempt + 1)
+            log.debug("transaction lost to a concurrent one (%s); attempt %d", exc, attempt + 1)
             await sleep(random.uniform(0, 0.005 * 2**attempt))
         except PoolTimeout as exc:
             raise Busy("every database connection is busy; try again in a moment") from exc
     raise AssertionError("unreachable")
+
+
+async def _sqlite_transaction(engine: AsyncEngine, work: Callable[[Any], Awaitable[T]]) -> T:
+    """``work`` in one transaction on the pool's SQLite connection, its statements run on
+    the driver (:mod:`sqlite_hot`); BEGIN IMMEDIATE takes the write lock at once."""
+    async with engine.connect() as aconn:
+        raw = await aconn.get_raw_connection()
+        conn: sqlite3.Connection = raw.driver_connection._conn  # type: ignore[union-attr]
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = await work(SQLiteConnection(conn, engine.dialect))
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result

@@ -1,0 +1,156 @@
+"""The hot path's transactions on SQLite, run straight on the driver's connection.
+
+The hot path (work requests, heartbeats, reports, the reaper) is written once, as
+prebuilt SQLAlchemy Core statements (:mod:`xwserver.lifecycle`, :mod:`xwserver.hot`).
+On PostgreSQL and MariaDB SQLAlchemy runs them. On SQLite, where the statements
+themselves take a few µs each (see :mod:`inloop_sqlite`), SQLAlchemy's execution path
+(execution context, parameter processing, result proxies, a greenlet switch per call)
+cost several times the SQL: measured under ``bench/dispatch.py``, more than half of the
+server's time. Here each statement is compiled once by SQLAlchemy's own SQLite compiler
+and then run on the ``sqlite3`` connection: same SQL, a fraction of the cost.
+
+Only what the hot path uses is supported: execute and executemany of compiled Core
+statements, ``IN`` lists given as expanding parameters, and results read by ``all()``,
+``first()``, ``scalars()``, iteration and ``rowcount``. Rows are tuples with the
+statement's column names as attributes. SQLite stores and returns the values the hot
+path uses (integers, floats, text, NULL) unchanged, so no type processing is needed;
+booleans come back as 0 or 1.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.dml import Insert
+
+_EXPANDING = re.compile(r"\(__\[POSTCOMPILE_(\w+)\]\)")
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    """One statement's SQL, split around its expanding parameters."""
+
+    #: the SQL text between expanding parameters (len(pieces) == len(expanding) + 1)
+    pieces: tuple[str, ...]
+    expanding: tuple[str, ...]
+    #: parameter names in order of their placeholders (an expanding one stands for its list)
+    order: tuple[str, ...]
+    #: values of the parameters the statement carries itself (literals, guard statuses)
+    fixed: Mapping[str, Any]
+
+    def sql(self, lengths: Sequence[int]) -> str:
+        if not self.expanding:
+            return self.pieces[0]
+        out = [self.pieces[0]]
+        for n, piece in zip(lengths, self.pieces[1:], strict=True):
+            # an empty list matches nothing, as SQLAlchemy renders it
+            out.append("(" + (", ".join("?" * n) if n else "SELECT NULL WHERE 1 != 1") + ")")
+            out.append(piece)
+        return "".join(out)
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        values: list[Any] = []
+        for name in self.order:
+            value = params[name] if name in params else self.fixed[name]
+            if name in self.expanding:
+                values.extend(value)
+            else:
+                values.append(value)
+        return values
+
+
+class Result:
+    """What the hot path reads of a result: rows, their first column, a count."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def all(self) -> list[Any]:
+        return self._rows
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def scalars(self) -> list[Any]:
+        return [row[0] for row in self._rows]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+
+_row_types: dict[tuple[str, ...], type] = {}
+
+
+def _row_type(description: Sequence[Sequence[Any]]) -> type:
+    names = tuple(d[0] for d in description)
+    cls = _row_types.get(names)
+    if cls is None:
+        cls = _row_types[names] = collections.namedtuple("Row", names, rename=True)
+    return cls
+
+
+class SQLiteConnection:
+    """Runs Core statements on one ``sqlite3`` connection, inside the caller's transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, dialect: Dialect) -> None:
+        self._conn = conn
+        self._dialect = dialect
+
+    def _compiled(self, stmt: ClauseElement, keys: tuple[str, ...]) -> _Compiled:
+        key = (stmt, keys)
+        hit = _CACHE.get(key)
+        if hit is None:
+            compiled: Any = stmt.compile(dialect=self._dialect, column_keys=list(keys) or None)
+            order = tuple(compiled.positiontup or ())
+            expanding = tuple(_EXPANDING.findall(compiled.string))
+            fixed = {
+                name: bind.value
+                for name, bind in compiled.binds.items()
+                if name in order and bind.callable is None
+            }
+            hit = _CACHE[key] = _Compiled(
+                tuple(_EXPANDING.split(compiled.string)[::2]), expanding, order, fixed
+            )
+        return hit
+
+    async def execute(
+        self, stmt: ClauseElement, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    ) -> Result:
+        if isinstance(params, Sequence):  # executemany
+            if not params:
+                return Result([], 0)
+            keys = tuple(params[0]) if isinstance(stmt, Insert) else ()
+            compiled = self._compiled(stmt, keys)
+            if isinstance(stmt, Insert) and stmt._returning:
+                # sqlite3 returns no rows from executemany: one row at a time (a handful here)
+                rows: list[Any] = []
+                for one in params:
+                    rows += self._run(compiled, one).all()
+                return Result(rows, len(rows))
+            sql = compiled.sql([len(params[0][name]) for name in compiled.expanding])
+            cursor = self._conn.executemany(sql, [compiled.args(p) for p in params])
+            return Result([], cursor.rowcount)
+        keys = tuple(params) if isinstance(stmt, Insert) and params else ()
+        return self._run(self._compiled(stmt, keys), params or {})
+
+    def _run(self, compiled: _Compiled, params: Mapping[str, Any]) -> Result:
+        sql = compiled.sql([len(params[name]) for name in compiled.expanding])
+        cursor = self._conn.execute(sql, compiled.args(params))
+        if cursor.description is None:
+            return Result([], cursor.rowcount)
+        row = _row_type(cursor.description)
+        rows = [row(*r) for r in cursor.fetchall()]
+        return Result(rows, cursor.rowcount)
+
+
+_CACHE: dict[tuple[ClauseElement, tuple[str, ...]], _Compiled] = {}
