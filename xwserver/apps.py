@@ -70,6 +70,7 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
             else:
                 existing.data_id = data.id
         await session.flush()
+        srv.binaries.clear()
         return (await render(srv, session, [app]))[0]
 
 
@@ -147,3 +148,4 @@ async def delete(srv: Server, caller: Caller, ref: str) -> None:
             raise Conflict(f"application {app.name!r} still has {jobs} jobs; remove them first")
         await session.execute(sa_delete(AppBinary).where(AppBinary.app_id == app.id))
         await session.delete(app)
+    srv.binaries.clear()

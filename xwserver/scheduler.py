@@ -99,13 +99,21 @@ async def claim(
         return []
     jobs = [c.job for c in claimed]
     binaries: dict[int, tuple[int, DataRef, str]] = {}
-    rows = await conn.execute(
-        hot.BINARIES, {"app_ids": list({j.app_id for j in jobs}), "os": host.os, "cpu": host.cpu}
-    )
-    for app_id, os_name, cpu, d_uid, sha, size, app_name in rows:
-        rank = _binary_rank(os_name, cpu)
-        if app_id not in binaries or rank < binaries[app_id][0]:
-            binaries[app_id] = (rank, DataRef(data_uid=d_uid, sha256=sha, size=size), app_name)
+    missing = []
+    for app_id in {j.app_id for j in jobs}:
+        cached = srv.binaries.get(app_id, host.os, host.cpu, now)
+        if cached is None:
+            missing.append(app_id)
+        else:
+            binaries[app_id] = cached
+    if missing:
+        rows = await conn.execute(hot.BINARIES, {"app_ids": missing, "os": host.os, "cpu": host.cpu})
+        for app_id, os_name, cpu, d_uid, sha, size, app_name in rows:
+            rank = _binary_rank(os_name, cpu)
+            if app_id not in binaries or rank < binaries[app_id][0]:
+                binaries[app_id] = (rank, DataRef(data_uid=d_uid, sha256=sha, size=size), app_name)
+        for app_id in missing:
+            srv.binaries.put(app_id, host.os, host.cpu, binaries[app_id], now)
     input_ids = {i for j in jobs for i in (j.stdin_data_id, j.env_data_id) if i is not None}
     inputs: dict[int, DataRef] = {}
     if input_ids:

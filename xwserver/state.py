@@ -127,6 +127,30 @@ class HostCache:
         self._entries.pop(uid, None)
 
 
+@dataclass
+class BinaryCache:
+    """The binary each app gives a platform, for ``ttl_s`` at most: claims then skip that
+    query. Changing an app in this process clears it at once; another process's change is
+    seen within ``ttl_s`` (meanwhile a host may get the binary the app had before)."""
+
+    ttl_s: float = 2.0
+    _entries: dict[tuple[int, str, str], tuple[Any, float]] = field(default_factory=dict)
+
+    def get(self, app_id: int, os_name: str, cpu: str, now: float) -> Any | None:
+        hit = self._entries.get((app_id, os_name, cpu))
+        if hit is None or now - hit[1] > self.ttl_s:
+            return None
+        return hit[0]
+
+    def put(self, app_id: int, os_name: str, cpu: str, value: Any, now: float) -> None:
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[(app_id, os_name, cpu)] = (value, now)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class Server:
     """Everything a request handler needs, created once per process."""
 
@@ -140,6 +164,7 @@ class Server:
         self.tokens = TokenCache()
         self.login_throttle = LoginThrottle(settings.login_failures_allowed, settings.login_backoff_cap_s)
         self.hosts = HostCache()
+        self.binaries = BinaryCache()
         self.wire = Wire(settings.netloc)
         self.started_at = time.time()
 

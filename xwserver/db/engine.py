@@ -60,7 +60,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         # cheaper than SQLITE_BUSY retries between connections of the same process.
         kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"timeout": 5})
     else:
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+        # No ping before each use (a round trip per transaction): a connection the database
+        # dropped fails its statement, is invalidated, and `transaction` runs the work again
+        # on a fresh one.
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
     engine = create_async_engine(url, **kwargs)
     if backend == "sqlite":
         _tune_sqlite(engine)
@@ -173,6 +176,8 @@ def retryable(exc: BaseException) -> bool:
         return "database is locked" in str(exc)
     if not isinstance(exc, DBAPIError):
         return False
+    if exc.connection_invalidated:  # the database dropped the connection (restarted, timed out)
+        return True
     orig = exc.orig
     if getattr(orig, "sqlstate", None) in _PG_RETRY:
         return True
