@@ -84,6 +84,11 @@ def _stuck(dep: Deployment) -> str:
     return dep.describe("\n".join(lines))
 
 
+# SQLite and PostgreSQL, as the issue asks; MariaDB's claim is held by the fault tests
+# (tests/chaos/test_server_faults.py), which are cheap, rather than by this long run
+@pytest.mark.parametrize(
+    "database", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 @pytest.mark.timeout(RUN_BOUND_S + 60)
 def test_a_server_killed_at_ten_random_moments_completes_every_job_exactly_once_and_leaks_no_file(
     deployment: MakeDeployment, database: str | None
