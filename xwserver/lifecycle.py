@@ -82,16 +82,20 @@ _CLAIM_GUARD = job_moves(JobStatus.RUNNING, JobStatus.PENDING)
 def _claim_update(kind: str, skip_locked: bool, fit: bool, offline: bool) -> Any:
     """One ``UPDATE … WHERE id IN (pick) RETURNING …``: pick, lock and mark in one statement."""
     # A CTE, materialized: PostgreSQL may run an IN (subquery) more than once, and each run
-    # with SKIP LOCKED picks other rows, so more than k jobs would be claimed.
+    # with SKIP LOCKED picks other rows, so more than k jobs would be claimed. The guard is
+    # the CTE's: the rows it locks were PENDING when locked (PostgreSQL checks the WHERE
+    # again on a row it waited for), and a guard on the outer UPDATE would lead the planner
+    # to scan every PENDING job instead of looking the k picked ones up by key.
     pick = (
         hot.claim_select(kind, skip_locked, fit, offline)
         .with_only_columns(Job.id)
+        .where(_CLAIM_GUARD)
         .cte("picked")
         .prefix_with("MATERIALIZED", dialect="postgresql")
     )
     return (
         update(Job)
-        .where(Job.id.in_(select(pick.c.id)), _CLAIM_GUARD)
+        .where(Job.id.in_(select(pick.c.id)))
         .values(status=JobStatus.RUNNING.value, started_at=bindparam("now"))
         .returning(*_CLAIMED_COLUMNS)
     )
