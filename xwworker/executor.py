@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -27,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xwcommon import defaults
 from xwcommon.errors import BadRequest
 from xwcommon.protocol.work import Assignment
 from xwcommon.status import TaskStatus
@@ -69,12 +71,16 @@ class Outcome:
     #: :class:`xwworker.loop.TaskRun`'s they give the worker's own overhead per task
     app_started_at: float | None = None
     app_exited_at: float | None = None
+    #: the result archive's bytes when it is small enough to ride in the report
+    #: (``inline_max_bytes``), read in the same hop to a thread that wrote it
+    result_content: bytes | None = None
 
     @property
     def ok(self) -> bool:
         return self.status is TaskStatus.COMPLETED
 
 
+@functools.cache
 def job_path() -> str:
     """PATH for jobs: the system folders, then the folder of the interpreter running the worker.
 
@@ -107,6 +113,8 @@ class Executor:
     monotonic: Callable[[], float] = time.monotonic
     #: the processes of the jobs running now, by task uid
     running: dict[str, JobProcess] = field(default_factory=dict)
+    #: a result archive up to this size is kept in memory too (:attr:`Outcome.result_content`)
+    inline_max_bytes: int = defaults.INLINE_RESULT_MAX_BYTES
 
     @property
     def tasks_dir(self) -> Path:
@@ -137,7 +145,8 @@ class Executor:
         scratch = self.scratch_of(assignment.task_uid)
         started = self.monotonic()
         try:
-            app = await asyncio.to_thread(self._prepare, assignment, scratch, binary, env_archive)
+            # one hop to a thread for the whole preparation, the binary's check included
+            app, why = await asyncio.to_thread(self._prepare, assignment, scratch, binary, env_archive)
         except (UnsafeArchive, OSError) as exc:
             message = f"cannot prepare the job: {exc}"
             await asyncio.to_thread(_append_text, scratch / STDERR_NAME, f"xwworker: {message}\n")
@@ -152,7 +161,7 @@ class Executor:
             limits=self.limits,
             network=assignment.needs_network,
         )
-        if why := await asyncio.to_thread(_not_executable, app):
+        if why:
             message = f"cannot start {assignment.app_name}: {why}"
             await asyncio.to_thread(_append_text, spec.stderr, f"xwworker: {message}\n")
             return await self._finish(assignment, scratch, None, message, started, exclude=(app.name,))
@@ -287,7 +296,11 @@ class Executor:
             self.result_of(task_uid).unlink()
 
     # -- steps ----------------------------------------------------------------------------------
-    def _prepare(self, assignment: Assignment, scratch: Path, binary: Path, env_archive: Path | None) -> Path:
+    def _prepare(
+        self, assignment: Assignment, scratch: Path, binary: Path, env_archive: Path | None
+    ) -> tuple[Path, str | None]:
+        """The scratch directory made and the app copied in: the app's path, and why it cannot
+        be executed (None when it can)."""
         if scratch.exists():  # a leftover of an earlier attempt of this very task
             shutil.rmtree(scratch)
         scratch.mkdir(parents=True)
@@ -301,7 +314,7 @@ class Executor:
         # must stay what its sha256 says for the next task
         shutil.copyfile(binary, app, follow_symlinks=False)
         app.chmod(0o755)
-        return app
+        return app, _not_executable(app)
 
     def _environment(self, assignment: Assignment, scratch: Path) -> dict[str, str]:
         return {
@@ -349,7 +362,7 @@ class Executor:
             status, exit_code, message = TaskStatus.COMPLETED, 0, None
         result = self.result_of(assignment.task_uid)
         try:
-            files, size = await asyncio.to_thread(zip_directory, scratch, result, exclude=exclude)
+            files, size, content = await asyncio.to_thread(self._pack, scratch, result, exclude)
         except OSError as exc:
             log.error("task %s: cannot pack the result: %s", assignment.task_uid, exc)
             extra = f"cannot pack the result: {exc}"
@@ -364,7 +377,17 @@ class Executor:
             files,
             size,
         )
-        return Outcome(status, exit_code, message, result, wall_time_s, accounting)
+        return Outcome(status, exit_code, message, result, wall_time_s, accounting, result_content=content)
+
+    def _pack(self, scratch: Path, result: Path, exclude: tuple[str, ...]) -> tuple[int, int, bytes | None]:
+        """Zip the scratch directory into ``result``: (files, bytes, the bytes themselves when
+        small enough to ride in the report)."""
+        files, size = zip_directory(scratch, result, exclude=exclude)
+        content = None
+        if size <= self.inline_max_bytes:
+            with contextlib.suppress(OSError):  # the upload path will say what is wrong
+                content = result.read_bytes()
+        return files, size, content
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -120,6 +120,9 @@ RELEASE_TIMEOUT_S = 10.0
 DELIVERY_ATTEMPTS = 10
 #: how often (seconds) the worker looks for its pause file, whatever the policy's interval
 PAUSE_CHECK_S = 1.0
+#: a task's changes reach the state file within this delay, several in one write (each
+#: write costs a file creation and a rename: a share of a short job's overhead)
+STATE_WRITE_DELAY_S = 0.2
 #: the longest activation detail sent to the server
 ACTIVATION_DETAIL_MAX = 200
 
@@ -317,6 +320,10 @@ class Worker:
         self._reporting: set[asyncio.Future[None]] = set()
         #: every task coroutine until its end (its scratch folder removed)
         self._task_coros: set[asyncio.Task[None]] = set()
+        #: the state file's write that tasks' changes asked for, pending
+        self._state_write: asyncio.TimerHandle | None = None
+        #: the state file is removed: nothing writes it again
+        self._state_ended = False
 
     # -- control -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -357,6 +364,10 @@ class Worker:
                     await asyncio.to_thread(self._undertaker.start)
                 await self._run_locked()
             finally:
+                self._state_ended = True
+                if self._state_write is not None:
+                    self._state_write.cancel()
+                    self._state_write = None
                 with contextlib.suppress(OSError):
                     self.settings.state_file.unlink()
                 if self._undertaker is not None:
@@ -721,7 +732,7 @@ class Worker:
         self.tasks[run.uid] = run
         self._task_coros.add(run.task)
         run.task.add_done_callback(lambda t, uid=run.uid: self._task_done(uid, t))  # type: ignore[misc]
-        self._write_state()
+        self._state_changed()
         log.info(
             "task %s: job %s (%s %s)",
             run.uid,
@@ -735,7 +746,7 @@ class Worker:
         if self.tasks.pop(uid, None) is not None:
             self._slot_freed.set()
             if not self.stopping:
-                self._write_state()
+                self._state_changed()
         if task.cancelled():
             return
         exc = task.exception()
@@ -931,6 +942,18 @@ class Worker:
         self._disabled_by_server(exc)
         await self._sleep(self._backoff.next())
 
+    def _state_changed(self) -> None:
+        """A task's change for the state file: written within ``STATE_WRITE_DELAY_S``, with
+        whatever else changed meanwhile (the file is for ``xwworker status``, not for us)."""
+        if self._state_write is None and not self._state_ended:
+            self._state_write = asyncio.get_running_loop().call_later(
+                STATE_WRITE_DELAY_S, self._write_state_now
+            )
+
+    def _write_state_now(self) -> None:
+        self._state_write = None
+        self._write_state()
+
     def _write_state(self) -> None:
         """Leave a small JSON file for ``xwworker status`` (best effort)."""
         tasks = {
@@ -1036,7 +1059,13 @@ class Worker:
         uid = a.task_uid
         result_uid: str | None = None
         # a small result rides in the report itself: one round trip less
-        inline = await asyncio.to_thread(_inline_result, outcome.result_zip)
+        if (
+            outcome.result_content is not None
+            and len(outcome.result_content) <= defaults.INLINE_RESULT_MAX_BYTES
+        ):
+            inline: InlineResult | None = _inline_content(outcome.result_content)  # read already: no hop
+        else:
+            inline = await asyncio.to_thread(_inline_result, outcome.result_zip)
         if inline is None and outcome.result_zip is not None:
             zip_path = outcome.result_zip
             try:
@@ -1081,7 +1110,7 @@ class Worker:
             log.info("task %s: not reporting it, its host is disabled", uid)
             return
         self.outbox[uid] = d
-        self._write_state()
+        self._state_changed()
         if self._request_soon and self.active and not self.stopping:
             return  # it rides on the work request the pull loop sends now
         # a long-poll in flight (it would wait up to wait_s), or no request coming soon
@@ -1148,7 +1177,7 @@ class Worker:
             job_status,
         )
         if not self.stopping:
-            self._write_state()
+            self._state_changed()
         if self.on_task_end is not None:
             self.on_task_end(d.run, d.outcome)
 
@@ -1158,7 +1187,7 @@ class Worker:
         d.sending = False
         log.log(level, "task %s: %s; dropping it", d.uid, why)
         if not self.stopping:
-            self._write_state()
+            self._state_changed()
 
     async def _persist(self, call: Callable[[], Awaitable[T]], what: str) -> T:
         """Retry ``call`` while the server cannot answer now; other errors are raised.
@@ -1318,6 +1347,10 @@ def _inline_result(zip_path: Path | None) -> InlineResult | None:
         content = zip_path.read_bytes()
     except OSError:
         return None  # the upload path will say what is wrong
+    return _inline_content(content)
+
+
+def _inline_content(content: bytes) -> InlineResult:
     return InlineResult(
         content_b64=base64.b64encode(content).decode("ascii"), sha256=hashlib.sha256(content).hexdigest()
     )

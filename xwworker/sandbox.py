@@ -227,9 +227,11 @@ class RunSpec:
 class JobProcess:
     """A started job: its pid, then its return code and resource usage.
 
-    A thread reaps the process with ``os.wait4``: the kernel's own account of the child's CPU
+    The process is reaped with ``os.wait4``: the kernel's own account of the child's CPU
     time and peak memory, including every descendant it waited for (bwrap waits for the job).
-    asyncio's child watchers only give the exit status.
+    asyncio's child watchers only give the exit status. Where the kernel has pidfds (Linux
+    5.3), the event loop watches the process's pidfd and reaps it when it becomes readable (at
+    the exit): no thread per job. Elsewhere a thread waits for it.
     """
 
     def __init__(self, popen: subprocess.Popen[bytes], *, parent_rss_bytes: int = 0) -> None:
@@ -249,7 +251,49 @@ class JobProcess:
         self._suspended_s = 0.0
         loop = asyncio.get_running_loop()
         self._done: asyncio.Future[int] = loop.create_future()
-        threading.Thread(target=self._reap, args=(loop,), name=f"wait4-{self.pid}", daemon=True).start()
+        self._pidfd: int | None = None
+        if not self._watch_pidfd(loop):
+            threading.Thread(target=self._reap, args=(loop,), name=f"wait4-{self.pid}", daemon=True).start()
+
+    def _watch_pidfd(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Reap the process from the event loop when its pidfd says it exited; False where
+        pidfds or the loop's readers are not available."""
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is None:
+            return False
+        try:
+            fd = pidfd_open(self.pid)
+        except OSError:  # an older kernel (or the process is reaped already: the thread says so)
+            return False
+        try:
+            loop.add_reader(fd, self._exited, loop)
+        except (NotImplementedError, OSError, ValueError):
+            os.close(fd)
+            return False
+        self._pidfd = fd
+        return True
+
+    def _exited(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The pidfd is readable: the process exited (a zombie now); reap it."""
+        rusage: resource.struct_rusage | None = None
+        try:
+            pid, status, rusage = os.wait4(self.pid, os.WNOHANG)
+        except ChildProcessError:  # reaped by someone else: nothing more to know
+            returncode = 255
+        else:
+            if pid == 0:
+                return  # not exited after all: keep watching
+            returncode = os.waitstatus_to_exitcode(status)
+        self._close_pidfd(loop)
+        self._popen.returncode = returncode
+        self._set(returncode, rusage)
+
+    def _close_pidfd(self, loop: asyncio.AbstractEventLoop) -> None:
+        fd, self._pidfd = self._pidfd, None
+        if fd is not None:
+            with contextlib.suppress(Exception):
+                loop.remove_reader(fd)
+            os.close(fd)
 
     def _reap(self, loop: asyncio.AbstractEventLoop) -> None:
         rusage: resource.struct_rusage | None = None
@@ -331,8 +375,11 @@ class LocalRunner(Runner):
             stdin: IO[bytes] | int = (
                 stack.enter_context(open(spec.stdin, "rb")) if spec.stdin else subprocess.DEVNULL
             )
-            stdout = stack.enter_context(open(spec.stdout, "ab"))
-            stderr = stack.enter_context(open(spec.stderr, "ab"))
+            # bare descriptors: the child only needs them, no file objects around them
+            stdout = _open_append(spec.stdout)
+            stack.callback(os.close, stdout)
+            stderr = _open_append(spec.stderr)
+            stack.callback(os.close, stderr)
             # the child has its own copies of the descriptors; ours are closed on leaving.
             # Popen blocks only until the exec, as asyncio's own subprocess start does; it is
             # used instead so that the JobProcess reaps the child with wait4 (see there).
@@ -377,6 +424,11 @@ class LocalRunner(Runner):
                 step()
 
         return argv, preexec
+
+
+def _open_append(path: Path) -> int:
+    """``open(path, "ab")``'s descriptor, without the file object."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
 
 
 @functools.cache
@@ -434,7 +486,14 @@ _ROOT_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 def system_binds(*, network: bool = False) -> list[str]:
     """bwrap options for the read-only system: /usr, the merged-/usr links, chosen /etc files,
-    and the prefix of the Python running the worker (scripts find it through PATH)."""
+    and the prefix of the Python running the worker (scripts find it through PATH).
+
+    Looked up once per worker process (the system's layout does not change under it)."""
+    return list(_system_binds(network))
+
+
+@functools.cache
+def _system_binds(network: bool) -> tuple[str, ...]:
     args = ["--ro-bind", "/usr", "/usr"]
     for name in _ROOT_DIRS:
         path = f"/{name}"
@@ -450,7 +509,7 @@ def system_binds(*, network: bool = False) -> list[str]:
     if prefix != "/usr" and not prefix.startswith("/usr/"):
         # a pyenv, conda or toolcache Python: only its own folder, read-only
         args += ["--ro-bind", prefix, prefix]
-    return args
+    return tuple(args)
 
 
 def bwrap_argv(bwrap: str, spec: RunSpec, *, network: bool = False) -> list[str]:
