@@ -173,7 +173,8 @@ async def request_work(
         got = await claim(srv, conn, caller, host, msg.capacity, resources)
         return reported, released, got
 
-    reported, released, got = await transaction(srv.engine, first)
+    # without reports, losing this transaction in a database crash loses nothing a user saw
+    reported, released, got = await transaction(srv.engine, first, durable=bool(msg.reports))
     if msg.reports:
         faults.point(faults.AFTER_REPORT_COMMIT)
     if released:
@@ -192,7 +193,7 @@ async def _claim_once(
     async def work(conn: AsyncConnection) -> list[Assignment]:
         return await claim(srv, conn, caller, host, capacity, resources)
 
-    return await transaction(srv.engine, work)
+    return await transaction(srv.engine, work, durable=False)
 
 
 async def _deliverable(

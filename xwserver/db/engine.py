@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
 from xwcommon.errors import Busy, ConfigError
 
-from .sqlite_hot import SQLiteConnection
+from .direct import PgConnection, SQLiteConnection
 
 T = TypeVar("T")
 
@@ -174,6 +174,8 @@ def retryable(exc: BaseException) -> bool:
     """Whether the database refused a transaction only because of another one (run it again)."""
     if isinstance(exc, sqlite3.OperationalError):  # the hot path on SQLite runs on the driver
         return "database is locked" in str(exc)
+    if isinstance(exc, PgRetry):
+        return True
     if not isinstance(exc, DBAPIError):
         return False
     if exc.connection_invalidated:  # the database dropped the connection (restarted, timed out)
@@ -194,20 +196,29 @@ async def transaction(
     *,
     attempts: int = TRANSACTION_ATTEMPTS,
     sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    durable: bool = True,
 ) -> T:
     """Run ``work`` in one transaction; run it again when the database says a concurrent
     transaction won (deadlock, serialization failure, lock timeout), with a short jittered
     pause. ``work`` must have no effect outside the database before it returns. A
     transaction that keeps losing, or a pool with no free connection, is a 503 (Busy),
-    never a 500: the server is busy, the request was fine."""
-    in_loop_sqlite = engine.dialect.driver == "xwsqlite"
+    never a 500: the server is busy, the request was fine.
+
+    ``durable=False`` is for work that may be lost in a crash of the database without
+    losing anything a user was told (a claim: its job would simply be PENDING again, and
+    a worker's report on the lost task is refused as ``task_gone``): on PostgreSQL its
+    commit then does not wait for the disk (synchronous_commit off), a flush less on the
+    way from a submission to its assignment."""
+    driver = engine.dialect.driver
     for attempt in range(1, attempts + 1):
         try:
-            if in_loop_sqlite:
+            if driver == "xwsqlite":
                 return await _sqlite_transaction(engine, work)
+            if driver == "asyncpg":
+                return await _pg_transaction(engine, work, durable=durable)
             async with engine.begin() as conn:
                 return await work(conn)
-        except (DBAPIError, sqlite3.OperationalError) as exc:
+        except (DBAPIError, sqlite3.OperationalError, PgRetry) as exc:
             if not retryable(exc):
                 raise
             if attempt == attempts:
@@ -222,7 +233,7 @@ async def transaction(
 
 async def _sqlite_transaction(engine: AsyncEngine, work: Callable[[Any], Awaitable[T]]) -> T:
     """``work`` in one transaction on the pool's SQLite connection, its statements run on
-    the driver (:mod:`sqlite_hot`); BEGIN IMMEDIATE takes the write lock at once."""
+    the driver (:mod:`direct`); BEGIN IMMEDIATE takes the write lock at once."""
     async with engine.connect() as aconn:
         raw = await aconn.get_raw_connection()
         conn: sqlite3.Connection = raw.driver_connection._conn  # type: ignore[union-attr]
@@ -235,3 +246,32 @@ async def _sqlite_transaction(engine: AsyncEngine, work: Callable[[Any], Awaitab
             raise
         conn.execute("COMMIT")
         return result
+
+
+class PgRetry(Exception):
+    """Raised when a transaction run on asyncpg lost to another one or lost its connection."""
+
+
+async def _pg_transaction(
+    engine: AsyncEngine, work: Callable[[Any], Awaitable[T]], *, durable: bool = True
+) -> T:
+    """``work`` in one transaction on a pooled asyncpg connection, its statements run on the
+    driver (:mod:`direct`). Deadlocks and serialization failures become :class:`PgRetry`
+    (run again); a connection the database dropped is invalidated first."""
+    import asyncpg
+
+    async with engine.connect() as aconn:
+        raw = await aconn.get_raw_connection()
+        conn = raw.driver_connection
+        try:
+            async with conn.transaction():  # type: ignore[union-attr]
+                if not durable:
+                    await conn.execute("SET LOCAL synchronous_commit TO OFF")  # type: ignore[union-attr]
+                return await work(PgConnection(conn, engine.dialect))
+        except asyncpg.PostgresError as exc:
+            if getattr(exc, "sqlstate", None) in _PG_RETRY:
+                raise PgRetry(str(exc)) from exc
+            raise
+        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError) as exc:
+            await aconn.invalidate()
+            raise PgRetry(f"the database connection was lost: {exc}") from exc

@@ -1,20 +1,22 @@
-"""The hot path's transactions on SQLite, run straight on the driver's connection.
+"""The hot path's transactions run straight on the driver's connection (SQLite, PostgreSQL).
 
 The hot path (work requests, heartbeats, reports, the reaper) is written once, as
 prebuilt SQLAlchemy Core statements (:mod:`xwserver.lifecycle`, :mod:`xwserver.hot`).
-On PostgreSQL and MariaDB SQLAlchemy runs them. On SQLite, where the statements
-themselves take a few µs each (see :mod:`inloop_sqlite`), SQLAlchemy's execution path
-(execution context, parameter processing, result proxies, a greenlet switch per call)
-cost several times the SQL: measured under ``bench/dispatch.py``, more than half of the
-server's time. Here each statement is compiled once by SQLAlchemy's own SQLite compiler
-and then run on the ``sqlite3`` connection: same SQL, a fraction of the cost.
+SQLAlchemy's execution path (execution context, parameter processing, result proxies, a
+greenlet switch per call) cost several times the SQL itself: measured under
+``bench/dispatch.py`` on SQLite, where a statement takes a few µs (see
+:mod:`inloop_sqlite`), more than half of the server's time. Here each statement is
+compiled once by SQLAlchemy's own compiler for the database and then run on the driver's
+connection (``sqlite3``, ``asyncpg``): same SQL, a fraction of the cost. MariaDB's
+transactions still go through SQLAlchemy.
 
 Only what the hot path uses is supported: execute and executemany of compiled Core
 statements, ``IN`` lists given as expanding parameters, and results read by ``all()``,
 ``first()``, ``scalars()``, iteration and ``rowcount``. Rows are tuples with the
-statement's column names as attributes. SQLite stores and returns the values the hot
-path uses (integers, floats, text, NULL) unchanged, so no type processing is needed;
-booleans come back as 0 or 1.
+statement's column names as attributes. Both databases take and return the values the
+hot path uses (integers, floats, text, NULL) unchanged, so no type processing is needed;
+SQLite gives booleans back as 0 or 1. On PostgreSQL an ``IN`` list is sent as one array
+(``= ANY($n)``), so a statement is prepared once whatever the list's length.
 """
 
 from __future__ import annotations
@@ -154,3 +156,90 @@ class SQLiteConnection:
 
 
 _CACHE: dict[tuple[ClauseElement, tuple[str, ...]], _Compiled] = {}
+
+
+_PG_TOKEN = re.compile(r"\$\d+|IN \(__\[POSTCOMPILE_(\w+)\]\)")
+
+
+@dataclass(frozen=True)
+class _PgCompiled:
+    sql: str
+    #: parameter names in the order of $1, $2, ...
+    order: tuple[str, ...]
+    fixed: Mapping[str, Any]
+    returns_rows: bool
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        return [params[name] if name in params else self.fixed[name] for name in self.order]
+
+
+def _returns_rows(stmt: ClauseElement) -> bool:
+    return bool(getattr(stmt, "is_select", False) or getattr(stmt, "_returning", ()))
+
+
+class PgConnection:
+    """Runs Core statements on one ``asyncpg`` connection, inside the caller's transaction."""
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
+        self._conn = conn
+        self._dialect = dialect
+
+    def _compiled(self, stmt: ClauseElement, keys: tuple[str, ...]) -> _PgCompiled:
+        key = (stmt, keys)
+        hit = _PG_CACHE.get(key)
+        if hit is None:
+            compiled: Any = stmt.compile(dialect=self._dialect, column_keys=list(keys) or None)
+            names = list(compiled.positiontup or ())
+            expanding = set(re.findall(r"__\[POSTCOMPILE_(\w+)\]", compiled.string))
+            # $k is the k-th name that is not an expanding one (a name used twice has one $k)
+            numbered = [n for n in names if n not in expanding]
+            order: list[str] = []
+
+            def renumber(m: re.Match[str]) -> str:
+                name = m.group(1) or numbered[int(m.group(0)[1:]) - 1]
+                if name not in order:
+                    order.append(name)
+                n = order.index(name) + 1
+                return f"= ANY(${n})" if m.group(1) else f"${n}"
+
+            sql = _PG_TOKEN.sub(renumber, compiled.string)
+            fixed = {
+                name: bind.value
+                for name, bind in compiled.binds.items()
+                if name in names and bind.callable is None
+            }
+            hit = _PG_CACHE[key] = _PgCompiled(sql, tuple(order), fixed, _returns_rows(stmt))
+        return hit
+
+    async def execute(
+        self, stmt: ClauseElement, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
+    ) -> Result:
+        if isinstance(params, Sequence):  # executemany
+            if not params:
+                return Result([], 0)
+            keys = tuple(params[0]) if isinstance(stmt, Insert) else ()
+            compiled = self._compiled(stmt, keys)
+            if compiled.returns_rows:
+                rows: list[Any] = []
+                for one in params:
+                    rows += (await self._run(compiled, one)).all()
+                return Result(rows, len(rows))
+            await self._conn.executemany(compiled.sql, [compiled.args(p) for p in params])
+            return Result([], len(params))
+        keys = tuple(params) if isinstance(stmt, Insert) and params else ()
+        return await self._run(self._compiled(stmt, keys), params or {})
+
+    async def _run(self, compiled: _PgCompiled, params: Mapping[str, Any]) -> Result:
+        args = compiled.args(params)
+        if not compiled.returns_rows:
+            status = await self._conn.execute(compiled.sql, *args)
+            tail = status.rsplit(" ", 1)[-1]
+            return Result([], int(tail) if tail.isdigit() else -1)
+        records = await self._conn.fetch(compiled.sql, *args)
+        if not records:
+            return Result([], 0)
+        row = _row_type([(k,) for k in records[0].keys()])  # noqa: SIM118 (a Record iterates its values)
+        return Result([row(*r.values()) for r in records], len(records))
+
+
+_PG_CACHE: dict[tuple[ClauseElement, tuple[str, ...]], _PgCompiled] = {}
