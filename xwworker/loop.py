@@ -618,7 +618,9 @@ class Worker:
         """One work request: the outbox's reports, the tasks held, room for ``capacity``.
 
         Returns the assignments as sent (each checked on its own by :meth:`_accept`)."""
-        free_memory, free_disk = await asyncio.to_thread(self._free_resources)
+        # two reads of the kernel's figures (/proc/meminfo, statvfs), some 40 µs: cheaper here
+        # than a hop to a thread, which would delay every report riding on this request
+        free_memory, free_disk = self._free_resources()
         # from here to the request's sending nothing awaits: the outbox taken and the tasks
         # named are one consistent picture
         carried = {uid: d for uid, d in self.outbox.items() if not d.sending and not d.alone}
