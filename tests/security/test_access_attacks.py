@@ -99,6 +99,7 @@ async def test_a_worker_cannot_complete_a_task_it_does_not_hold(xw: XW) -> None:
         token=thief,
         json={
             "host_uid": _thief_host,
+            "wait_s": 0,  # no long-poll: the thief's report is what is tried here
             "reports": [{"task_uid": task, "status": "COMPLETED", "exit_code": 0}],
         },
     )
