@@ -366,12 +366,16 @@ _FAIL_JOBS = (
 )
 
 
+@cache
+def _expired(skip_locked: bool) -> Any:
+    """Built once: the driver-level statement caches key on the statement object."""
+    q = _EXPIRED.limit(bindparam("batch"))
+    return q.with_for_update(skip_locked=True) if skip_locked else q
+
+
 async def reap(conn: Conn, now: float, *, batch: int, skip_locked: bool) -> tuple[int, int]:
     """Expired leases, at most ``batch``: (tasks lost, jobs rescheduled)."""
-    q = _EXPIRED.limit(batch)
-    if skip_locked:
-        q = q.with_for_update(skip_locked=True)
-    rows = (await conn.execute(q, {"now": now})).all()
+    rows = (await conn.execute(_expired(skip_locked), {"now": now, "batch": batch})).all()
     if not rows:
         return 0, 0
     task_ids = [r.id for r in rows]

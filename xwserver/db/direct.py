@@ -32,6 +32,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.dml import Insert
 
+#: compiled statements kept at most (the hot path has a few dozen)
+_CACHE_MAX = 1000
 _EXPANDING = re.compile(r"\(__\[POSTCOMPILE_(\w+)\]\)")
 
 
@@ -112,6 +114,8 @@ class SQLiteConnection:
         key = (stmt, keys)
         hit = _CACHE.get(key)
         if hit is None:
+            if len(_CACHE) > _CACHE_MAX:  # only prebuilt statements belong here: a safety net
+                _CACHE.clear()
             compiled: Any = stmt.compile(dialect=self._dialect, column_keys=list(keys) or None)
             order = tuple(compiled.positiontup or ())
             expanding = tuple(_EXPANDING.findall(compiled.string))
@@ -188,6 +192,8 @@ class PgConnection:
         key = (stmt, keys)
         hit = _PG_CACHE.get(key)
         if hit is None:
+            if len(_PG_CACHE) > _CACHE_MAX:
+                _PG_CACHE.clear()
             compiled: Any = stmt.compile(dialect=self._dialect, column_keys=list(keys) or None)
             names = list(compiled.positiontup or ())
             expanding = set(re.findall(r"__\[POSTCOMPILE_(\w+)\]", compiled.string))
