@@ -29,6 +29,20 @@ _platforms = (
 )
 
 
+#: what a claim reads of each job it takes
+CLAIMED_COLUMNS = (
+    Job.id,
+    Job.uid,
+    Job.app_id,
+    Job.args,
+    Job.stdin_data_id,
+    Job.env_data_id,
+    Job.needs_network,
+    Job.min_memory_bytes,
+    Job.min_disk_bytes,
+)
+
+
 @cache
 def claim_select(kind: str, skip_locked: bool, fit: bool = False, offline: bool = False) -> Any:
     """PENDING jobs a worker may run, oldest first. ``kind``: private, public or group.
@@ -58,17 +72,7 @@ def claim_select(kind: str, skip_locked: bool, fit: bool = False, offline: bool 
     if offline:
         where.append(Job.needs_network.is_(False))
     q = (
-        select(
-            Job.id,
-            Job.uid,
-            Job.app_id,
-            Job.args,
-            Job.stdin_data_id,
-            Job.env_data_id,
-            Job.needs_network,
-            Job.min_memory_bytes,
-            Job.min_disk_bytes,
-        )
+        select(*CLAIMED_COLUMNS)
         .where(*where)
         .order_by(Job.id)
         .limit(bindparam("k"))

@@ -64,17 +64,6 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
 
 # -- claim: PENDING -> RUNNING, one task per job --------------------------------------------------
 
-_CLAIMED_COLUMNS = (
-    Job.id,
-    Job.uid,
-    Job.app_id,
-    Job.args,
-    Job.stdin_data_id,
-    Job.env_data_id,
-    Job.needs_network,
-    Job.min_memory_bytes,
-    Job.min_disk_bytes,
-)
 _CLAIM_GUARD = job_moves(JobStatus.RUNNING, JobStatus.PENDING)
 
 
@@ -97,7 +86,7 @@ def _claim_update(kind: str, skip_locked: bool, fit: bool, offline: bool) -> Any
         update(Job)
         .where(Job.id.in_(select(pick.c.id)))
         .values(status=JobStatus.RUNNING.value, started_at=bindparam("now"))
-        .returning(*_CLAIMED_COLUMNS)
+        .returning(*hot.CLAIMED_COLUMNS)
     )
 
 
@@ -115,7 +104,7 @@ _TASK_IDS = select(Task.uid, Task.id).where(Task.uid.in_(bindparam("uids", expan
 class Claimed:
     """A job just marked RUNNING and the task that runs it (``seq``: the task's id)."""
 
-    job: Any  # a row of _CLAIMED_COLUMNS
+    job: Any  # a row of hot.CLAIMED_COLUMNS
     task_uid: str
     seq: int
 

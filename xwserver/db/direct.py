@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import collections
 import re
-import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +47,7 @@ class _Compiled:
     order: tuple[str, ...]
     #: values of the parameters the statement carries itself (literals, guard statuses)
     fixed: Mapping[str, Any]
+    returns_rows: bool
 
     def sql(self, lengths: Sequence[int]) -> str:
         if not self.expanding:
@@ -103,31 +103,29 @@ def _row_type(description: Sequence[Sequence[Any]]) -> type:
     return cls
 
 
-class SQLiteConnection:
-    """Runs Core statements on one ``sqlite3`` connection, inside the caller's transaction."""
+class _DirectConnection:
+    """What both drivers share: statements compiled once (by statement and inserted keys),
+    execute and executemany dispatched to the driver's ``_run`` and ``_run_many``."""
 
-    def __init__(self, conn: sqlite3.Connection, dialect: Dialect) -> None:
+    #: compiled statements of this driver, by (statement, inserted column keys)
+    _cache: dict[tuple[ClauseElement, tuple[str, ...]], Any]
+
+    def __init__(self, conn: Any, dialect: Dialect) -> None:
         self._conn = conn
         self._dialect = dialect
 
-    def _compiled(self, stmt: ClauseElement, keys: tuple[str, ...]) -> _Compiled:
+    def _compiled(self, stmt: ClauseElement, keys: tuple[str, ...]) -> Any:
         key = (stmt, keys)
-        hit = _CACHE.get(key)
+        hit = self._cache.get(key)
         if hit is None:
-            if len(_CACHE) > _CACHE_MAX:  # only prebuilt statements belong here: a safety net
-                _CACHE.clear()
-            compiled: Any = stmt.compile(dialect=self._dialect, column_keys=list(keys) or None)
-            order = tuple(compiled.positiontup or ())
-            expanding = tuple(_EXPANDING.findall(compiled.string))
-            fixed = {
-                name: bind.value
-                for name, bind in compiled.binds.items()
-                if name in order and bind.callable is None
-            }
-            hit = _CACHE[key] = _Compiled(
-                tuple(_EXPANDING.split(compiled.string)[::2]), expanding, order, fixed
-            )
+            if len(self._cache) > _CACHE_MAX:  # only prebuilt statements belong here: a safety net
+                self._cache.clear()
+            compiled = stmt.compile(dialect=self._dialect, column_keys=list(keys) or None)
+            hit = self._cache[key] = self._build(compiled, _returns_rows(stmt))
         return hit
+
+    def _build(self, compiled: Any, returns_rows: bool) -> Any:
+        raise NotImplementedError
 
     async def execute(
         self, stmt: ClauseElement, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
@@ -135,21 +133,52 @@ class SQLiteConnection:
         if isinstance(params, Sequence):  # executemany
             if not params:
                 return Result([], 0)
-            keys = tuple(params[0]) if isinstance(stmt, Insert) else ()
-            compiled = self._compiled(stmt, keys)
-            if isinstance(stmt, Insert) and stmt._returning:
-                # sqlite3 returns no rows from executemany: one row at a time (a handful here)
+            compiled = self._compiled(stmt, tuple(params[0]) if isinstance(stmt, Insert) else ())
+            if compiled.returns_rows:
+                # neither driver returns rows from executemany: one row at a time (a handful here)
                 rows: list[Any] = []
                 for one in params:
-                    rows += self._run(compiled, one).all()
+                    rows += (await self._run(compiled, one)).all()
                 return Result(rows, len(rows))
-            sql = compiled.sql([len(params[0][name]) for name in compiled.expanding])
-            cursor = self._conn.executemany(sql, [compiled.args(p) for p in params])
-            return Result([], cursor.rowcount)
+            return await self._run_many(compiled, params)
         keys = tuple(params) if isinstance(stmt, Insert) and params else ()
-        return self._run(self._compiled(stmt, keys), params or {})
+        return await self._run(self._compiled(stmt, keys), params or {})
 
-    def _run(self, compiled: _Compiled, params: Mapping[str, Any]) -> Result:
+    async def _run(self, compiled: Any, params: Mapping[str, Any]) -> Result:
+        raise NotImplementedError
+
+    async def _run_many(self, compiled: Any, params: Sequence[Mapping[str, Any]]) -> Result:
+        raise NotImplementedError
+
+
+def _fixed(compiled: Any, names: Iterable[str]) -> dict[str, Any]:
+    """The values of the parameters a statement carries itself (literals, guard statuses)."""
+    wanted = set(names)
+    return {
+        name: bind.value for name, bind in compiled.binds.items() if name in wanted and bind.callable is None
+    }
+
+
+def _returns_rows(stmt: ClauseElement) -> bool:
+    return bool(getattr(stmt, "is_select", False) or getattr(stmt, "_returning", ()))
+
+
+class SQLiteConnection(_DirectConnection):
+    """Runs Core statements on one ``sqlite3`` connection, inside the caller's transaction."""
+
+    _cache: dict[tuple[ClauseElement, tuple[str, ...]], Any] = {}
+
+    def _build(self, compiled: Any, returns_rows: bool) -> _Compiled:
+        order = tuple(compiled.positiontup or ())
+        return _Compiled(
+            tuple(_EXPANDING.split(compiled.string)[::2]),
+            tuple(_EXPANDING.findall(compiled.string)),
+            order,
+            _fixed(compiled, order),
+            returns_rows,
+        )
+
+    async def _run(self, compiled: _Compiled, params: Mapping[str, Any]) -> Result:
         sql = compiled.sql([len(params[name]) for name in compiled.expanding])
         cursor = self._conn.execute(sql, compiled.args(params))
         if cursor.description is None:
@@ -158,8 +187,10 @@ class SQLiteConnection:
         rows = [row(*r) for r in cursor.fetchall()]
         return Result(rows, cursor.rowcount)
 
-
-_CACHE: dict[tuple[ClauseElement, tuple[str, ...]], _Compiled] = {}
+    async def _run_many(self, compiled: _Compiled, params: Sequence[Mapping[str, Any]]) -> Result:
+        sql = compiled.sql([len(params[0][name]) for name in compiled.expanding])
+        cursor = self._conn.executemany(sql, [compiled.args(p) for p in params])
+        return Result([], cursor.rowcount)
 
 
 _PG_TOKEN = re.compile(r"\$\d+|IN \(__\[POSTCOMPILE_(\w+)\]\)")
@@ -177,63 +208,31 @@ class _PgCompiled:
         return [params[name] if name in params else self.fixed[name] for name in self.order]
 
 
-def _returns_rows(stmt: ClauseElement) -> bool:
-    return bool(getattr(stmt, "is_select", False) or getattr(stmt, "_returning", ()))
-
-
-class PgConnection:
+class PgConnection(_DirectConnection):
     """Runs Core statements on one ``asyncpg`` connection, inside the caller's transaction."""
 
-    def __init__(self, conn: Any, dialect: Dialect) -> None:
-        self._conn = conn
-        self._dialect = dialect
+    _cache: dict[tuple[ClauseElement, tuple[str, ...]], Any] = {}
 
-    def _compiled(self, stmt: ClauseElement, keys: tuple[str, ...]) -> _PgCompiled:
-        key = (stmt, keys)
-        hit = _PG_CACHE.get(key)
-        if hit is None:
-            if len(_PG_CACHE) > _CACHE_MAX:
-                _PG_CACHE.clear()
-            compiled: Any = stmt.compile(dialect=self._dialect, column_keys=list(keys) or None)
-            names = list(compiled.positiontup or ())
-            expanding = set(re.findall(r"__\[POSTCOMPILE_(\w+)\]", compiled.string))
-            # $k is the k-th name that is not an expanding one (a name used twice has one $k)
-            numbered = [n for n in names if n not in expanding]
-            order: list[str] = []
+    def _build(self, compiled: Any, returns_rows: bool) -> _PgCompiled:
+        names = list(compiled.positiontup or ())
+        expanding = set(re.findall(r"__\[POSTCOMPILE_(\w+)\]", compiled.string))
+        # $k is the k-th name that is not an expanding one (a name used twice has one $k)
+        numbered = [n for n in names if n not in expanding]
+        order: list[str] = []
 
-            def renumber(m: re.Match[str]) -> str:
-                name = m.group(1) or numbered[int(m.group(0)[1:]) - 1]
-                if name not in order:
-                    order.append(name)
-                n = order.index(name) + 1
-                return f"= ANY(${n})" if m.group(1) else f"${n}"
+        def renumber(m: re.Match[str]) -> str:
+            name = m.group(1) or numbered[int(m.group(0)[1:]) - 1]
+            if name not in order:
+                order.append(name)
+            n = order.index(name) + 1
+            return f"= ANY(${n})" if m.group(1) else f"${n}"
 
-            sql = _PG_TOKEN.sub(renumber, compiled.string)
-            fixed = {
-                name: bind.value
-                for name, bind in compiled.binds.items()
-                if name in names and bind.callable is None
-            }
-            hit = _PG_CACHE[key] = _PgCompiled(sql, tuple(order), fixed, _returns_rows(stmt))
-        return hit
+        sql = _PG_TOKEN.sub(renumber, compiled.string)
+        return _PgCompiled(sql, tuple(order), _fixed(compiled, names), returns_rows)
 
-    async def execute(
-        self, stmt: ClauseElement, params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None
-    ) -> Result:
-        if isinstance(params, Sequence):  # executemany
-            if not params:
-                return Result([], 0)
-            keys = tuple(params[0]) if isinstance(stmt, Insert) else ()
-            compiled = self._compiled(stmt, keys)
-            if compiled.returns_rows:
-                rows: list[Any] = []
-                for one in params:
-                    rows += (await self._run(compiled, one)).all()
-                return Result(rows, len(rows))
-            await self._conn.executemany(compiled.sql, [compiled.args(p) for p in params])
-            return Result([], len(params))
-        keys = tuple(params) if isinstance(stmt, Insert) and params else ()
-        return await self._run(self._compiled(stmt, keys), params or {})
+    async def _run_many(self, compiled: _PgCompiled, params: Sequence[Mapping[str, Any]]) -> Result:
+        await self._conn.executemany(compiled.sql, [compiled.args(p) for p in params])
+        return Result([], len(params))
 
     async def _run(self, compiled: _PgCompiled, params: Mapping[str, Any]) -> Result:
         args = compiled.args(params)
@@ -246,6 +245,3 @@ class PgConnection:
             return Result([], 0)
         row = _row_type([(k,) for k in records[0].keys()])  # noqa: SIM118 (a Record iterates its values)
         return Result([row(*r.values()) for r in records], len(records))
-
-
-_PG_CACHE: dict[tuple[ClauseElement, tuple[str, ...]], _PgCompiled] = {}
