@@ -71,12 +71,7 @@ def claim_select(kind: str, skip_locked: bool, fit: bool = False, offline: bool 
         ]
     if offline:
         where.append(Job.needs_network.is_(False))
-    q = (
-        select(*CLAIMED_COLUMNS)
-        .where(*where)
-        .order_by(Job.id)
-        .limit(bindparam("k"))
-    )
+    q = select(*CLAIMED_COLUMNS).where(*where).order_by(Job.id).limit(bindparam("k"))
     if skip_locked:
         q = q.with_for_update(skip_locked=True, of=Job)
     return q
