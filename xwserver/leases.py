@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+import msgspec
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -23,6 +24,7 @@ from xwcommon.errors import BadRequest, HostDisabled, IntegrityError, NotFound, 
 from xwcommon.levels import PRIVATE, UserLevel
 from xwcommon.protocol.work import (
     INLINE_RESULT_MAX_BYTES,
+    Accounting,
     Heartbeat,
     HeartbeatAnswer,
     Release,
@@ -130,15 +132,7 @@ async def upload_result(
 
 
 def _accounting(rep: Report) -> dict[str, float | int | None]:
-    acc = rep.accounting
-    if acc is None:
-        return dict.fromkeys(("cpu_user_s", "cpu_system_s", "wall_s", "max_rss_bytes"))
-    return {
-        "cpu_user_s": acc.cpu_user_s,
-        "cpu_system_s": acc.cpu_system_s,
-        "wall_s": acc.wall_s,
-        "max_rss_bytes": acc.max_rss_bytes,
-    }
+    return msgspec.structs.asdict(rep.accounting or Accounting())
 
 
 @dataclass
@@ -175,9 +169,27 @@ _RESULT_IDS = select(Data.uid, Data.id, Data.task_id).where(Data.uid.in_(bindpar
 
 async def _result_ids(
     conn: AsyncConnection, items: Sequence[tuple[LiveTask, Report, _Inline | None]], now: float
-) -> dict[str, int | None]:
-    """The data id of each report's result, by task uid; inline results get their data rows
-    here. A ``result_uid`` that names no result of that very task is a 400."""
+) -> tuple[dict[str, int | None], dict[str, str]]:
+    """The data id of each report's result, by task uid, and the reports refused, by task uid:
+    a ``result_uid`` that names no result of that very task. Checked before the inline
+    results get their data rows, so a refusal leaves nothing half-written."""
+    named = [rep.result_uid for _t, rep, inline in items if inline is None and rep.result_uid]
+    found = {}
+    if named:
+        found = {r.uid: (r.id, r.task_id) for r in await conn.execute(_RESULT_IDS, {"uids": named})}
+    ids: dict[str, int | None] = {}
+    refused: dict[str, str] = {}
+    for task, rep, inline in items:
+        if inline is None and rep.result_uid:
+            hit = found.get(rep.result_uid)
+            if hit is None or hit[1] != task.id:
+                refused[task.uid] = (
+                    f"task {task.uid}: result_uid does not name a result uploaded for this task"
+                )
+            else:
+                ids[task.uid] = hit[0]
+        elif inline is None:
+            ids[task.uid] = None
     rows = [
         {
             "uid": inline.uid,
@@ -195,27 +207,12 @@ async def _result_ids(
     ]
     if rows:
         await conn.execute(_INSERT_RESULT, rows)
-    wanted = [inline.uid if inline else rep.result_uid for _t, rep, inline in items]
-    found = {}
-    if any(wanted):
-        found = {
-            r.uid: (r.id, r.task_id)
-            for r in await conn.execute(_RESULT_IDS, {"uids": [w for w in wanted if w]})
-        }
-    out: dict[str, int | None] = {}
-    for (task, _rep, _inline), uid in zip(items, wanted, strict=True):
-        if uid is None:
-            out[task.uid] = None
-            continue
-        hit = found.get(uid)
-        if hit is None or hit[1] != task.id:
-            raise BadRequest(f"task {task.uid}: result_uid does not name a result uploaded for this task")
-        out[task.uid] = hit[0]
-    return out
+        stored = {r.uid: r.id for r in await conn.execute(_RESULT_IDS, {"uids": [r["uid"] for r in rows]})}
+        ids.update({task.uid: stored[inline.uid] for task, _rep, inline in items if inline is not None})
+    return ids, refused
 
 
 async def apply_reports(
-    srv: Server,
     conn: AsyncConnection,
     live: dict[str, LiveTask],
     reports: Sequence[Report],
@@ -241,19 +238,12 @@ async def apply_reports(
         items.append((task, rep, inline))
     if not items:
         return outcomes
-    try:
-        result_ids = await _result_ids(conn, items, now)
-    except BadRequest:
-        # one bad result_uid must not sink the others: check them one by one
-        result_ids = {}
-        kept = []
-        for item in items:
-            try:
-                result_ids.update(await _result_ids(conn, [item], now))
-                kept.append(item)
-            except BadRequest as exc:
-                outcomes.append(ReportOutcome(task_uid=item[0].uid, error=exc.code, message=exc.message))
-        items = kept
+    # one bad result_uid is that report's error, not the others'
+    result_ids, refused = await _result_ids(conn, items, now)
+    outcomes += [
+        ReportOutcome(task_uid=uid, error=BadRequest.code, message=why) for uid, why in refused.items()
+    ]
+    items = [item for item in items if item[0].uid not in refused]
     finishes = [
         Finish(
             task=task,
@@ -285,7 +275,9 @@ async def report(srv: Server, caller: Caller, task_uid: str, rep: Report) -> Rep
 
     async def work(conn: AsyncConnection) -> list[ReportOutcome]:
         task = await _task_of_caller(conn, caller, uid, lock=srv.skip_locked)
-        return await apply_reports(srv, conn, {uid: task}, [_with_uid(rep, uid)], [inline], now)
+        return await apply_reports(
+            conn, {uid: task}, [msgspec.structs.replace(rep, task_uid=uid)], [inline], now
+        )
 
     [outcome] = await transaction(srv.engine, work)
     if outcome.error == TaskGone.code:
@@ -293,20 +285,6 @@ async def report(srv: Server, caller: Caller, task_uid: str, rep: Report) -> Rep
     if outcome.error is not None:
         raise BadRequest(outcome.message or outcome.error)
     return ReportAnswer(job_status=outcome.job_status or "")
-
-
-def _with_uid(rep: Report, uid: str) -> Report:
-    if rep.task_uid == uid:
-        return rep
-    return Report(
-        task_uid=uid,
-        status=rep.status,
-        exit_code=rep.exit_code,
-        message=rep.message,
-        result_uid=rep.result_uid,
-        result_inline=rep.result_inline,
-        accounting=rep.accounting,
-    )
 
 
 async def release(srv: Server, caller: Caller, msg: Release) -> Released:

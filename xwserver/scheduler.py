@@ -166,7 +166,7 @@ async def request_work(
         if msg.reports or msg.held is not None:
             live = await lifecycle.live_tasks(conn, host.id, lock=srv.skip_locked)
             if msg.reports:
-                reported = await leases.apply_reports(srv, conn, live, msg.reports, inlines, now)
+                reported = await leases.apply_reports(conn, live, msg.reports, inlines, now)
             if msg.held is not None:
                 keep = set(msg.held) | {r.task_uid for r in msg.reports if r.task_uid}
                 released = await lifecycle.release(conn, [t for u, t in live.items() if u not in keep], now)

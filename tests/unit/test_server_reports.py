@@ -160,3 +160,35 @@ async def test_a_bad_inline_result_is_refused_and_the_task_stays_live(xw: XW) ->
     assert (await xw.job(job["uid"]))["status"] == "RUNNING"
     await xw.ok("POST", path, token=xw.worker, json={**base, "result_inline": _inline(b"fine")})
     assert (await xw.job(job["uid"]))["status"] == "COMPLETED"
+
+
+async def test_a_bad_result_uid_beside_an_inline_result_refuses_that_report_alone(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    jobs = [(await xw.submit(xw.admin, "work"))["uid"] for _ in range(2)]
+    host = await xw.register()
+    inline, bogus = await xw.request_work(host, capacity=2)
+    content = b"PK\x05\x06" + bytes(18)  # an empty zip archive
+    answer = await xw.ok(
+        "POST",
+        "/work/request",
+        token=xw.worker,
+        json={
+            "host_uid": host,
+            "capacity": 1,
+            "wait_s": 0,
+            "reports": [
+                {"task_uid": inline["task_uid"], "status": "COMPLETED", "result_inline": _inline(content)},
+                # names the other task's result: refused for this report, not for the request
+                {"task_uid": bogus["task_uid"], "status": "COMPLETED", "result_uid": inline["task_uid"]},
+            ],
+        },
+    )
+    outcomes = {o["task_uid"]: o for o in answer["reported"]}
+    assert outcomes[inline["task_uid"]]["job_status"] == "COMPLETED"
+    assert outcomes[bogus["task_uid"]]["error"] == "bad_request"
+    assert "result_uid" in outcomes[bogus["task_uid"]]["message"]
+    done = await xw.job(inline["job_uid"])
+    assert done["result_sha256"] == hashlib.sha256(content).hexdigest()
+    assert (await xw.job(bogus["job_uid"]))["status"] == "RUNNING"
+    assert sorted(jobs) == sorted([inline["job_uid"], bogus["job_uid"]])
+    await xw.assert_healthy()
