@@ -12,6 +12,9 @@ WORK_REQUEST_RECHECK_S = 0.5  # long-poll re-check for jobs submitted through an
 MAX_RETRY = 3  # how many times a lost job is rescheduled before it ends in ERROR
 MAX_BODY_BYTES = 64 * 1024 * 1024 * 1024  # upload limit for data bodies
 MAX_JSON_BYTES = 32 * 1024 * 1024  # limit for JSON bodies (a bulk of a few thousand jobs)
+#: free space the server keeps on its data store's disk: an upload that would eat into it is
+#: refused (507) before it is read, so the database, the logs and the journal still have room
+DISK_RESERVE_BYTES = 256 * 1024 * 1024
 MAX_BULK_JOBS = 5000
 STREAM_CHUNK_BYTES = 1024 * 1024
 #: a task's result archive up to this size rides inline in its report (one round trip less)

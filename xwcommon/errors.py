@@ -95,6 +95,22 @@ class PayloadTooLarge(XWError):
     http_status = 413
 
 
+class UnsupportedMediaType(XWError):
+    """Raised when a body comes with a content type the endpoint does not take (JSON
+    endpoints take ``application/json`` only)."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class StorageFull(XWError):
+    """Raised when the server has no room left for what it was sent (its data store or its
+    database): 507; the message says which. Try again later, not at once."""
+
+    code = "storage_full"
+    http_status = 507
+
+
 class IntegrityError(XWError):
     """Raised when transferred content does not match its announced sha256 or size."""
 
@@ -155,6 +171,8 @@ _BY_CODE: dict[str, type[XWError]] = {
         TaskGone,
         Busy,
         PayloadTooLarge,
+        UnsupportedMediaType,
+        StorageFull,
         IntegrityError,
         TooManyRequests,
         ServerUnreachable,

@@ -69,6 +69,19 @@ SERVER_KEYS: tuple[tuple[str, str, str], ...] = (
         "max_json_bytes",
         "Largest JSON request body accepted, in bytes (bulk job submissions).",
     ),
+    (
+        "disk_reserve_bytes",
+        "disk_reserve_bytes",
+        "Free space (bytes) kept on the data store's disk: an upload whose announced size\n"
+        "would eat into it is refused with 507 storage_full before its body is read.",
+    ),
+    (
+        "server.aliases",
+        "aliases",
+        "Other host:port names of this deployment (its other servers sharing the database),\n"
+        "space-separated: xw:// URIs sent to this server may name them or this server;\n"
+        "a URI naming any other server is refused.",
+    ),
     ("reaper_interval_s", "reaper_interval_s", "Seconds between two looks for expired leases."),
     (
         "work_request_recheck_s",
@@ -113,6 +126,8 @@ _DEFAULTS: dict[str, object] = {
     "token_ttl_s": defaults.TOKEN_TTL_S,
     "max_body_bytes": defaults.MAX_BODY_BYTES,
     "max_json_bytes": defaults.MAX_JSON_BYTES,
+    "disk_reserve_bytes": defaults.DISK_RESERVE_BYTES,
+    "aliases": "",
     "reaper_interval_s": defaults.REAPER_INTERVAL_S,
     "work_request_recheck_s": defaults.WORK_REQUEST_RECHECK_S,
     "gc_interval_s": defaults.GC_INTERVAL_S,

@@ -10,6 +10,9 @@ Keys (``key=value``):
 - ``token_ttl_s``      lifetime of a login token
 - ``max_body_bytes``   largest data upload accepted
 - ``max_json_bytes``   largest JSON body accepted
+- ``disk_reserve_bytes`` free space kept on the data store's disk (uploads that would eat into it get 507)
+- ``server.aliases``   other host:port names of this deployment (its other servers) that
+  ``xw://`` URIs sent to it may name; URIs naming any other server are refused
 - ``reaper_interval_s`` how often expired leases are looked for
 - ``gc_interval_s``    how often orphan results and unreferenced files are collected
 - ``gc_grace_s``       only what is older than this is collected
@@ -43,6 +46,8 @@ class ServerSettings:
     token_ttl_s: float = defaults.TOKEN_TTL_S
     max_body_bytes: int = defaults.MAX_BODY_BYTES
     max_json_bytes: int = defaults.MAX_JSON_BYTES
+    disk_reserve_bytes: int = defaults.DISK_RESERVE_BYTES
+    aliases: str = ""
     reaper_interval_s: float = defaults.REAPER_INTERVAL_S
     work_request_recheck_s: float = defaults.WORK_REQUEST_RECHECK_S
     gc_interval_s: float = defaults.GC_INTERVAL_S
@@ -94,6 +99,11 @@ class ServerSettings:
         return urlsplit(self.url).port or defaults.DEFAULT_PORT
 
     @property
+    def uri_hosts(self) -> frozenset[str]:
+        """The host:port names ``xw://`` URIs sent to this server may carry: its own and its aliases."""
+        return frozenset({self.netloc.lower(), *(a.lower() for a in self.aliases.replace(",", " ").split())})
+
+    @property
     def netloc(self) -> str:
         """``host:port`` as it appears in object URIs."""
         return urlsplit(self.url).netloc
@@ -119,6 +129,8 @@ class ServerSettings:
             "token_ttl_s": ("token_ttl_s", float),
             "max_body_bytes": ("max_body_bytes", int),
             "max_json_bytes": ("max_json_bytes", int),
+            "disk_reserve_bytes": ("disk_reserve_bytes", int),
+            "server.aliases": ("aliases", str),
             "reaper_interval_s": ("reaper_interval_s", float),
             "work_request_recheck_s": ("work_request_recheck_s", float),
             "gc_interval_s": ("gc_interval_s", float),

@@ -9,6 +9,8 @@ digests are still referenced.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import logging
 import os
@@ -16,9 +18,14 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 from xwcommon import defaults
-from xwcommon.errors import IntegrityError, PayloadTooLarge
+from xwcommon.errors import IntegrityError, PayloadTooLarge, StorageFull
 
 log = logging.getLogger(__name__)
+
+#: what a full disk (or a spent quota) raises
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+#: how the 507 names the store (a client should know it is the server's disk, not its own)
+STORE_NAME = "the server's data store (uploaded data, application binaries and results)"
 
 
 class DataStore:
@@ -36,6 +43,28 @@ class DataStore:
     def exists(self, sha256: str) -> bool:
         return self.path_of(sha256).is_file()
 
+    def free_bytes(self) -> int:
+        """Bytes free on the store's disk, as an unprivileged writer sees them."""
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    def check_room(self, needed_bytes: int, reserve_bytes: int) -> None:
+        """Refuse (507) an upload of ``needed_bytes`` that would leave less than
+        ``reserve_bytes`` free: said at once, before a byte of it is read."""
+        free = self.free_bytes()
+        if needed_bytes > free - reserve_bytes:
+            log.warning(
+                "refused an upload of %d bytes: %s has %d bytes free, %d of them kept in reserve",
+                needed_bytes,
+                self.root,
+                free,
+                reserve_bytes,
+            )
+            raise StorageFull(
+                f"{STORE_NAME} is full: {needed_bytes} bytes announced, "
+                f"{max(free - reserve_bytes, 0)} bytes left; try again later or ask the administrator"
+            )
+
     async def put(
         self,
         chunks: AsyncIterator[bytes],
@@ -44,7 +73,27 @@ class DataStore:
         expected_sha256: str | None = None,
         expected_size: int | None = None,
     ) -> tuple[str, int]:
-        """Store a stream; returns (sha256, size). Raises if it is too big or not as announced."""
+        """Store a stream; returns (sha256, size). Raises if it is too big or not as announced
+        (as soon as it is longer than announced), and :class:`StorageFull` (507) when the
+        disk fills up; the temporary file is removed then, so nothing half-written stays."""
+        try:
+            return await self._put(chunks, max_bytes, expected_sha256, expected_size)
+        except OSError as exc:
+            if exc.errno not in _FULL_ERRNOS:
+                raise
+            log.warning("%s is full: %s", self.root, exc)
+            raise StorageFull(
+                f"{STORE_NAME} is full ({os.strerror(exc.errno)}); nothing was stored: "
+                "try again later or ask the administrator"
+            ) from None
+
+    async def _put(
+        self,
+        chunks: AsyncIterator[bytes],
+        max_bytes: int,
+        expected_sha256: str | None,
+        expected_size: int | None,
+    ) -> tuple[str, int]:
         h = hashlib.sha256()
         size = 0
         tmp = self.tmp / f"{os.getpid()}-{id(chunks)}-{os.urandom(6).hex()}"
@@ -56,6 +105,10 @@ class DataStore:
                 size += len(chunk)
                 if size > max_bytes:
                     raise PayloadTooLarge(f"body larger than the limit of {max_bytes} bytes")
+                if expected_size is not None and size > expected_size:
+                    raise IntegrityError(
+                        f"received more than the {expected_size} bytes announced; send it again"
+                    )
                 h.update(chunk)
                 pending.append(chunk)
                 pending_bytes += len(chunk)
@@ -66,7 +119,8 @@ class DataStore:
                 await asyncio.to_thread(fh.write, b"".join(pending))
             await asyncio.to_thread(_flush_and_sync, fh)
         except BaseException:
-            fh.close()
+            with contextlib.suppress(OSError):  # closing flushes, which fails again on a full disk
+                fh.close()
             tmp.unlink(missing_ok=True)
             raise
         fh.close()

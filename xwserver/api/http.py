@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from xwcommon import defaults
-from xwcommon.errors import AuthenticationError, BadRequest, Busy, PayloadTooLarge, TooManyRequests, XWError
+from xwcommon.errors import (
+    AuthenticationError,
+    BadRequest,
+    Busy,
+    IntegrityError,
+    PayloadTooLarge,
+    StorageFull,
+    TooManyRequests,
+    XWError,
+)
 from xwcommon.protocol import Message, decode_json
 
 from ..access import Caller
@@ -46,6 +58,7 @@ _STATUS_CODES = {
     415: "unsupported_media_type",
     422: "integrity",
     429: "too_many_requests",
+    507: "storage_full",
 }
 
 
@@ -72,15 +85,57 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             message = (
                 f"request body too large ({exc.reason}); the limit is set by max_json_bytes/max_body_bytes"
             )
-        return error_response(exc.status, code, message or exc.reason)
+        response = error_response(exc.status, code, message or exc.reason)
+        if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+            response.text = json.dumps(
+                {
+                    "error": code,
+                    "message": f"{request.method} is not allowed here; use {exc.headers['Allow']}",
+                }
+            )
+        return response
     except (ConnectionResetError, web.RequestPayloadError) as exc:
         log.info("client went away during %s %s: %s", request.method, request.path, exc)
         return error_response(400, "bad_request", "the request body was cut short")
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            log.exception("internal error on %s %s", request.method, request.path)
+            return _internal()
+        log.error("disk full on %s %s: %s", request.method, request.path, exc)
+        full = StorageFull("the server's disk is full; try again later or ask the administrator")
+        return error_response(full.http_status, full.code, full.message)
+    except DBAPIError as exc:
+        if not _database_full(exc):
+            log.exception("internal error on %s %s", request.method, request.path)
+            return _internal()
+        log.error("database full on %s %s: %s", request.method, request.path, exc.orig)
+        full = StorageFull("the server's database is full; try again later or ask the administrator")
+        return error_response(full.http_status, full.code, full.message)
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
-        return error_response(
-            500, "internal", "internal server error; the administrator will find it in xwserver.log"
-        )
+        return _internal()
+
+
+def _internal() -> web.Response:
+    return error_response(
+        500, "internal", "internal server error; the administrator will find it in xwserver.log"
+    )
+
+
+#: how each database says its disk is full: SQLite (SQLITE_FULL), PostgreSQL (53100
+#: disk_full), MariaDB (1021 ER_DISK_FULL, 1114 ER_RECORD_FILE_FULL)
+_DATABASE_FULL = ("database or disk is full", "could not extend file", "no space left on device")
+
+
+def _database_full(exc: DBAPIError) -> bool:
+    if getattr(exc.orig, "sqlstate", None) == "53100" or getattr(exc.orig, "pgcode", None) == "53100":
+        return True
+    args = getattr(exc.orig, "args", ())
+    if args and args[0] in (1021, 1114):
+        return True
+    text = str(exc.orig).lower()
+    return any(sign in text for sign in _DATABASE_FULL)
 
 
 @web.middleware
@@ -140,12 +195,21 @@ def query_int(request: web.Request, key: str) -> int | None:
     return n
 
 
-def body_chunks(request: web.Request, max_bytes: int) -> AsyncIterator[bytes]:
-    """The raw body as a stream, refused at once if its announced length is over the limit."""
-    if request.content_length is not None and request.content_length > max_bytes:
+def upload_chunks(request: web.Request, size: int | None) -> AsyncIterator[bytes]:
+    """The raw body of an upload as a stream, after what can be refused before reading it:
+    a length over ``max_body_bytes`` (413), a ``size`` that disagrees with Content-Length
+    (422), and a length the data store has no room for, its reserve kept (507)."""
+    settings = request.app[SERVER_KEY].settings
+    length = request.content_length
+    if length is not None and length > settings.max_body_bytes:
         raise PayloadTooLarge(
-            f"body of {request.content_length} bytes is over the limit of {max_bytes} bytes"
+            f"body of {length} bytes is over the limit of {settings.max_body_bytes} bytes (max_body_bytes)"
         )
+    if size is not None and length is not None and size != length:
+        raise IntegrityError(f"size={size} was announced but the body is {length} bytes (Content-Length)")
+    announced = size if size is not None else length
+    if announced:
+        request.app[SERVER_KEY].store.check_room(announced, settings.disk_reserve_bytes)
     return request.content.iter_chunked(defaults.STREAM_CHUNK_BYTES)
 
 

@@ -19,7 +19,6 @@ from .access_routes import ACCESS_ROUTES
 from .http import (
     TOKEN_KEY,
     Handler,
-    body_chunks,
     caller_of,
     message_response,
     ok,
@@ -27,6 +26,7 @@ from .http import (
     read_body,
     read_json,
     server_of,
+    upload_chunks,
 )
 from .jobsets_routes import JOBSET_ROUTES
 from .openapi import document
@@ -67,14 +67,15 @@ async def data_upload(request: web.Request) -> web.Response:
 
     caller.require(UserLevel.STANDARD, "inserting data")
     rights = request.query.get("access_rights")
+    size = query_int(request, "size")
     d = await data.store_upload(
         srv,
         caller,
-        body_chunks(request, srv.settings.max_body_bytes),
+        upload_chunks(request, size),
         name=request.query.get("name", "data"),
         access_rights=parse_access_rights(rights) if rights else data.DATA_DEFAULT_RIGHTS,
         expected_sha256=request.query.get("sha256"),
-        expected_size=query_int(request, "size"),
+        expected_size=size,
     )
     return web.json_response(await data.render(srv, d), status=201)
 
@@ -221,14 +222,14 @@ async def work_heartbeat(request: web.Request) -> web.Response:
 
 
 async def work_result(request: web.Request) -> web.Response:
-    srv = server_of(request)
+    size = query_int(request, "size")
     answer = await leases.upload_result(
-        srv,
+        server_of(request),
         caller_of(request),
         request.match_info["uid"],
-        body_chunks(request, srv.settings.max_body_bytes),
+        upload_chunks(request, size),
         sha256=request.query.get("sha256"),
-        size=query_int(request, "size"),
+        size=size,
     )
     return message_response(answer, status=201)
 
