@@ -196,6 +196,11 @@ WORKER_SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
                 "XWHEP: the same key.",
             ),
             (
+                "port.https",
+                f"{defaults.DEFAULT_PORT}",
+                "The port of the dispatcher.servers entries that name none. XWHEP: the same key.",
+            ),
+            (
                 "login",
                 "",
                 "The worker identity on the server. Required. A WORKER-level identity without a\n"
@@ -225,8 +230,10 @@ WORKER_SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
                 "path.tmpdir",
                 "",
                 "Folder of the worker's download cache, job scratch folders, results, state, log\n"
-                "and pid file. Default: <system temp>/xwworker-<login>. XWHEP: the same key (its\n"
-                "default was the system temp folder itself).",
+                "and pid file, private to its owner (0700). Default: one folder per deployment\n"
+                "and identity, <system temp>/xwworker-<user>/<host>_<port>-<login>-<hash>, so that\n"
+                "workers of several projects run side by side. XWHEP: the same key (its default\n"
+                "was the system temp folder itself).",
             ),
             (
                 "tags",
@@ -381,7 +388,8 @@ def render_worker_conf(url: str, login: str, password: str, ca_file: Path, *, st
         "# commented out take the default shown, or the one their comment gives. An environment",
         "# variable XWWORKER_<KEY> (upper case, dots turned into underscores, e.g.",
         "# XWWORKER_WORKPOOL_SIZE=2) overrides a key. XWHEP keys this worker does not use",
-        "# (port.tcp, tracer.enable, alive.period...) are accepted and ignored.",
+        "# (port.tcp, tracer.enable, alive.period...) are accepted and ignored; any other key",
+        "# is warned about with the nearest known one (xwworker check-config exits 1 on it).",
     ]
     for title, keys in WORKER_SECTIONS:
         out += ["", f"# == {title} =="]

@@ -11,7 +11,15 @@ XWHEP's verbs, and two of our own for the volunteer:
 - ``pause`` makes the worker compute nothing, whatever its activation policy says: running
   jobs are suspended (and handed back after ``max_suspend_s``), no work is requested, until
   ``resume``. It lasts across restarts (a file in ``path.tmpdir``) and takes effect within
-  a second.
+  a second;
+- ``check-config`` reads the config file and says what it sets: exit code 0 when it is
+  fine, 1 when it holds unknown keys (each named with the nearest known key), 2 when it
+  is invalid.
+
+Every command acts only on this deployment's worker: the one that holds the lock of the
+state folder recorded for this config's servers and login. A pid file that names another
+deployment's worker (two configs sharing ``pid.file``) is refused, never acted on.
+Unknown keys in the config are warned about on stderr by every command.
 
 Errors print one line on stderr and exit non-zero: 2 for a configuration error, 1 otherwise.
 """
@@ -36,6 +44,7 @@ from . import __version__
 from .loop import RELEASE_TIMEOUT_S, Worker
 from .sandbox import choose_runner
 from .settings import DEFAULT_CONFIG, WorkerSettings
+from .statedir import StateLock, claim_folder, folder_deployment, make_private_dir, worker_of
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,8 @@ NAME = "xwworker"
 START_READY_WAIT_S = 5.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXIT_NOT_RUNNING = 3
+#: ``check-config``: the config loads but holds keys the worker does not know
+EXIT_UNKNOWN_KEYS = 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         prog=NAME, description="XtremWeb-Py volunteer worker: computes jobs of a desktop grid."
     )
     parser.add_argument(
-        "command", choices=["console", "start", "stop", "restart", "status", "pause", "resume"]
+        "command",
+        choices=["console", "start", "stop", "restart", "status", "pause", "resume", "check-config"],
     )
     parser.add_argument(
         "--xwconfig", metavar="FILE", help=f"worker config file (default {DEFAULT_CONFIG})", default=None
@@ -70,9 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         "status": status,
         "pause": pause,
         "resume": resume,
+        "check-config": check_config,
     }
     try:
         settings = WorkerSettings.load(args.xwconfig)
+        if args.command != "check-config":
+            for warning in settings.warnings:
+                print(f"{NAME}: warning: {warning}", file=sys.stderr)
         return commands[args.command](settings, args)
     except ConfigError as exc:
         print(f"{NAME}: {exc.message}", file=sys.stderr)
@@ -90,29 +106,45 @@ def main(argv: list[str] | None = None) -> int:
 
 # -- verbs ---------------------------------------------------------------------------------------
 def console(settings: WorkerSettings, args: argparse.Namespace) -> int:
-    with daemon.PidFile(_require(settings.pid_file, "pid.file"), NAME):
-        configure_logging(settings, to_stderr=not args.detached, verbose=args.verbose)
-        log.info(
-            "xwworker %s starting: config %s, servers %s, %d slot(s), tmpdir %s",
-            __version__,
-            settings.config_file,
-            " ".join(settings.servers),
-            settings.workpool_size,
-            settings.tmpdir,
+    current = running(settings)
+    if current.running:
+        raise daemon.DaemonError(
+            f"{NAME} is already running (pid {current.pid}, pid file {settings.pid_file})"
         )
-        try:
-            asyncio.run(_run_worker(settings))
-        except XWError as exc:
-            log.critical("%s", exc.message)
-            return 2 if isinstance(exc, ConfigError) else 1
+    # the folder's lock first, then the pid file: a pid file never names a worker that does
+    # not hold this deployment's folder
+    lock = StateLock(settings.tmpdir)
+    lock.acquire()
+    try:
+        claim_folder(settings.tmpdir, settings.deployment)
+        with daemon.PidFile(_require(settings.pid_file, "pid.file"), NAME):
+            configure_logging(settings, to_stderr=not args.detached, verbose=args.verbose)
+            for warning in settings.warnings:
+                log.warning("%s", warning)
+            log.info(
+                "xwworker %s starting: config %s, servers %s, login %s, %d slot(s), tmpdir %s",
+                __version__,
+                settings.config_file,
+                " ".join(settings.servers),
+                settings.login,
+                settings.workpool_size,
+                settings.tmpdir,
+            )
+            try:
+                asyncio.run(_run_worker(settings, lock))
+            except XWError as exc:
+                log.critical("%s", exc.message)
+                return 2 if isinstance(exc, ConfigError) else 1
+    finally:
+        lock.release()
     return 0
 
 
-async def _run_worker(settings: WorkerSettings) -> None:
+async def _run_worker(settings: WorkerSettings, lock: StateLock) -> None:
     choice = choose_runner(enable=settings.sandbox_enable, network=settings.sandbox_network)
     if choice.warning:
         log.warning("%s", choice.warning)  # loudly: the volunteer must know
-    worker = Worker(settings, runner=choice.runner)
+    worker = Worker(settings, runner=choice.runner, state_lock=lock)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
@@ -125,11 +157,12 @@ async def _run_worker(settings: WorkerSettings) -> None:
 
 def start(settings: WorkerSettings, args: argparse.Namespace) -> int:
     spec = daemon_spec(settings, verbose=args.verbose)
-    before = daemon.status(spec)
-    pid = daemon.start(spec, timeout_s=daemon.START_TIMEOUT_S)
+    before = running(settings)
     if before.running:
-        print(f"{NAME} is already running (pid {pid})")
+        print(f"{NAME} is already running (pid {before.pid}) for {settings.deployment}")
         return 0
+    make_private_dir(settings.tmpdir)  # before its log files are made there
+    pid = daemon.start(spec, timeout_s=daemon.START_TIMEOUT_S)
     state = read_state(settings)
     if state.get("pid") == pid and state.get("host_uid"):
         print(f"{NAME} started (pid {pid}), registered at {state.get('server')} as host {state['host_uid']}")
@@ -142,6 +175,9 @@ def stop(settings: WorkerSettings, args: argparse.Namespace) -> int:
     spec = daemon_spec(settings, verbose=args.verbose)
     # the worker needs its grace period, the kill of what is left and the release call
     timeout_s = settings.shutdown_grace_s + settings.kill_grace_s + RELEASE_TIMEOUT_S + 15.0
+    if not running(settings).running:
+        print(f"{NAME} is not running")
+        return 0
     pid = daemon.stop(spec, timeout_s=timeout_s)
     print(f"{NAME} stopped (pid {pid})" if pid else f"{NAME} is not running")
     return 0
@@ -153,7 +189,7 @@ def restart(settings: WorkerSettings, args: argparse.Namespace) -> int:
 
 
 def status(settings: WorkerSettings, args: argparse.Namespace) -> int:
-    current = daemon.status(daemon_spec(settings, verbose=args.verbose))
+    current = running(settings)
     if not current.running:
         print(f"{NAME} is not running")
         return EXIT_NOT_RUNNING
@@ -177,23 +213,74 @@ def status(settings: WorkerSettings, args: argparse.Namespace) -> int:
 
 
 def pause(settings: WorkerSettings, args: argparse.Namespace) -> int:
-    settings.tmpdir.mkdir(parents=True, exist_ok=True)
+    _check_folder(settings)
+    make_private_dir(settings.tmpdir)
     settings.pause_file.write_text(f"paused at {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n", encoding="utf-8")
-    print(f"{NAME} paused: running jobs are suspended and no work is asked for until `{NAME} resume`")
+    if running(settings).running:
+        print(f"{NAME} paused: running jobs are suspended and no work is asked for until `{NAME} resume`")
+    else:
+        print(f"{NAME} is not running; once started it will compute nothing until `{NAME} resume`")
     return 0
 
 
 def resume(settings: WorkerSettings, args: argparse.Namespace) -> int:
+    _check_folder(settings)
     try:
         settings.pause_file.unlink()
     except FileNotFoundError:
         print(f"{NAME} was not paused")
         return 0
-    print(f"{NAME} resumed: it computes again when its activation policy allows")
+    if running(settings).running:
+        print(f"{NAME} resumed: it computes again when its activation policy allows")
+    else:
+        print(f"{NAME} is not running; once started it computes when its activation policy allows")
+    return 0
+
+
+def check_config(settings: WorkerSettings, args: argparse.Namespace) -> int:
+    """Say what the config sets; exit 1 when it holds unknown keys (invalid ones exit 2 earlier)."""
+    for warning in settings.warnings:
+        print(f"{NAME}: {warning}", file=sys.stderr)
+    print(
+        f"{settings.config_file}: servers {' '.join(settings.servers)}, login {settings.login}, "
+        f"{settings.workpool_size} slot(s), activator {settings.activator}, path.tmpdir {settings.tmpdir}"
+    )
+    if settings.warnings:
+        print(f"{NAME}: {len(settings.warnings)} unknown key(s) in {settings.config_file}", file=sys.stderr)
+        return EXIT_UNKNOWN_KEYS
     return 0
 
 
 # -- helpers ---------------------------------------------------------------------------------------
+def running(settings: WorkerSettings) -> daemon.DaemonStatus:
+    """This deployment's worker, as its pid file says; :class:`ConfigError` when the pid file
+    names a live worker of another deployment (it is never acted on)."""
+    current = daemon.status(daemon_spec(settings))
+    if (
+        current.running
+        and current.pid is not None
+        and not worker_of(settings.tmpdir, settings.deployment, current.pid)
+    ):
+        _check_folder(settings)
+        raise ConfigError(
+            f"pid.file: {settings.pid_file} names pid {current.pid}, a worker of another "
+            f"deployment than {settings.deployment}; give each deployment's worker its own "
+            "pid.file (unset, it is in the deployment's own path.tmpdir)"
+        )
+    return current
+
+
+def _check_folder(settings: WorkerSettings) -> None:
+    """:class:`ConfigError` when ``path.tmpdir`` is recorded as another deployment's folder."""
+    recorded = folder_deployment(settings.tmpdir)
+    if recorded is not None and recorded != settings.deployment:
+        raise ConfigError(
+            f"path.tmpdir: {settings.tmpdir} is the state folder of the worker of {recorded}, not of "
+            f"{settings.deployment}; give each deployment's worker its own path.tmpdir (unset, it is "
+            "one folder per deployment)"
+        )
+
+
 def daemon_spec(settings: WorkerSettings, *, verbose: bool = False) -> daemon.DaemonSpec:
     pid_file = _require(settings.pid_file, "pid.file")
     log_file = _require(settings.log_file, "log.file")
@@ -236,6 +323,8 @@ def configure_logging(settings: WorkerSettings, *, to_stderr: bool, verbose: boo
     if to_stderr:
         handlers.append(logging.StreamHandler(sys.stderr))
     log_file = _require(settings.log_file, "log.file")
+    if log_file.parent == settings.tmpdir:
+        make_private_dir(settings.tmpdir)
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))

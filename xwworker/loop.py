@@ -101,7 +101,7 @@ from .cache import DownloadCache
 from .executor import Executor, LocalRunner, Outcome, Runner
 from .host import describe_host, disk_free_bytes
 from .settings import WorkerSettings
-from .statedir import StateLock, Undertaker, kill_leftover_jobs
+from .statedir import StateLock, Undertaker, claim_folder, kill_leftover_jobs, make_private_dir
 
 log = logging.getLogger(__name__)
 
@@ -255,6 +255,7 @@ class Worker:
         clock: Callable[[], float] = time.time,
         backoff: Backoff | None = None,
         on_task_end: Callable[[TaskRun, Outcome], None] | None = None,
+        state_lock: StateLock | None = None,
     ) -> None:
         self.settings = settings
         #: called after a task's report was acknowledged (benchmarks read its timings)
@@ -272,7 +273,8 @@ class Worker:
         self._sleep = sleep
         self._clock = clock
         self._backoff = backoff or Backoff()
-        self._lock = StateLock(settings.tmpdir)
+        #: the state folder's lock; ``xwworker console`` takes it before it writes its pid file
+        self._lock = state_lock if state_lock is not None else StateLock(settings.tmpdir)
         #: kills what the jobs left if this process dies, where the runner cannot see to it
         self._undertaker = (
             None if self.executor.runner.dies_with_parent else Undertaker(settings.tmpdir, settings.tasks_dir)
@@ -439,18 +441,19 @@ class Worker:
 
     def _prepare_dirs(self) -> None:
         s = self.settings
+        make_private_dir(s.tmpdir)
+        claim_folder(s.tmpdir, s.deployment)
         try:
-            s.tmpdir.mkdir(parents=True, exist_ok=True, mode=0o700)
             # this process holds the folder's lock: jobs still running there were started by an
             # earlier worker, and their tasks were handed to others when it registered again
             kill_leftover_jobs(s.tasks_dir)
             # scratch dirs and results left by an earlier run belong to tasks whose leases are gone
             for leftover in (s.tasks_dir, s.results_dir):
                 shutil.rmtree(leftover, ignore_errors=True)
-            for d in (s.cache_dir, s.tasks_dir, s.results_dir):
-                d.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"path.tmpdir: cannot use {s.tmpdir}: {exc.strerror or exc}") from exc
+        for d in (s.cache_dir, s.tasks_dir, s.results_dir):
+            make_private_dir(d)  # other people's inputs and jobs' files: the owner's eyes only
 
     # -- registration --------------------------------------------------------------------------
     async def _register_first(self) -> None:

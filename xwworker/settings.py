@@ -8,8 +8,12 @@ The file is an XWHEP properties file (``key=value`` or ``key: value``). Keys:
 - ``ca.file``              the deployment CA certificate, relative to this file's folder.
                            XWHEP's ``path.certfile`` is accepted as an alias. Required.
 - ``workpool.size``        how many jobs run at once (default: the number of CPUs)
-- ``path.tmpdir``          where the worker keeps its cache, scratch dirs and results
-                           (default: ``<system temp>/xwworker-<login>``)
+- ``port.https``          XWHEP's server port, for the ``dispatcher.servers`` entries that name
+                           none (default 4325)
+- ``path.tmpdir``          where the worker keeps its cache, scratch dirs and results (default:
+                           ``<system temp>/xwworker-<user>/<server>_<port>-<login>-<hash>``, one
+                           folder per deployment and identity: a volunteer attached to several
+                           projects runs one worker for each, side by side)
 - ``heartbeat_interval_s`` seconds between heartbeats (default: what the server says)
 - ``tags``                 comma-separated host tags, sent at registration
 - ``worker.name``          the host name shown on the server (default: the host name)
@@ -50,12 +54,16 @@ The file is an XWHEP properties file (``key=value`` or ``key: value``). Keys:
                            A ``limit.*`` key set to 0 switches that limit off.
 
 Any key may be overridden by an environment variable ``XWWORKER_<KEY>``, the key upper-cased
-with dots turned into underscores (``XWWORKER_WORKPOOL_SIZE=2``). Other XWHEP keys
-(``port.tcp``, ``tracer.enable``...) are kept in ``extra`` and otherwise ignored.
+with dots turned into underscores (``XWWORKER_WORKPOOL_SIZE=2``). XWHEP keys that mean nothing
+here (``port.tcp``, ``tracer.enable``...) are kept in ``extra`` and otherwise ignored; any other
+key is kept there too, and :attr:`WorkerSettings.warnings` names it with the nearest known key
+(``xwworker check-config`` exits non-zero on it).
 """
 
 from __future__ import annotations
 
+import getpass
+import hashlib
 import os
 import re
 import socket
@@ -65,8 +73,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xwcommon import defaults
-from xwcommon.config import as_bool, as_float, as_int, load_properties, resolve_path
+from xwcommon.config import (
+    as_bool,
+    as_float,
+    as_int,
+    https_port,
+    load_properties,
+    resolve_path,
+    unknown_key_warnings,
+    with_https_port,
+)
 from xwcommon.errors import ConfigError
+from xwcommon.transport import normalize_server
 
 from .sandbox import ResourceLimits
 
@@ -85,6 +103,7 @@ IDLE_S = 30.0
 
 _KNOWN_KEYS = (
     "dispatcher.servers",
+    "port.https",
     "login",
     "password",
     "ca.file",
@@ -146,12 +165,23 @@ class WorkerSettings:
     limits: ResourceLimits = field(default_factory=ResourceLimits)
     config_file: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: what is wrong but not fatal in the config (unknown keys), one message each
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.log_file is None:
             self.log_file = self.tmpdir / "xwworker.log"
         if self.pid_file is None:
             self.pid_file = self.tmpdir / "xwworker.pid"
+
+    @property
+    def deployment(self) -> str:
+        """Which deployment and identity this worker serves: ``login@https://host:port …``.
+
+        The state folder records it, so that one deployment's worker never uses, nor one
+        deployment's ``xwworker`` command acts on, another deployment's worker.
+        """
+        return deployment_of(self.servers, self.login)
 
     # -- derived paths -------------------------------------------------------------------------
     @property
@@ -212,7 +242,12 @@ class WorkerSettings:
                 raise ConfigError(f"{key}: missing{where}")
             return value
 
-        servers = required("dispatcher.servers").split()
+        servers = with_https_port(required("dispatcher.servers").split(), https_port(props, key="port.https"))
+        for server in servers:
+            try:
+                normalize_server(server)
+            except ConfigError as exc:
+                raise ConfigError(f"dispatcher.servers: {exc.message}{where}") from None
         login = required("login")
         if "password" not in props:
             raise ConfigError(f"password: missing{where}")
@@ -228,7 +263,7 @@ class WorkerSettings:
             raise ConfigError(f"{ca_key}: CA certificate {ca_file} does not exist")
 
         tmp_value = props.get("path.tmpdir", "").strip()
-        tmpdir = resolve_path(tmp_value, base) if tmp_value else default_tmpdir(login)
+        tmpdir = resolve_path(tmp_value, base) if tmp_value else default_tmpdir(servers, login)
 
         s = cls(servers=servers, login=login, password=password, ca_file=ca_file, tmpdir=tmpdir)
         s.config_file = config_file
@@ -272,13 +307,39 @@ class WorkerSettings:
             s.sandbox_network = as_bool(value, key="sandbox.network")
         s.limits = _limits(props)
         s.extra = {k: v for k, v in props.items() if k not in _KNOWN_KEYS}
+        s.warnings = unknown_key_warnings(props, _KNOWN_KEYS, source=str(config_file or "worker config"))
         return s
 
 
-def default_tmpdir(login: str) -> Path:
-    """``<system temp>/xwworker-<login>``, the login reduced to file-name-safe characters."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", login) or "worker"
-    return Path(tempfile.gettempdir()) / f"xwworker-{safe}"
+def deployment_of(servers: list[str], login: str) -> str:
+    """``login@server …``, the servers as the worker reaches them (``https://host:port``)."""
+    return f"{login}@{' '.join(normalize_server(s) for s in servers)}"
+
+
+def default_tmpdir(servers: list[str], login: str) -> Path:
+    """``<system temp>/xwworker-<user>/<host>_<port>-<login>-<hash>``: one folder per local
+    user, deployment and identity.
+
+    Every deployment's public worker may be called ``worker``: keyed by the login alone, a
+    second project's worker would find the first one's folder, lock and pid file. The hash
+    (of the whole server list and the login) tells apart what the readable part cannot.
+    """
+    first = normalize_server(servers[0]).removeprefix("https://")
+    digest = hashlib.sha256(deployment_of(servers, login).encode("utf-8")).hexdigest()[:8]
+    name = f"{_safe(first)}-{_safe(login)}-{digest}"
+    return Path(tempfile.gettempdir()) / f"xwworker-{_safe(_local_user())}" / name
+
+
+def _safe(text: str) -> str:
+    """``text`` reduced to file-name-safe characters."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text).strip(".") or "_"
+
+
+def _local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return str(os.getuid())
 
 
 def _limits(props: Mapping[str, str]) -> ResourceLimits:

@@ -9,6 +9,14 @@ life (:class:`StateLock`). The kernel drops the lock when the process dies, even
 a restarted worker never finds a stale one, resumes the host identity and tells the server
 it holds no task, so its predecessor's tasks go back to the queue at once.
 
+The folder belongs to one deployment and identity (``login@server``): the worker records it in
+``xwworker.deployment`` when it takes the folder (:func:`claim_folder`) and refuses a folder
+that another deployment's worker recorded, and the ``xwworker`` commands act on the process a
+pid file names only if it holds the lock of a folder recorded for their own deployment
+(:func:`worker_of`): a volunteer attached to several projects never stops, pauses or reports
+one project's worker with another's command. The folder and its subfolders are private (0700):
+the cache holds other people's inputs, the scratch folders their jobs' files.
+
 Jobs do not outlive their worker. Under bubblewrap the kernel ends a job's whole pid
 namespace when the worker dies (``--die-with-parent``). Without it, the job's first process
 gets SIGKILL from the kernel when the worker goes (its runner sets the parent-death
@@ -26,6 +34,7 @@ import fcntl
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -35,11 +44,25 @@ from xwcommon.errors import ConfigError
 
 from .sandbox import process_tree
 
-__all__ = ["LOCK_NAME", "StateLock", "Undertaker", "kill_leftover_jobs", "leftover_jobs"]
+__all__ = [
+    "DEPLOYMENT_NAME",
+    "LOCK_NAME",
+    "StateLock",
+    "Undertaker",
+    "claim_folder",
+    "folder_deployment",
+    "kill_leftover_jobs",
+    "leftover_jobs",
+    "make_private_dir",
+    "worker_of",
+]
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "xwworker.lock"
+#: the file naming the deployment and identity (``login@server …``) whose worker uses the folder
+DEPLOYMENT_NAME = "xwworker.deployment"
+PRIVATE_MODE = 0o700
 #: the variable every job's environment carries: its scratch folder (see Executor._environment)
 SCRATCH_VARIABLE = b"XWSCRATCHPATH="
 #: how long a worker waits for the folder's lock before it refuses to start: the undertaker
@@ -86,8 +109,8 @@ class StateLock:
         """Take the lock if it is free; False when another process holds it."""
         if self._fd is not None:
             return True
+        make_private_dir(self.folder)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             # not inherited by jobs (Python opens non-inheritable): a job that outlived its
             # worker must not keep the folder locked
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -118,6 +141,72 @@ class StateLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def make_private_dir(folder: Path) -> None:
+    """Create ``folder`` and its missing parents, mode 0700; make an existing one of ours 0700.
+
+    :class:`ConfigError` naming ``path.tmpdir`` when the folder belongs to another local
+    user (someone made it first in a shared temp folder) or cannot be made. A shared folder
+    (sticky, as ``/tmp`` itself) is left as it is.
+    """
+    folder = Path(folder)
+    try:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        for p in reversed(missing):
+            with contextlib.suppress(FileExistsError):
+                p.mkdir(mode=PRIVATE_MODE)
+        st = folder.stat()
+        if st.st_uid != os.getuid():
+            raise ConfigError(
+                f"path.tmpdir: {folder} belongs to another user (uid {st.st_uid}); a worker keeps "
+                "private files there: remove it or set path.tmpdir to a folder of yours"
+            )
+        if st.st_mode & 0o077 and not st.st_mode & stat.S_ISVTX:
+            folder.chmod(PRIVATE_MODE)
+        for p in missing[1:]:  # parents made here: the owner only too (umask may widen mkdir)
+            p.chmod(PRIVATE_MODE)
+    except OSError as exc:
+        raise ConfigError(f"path.tmpdir: cannot use {folder}: {exc.strerror or exc}") from exc
+
+
+def folder_deployment(folder: Path) -> str | None:
+    """The deployment recorded in ``folder`` by the worker that last used it, or None."""
+    try:
+        return (Path(folder) / DEPLOYMENT_NAME).read_text(encoding="utf-8").strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def claim_folder(folder: Path, deployment: str) -> None:
+    """Record ``deployment`` as the folder's; :class:`ConfigError` if another one's is recorded.
+
+    Call it holding the folder's lock. Another deployment's folder holds that deployment's
+    host identity: used here it would be lost there, and this worker would announce a host
+    its own server never made.
+    """
+    recorded = folder_deployment(folder)
+    if recorded is not None and recorded != deployment:
+        raise ConfigError(
+            f"path.tmpdir: {folder} is the state folder of the worker of {recorded}, not of "
+            f"{deployment}; give each deployment's worker its own path.tmpdir (unset, it is one "
+            "folder per deployment)"
+        )
+    if recorded is None:
+        path = Path(folder) / DEPLOYMENT_NAME
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(deployment + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def worker_of(folder: Path, deployment: str, pid: int) -> bool:
+    """Whether ``pid`` is the worker of ``deployment`` using ``folder``: it holds the folder's
+    lock and the folder is recorded for that deployment.
+
+    A pid file alone cannot say it: two deployments' configs may name the same pid file, and
+    a pid in it may be another deployment's worker.
+    """
+    return StateLock(folder).holder() == pid and folder_deployment(folder) == deployment
 
 
 def leftover_jobs(tasks_dir: Path) -> list[int]:

@@ -33,7 +33,9 @@ def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
     assert (s.login, s.password) == ("worker", "secret")
     assert s.ca_file == tmp_path / "ca.pem"
     assert s.workpool_size == (os.cpu_count() or 1)
-    assert s.tmpdir == Path(tempfile.gettempdir()) / "xwworker-worker"
+    assert s.tmpdir.parent.parent == Path(tempfile.gettempdir())
+    assert s.tmpdir.parent.name.startswith("xwworker-")
+    assert s.tmpdir.name.startswith("a.example_4325-worker-")
     assert s.heartbeat_interval_s is None  # the server's value is used
     assert s.tags == []
     assert s.name
