@@ -10,6 +10,7 @@
     xwserver stop    --home DIR      graceful stop (SIGTERM), SIGKILL after --timeout
     xwserver restart --home DIR
     xwserver status  --home DIR      exit status 0 if running, 3 if not (LSB)
+    xwserver check-config --home DIR  exit status 1 if the config holds unknown keys
 
 ``--home`` defaults to ``$XWSERVER_HOME``. Errors are one line on stderr: exit status 2
 for configuration errors, 1 for the others; never a traceback.
@@ -19,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
 import logging.handlers
 import os
 import secrets
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -168,13 +171,82 @@ def _safe_db_url(url: str) -> str:
 
 
 # -- run and manage -----------------------------------------------------------------------------------
-def cmd_console(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace, *, warn: bool = True) -> ServerSettings:
+    """The home's settings; their warnings (unknown keys) on stderr unless ``warn`` is false."""
     settings = ServerSettings.load(_home(args))
+    if warn:
+        for warning in settings.warnings:
+            print(f"xwserver: warning: {warning}", file=sys.stderr)
+    return settings
+
+
+def bind_address(settings: ServerSettings) -> str:
+    """``HOST:PORT`` the server binds (``server.listen``, else the URL's host)."""
+    host = settings.listen if settings.listen is not None else settings.host
+    host = host.strip("[]") or "0.0.0.0"
+    return f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"
+
+
+def loopback_warning(settings: ServerSettings) -> str | None:
+    """Why no other machine can reach the server, when it binds only loopback addresses while
+    its URL names another host (a host name that resolves to 127.0.1.1, as Debian's
+    /etc/hosts makes it, or ``server.listen=127.0.0.1``); else None."""
+    if _all_loopback(settings.host):
+        return None  # a deployment on this machine only: loopback is what was asked for
+    listen = settings.listen if settings.listen is not None else settings.host
+    if not _all_loopback(listen.strip("[]")):
+        return None
+    return (
+        f"the server binds {bind_address(settings)}, a loopback address, while server.url names "
+        f"{settings.host}: workers and clients on other machines cannot reach it; set "
+        "server.listen=0.0.0.0 (or this machine's address) in conf/xwserver.conf"
+    )
+
+
+def _all_loopback(host: str) -> bool:
+    if host in {"", "0.0.0.0", "::"}:
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return False  # unresolvable: the bind itself will say so
+    addresses = {str(info[4][0]).split("%", 1)[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _load(args, warn=False)
+    for unknown in settings.warnings:
+        print(f"xwserver: {unknown}", file=sys.stderr)
+    print(
+        f"{settings.conf_file}: url {settings.url}, binds {bind_address(settings)}, "
+        f"database {_safe_db_url(settings.db_url)}"
+    )
+    if warning := loopback_warning(settings):
+        print(f"xwserver: warning: {warning}", file=sys.stderr)
+    if settings.warnings:
+        print(f"xwserver: {len(settings.warnings)} unknown key(s) in {settings.conf_file}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    settings = _load(args, warn=not args.detached)
     _configure_logging(settings, args.log_level, to_stderr=not args.detached)
     from .app import serve  # the server's dependencies are needed from here on
 
     with daemon.PidFile(settings.pid_file, "xwserver"):
-        log.info("xwserver %s starting at %s (home %s)", __version__, settings.url, settings.home)
+        log.info(
+            "xwserver %s starting at %s, binding %s (home %s)",
+            __version__,
+            settings.url,
+            bind_address(settings),
+            settings.home,
+        )
+        for unknown in settings.warnings:
+            log.warning("%s", unknown)
+        if loopback := loopback_warning(settings):
+            log.warning("%s", loopback)
         try:
             asyncio.run(serve(settings))
         except KeyboardInterrupt:
@@ -186,16 +258,18 @@ def cmd_console(args: argparse.Namespace) -> int:
 def cmd_start(args: argparse.Namespace) -> int:
     from . import daemon as server_daemon
 
-    settings = ServerSettings.load(_home(args))
+    settings = _load(args)
     pid = server_daemon.start(settings, timeout_s=args.timeout, log_level=args.log_level)
-    print(f"xwserver is running (pid {pid}) at {settings.url}")
+    print(f"xwserver is running (pid {pid}) at {settings.url}, bound to {bind_address(settings)}")
+    if warning := loopback_warning(settings):
+        print(f"xwserver: warning: {warning}", file=sys.stderr)
     return 0
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
     from . import daemon as server_daemon
 
-    settings = ServerSettings.load(_home(args))
+    settings = _load(args)
     pid = server_daemon.stop(settings, timeout_s=args.timeout)
     print("xwserver was not running" if pid is None else f"xwserver stopped (pid {pid})")
     return 0
@@ -209,10 +283,12 @@ def cmd_restart(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from . import daemon as server_daemon
 
-    settings = ServerSettings.load(_home(args))
+    settings = _load(args)
     st = server_daemon.status(settings)
     if st.running:
-        print(f"xwserver is running (pid {st.pid}) at {settings.url}")
+        print(f"xwserver is running (pid {st.pid}) at {settings.url}, bound to {bind_address(settings)}")
+        if warning := loopback_warning(settings):
+            print(f"xwserver: warning: {warning}", file=sys.stderr)
         return 0
     note = f" (stale pid file names pid {st.pid})" if st.stale and st.pid else ""
     print(f"xwserver is not running{note}")
@@ -310,4 +386,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("status", parents=[common], help="tell whether the server runs (exit status 3 if not)")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser(
+        "check-config",
+        parents=[common],
+        help="read the server config; exit status 1 if it holds unknown keys, 2 if it is invalid",
+    )
+    p.set_defaults(func=cmd_check_config)
     return parser

@@ -18,6 +18,10 @@ Keys (``key=value``):
 - ``gc_grace_s``       only what is older than this is collected
 - ``login_failures_allowed`` failed logins per login before further attempts must wait
 - ``login_backoff_cap_s`` longest wait imposed after failed logins
+
+Any other key is ignored, with a warning in :attr:`ServerSettings.warnings` that names it
+and the nearest known key (``xwserver check-config`` exits 1 on it); XWHEP's keys that
+mean nothing here (``port.tcp``, ``XWdbName``...) are ignored without one.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from xwcommon import defaults
-from xwcommon.config import as_float, as_int, load_properties
+from xwcommon.config import as_float, as_int, load_properties, unknown_key_warnings
 from xwcommon.errors import ConfigError
 
 CONF_NAME = "xwserver.conf"
@@ -55,6 +59,8 @@ class ServerSettings:
     login_failures_allowed: int = defaults.LOGIN_FAILURES_ALLOWED
     login_backoff_cap_s: float = defaults.LOGIN_BACKOFF_CAP_S
     extra: dict[str, str] = field(default_factory=dict)
+    #: what is wrong but not fatal in the config (unknown keys), one message each
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.home = Path(self.home).resolve()
@@ -138,6 +144,7 @@ class ServerSettings:
             "login_failures_allowed": ("login_failures_allowed", int),
             "login_backoff_cap_s": ("login_backoff_cap_s", float),
         }
+        s.warnings = unknown_key_warnings(props, known, source=str(conf))
         for key, value in props.items():
             if key not in known:
                 s.extra[key] = value
