@@ -15,7 +15,13 @@ alone it is the command ``xwwait``. ``--xwenv`` may be given several times.
 
 Common options: ``--xwconfig FILE``, ``--xwformat text|json|xml|csv|html`` (the fields
 of each kind: :mod:`xwclient.formats`), ``--xwverbose``, ``--xwnoverbose``, ``--xwclean``
-(empty the client's cache, :mod:`xwclient.cache`; alone, only that), ``--xwhelp``.
+(empty the client's cache, :mod:`xwclient.cache`; alone, only that), ``--xwhelp`` (``-h``
+or ``--help`` as a command's first argument too). ``--xwcheckconfig`` alone reads the
+config file and exits 1 when it holds unknown keys (every command warns of them).
+
+XWHEP's spellings work: its ``--xwget…`` command names, its comma-separated lists of UIDs
+(``xwworks A,B``), and a leading ``xtremweb.client`` or ``xtremweb.client.Client`` word (as
+in ``java -jar xtremweb.jar xtremweb.client.Client --xwworks``), which is skipped.
 ``--xwmacro FILE`` runs the commands of a file instead (:mod:`xwclient.macro`); only the
 common options may go with it.
 
@@ -53,7 +59,13 @@ from .settings import ClientSettings, load_settings
 log = logging.getLogger(__name__)
 
 #: options every command accepts
-COMMON_OPTIONS = frozenset({"xwconfig", "xwformat", "xwhelp", "xwverbose", "xwnoverbose", "xwclean"})
+COMMON_OPTIONS = frozenset(
+    {"xwconfig", "xwformat", "xwhelp", "xwverbose", "xwnoverbose", "xwclean", "xwcheckconfig"}
+)
+#: words that ask for help when they come first among a command's arguments
+HELP_WORDS = ("-h", "--help")
+#: XWHEP's names of its client program, which its users may type before the options
+XWHEP_CLIENT_WORDS = frozenset({"xtremweb.client", "xtremweb.client.client"})
 #: options followed by a value (``--xwlabel L`` or ``--xwlabel=L``)
 VALUE_OPTIONS = frozenset(
     {
@@ -92,6 +104,7 @@ FLAG_OPTIONS = frozenset(
         "xwrunning",
         "xwcompleted",
         "xwerror",
+        "xwcheckconfig",
     }
 )
 #: with --xwmacro, the only other options (the macro's lines carry the rest)
@@ -106,6 +119,8 @@ def parse_args(argv: Sequence[str]) -> Invocation:
     """
     inv = Invocation()
     i = 0
+    if argv and argv[0].lower() in XWHEP_CLIENT_WORDS:
+        i = 1  # XWHEP's program name, typed as its manual shows
     while i < len(argv):
         word = argv[i]
         i += 1
@@ -198,7 +213,8 @@ common options (anywhere on the line):
   --xwverbose          log what the client does (--xwnoverbose: errors only)
   --xwclean            empty the client's cache of uploads first (alone: only that)
   --xwmacro FILE       run the commands of FILE, one per line (see xwclient.macro)
-  --xwhelp             this help (after a command: that command's)
+  --xwcheckconfig      read the config file only; exit code 1 if it holds unknown keys
+  --xwhelp, -h, --help this help (after a command: that command's)
   --                   every word after it is an argument, even --xw…
 
 exit codes: 0 ok, 1 error, 2 usage or config, 3 authentication or permission refused,
@@ -211,15 +227,41 @@ def _prog() -> str:
     return name if name.startswith("xw") and not name.endswith(".py") else "xwclient"
 
 
-def _configure_logging(inv: Invocation) -> None:
+class _FirstRetryOnly(logging.Filter):
+    """Lets one "server unreachable; retrying" line through, not one per retry: a user whose
+    server is down reads one line, then the error (``--xwverbose`` shows every retry)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name != "xwcommon.transport" or "unreachable" not in str(record.msg):
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        return True
+
+
+def _configure_logging(inv: Invocation, err: IO[str]) -> None:
     level = logging.WARNING
     if inv.flag("xwverbose"):
         level = logging.DEBUG
     elif inv.flag("xwnoverbose"):
         level = logging.ERROR
-    logging.basicConfig(format="%(name)s: %(levelname)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(err)
+    handler.setFormatter(logging.Formatter("%(name)s: %(levelname)s: %(message)s"))
+    if level > logging.DEBUG:
+        handler.addFilter(_FirstRetryOnly())
     for name in ("xwclient", "xwcommon"):
-        logging.getLogger(name).setLevel(level)
+        logger = logging.getLogger(name)
+        logger.setLevel(level)
+        for old in [h for h in logger.handlers if getattr(h, "xwclient_cli", False)]:
+            logger.removeHandler(old)
+        handler.xwclient_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 def _default_stdin() -> IO[bytes] | None:
@@ -266,9 +308,11 @@ def main(
     settings: ClientSettings | None = None
     try:
         inv = parse_args(words)
-        if inv.flag("xwhelp") or (inv.command is None and inv.args in (["-h"], ["--help"])):
+        if inv.flag("xwhelp") or (inv.args[:1] and inv.args[0] in HELP_WORDS):
             out.write(help_text(COMMANDS[inv.command] if inv.command else None))
             return exitcodes.OK
+        if inv.flag("xwcheckconfig"):
+            return _check_config(inv, out, err)
         macro = inv.value("xwmacro")
         alone_clean = inv.flag("xwclean") and inv.command is None and not inv.args and macro is None
         if inv.command is None and not inv.args and macro is None and not alone_clean:
@@ -283,7 +327,7 @@ def main(
                 )
         cmd = None if macro is not None or alone_clean else check_invocation(inv)
         fmt = formats.check_format(inv.value("xwformat") or "text")
-        _configure_logging(inv)
+        _configure_logging(inv, err)
         folder = Path(cwd) if cwd is not None else Path.cwd()
         macro_file = None if macro is None else Path(macro) if Path(macro).is_absolute() else folder / macro
         # the whole macro is read and checked before anything else: a usage error in it runs nothing
@@ -334,6 +378,29 @@ def main(
             file=err,
         )
         return exitcodes.ERROR
+
+
+def _check_config(inv: Invocation, out: IO[str], err: IO[str]) -> int:
+    """``--xwcheckconfig``: read the config file, say what it sets; 1 if it holds unknown keys."""
+    if inv.command is not None or inv.args or set(inv.options) - {"xwcheckconfig", "xwconfig"}:
+        raise UsageError("--xwcheckconfig goes alone (with --xwconfig FILE at most)")
+    logging.getLogger("xwclient.settings").disabled = True  # the warnings are printed below
+    try:
+        settings = load_settings(inv.value("xwconfig"))
+    finally:
+        logging.getLogger("xwclient.settings").disabled = False
+    prog = _prog()
+    for warning in settings.warnings:
+        print(f"{prog}: {warning}", file=err)
+    print(
+        f"{settings.config_file}: servers {' '.join(settings.servers)}, login {settings.login}, "
+        f"CA {settings.ca_file}",
+        file=out,
+    )
+    if settings.warnings:
+        print(f"{prog}: {len(settings.warnings)} unknown key(s) in {settings.config_file}", file=err)
+        return exitcodes.ERROR
+    return exitcodes.OK
 
 
 def _silence_stdout() -> None:

@@ -171,6 +171,19 @@ def _uid_arg(text: str) -> str:
         raise UsageError(exc.message) from None
 
 
+def _listed(args: list[str]) -> list[str]:
+    """The arguments with XWHEP's comma-separated UID lists (``A,B`` or ``A, B``) split; a word
+    whose pieces are not all UIDs or URIs is kept whole."""
+    out: list[str] = []
+    for arg in args:
+        pieces = [p.strip() for p in arg.split(",")]
+        if "," in arg and all(is_uid(p) for p in pieces if p):
+            out.extend(p for p in pieces if p)
+        elif arg.strip(", "):
+            out.append(arg)
+    return out
+
+
 async def _each(
     ctx: Context, items: list[str], action: Callable[[str], Awaitable[None]], *, concurrency: int = 1
 ) -> int:
@@ -333,7 +346,7 @@ async def cmd_datas(ctx: Context) -> int:
     async def get(uid: str) -> None:
         rows.append(await ctx.client.get_data(uid))
 
-    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], get)
+    code = await _each(ctx, [_uid_arg(u) for u in _listed(ctx.inv.args)], get)
     ctx.emit_unless_failed(rows, "data", code)
     return code
 
@@ -359,7 +372,7 @@ async def cmd_download(ctx: Context) -> int:
                 await ctx.client.download_data(data["uid"], target, progress=bar.advance)
         print(target, file=ctx.out)
 
-    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], fetch)
+    code = await _each(ctx, [_uid_arg(u) for u in _listed(ctx.inv.args)], fetch)
     ctx.out.flush()
     return code
 
@@ -534,7 +547,7 @@ async def cmd_works(ctx: Context) -> int:
     async def get(uid: str) -> None:
         found[uid] = await ctx.client.get_job(uid)
 
-    uids = [_uid_arg(u) for u in ctx.inv.args]
+    uids = [_uid_arg(u) for u in _listed(ctx.inv.args)]
     code = await _each(ctx, uids, get, concurrency=RESULTS_CONCURRENCY)
     # the given jobs, kept by the same filters as a listing
     wanted = set(status.split(",")) if status else None
@@ -570,7 +583,7 @@ async def cmd_tasks(ctx: Context) -> int:
     async def get(uid: str) -> None:
         tasks.extend(await ctx.client.list_tasks(job=uid))
 
-    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], get)
+    code = await _each(ctx, [_uid_arg(u) for u in _listed(ctx.inv.args)], get)
     ctx.emit_unless_failed(tasks, "task", code)
     return code
 
@@ -589,7 +602,7 @@ async def cmd_wait(ctx: Context) -> int:
             timeout_s = float(raw)
         except ValueError:
             raise UsageError(f"--xwtimeout {raw}: expected a number of seconds") from None
-    uids = [_uid_arg(u) for u in ctx.inv.args]
+    uids = [_uid_arg(u) for u in _listed(ctx.inv.args)]
     if not uids:
         unfinished = [s.value for s in JobStatus if s not in FINAL_JOB_STATUSES]
         uids = [j["uid"] for j in await ctx.client.list_jobs(status=unfinished)]
@@ -613,7 +626,7 @@ async def cmd_wait(ctx: Context) -> int:
 async def cmd_results(ctx: Context) -> int:
     extract = not ctx.inv.flag("xwnoextract")
     erase = not ctx.inv.flag("xwnoerase")
-    uids = [_uid_arg(u) for u in ctx.inv.args]
+    uids = [_uid_arg(u) for u in _listed(ctx.inv.args)]
     known: dict[str, dict[str, Any]] = {}
     if not uids:
         finished = await ctx.client.list_jobs(status=[JobStatus.COMPLETED, JobStatus.ERROR])
@@ -676,7 +689,7 @@ async def cmd_rm(ctx: Context) -> int:
         kind = await ctx.client.remove(key)
         rows.append({"uid": parse_uid(key) if is_uid(key) else key, "kind": kind})
 
-    code = await _each(ctx, [_key_arg(k) for k in ctx.inv.args], remove)
+    code = await _each(ctx, [_key_arg(k) for k in _listed(ctx.inv.args)], remove)
     if rows or code == 0:
         ctx.emit(rows, "removed", [f"{r['uid']} removed ({r['kind']})" for r in rows])
     return code
@@ -776,7 +789,7 @@ async def _list_or_get(
     async def get(uid: str) -> None:
         found[uid] = await get_one(uid)
 
-    uids = [_uid_arg(u) for u in ctx.inv.args]
+    uids = [_uid_arg(u) for u in _listed(ctx.inv.args)]
     code = await _each(ctx, uids, get)
     ctx.emit_unless_failed([found[u] for u in uids if u in found], kind, code)
     return code
@@ -969,7 +982,7 @@ async def _hosts(ctx: Context, action: Callable[[str], Awaitable[dict[str, Any]]
     async def one(uid: str) -> None:
         rows.append(await action(uid))
 
-    code = await _each(ctx, [_uid_arg(u) for u in ctx.inv.args], one)
+    code = await _each(ctx, [_uid_arg(u) for u in _listed(ctx.inv.args)], one)
     ctx.emit_unless_failed(rows, "host", code)
     return code
 

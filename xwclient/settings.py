@@ -9,7 +9,9 @@ Where the file is looked for, first match wins:
 Keys (XWHEP's properties: ``key=value`` or ``key: value``, ``#`` comments):
 
 - ``dispatcher.servers``  space-separated list of servers (``https://HOST:PORT`` or
-  ``HOST:PORT``); the first is used, the next ones on failure (failover)
+  ``HOST[:PORT]``); the first is used, the next ones on failure (failover)
+- ``port.https``          XWHEP's server port, for the servers above that name none
+  (default 4325)
 - ``login``               the user's login
 - ``password``            the user's password (keep the file mode 0600)
 - ``ca.file``             the deployment's CA certificate, the only one trusted; a relative
@@ -19,17 +21,32 @@ Keys (XWHEP's properties: ``key=value`` or ``key: value``, ``#`` comments):
 - ``request_timeout_s``   how long one request may take (default 60)
 - ``cache.dir``           the client's cache (:mod:`xwclient.cache`; ``--xwclean`` empties
   it); default ``xwclient.cache`` in the config file's folder; relative to that folder
+
+Any other key is ignored with a warning that names it and the nearest known key
+(``xwclient --xwcheckconfig`` exits 1 on it); XWHEP's keys that mean nothing here
+(``port.tcp``...) are ignored without one.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xwcommon.config import as_float, load_properties, resolve_path
+from xwcommon.config import (
+    as_float,
+    https_port,
+    load_properties,
+    resolve_path,
+    unknown_key_warnings,
+    with_https_port,
+)
 from xwcommon.errors import ConfigError
+from xwcommon.transport import normalize_server
+
+log = logging.getLogger(__name__)
 
 #: the environment variable naming the config file
 CONFIG_ENV = "XWCONFIG"
@@ -43,6 +60,17 @@ DEFAULT_RETRY_FOR_S = 30.0
 DEFAULT_REQUEST_TIMEOUT_S = 60.0
 
 _CA_KEYS = ("ca.file", "path.certfile")
+#: every key the client reads
+KNOWN_KEYS = (
+    "dispatcher.servers",
+    "port.https",
+    "login",
+    "password",
+    *_CA_KEYS,
+    "retry_for_s",
+    "request_timeout_s",
+    "cache.dir",
+)
 
 
 @dataclass
@@ -60,6 +88,8 @@ class ClientSettings:
     cache_dir: Path | None = None
     #: every key of the file, for the commands that read more than the above
     extra: dict[str, str] = field(default_factory=dict, repr=False)
+    #: what is wrong but not fatal in the file (unknown keys), one message each
+    warnings: list[str] = field(default_factory=list, repr=False)
 
 
 def find_config_file(
@@ -107,6 +137,16 @@ def settings_from_properties(values: dict[str, str], path: Path) -> ClientSettin
             f"{path}: key dispatcher.servers is missing or empty; set it to the server, "
             "e.g. dispatcher.servers=https://xw.example.org:4325"
         )
+    try:
+        port = https_port(values, key="port.https")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: key {exc.message}") from None
+    servers = with_https_port(servers, port)
+    for server in servers:
+        try:
+            normalize_server(server)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: key dispatcher.servers: {exc.message}") from None
     login = values.get("login", "").strip()
     if not login:
         raise ConfigError(f"{path}: key login is missing or empty; set it to your XtremWeb login")
@@ -133,7 +173,11 @@ def settings_from_properties(values: dict[str, str], path: Path) -> ClientSettin
             values["request_timeout_s"], key=f"{path}: request_timeout_s", minimum=0.1
         )
     cache_dir = resolve_path(values.get("cache.dir", "").strip() or CACHE_DIR, path.resolve().parent)
+    warnings = unknown_key_warnings(values, KNOWN_KEYS, source=str(path))
+    for warning in warnings:
+        log.warning("%s", warning)
     return ClientSettings(
+        warnings=warnings,
         config_file=path,
         cache_dir=cache_dir,
         servers=servers,

@@ -144,7 +144,7 @@ async def set_enabled(srv: Server, caller: Caller, uid_text: str, enabled: bool)
     async with srv.sessions.begin() as session:
         host = (await session.execute(select(Host).where(Host.uid == uid))).scalar_one_or_none()
         if host is None:
-            raise NotFound(f"no host {uid}; list them with xwhosts")
+            raise NotFound(f"no host {uid}; list them with xwworkers")
         await lifecycle.set_host_enabled(session, host.id, enabled)
         released = 0 if enabled else await lifecycle.release_host(session, host.id)
     srv.hosts.drop(uid)

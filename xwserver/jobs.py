@@ -115,7 +115,7 @@ class _Resolver:
                     session, self.caller, READ, owner_id=host.owner_id, access_rights=host.access_rights
                 )
             ):
-                raise NotFound(f'"expected_host_uid": no host {uid} visible to you; list them with xwhosts')
+                raise NotFound(f'"expected_host_uid": no host {uid} visible to you; list them with xwworkers')
             self.hosts[ref] = host
         return self.hosts[ref].id
 
