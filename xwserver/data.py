@@ -21,13 +21,33 @@ from .state import Server, uid_maps
 MAX_NAME = 255
 
 
+#: characters no name may hold, because names end up in file names (results, downloads) and
+#: on terminals (listings, logs): control characters (C0, DEL, C1), the line and paragraph
+#: separators, the bidirectional controls that make ``txt.exe`` show as ``exe.txt``
+#: (U+061C, U+200E, U+200F, U+202A to U+202E, U+2066 to U+2069), and path separators
+FORBIDDEN_IN_NAMES = frozenset(
+    [chr(c) for c in range(0x20)]
+    + [chr(c) for c in range(0x7F, 0xA0)]
+    + ["\u061c", "\u200e", "\u200f", "\u2028", "\u2029"]
+    + [chr(c) for c in range(0x202A, 0x202F)]
+    + [chr(c) for c in range(0x2066, 0x206A)]
+    + ["/", "\\"]
+)
+
+
 def check_name(name: str, what: str = "name") -> str:
+    """A name as it may be stored: 1 to 255 characters, not all blank, not ``.`` or ``..``,
+    none of :data:`FORBIDDEN_IN_NAMES`; the error names the character."""
     if not isinstance(name, str) or not name.strip():
         raise BadRequest(f"{what} must be a non-empty string")
     if len(name) > MAX_NAME:
         raise BadRequest(f"{what} is longer than {MAX_NAME} characters")
-    if any(ord(c) < 32 for c in name):
-        raise BadRequest(f"{what} must not contain control characters")
+    bad = next((c for c in name if c in FORBIDDEN_IN_NAMES), None)
+    if bad is not None:
+        kind = "a path separator" if bad in "/\\" else "a control or bidirectional character"
+        raise BadRequest(f"{what} must not contain {kind} (U+{ord(bad):04X} in {name[:64]!r})")
+    if name in (".", ".."):
+        raise BadRequest(f"{what} must not be {name!r} (it would name a folder)")
     return name
 
 

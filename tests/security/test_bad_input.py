@@ -591,8 +591,8 @@ async def test_a_user_sees_and_changes_only_what_is_theirs(xw: XW) -> None:
 # -- hostile names -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_hostile_names_are_refused_or_stored_literally(xw: XW) -> None:
-    # SQL fragments and path traversals are just names: stored as given, harmless
-    for name in (SQL, TRAVERSAL, "robert'); DELETE FROM users; --", "%s %d {0} $1 ?"):
+    # SQL fragments are just names: stored as given, harmless
+    for name in (SQL, "robert'); DELETE FROM users; --", "%s %d {0} $1 ?", "..."):
         d = await xw.upload(xw.admin, name.encode(), name=name)
         assert (await xw.ok("GET", f"/data/{d['uid']}", token=xw.admin))["name"] == name
     app = await xw.insert_app(xw.admin, SQL)
@@ -613,6 +613,31 @@ async def test_hostile_names_are_refused_or_stored_literally(xw: XW) -> None:
     await expect_refused(
         xw, "POST", "/data", 400, "name", token=xw.admin, data=b"x", params={"name": "x" * 300}
     )
+    # names end up in file names and on terminals: no path separator, no control or
+    # bidirectional character (U+202E shows "invoice\u202etxt.exe" as "invoiceexe.txt")
+    for bad in (
+        TRAVERSAL,
+        "..",
+        "a\\b",
+        "invoice\u202etxt.exe",
+        "x\u2066y",
+        "bell\x07",
+        "del\x7f",
+        "c1\x9b[2J",
+    ):
+        await expect_refused(
+            xw, "POST", "/data", 400, "name", token=xw.admin, data=b"x", params={"name": bad}
+        )
+        await expect_refused(
+            xw, "POST", "/jobs", 400, "label", token=xw.admin, json={"app": SQL, "label": bad}
+        )
+        await expect_refused(xw, "POST", "/sessions", 400, "name", token=xw.admin, json={"name": bad})
+        await expect_refused(xw, "POST", "/groups", 400, "name", token=xw.admin, json={"name": bad})
+        binary = {"os": "any", "cpu": "any", "data_uid": app["binaries"][0]["data_uid"]}
+        await expect_refused(
+            xw, "POST", "/apps", 400, "name", token=xw.admin, json={"name": bad, "binaries": [binary]}
+        )
+        await expect_refused(xw, "POST", "/usergroups", 400, "label", token=xw.admin, json={"label": bad})
 
     # hostile logins and lookups are unknown, never an error of the server
     for login in (SQL, "admin' OR '1'='1", "admin'--", NUL, "admin\0", LONG, TRAVERSAL):
@@ -627,6 +652,7 @@ async def test_hostile_names_are_refused_or_stored_literally(xw: XW) -> None:
     # nothing was dropped or deleted: every table still answers and holds what it held
     assert len((await xw.ok("GET", "/jobs", token=xw.admin))["jobs"]) == 1
     assert len((await xw.ok("GET", "/data", token=xw.admin))["data"]) == 5
+    assert len((await xw.ok("GET", "/sessions", token=xw.admin))["sessions"]) == 0
     assert len((await xw.ok("GET", "/hosts", token=xw.admin))["hosts"]) == 1
     assert await xw.login("admin", xw.admin_password)
     assert xw.settings.data_dir.resolve() in {p.resolve().parent.parent for p in xw.store_files()}

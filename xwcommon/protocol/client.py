@@ -115,15 +115,19 @@ def _escape(c: str) -> str:
     return "\\" + c if c in r"\.^$*+?()[]{}|/" else c
 
 
-#: no control character (U+0000 to U+001F) and something besides blanks (``data.check_name``)
-_NAME_PATTERN = r"^[^\x00-\x1f]*[^\x00-\x1f\s][^\x00-\x1f]*" + _END
+#: what ``data.check_name`` refuses: control characters (C0, DEL, C1), line and paragraph
+#: separators, bidirectional controls, path separators
+_NAME_CHAR = r"[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069/\\]"
+#: something besides blanks, and not ``.`` or ``..`` (``data.check_name``)
+_NAME_PATTERN = rf"^(?!\.\.?$){_NAME_CHAR}*(?=\S){_NAME_CHAR}+" + _END
 Name = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=MAX_NAME,
         pattern=_NAME_PATTERN,
-        description="1 to 255 characters, not all blank, no control characters",
+        description="1 to 255 characters, not all blank, not . or ..; no control, bidirectional "
+        "or path separator characters",
     ),
 ]
 

@@ -17,6 +17,7 @@ from .. import apps, data, hosts, jobs, leases, scheduler, users
 from ..wire import iso
 from .access_routes import ACCESS_ROUTES
 from .http import (
+    BODY_TYPE_KEY,
     TOKEN_KEY,
     Handler,
     caller_of,
@@ -447,8 +448,20 @@ def _standard_only(route: Route) -> Handler:
     return handler
 
 
+def _typed_body(route: Route, handler: Handler) -> Handler:
+    """The handler, with its route's request type where read_json finds it."""
+    if route.body != "json":
+        return handler
+
+    async def typed(request: web.Request) -> web.StreamResponse:
+        request[BODY_TYPE_KEY] = route.request
+        return await handler(request)
+
+    return typed
+
+
 def add_routes(app: web.Application) -> None:
     """Every route; all but the public ones and the worker's own need STANDARD at least."""
     for r in ROUTES:
         handler = r.handler if r.public or worker_may_call(r) else _standard_only(r)
-        app.router.add_route(r.method, defaults.API_PREFIX + r.path, handler)
+        app.router.add_route(r.method, defaults.API_PREFIX + r.path, _typed_body(r, handler))
