@@ -12,7 +12,13 @@ Printed: the wall time of each run of the whole client process (Python start-up 
 included, as a user waits for it), their best and median, and for reference the wall time of
 ``python -m xwclient --xwversion`` against the same server (start-up and one request).
 Checks: the client printed N URIs, in the lines' order, and the server holds N jobs with that
-run's label. Figures only: nothing is asserted.
+run's label.
+
+Then removal, as a user cleans up: ``xwrm --xwlabel "macro run 1"`` (a selection, as
+``condor_rm -constraint``: one listing, then bulk removals) and, with two runs or more,
+``xwrm URI…`` of the N URIs the second run printed (bulk removals of named jobs). Printed:
+the wall time of each (client process included); checked: no job of that label is left.
+Figures only: nothing is asserted.
 
     .venv/bin/python bench/macro.py                  # 10,000 lines, 3 runs
     .venv/bin/python bench/macro.py --jobs 50000 --runs 1 --db postgresql+asyncpg://…
@@ -89,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     walls: list[float] = []
     checks: list[str] = []
     startup_s = 0.0
+    removals: dict[str, float] = {}
 
     def body(server: Server) -> None:
         nonlocal startup_s
@@ -111,6 +118,18 @@ def main(argv: list[str] | None = None) -> int:
             on_server = count_jobs(server, label)
             if len(uris) != args.jobs or on_server != args.jobs:
                 checks.append(f"run {run + 1}: {len(uris)} URIs printed, {on_server} jobs on the server")
+        started = time.perf_counter()
+        client(server, "--xwrm", "--xwlabel", "macro run 1")
+        removals["xwrm_label_s"] = time.perf_counter() - started
+        if (left := count_jobs(server, "macro run 1")) != 0:
+            checks.append(f"xwrm --xwlabel left {left} jobs")
+        if args.runs >= 2:
+            uris = (workdir / "run2.out").read_text(encoding="utf-8").split()
+            started = time.perf_counter()
+            client(server, "--xwrm", *uris)
+            removals["xwrm_uris_s"] = time.perf_counter() - started
+            if (left := count_jobs(server, "macro run 2")) != 0:
+                checks.append(f"xwrm URI... left {left} jobs")
 
     if not with_server("bench/macro.py", workdir, server, args.keep, body):
         return 1
@@ -123,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_median_s": round(statistics.median(walls), 3),
         "client_startup_s": round(startup_s, 3),
         "jobs_per_s": round(args.jobs / statistics.median(walls)),
+        **{key: round(value, 3) for key, value in removals.items()},
         "checks": checks or "ok",
         "cores": os.cpu_count(),
         "cpu": cpu_model(),

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-from xwcommon.errors import BadRequest, XWError
+from xwcommon.errors import BadRequest, Forbidden, XWError
 from xwcommon.levels import UserLevel
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.status import FINAL_JOB_STATUSES, JobStatus
@@ -673,26 +673,84 @@ async def cmd_results(ctx: Context) -> int:
 
 
 # -- any object -------------------------------------------------------------------------------------
+#: the options of xwrm that select jobs instead of naming objects
+RM_SELECTION = ("xwstatus", "xwlabel", "xwsession", "xwgroup", *STATUS_FLAGS)
+
+
 @command(
     "rm",
-    "--xwrm UID|URI|LOGIN|LABEL…",
+    "--xwrm UID|URI|LOGIN|LABEL… | --xwrm [--xwlabel L] [--xwstatus S1,S2] [--xwsession UID] "
+    "[--xwgroup UID] [--xwpending] [--xwrunning] [--xwcompleted] [--xwerror]",
     "delete jobs, data, applications, sessions and groups of jobs (with their jobs), users or user "
     "groups (a running job is aborted first); a name that is not a UID is tried as a user's login, "
-    "then as a user group's label",
+    "then as a user group's label. With a selection instead (as condor_rm -constraint): every job "
+    "of yours with that label, status, session and group (all that are given)",
     aliases=("remove", "delete"),
-    min_args=1,
+    options=RM_SELECTION,
 )
 async def cmd_rm(ctx: Context) -> int:
+    selection = [name for name in RM_SELECTION if name in ctx.inv.options]
+    keys = [_key_arg(k) for k in _listed(ctx.inv.args)]
+    if selection and keys:
+        raise UsageError(
+            f"give the objects to remove or a selection (--{selection[0]}), not both; "
+            "xwworks with the same selection lists what it would remove"
+        )
+    if not selection and not keys:
+        raise UsageError(f"nothing to remove; usage: {COMMANDS['rm'].usage}")
     rows: list[dict[str, Any]] = []
+    if selection:
+        code = await _rm_selection(ctx, rows)
+    else:
+        code = await _rm_keys(ctx, keys, rows)
+    if rows or code == 0:
+        ctx.emit(rows, "removed", [f"{r['uid']} removed ({r['kind']})" for r in rows])
+    return code
+
+
+async def _rm_selection(ctx: Context, rows: list[dict[str, Any]]) -> int:
+    session, group = ctx.inv.value("xwsession"), ctx.inv.value("xwgroup")
+    deleted, _gone = await ctx.client.delete_jobs_where(
+        status=_statuses(ctx),
+        label=ctx.inv.value("xwlabel"),
+        session=_uid_arg(session) if session else None,
+        group=_uid_arg(group) if group else None,
+    )
+    if not deleted:
+        ctx.warn("no job of yours matches the selection; nothing removed")
+    rows.extend({"uid": uid, "kind": "job"} for uid in deleted)
+    return 0
+
+
+async def _rm_keys(ctx: Context, keys: list[str], rows: list[dict[str, Any]]) -> int:
+    """Jobs in bulk requests (a few thousand per request, not two requests each); what is not
+    a job (data, apps, sessions, users…) one by one, as the server says its kind."""
+    uids = list(dict.fromkeys(parse_uid(k) for k in keys if is_uid(k)))
+    jobs: set[str] = set()
+    refused: dict[str, str] = {}
+    if uids:
+        deleted, missing = await ctx.client.delete_jobs(uids)
+        jobs = set(deleted)
+        for item in missing:
+            if isinstance(item, dict) and item.get("reason") not in (None, "no such job"):
+                refused[str(item["uid"])] = str(item["reason"])  # a job, not the caller's to remove
+    rest: list[str] = []
+    for key in keys:
+        uid = parse_uid(key) if is_uid(key) else None
+        if uid is None or (uid not in jobs and uid not in refused):
+            rest.append(key)  # a name, or no job: another kind of object, or nothing
+        elif uid in jobs:
+            jobs.discard(uid)  # once, even when given twice
+            rows.append({"uid": uid, "kind": "job"})
+    for uid, reason in refused.items():
+        ctx.warn(f"error: {uid}: {reason}")
 
     async def remove(key: str) -> None:
         kind = await ctx.client.remove(key)
         rows.append({"uid": parse_uid(key) if is_uid(key) else key, "kind": kind})
 
-    code = await _each(ctx, [_key_arg(k) for k in _listed(ctx.inv.args)], remove)
-    if rows or code == 0:
-        ctx.emit(rows, "removed", [f"{r['uid']} removed ({r['kind']})" for r in rows])
-    return code
+    code = await _each(ctx, rest, remove)
+    return exit_code_for(Forbidden("")) if refused else code
 
 
 def _key_arg(text: str) -> str:

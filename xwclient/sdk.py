@@ -560,6 +560,24 @@ class XWClient:
         log.info("removed %d job(s) from the server (%d already gone)", len(deleted), len(missing))
         return deleted, missing
 
+    async def delete_jobs_where(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        label: str | None = None,
+        session: str | None = None,
+        group: str | None = None,
+    ) -> tuple[list[str], list[str]]:
+        """Delete the caller's jobs of a selection, as ``condor_rm -constraint`` and
+        ``scancel --name`` do: those of some statuses, a label, a session or a group of jobs
+        (all that are given). One listing, then bulk removals; ``(deleted, missing)``."""
+        if status is None and label is None and session is None and group is None:
+            raise BadRequest("a selection needs a status, a label, a session or a group")
+        jobs = await self.list_jobs(status=status, label=label, session=session, group=group)
+        if not jobs:
+            return [], []
+        return await self.delete_jobs(j["uid"] for j in jobs)
+
     # -- sessions and groups of jobs ----------------------------------------------------------------
     # one shape on the server (/sessions and /groups): one implementation here
     async def _create_set(self, kind: str, name: str) -> dict[str, Any]:
