@@ -13,7 +13,8 @@ XWHEP's:
   not on a macro's lines.
 
 The whole file is read and every line checked before the first one runs, so a usage error
-anywhere runs nothing. Lines then run in order, all with one login and one connection;
+anywhere runs nothing; that check includes the application of every ``xwsendwork`` line
+(one listing of the applications the user sees), so a misspelled one runs nothing either. Lines then run in order, all with one login and one connection;
 consecutive ``xwsendwork`` lines (without ``--xwwait``) are submitted together, in
 ``POST /jobs/bulk`` requests of :data:`xwclient.sdk.BULK_CHUNK` jobs, and their URIs are
 printed in the lines' order (one document per batch of lines in the other formats). Each
@@ -28,6 +29,7 @@ were submitted).
 from __future__ import annotations
 
 import logging
+import re
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from xwcommon.errors import BadRequest, XWError
+from xwcommon.uri import is_uid, parse_uid
 
 from .commands import COMMANDS, Command, Context, Invocation, UsageError, sendwork_spec
 from .exitcodes import describe_error, exit_code_for
@@ -136,8 +139,34 @@ def load_macro(
     return lines
 
 
+#: how the server names one job of a bulk submission in an error (0-based in the request)
+_JOB_INDEX = re.compile(r"\bjob #(\d+): ")
+
+
+async def check_apps(path: Path, lines: list[MacroLine], ctx: Context) -> None:
+    """:class:`MacroError` naming the first ``xwsendwork`` line whose application the user
+    cannot see (by name or UID), before any line runs."""
+    wanted = [line for line in lines if line.cmd.name == "sendwork" and line.inv.args]
+    if not wanted:
+        return
+    apps = await ctx.client.list_apps()
+    names = {str(a.get("name")) for a in apps}
+    uids = {str(a.get("uid")) for a in apps}
+    for line in wanted:
+        app = line.inv.args[0]
+        if (parse_uid(app) in uids) if is_uid(app) else (app in names):
+            continue
+        raise MacroError(
+            f"{path}:{line.number}: no application {app!r} visible to you (xwapps lists them); "
+            "nothing was run (a macro is checked whole before it runs)"
+        )
+
+
 async def run_macro(path: Path, lines: list[MacroLine], make_context: Callable[[Invocation], Context]) -> int:
-    """Run the checked lines in order; stop at the first failure; return its exit code."""
+    """Check the applications, then run the lines in order; stop at the first failure;
+    return its exit code."""
+    if lines:
+        await check_apps(path, lines, _context(lines[0], make_context))
     first = lines[0].number if lines else 0
     i = 0
     while i < len(lines):
@@ -210,9 +239,19 @@ async def _run_batch(
                 bar.close()
                 last = batch[start + len(chunk) - 1].number
                 message = describe_error(exc, lead.client.settings)
+                number = batch[start].number
+                if found := _JOB_INDEX.search(message):
+                    # the server names the job by its index in the request: name its line
+                    index = int(found.group(1))
+                    if 0 <= index < len(chunk):
+                        number = batch[start + index].number
+                        message = message[: found.start()] + message[found.end() :]
                 if len(chunk) > 1:
-                    message += f" (submitting the jobs of lines {batch[start].number}-{last} together)"
-                _report(lead, path, batch[start].number, message, first)
+                    message += (
+                        f" (the jobs of lines {batch[start].number}-{last} are submitted together: "
+                        "none of them was)"
+                    )
+                _report(lead, path, number, message, first, done_until=batch[start].number)
                 return exit_code_for(exc)
             bar.close()
             _emit_jobs(lead, jobs)

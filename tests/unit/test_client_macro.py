@@ -114,13 +114,16 @@ async def test_sendwork_lines_are_submitted_in_bulk_requests_in_order(xw, tmp_pa
     assert len({j["stdin_uid"] for j in jobs}) == 1
 
 
-async def test_a_failing_line_stops_the_macro_and_says_what_took_effect(xw, tmp_path):
+async def test_an_unknown_application_is_named_by_its_line_before_anything_runs(xw, tmp_path):
     await xw.insert_app(xw.admin, "app")
     macro = tmp_path / "m.macro"
     macro.write_text(
         "--xwsendwork app --xwlabel first\n"
-        "--xwsendwork nosuchapp --xwlabel second\n"
-        "--xwsendwork app --xwlabel third\n"
+        "--xwsessions\n"
+        "\n"
+        "# a comment\n"
+        "--xwsendwork nosuchapp --xwlabel fifth\n"
+        "--xwsendwork app --xwlabel sixth\n"
     )
     config = tmp_path / "xwrc"
     config.write_text(
@@ -130,10 +133,36 @@ async def test_a_failing_line_stops_the_macro_and_says_what_took_effect(xw, tmp_
     code = await asyncio.to_thread(
         cli.main, ["--xwconfig", str(config), "--xwmacro", str(macro)], out=out, err=err, cwd=tmp_path
     )
-    # the three lines are one bulk request, all or nothing: none of them took effect
+    assert code == 2 and out.getvalue() == ""
+    assert f"{macro}:5: no application 'nosuchapp' visible to you" in err.getvalue()
+    assert "nothing was run" in err.getvalue()
+    listed = await xw.ok("GET", "/jobs", token=xw.admin)
+    assert listed["jobs"] == []
+
+
+async def test_a_job_refused_in_a_bulk_request_is_named_by_its_own_line(xw, tmp_path):
+    await xw.insert_app(xw.admin, "app")
+    macro = tmp_path / "m.macro"
+    macro.write_text(
+        "--xwsendwork app --xwlabel first\n"
+        "# a comment\n"
+        "--xwsendwork app --xwlabel second\n"
+        "--xwsendwork app --xwlabel fourth --xwsession 0f0e0d0c-0b0a-4908-8706-050403020100\n"
+        "--xwsendwork app --xwlabel fifth\n"
+    )
+    config = tmp_path / "xwrc"
+    config.write_text(
+        f"dispatcher.servers={xw.url}\nlogin=admin\npassword={xw.admin_password}\nca.file={xw.ca_file}\n"
+    )
+    out, err = io.StringIO(), io.StringIO()
+    code = await asyncio.to_thread(
+        cli.main, ["--xwconfig", str(config), "--xwmacro", str(macro)], out=out, err=err, cwd=tmp_path
+    )
+    # the four lines are one bulk request, all or nothing: none of them took effect
     assert code == 4 and out.getvalue() == ""
-    assert f"{macro}:1: " in err.getvalue() and "no line of the macro took effect" in err.getvalue()
-    assert "lines 1-3 together" in err.getvalue()
+    assert f"{macro}:4: " in err.getvalue() and "job #" not in err.getvalue()
+    assert "no line of the macro took effect" in err.getvalue()
+    assert "lines 1-5 are submitted together" in err.getvalue()
     listed = await xw.ok("GET", "/jobs", token=xw.admin)
     assert listed["jobs"] == []
 
