@@ -60,7 +60,18 @@ log = logging.getLogger(__name__)
 
 #: options every command accepts
 COMMON_OPTIONS = frozenset(
-    {"xwconfig", "xwformat", "xwhelp", "xwverbose", "xwnoverbose", "xwclean", "xwcheckconfig"}
+    {
+        "xwconfig",
+        "xwformat",
+        "xwhelp",
+        "xwverbose",
+        "xwnoverbose",
+        "xwclean",
+        "xwcheckconfig",
+        "xwfields",
+        "xwlong",
+        "xwout",
+    }
 )
 #: words that ask for help when they come first among a command's arguments
 HELP_WORDS = ("-h", "--help")
@@ -83,6 +94,9 @@ VALUE_OPTIONS = frozenset(
         "xwminmemory",
         "xwmindisk",
         "xwmacro",
+        "xwrights",
+        "xwout",
+        "xwfields",
     }
 )
 #: value options that may be given several times (their values are kept in order, as a list)
@@ -105,6 +119,7 @@ FLAG_OPTIONS = frozenset(
         "xwcompleted",
         "xwerror",
         "xwcheckconfig",
+        "xwlong",
     }
 )
 #: with --xwmacro, the only other options (the macro's lines carry the rest)
@@ -210,6 +225,10 @@ common options (anywhere on the line):
   --xwconfig FILE      client config (default: $XWCONFIG, else ~/.xtremweb/xwrc)
   --xwformat FORMAT    text (default), json, xml, csv or html (the fields of each kind: see
                        xwclient.formats; dates are ISO 8601 UTC)
+  --xwout FILE         write the output to FILE, readable by its owner only (0600): e.g.
+                       xwsenduser … --xwout alice.xwrc, a config that holds a password
+  --xwfields A,B,C     show these fields, in this order, in every format (as condor_q -af)
+  --xwlong             every field in text too (text shows the main ones in 120 columns)
   --xwverbose          log what the client does (--xwnoverbose: errors only)
   --xwclean            empty the client's cache of uploads first (alone: only that)
   --xwmacro FILE       run the commands of FILE, one per line (see xwclient.macro)
@@ -327,6 +346,8 @@ def main(
                 )
         cmd = None if macro is not None or alone_clean else check_invocation(inv)
         fmt = formats.check_format(inv.value("xwformat") or "text")
+        chosen = inv.value("xwfields")
+        fields = None if chosen is None else tuple(f.strip() for f in chosen.split(",") if f.strip())
         _configure_logging(inv, err)
         folder = Path(cwd) if cwd is not None else Path.cwd()
         macro_file = None if macro is None else Path(macro) if Path(macro).is_absolute() else folder / macro
@@ -341,22 +362,32 @@ def main(
                 return exitcodes.OK
         in_stream = _default_stdin() if isinstance(stdin, str) else stdin
 
+        target = out
+        if (out_name := inv.value("xwout")) is not None:
+            target = _private_output(Path(out_name) if Path(out_name).is_absolute() else folder / out_name)
+
         def make_context(client: XWClient, line_inv: Invocation | None = None) -> Context:
             return Context(
                 inv=line_inv or inv,
                 client=client,
                 fmt=fmt,
-                out=out,
+                out=target,
                 err=err,
                 stdin=in_stream,
                 cwd=folder,
                 prog=prog,
+                fields=fields,
+                long=inv.flag("xwlong"),
             )
 
-        if macro_file is not None and lines is not None:
-            return asyncio.run(_execute_macro(macro_file, lines, settings, make_context))
-        assert cmd is not None
-        return asyncio.run(_execute(cmd, settings, make_context))
+        try:
+            if macro_file is not None and lines is not None:
+                return asyncio.run(_execute_macro(macro_file, lines, settings, make_context))
+            assert cmd is not None
+            return asyncio.run(_execute(cmd, settings, make_context))
+        finally:
+            if target is not out:
+                target.close()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=err)
         return exitcodes.INTERRUPTED
@@ -378,6 +409,14 @@ def main(
             file=err,
         )
         return exitcodes.ERROR
+
+
+def _private_output(path: Path) -> IO[str]:
+    """``--xwout FILE``: the command's output in a file only its owner may read (0600), as
+    xwsenduser's client config holds a password; an existing file is made 0600 first."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "w", encoding="utf-8")
 
 
 def _check_config(inv: Invocation, out: IO[str], err: IO[str]) -> int:

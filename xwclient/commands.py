@@ -87,16 +87,21 @@ class Context:
     stdin: IO[bytes] | None = None
     cwd: Path = field(default_factory=Path.cwd)
     prog: str = "xwclient"
+    #: ``--xwfields``: the fields to show, in every format (None: the format's default)
+    fields: tuple[str, ...] | None = None
+    #: ``--xwlong``: every field in ``text`` too
+    long: bool = False
 
     def emit(
         self, rows: Iterable[dict[str, Any]], kind: str, text_lines: Iterable[str] | None = None
     ) -> None:
-        """Rows in the chosen format; in ``text``, ``text_lines`` instead when given."""
-        if self.fmt == "text" and text_lines is not None:
+        """Rows in the chosen format; in ``text``, ``text_lines`` instead when given (unless
+        fields were chosen)."""
+        if self.fmt == "text" and text_lines is not None and self.fields is None:
             for line in text_lines:
                 print(line, file=self.out)
         else:
-            self.out.write(formats.render(rows, kind, self.fmt))
+            self.out.write(formats.render(rows, kind, self.fmt, fields=self.fields, long=self.long))
         self.out.flush()
 
     def emit_unless_failed(self, rows: list[dict[str, Any]], kind: str, code: int) -> None:
@@ -243,18 +248,23 @@ def stdin_to_file(stream: IO[bytes] | None, directory: str | None = None) -> Pat
 # -- applications -------------------------------------------------------------------------------------
 @command(
     "sendapp",
-    "--xwsendapp NAME CPU OS FILE|URI [--xwnetwork]",
+    "--xwsendapp NAME CPU OS FILE|URI [--xwnetwork] [--xwrights 0755|0750|0700]",
     "insert an application binary for one platform (CPU/OS any for scripts); again with the same "
-    "name to add another platform; --xwnetwork: its jobs need the network",
-    options=("xwnetwork",),
+    "name to add another platform; --xwnetwork: its jobs need the network; --xwrights: its "
+    "access rights, set at insertion for good (ADVANCED and up; default public 0755, 0750 for "
+    "your user group's jobs and workers; below ADVANCED an app is private, 0700)",
+    options=("xwnetwork", "xwrights"),
     min_args=4,
     max_args=4,
 )
 async def cmd_sendapp(ctx: Context) -> int:
     name, cpu, os_name, source = ctx.inv.args
+    rights = ctx.inv.value("xwrights")
     try:
         normalize_cpu(cpu)
         normalize_os(os_name)
+        if rights is not None:
+            rights = normalize_rights(rights)
     except BadRequest as exc:
         raise UsageError(exc.message) from None
     local = _local_file(ctx, source)
@@ -262,10 +272,18 @@ async def cmd_sendapp(ctx: Context) -> int:
     if local is not None:
         with ctx.progress(f"uploading {local.name}", local.stat().st_size) as bar:
             app = await ctx.client.send_app(
-                name, cpu, os_name, local, needs_network=network, progress=bar.advance
+                name,
+                cpu,
+                os_name,
+                local,
+                needs_network=network,
+                progress=bar.advance,
+                access_rights=rights,
             )
     else:
-        app = await ctx.client.send_app(name, cpu, os_name, source, needs_network=network)
+        app = await ctx.client.send_app(
+            name, cpu, os_name, source, needs_network=network, access_rights=rights
+        )
     ctx.emit([app], "app", [app["uri"]])
     return 0
 

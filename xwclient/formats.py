@@ -24,6 +24,11 @@ carry them like any field:
   and ``activation_since``; ``gpus`` is the list of ``{"name", "memory_bytes"}``;
 - ``session`` and ``group`` (of jobs): ``job_counts`` is ``{status: number of jobs}``.
 
+``text`` shows fewer fields of the wide kinds (:data:`TEXT_COLUMNS`: what people look at,
+in 120 columns, long cells cut with ``…``); ``--xwlong`` shows every field uncut, and
+``--xwfields a,b,c`` chooses the fields, in that order, in every format (as
+``condor_q -af``).
+
 The client's own reports: ``result`` (one row per job whose result ``xwresults`` fetched:
 ``path`` is the folder, or the zip with ``--xwnoextract``; ``erased`` whether the job was then
 removed from the server), ``removed``, ``rights``, ``password``, ``ping`` (milliseconds) and
@@ -128,6 +133,38 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "version": ("client_version", "server_version", "api", "server"),
 }
 
+#: the fields ``text`` shows by default for the wide kinds, each with its widest cell (None:
+#: never cut); a row then fits in :data:`TEXT_WIDTH` columns
+TEXT_COLUMNS: dict[str, tuple[tuple[str, int | None], ...]] = {
+    "job": (
+        ("uid", None),
+        ("status", None),
+        ("exit_code", None),
+        ("app_name", 14),
+        ("label", 16),
+        ("message", 26),
+    ),
+    "host": (
+        ("uid", None),
+        ("name", 14),
+        ("os", 8),
+        ("cpu", 8),
+        ("cores", None),
+        ("memory_bytes", 10),
+        ("enabled", None),
+        ("activation_state", None),
+    ),
+    "task": (
+        ("uid", None),
+        ("job_uid", None),
+        ("status", None),
+        ("exit_code", None),
+        ("wall_s", 10),
+    ),
+}
+#: the terminal width the default ``text`` columns are made for
+TEXT_WIDTH = 120
+
 #: the XML root element
 XML_ROOT = "xtremweb"
 
@@ -216,10 +253,25 @@ FLATTENED: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-def project(rows: Iterable[Mapping[str, Any]], kind: str) -> list[dict[str, Any]]:
-    """Keep the kind's fields, in its order; a missing field is ``None``; nested wire objects
-    are flattened (:data:`FLATTENED`)."""
-    cols = columns_of(kind)
+def check_fields(kind: str, fields: Iterable[str]) -> tuple[str, ...]:
+    """``fields`` of ``kind`` as given (comma-separated words allowed); :class:`BadRequest`
+    naming the known ones when one is not a field of that kind."""
+    known = columns_of(kind)
+    chosen = tuple(f.strip().lower() for text in fields for f in text.split(",") if f.strip())
+    for f in chosen:
+        if f not in known:
+            raise BadRequest(f"--xwfields: {kind} has no field {f!r}; its fields: {', '.join(known)}")
+    if not chosen:
+        raise BadRequest(f"--xwfields: no field given; the fields of {kind}: {', '.join(known)}")
+    return chosen
+
+
+def project(
+    rows: Iterable[Mapping[str, Any]], kind: str, cols: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    """Keep the kind's fields (or ``cols``), in order; a missing field is ``None``; nested wire
+    objects are flattened (:data:`FLATTENED`)."""
+    cols = cols or columns_of(kind)
     nested, fields = FLATTENED.get(kind, ("", {}))
     out = []
     for row in rows:
@@ -232,11 +284,29 @@ def project(rows: Iterable[Mapping[str, Any]], kind: str) -> list[dict[str, Any]
     return out
 
 
-def render(rows: Iterable[Mapping[str, Any]], kind: str, fmt: str = "text") -> str:
-    """Render rows of one kind in one format; the result ends with a newline."""
+def render(
+    rows: Iterable[Mapping[str, Any]],
+    kind: str,
+    fmt: str = "text",
+    *,
+    fields: Iterable[str] | None = None,
+    long: bool = False,
+) -> str:
+    """Render rows of one kind in one format; the result ends with a newline.
+
+    ``fields`` chooses the fields in every format; else ``text`` shows :data:`TEXT_COLUMNS`
+    of the wide kinds unless ``long``, and the other formats every field.
+    """
     fmt = check_format(fmt)
-    cols = columns_of(kind)
-    data = project(rows, kind)
+    cuts: dict[str, int | None] = {}
+    if fields is not None:
+        cols = check_fields(kind, fields)
+    elif fmt == "text" and not long and kind in TEXT_COLUMNS:
+        cuts = dict(TEXT_COLUMNS[kind])
+        cols = tuple(cuts)
+    else:
+        cols = columns_of(kind)
+    data = project(rows, kind, cols)
     if fmt == "json":
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     if fmt == "csv":
@@ -255,7 +325,7 @@ def render(rows: Iterable[Mapping[str, Any]], kind: str, fmt: str = "text") -> s
         )
     if fmt == "html":
         return _render_html(data, kind, cols)
-    return _render_text(data, cols)
+    return _render_text(data, cols, cuts)
 
 
 # Characters XML 1.0 cannot carry at all, even escaped (control characters but tab, CR, LF).
@@ -266,12 +336,19 @@ def _xml_safe(text: str) -> str:
     return _XML_INVALID.sub("\ufffd", text)
 
 
-def _render_text(data: list[dict[str, Any]], cols: tuple[str, ...]) -> str:
-    table = [list(cols)] + [[_human_cell(c, r[c]) for c in cols] for r in data]
+def _render_text(
+    data: list[dict[str, Any]], cols: tuple[str, ...], cuts: Mapping[str, int | None] | None = None
+) -> str:
+    cuts = cuts or {}
+    table = [list(cols)] + [[_cut(_human_cell(c, r[c]), cuts.get(c)) for c in cols] for r in data]
     widths = [max(len(line[i]) for line in table) for i in range(len(cols))]
     return "".join(
         "  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n" for line in table
     )
+
+
+def _cut(text: str, width: int | None) -> str:
+    return text if width is None or len(text) <= width else text[: width - 1] + "…"
 
 
 def _render_html(data: list[dict[str, Any]], kind: str, cols: tuple[str, ...]) -> str:

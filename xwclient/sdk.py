@@ -58,7 +58,15 @@ from urllib.parse import quote, unquote, urlsplit
 
 import xwcommon
 from xwcommon import defaults
-from xwcommon.errors import BadRequest, ConfigError, Conflict, IntegrityError, NotFound, XWError
+from xwcommon.errors import (
+    BadRequest,
+    ConfigError,
+    Conflict,
+    Forbidden,
+    IntegrityError,
+    NotFound,
+    XWError,
+)
 from xwcommon.levels import UserLevel, format_access_rights, parse_access_rights
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.status import FINAL_JOB_STATUSES
@@ -276,8 +284,14 @@ class XWClient:
         *,
         needs_network: bool | None = None,
         progress: Callable[[int], None] | None = None,
+        access_rights: str | None = None,
     ) -> dict[str, Any]:
         """Insert an application binary for ``(os, cpu)`` (XWHEP's argument order).
+
+        ``access_rights`` (``0750`` for a group's app, ``0700`` private; ADVANCED and up
+        choose, default public ``0755``) are set at insertion: an app's rights never change
+        afterwards. Below ADVANCED an app is private whatever is asked: :class:`Forbidden`
+        when anything else is asked, and nothing is inserted.
 
         ``path_or_data_uri`` is a local file (path or ``file://`` URI), uploaded as a data
         first, or the UID/``xw://`` URI of a data already on the server. The same name
@@ -286,6 +300,11 @@ class XWClient:
         (the server's default otherwise: none).
         """
         binary_os, binary_cpu = normalize_os(os), normalize_cpu(cpu)
+        rights = None if access_rights is None else normalize_rights(access_rights)
+        if rights is not None:
+            if not _OCTAL_RIGHTS.match(rights):
+                raise BadRequest(f"an app's rights are octal ({rights!r}: give e.g. 0750)")
+            await self._check_app_rights(rights)
         local = _local_path(path_or_data_uri)
         if local is not None:
             data = await self.send_data(local, progress=progress)
@@ -302,7 +321,19 @@ class XWClient:
         }
         if needs_network is not None:
             body["needs_network"] = needs_network
+        if rights is not None:
+            body["access_rights"] = rights
         return dict(await self.transport.request("POST", "/apps", json=body))
+
+    async def _check_app_rights(self, rights: str) -> None:
+        """:class:`Forbidden` when the caller's level may not choose an app's ``rights``."""
+        me = await self.whoami()
+        level = UserLevel.parse(str(me.get("rights", "STANDARD")))
+        if level < UserLevel.ADVANCED and rights != "0700":
+            raise Forbidden(
+                f"choosing an application's rights needs ADVANCED rights; {me.get('login')} has "
+                f"{level.name}, whose applications are private (0700)"
+            )
 
     async def list_apps(self) -> list[dict[str, Any]]:
         return list((await self.transport.request("GET", "/apps"))["apps"])

@@ -122,7 +122,7 @@ def test_a_task_not_accounted_yet_has_empty_accounting_columns():
 
 
 def test_text_shows_gpus_with_their_memory_and_job_counts_by_status():
-    host_line = formats.render([ACTIVE_HOST], "host", "text").splitlines()[1]
+    host_line = formats.render([ACTIVE_HOST], "host", "text", long=True).splitlines()[1]
     assert "NVIDIA A100 (40.0 GiB)" in host_line and "suspended" in host_line
     session_line = formats.render(SAMPLES["session"], "session", "text").splitlines()[1]
     assert "COMPLETED=1 PENDING=3" in session_line
@@ -164,7 +164,7 @@ def test_fields_unknown_to_the_kind_are_left_out_of_every_format():
 
 
 def test_text_is_an_aligned_table_with_a_header():
-    out = formats.render(SAMPLES["host"] * 2, "host", "text")
+    out = formats.render(SAMPLES["host"] * 2, "host", "text", long=True)
     lines = out.splitlines()
     assert lines[0].split() == list(formats.COLUMNS["host"])
     assert len(lines) == 3
@@ -176,7 +176,7 @@ def test_text_is_an_aligned_table_with_a_header():
 
 
 def test_text_shows_args_as_a_shell_line_and_binaries_as_platforms():
-    job_line = formats.render(SAMPLES["job"][:1], "job", "text").splitlines()[1]
+    job_line = formats.render(SAMPLES["job"][:1], "job", "text", long=True).splitlines()[1]
     assert "-n 5 --seed=3 'two words' 'é'" in job_line
     assert "line one\\nline two, with a comma\\ttab" in job_line  # one row per line, whatever the message
     app_line = formats.render(SAMPLES["app"], "app", "text").splitlines()[1]

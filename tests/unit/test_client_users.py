@@ -54,6 +54,10 @@ class Recorder:
             raise Forbidden("the rights of an application never change")
         return "data", {"uid": uid, "uri": f"xw://h:1/{uid}", "access_rights": "0750", "owner_uid": UID2}
 
+    async def delete_jobs(self, uids):
+        self.calls.append(("delete_jobs", list(uids)))
+        return [], [{"uid": u, "reason": "no such job"} for u in uids]  # no job: another kind
+
     async def remove(self, key):
         self.calls.append(("remove", key))
         return "user" if key == "bob" else "data"
@@ -234,7 +238,7 @@ async def test_chmod_with_bad_rights_or_uid_is_a_usage_error(settings):
 async def test_rm_takes_uids_uris_and_names(settings):
     code, out, _, rec = await run(["--xwrm", f"xw://h:1/{UID}", "bob"], settings)
     assert code == 0
-    assert rec.calls == [("remove", UID), ("remove", "bob")]
+    assert rec.calls == [("delete_jobs", [UID]), ("remove", UID), ("remove", "bob")]
     assert out == f"{UID} removed (data)\nbob removed (user)\n"
 
 
