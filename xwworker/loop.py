@@ -125,6 +125,8 @@ PAUSE_CHECK_S = 1.0
 STATE_WRITE_DELAY_S = 0.2
 #: the longest activation detail sent to the server
 ACTIVATION_DETAIL_MAX = 200
+#: HTTP status of a server whose store is full: the worker waits and says why
+INSUFFICIENT_STORAGE = 507
 
 #: errors that mean the server no longer counts this task as ours: ``task_gone``, and the
 #: generic codes an older server answers with (a disabled host is told apart first)
@@ -407,7 +409,7 @@ class Worker:
         await _cancel(pull)
         await _cancel(activation)
         # suspended jobs must run on, to finish within the grace period or die on SIGTERM
-        self._set_active(True, "stopping")
+        self._set_active(True, "stopping", quiet=not self.tasks)
         await self._drain()
         await _cancel(heartbeat)
         await _cancel(stop)
@@ -791,7 +793,8 @@ class Worker:
             self._hand_back_oversuspended(mono)
         return self.active
 
-    def _set_active(self, active: bool, reason: str) -> None:
+    def _set_active(self, active: bool, reason: str, *, quiet: bool = False) -> None:
+        """Suspend or resume the jobs; ``quiet``: no warning (a stopping worker with no job)."""
         if active == self.active:
             return
         self.active = active
@@ -803,7 +806,12 @@ class Worker:
             for run in self.tasks.values():
                 run.suspended_at = None
                 resumed += self.executor.resume(run.uid)
-            log.warning("activation: computing again (%s); %d job(s) resumed", reason, resumed)
+            log.log(
+                logging.DEBUG if quiet else logging.WARNING,
+                "activation: computing again (%s); %d job(s) resumed",
+                reason,
+                resumed,
+            )
         else:
             self._active.clear()
             suspended = 0
@@ -1212,6 +1220,15 @@ class Worker:
             except (ServerUnreachable, TooManyRequests) as exc:
                 reason = exc
             except XWError as exc:
+                if exc.http_status == INSUFFICIENT_STORAGE:
+                    # the server's store is full: the result waits here (heartbeats keep the
+                    # lease) until an administrator makes room, however long that takes
+                    delay = backoff.next()
+                    log.warning(
+                        "%s: the server has no room to store it (%s); waiting %.1fs", what, exc.message, delay
+                    )
+                    await self._sleep(delay)
+                    continue
                 attempts += 1
                 retryable = isinstance(exc, IntegrityError) or exc.http_status >= 500
                 if not retryable or attempts >= DELIVERY_ATTEMPTS:

@@ -16,6 +16,7 @@ import hashlib
 import io
 import ipaddress
 import json
+import logging
 import os
 import ssl
 import subprocess
@@ -60,7 +61,7 @@ from xwcommon.protocol.work import (
 )
 from xwworker.activation import ActivationPolicy
 from xwworker.executor import Outcome
-from xwworker.loop import Backoff, TaskRun, Worker
+from xwworker.loop import DELIVERY_ATTEMPTS, Backoff, TaskRun, Worker
 from xwworker.settings import WorkerSettings
 
 API = "/api/v1"
@@ -164,6 +165,8 @@ class StubServer:
     disabled: bool = False
     #: data whose content the server refuses (this worker may not read it)
     forbidden_data: set[str] = field(default_factory=set)
+    #: result uploads still to be refused with 507 (the server's store is full)
+    full_store_uploads: int = 0
     #: set while a work request waits, so a test can act at that moment
     polling: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -286,6 +289,10 @@ class StubServer:
         uid = request.match_info["uid"]
         assert hashlib.sha256(content).hexdigest() == request.query["sha256"]
         assert len(content) == int(request.query["size"])
+        if self.full_store_uploads > 0:
+            self.full_store_uploads -= 1
+            self._record("store_full", uid)
+            return _error("insufficient_storage", "the data store is full", 507)
         self.results[uid] = content
         self._record("result", uid)
         return web.json_response(ResultStored(result_uid=U(f"result-of-{uid}")).to_wire())
@@ -449,6 +456,24 @@ async def test_a_result_too_big_to_ride_in_the_report_is_uploaded_first(grid: Gr
     assert stub.reports[U("t1")].result_inline is None
     with zipfile.ZipFile(io.BytesIO(stub.results[U("t1")])) as zf:
         assert len(zf.read("big.bin")) == defaults.INLINE_RESULT_MAX_BYTES * 2
+
+
+async def test_a_full_server_store_is_waited_for_and_said_not_given_up(
+    grid: Grid, caplog: pytest.LogCaptureFixture
+) -> None:
+    stub = grid.stub
+    binary = script(
+        f"import os\nopen('big.bin', 'wb').write(os.urandom({defaults.INLINE_RESULT_MAX_BYTES * 2}))\n"
+    )
+    # more refusals than a delivery's attempts at other server errors: 507 is waited out
+    stub.full_store_uploads = DELIVERY_ATTEMPTS + 2
+    stub.queue.put_nowait(assignment(stub, "t1", binary))
+    with caplog.at_level(logging.WARNING, logger="xwworker.loop"):
+        await run_until(grid, grid.worker(), lambda: U("t1") in stub.reports)
+    assert len(stub.called("store_full")) == DELIVERY_ATTEMPTS + 2
+    assert stub.reports[U("t1")].result_uid == U(f"result-of-{U('t1')}")
+    waits = [r.getMessage() for r in caplog.records if "no room to store it" in r.getMessage()]
+    assert len(waits) == DELIVERY_ATTEMPTS + 2 and "the data store is full" in waits[0]
 
 
 async def test_a_failing_job_is_reported_as_error_with_its_exit_code(grid: Grid) -> None:
