@@ -8,6 +8,8 @@
 #   make bench     run the benchmarks (they print figures; they are not tests): dispatch (with its
 #                  ceiling), worker overhead, macro submission; each alone: bench-dispatch, bench-worker,
 #                  bench-macro, and bench-ceiling (the bare aiohttp + SQLite ceiling alone)
+#   make fuzz      schemathesis (--checks all) against a real server, as an admin and as a STANDARD
+#                  user (FUZZ_ARGS adds options, e.g. FUZZ_ARGS="--max-examples 200")
 #   make clean     remove build outputs and caches (keeps .venv; `make distclean` removes it too)
 
 PYTHON ?= python3
@@ -19,7 +21,7 @@ MYPY   := $(VENV)/bin/mypy
 PYTEST := $(VENV)/bin/pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint fmt bench bench-dispatch bench-ceiling bench-worker bench-macro clean distclean
+.PHONY: help install demo test lint fmt fuzz bench bench-dispatch bench-ceiling bench-worker bench-macro clean distclean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -70,6 +72,9 @@ bench-worker: install
 
 bench-macro: install
 	$(PY) bench/macro.py
+
+fuzz: install
+	$(PY) tools/fuzz.py $(FUZZ_ARGS)
 
 clean:
 	rm -rf build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -85,3 +85,15 @@ async def test_a_uri_naming_an_alias_of_the_deployment_is_taken(xw: XW) -> None:
         "POST", "/jobs", token=xw.admin, json={"app": "tool", "stdin_uid": f"xw://other:9/{stdin['uid']}"}
     )
     assert reply.status == 400 and "names server 'other:9'" in reply.body["message"], reply
+
+
+async def test_a_405_lists_the_documented_methods_of_the_path_in_allow(xw: XW) -> None:
+    for method, path, allow in (
+        ("OPTIONS", "/jobs/bulk", "POST"),
+        ("TRACE", "/users/me", "GET"),
+        ("PUT", "/jobs/0b7c5c2e-4b8f-4a57-9a3f-6f0d8a1c2b3d", "DELETE,GET"),
+    ):
+        reply = await xw.call(method, path, token=xw.admin)
+        assert reply.status == 405, reply
+        assert reply.headers["Allow"] == allow, (path, reply.headers.get("Allow"))
+        assert allow in reply.body["message"]

@@ -98,7 +98,8 @@ _HEX = "[0-9a-fA-F]"
 #: ``xw://host/uid`` URI
 #: the end of the text (``$`` alone lets Python's ``re`` match before a final newline)
 _END = r"$(?!\n)"
-UID_REF_PATTERN = r"^\s*(xw://([^/]*/)*)?(urn:)?(uuid:)?\{*-*(" + _HEX + r"-*){32}\}*/*\s*" + _END
+_BARE_UID = r"(urn:)?(uuid:)?\{*-*(" + _HEX + r"-*){32}\}*"
+UID_REF_PATTERN = r"^\s*(xw://([^/]*/)+" + _BARE_UID + r"/*|" + _BARE_UID + r")\s*" + _END
 UidRef = Annotated[str, msgspec.Meta(pattern=UID_REF_PATTERN, description="a UID or an xw:// URI")]
 
 

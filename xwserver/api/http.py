@@ -44,6 +44,11 @@ BODY_TYPE_KEY: Any = _RequestKey("body_type", object) if _RequestKey else "body_
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: the methods of a path as the route table documents them (a literal path over a template:
+#: /jobs/bulk takes POST only, though /jobs/{uid} would match it too), for the Allow of a 405
+#: (a module-level hook, not app state: aiohttp gives a 405's request no application)
+ALLOW: dict[str, Callable[[str], str | None]] = {}
+
 #: routes anyone may call without a token
 PUBLIC_PATHS = {
     f"{defaults.API_PREFIX}/login",
@@ -91,12 +96,11 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
             )
         response = error_response(exc.status, code, message or exc.reason)
         if "Allow" in exc.headers:  # a 405 says which methods the path takes (RFC 9110)
-            response.headers["Allow"] = exc.headers["Allow"]
+            documented = ALLOW.get("documented")
+            allow = (documented(request.path) if documented else None) or exc.headers["Allow"]
+            response.headers["Allow"] = allow
             response.text = json.dumps(
-                {
-                    "error": code,
-                    "message": f"{request.method} is not allowed here; use {exc.headers['Allow']}",
-                }
+                {"error": code, "message": f"{request.method} is not allowed here; use {allow}"}
             )
         return response
     except (ConnectionResetError, web.RequestPayloadError) as exc:
@@ -204,7 +208,7 @@ async def read_json(request: web.Request) -> Any:
     depth): a misspelled key is refused, never silently ignored. The handler's own checks
     judge the rest as the type does (tests/unit/test_openapi_schemas.py holds them equal)
     and word their errors for people."""
-    body = decode_json(await read_body(request), "malformed JSON body")
+    body = _integral(decode_json(await read_body(request), "malformed JSON body"))
     body_type = request.get(BODY_TYPE_KEY)
     if body_type is not None:
         try:
@@ -213,6 +217,18 @@ async def read_json(request: web.Request) -> Any:
             if "unknown field" in exc.message:
                 raise
     return body
+
+
+def _integral(value: Any) -> Any:
+    """``105.0`` as ``105``: JSON (and the document's JSON Schema) has one number type, in which
+    a number with no fraction is an integer, whatever its spelling."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**63:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
 
 
 def message_response(message: Message, *, status: int = 200) -> web.Response:

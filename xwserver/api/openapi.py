@@ -12,9 +12,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from xwcommon import __version__, defaults, errors
-from xwcommon.protocol import schema_components
+from xwcommon.protocol import MAX_BYTES, schema_components
+from xwcommon.protocol import client as c
 from xwcommon.protocol.client import Error
+from xwcommon.status import JobStatus, TaskStatus
 
+from .. import jobs
 from ..state import Server
 from .http import _STATUS_CODES as STATUS_CODES
 from .route import BINARY, Route
@@ -33,8 +36,28 @@ ERROR_CODES: tuple[str, ...] = tuple(
 )
 
 _BINARY_SCHEMA = {"type": "string", "format": "binary"}
-#: query parameters that are whole numbers (the others are strings)
-_INTEGER_QUERY = {"size", "limit", "offset"}
+_HEX = "[0-9a-fA-F]"
+#: a UID in a path: what ``parse_uid`` takes there (any case, hyphens optional)
+_UID_PATH = {
+    "type": "string",
+    "pattern": f"^{_HEX}{{8}}-?{_HEX}{{4}}-?{_HEX}{{4}}-?{_HEX}{{4}}-?{_HEX}{{12}}$",
+    "description": "a UID",
+}
+#: a login or a user group label, or a UID (``/users/{key}``, ``/usergroups/{key}``)
+_KEY_PATH = {"type": "string", "pattern": r"^\w[\w.@+-]*$", "maxLength": 128}
+#: the query parameters, as the handlers (and the domain functions they call) read them
+_QUERY: dict[str, dict[str, Any]] = {
+    "size": {"type": "integer", "minimum": 0, "maximum": MAX_BYTES},
+    "limit": {"type": "integer", "minimum": 1, "maximum": jobs.MAX_LIST},
+    "offset": {"type": "integer", "minimum": 0, "maximum": jobs.MAX_OFFSET},
+    "sha256": {"type": "string", "pattern": f"^{_HEX}{{64}}$"},
+    "access_rights": {"type": "string", "pattern": c.ACCESS_RIGHTS_PATTERN},
+    "name": {"type": "string", "pattern": c._NAME_PATTERN, "minLength": 1, "maxLength": c.MAX_NAME},
+    "label": {"type": "string", "pattern": c._NAME_PATTERN, "minLength": 1, "maxLength": c.MAX_NAME},
+    "owner": {"anyOf": [{"enum": ["me", ""]}, _UID_PATH], "description": "me, a user's UID, or none"},
+}
+#: components that say more than their type can: at least one field of a change
+_EXTRA: dict[str, dict[str, Any]] = {"UserChange": {"minProperties": 1}}
 _DESCRIPTIONS = {200: "success", 201: "created"}
 
 
@@ -54,12 +77,50 @@ def _content(kind: Any, schema_of: dict[int, dict[str, Any]]) -> dict[str, Any]:
     return {"application/json": {"schema": schema_of[id(kind)]}}
 
 
+def _statuses(names: list[str]) -> dict[str, Any]:
+    """A comma-separated list of statuses, any case, blanks around each ("" for all)."""
+    one = "(" + "|".join("".join(f"[{ch.lower()}{ch.upper()}]" for ch in n) for n in names) + ")"
+    return {"type": "string", "pattern": rf"^(\s*{one}\s*(,\s*{one}\s*)*)?$"}
+
+
+def _query_schema(r: Route, name: str) -> dict[str, Any]:
+    if name == "status":
+        return _statuses([s.value for s in (TaskStatus if r.path == "/tasks" else JobStatus)])
+    return _QUERY.get(name, _UID_PATH)
+
+
+def _path_schema(r: Route, name: str) -> dict[str, Any]:
+    if name == "key":
+        return _KEY_PATH
+    if r.path.startswith("/apps/"):  # an app by UID or by name
+        return {"anyOf": [_UID_PATH, _QUERY["name"]]}
+    return _UID_PATH
+
+
+def _replace_pattern(node: Any, old: str, new: str) -> None:
+    if isinstance(node, dict):
+        if node.get("pattern") == old:
+            node["pattern"] = new
+        for v in node.values():
+            _replace_pattern(v, old, new)
+    elif isinstance(node, list):
+        for v in node:
+            _replace_pattern(v, old, new)
+
+
 def document(routes: Sequence[Route], srv: Server | None = None) -> dict[str, Any]:
     """The document of ``routes`` (the route table passes itself: no import loop)."""
     types = _types(routes)
     schemas, components = schema_components(types)
     schema_of = {id(t): s for t, s in zip(types, schemas, strict=True)}
     components["Error"]["properties"]["error"]["enum"] = list(ERROR_CODES)
+    for name, extra in _EXTRA.items():
+        if name in components:
+            components[name].update(extra)
+    if srv is not None:  # an xw:// URI must name this server or one of its aliases
+        hosts = "|".join(re.escape(h) for h in sorted(srv.settings.uri_hosts))
+        local = c.UID_REF_PATTERN.replace("(xw://([^/]*/)+", f"(xw://({hosts})/([^/]*/)*")
+        _replace_pattern(components, c.UID_REF_PATTERN, local)
     error = {"description": "error", "content": {"application/json": {"schema": schema_of[id(Error)]}}}
 
     paths: dict[str, dict[str, Any]] = {}
@@ -76,17 +137,11 @@ def document(routes: Sequence[Route], srv: Server | None = None) -> dict[str, An
             },
         }
         params = [
-            {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": n, "in": "path", "required": True, "schema": _path_schema(r, n)}
             for n in re.findall(r"{(\w+)}", r.path)
         ]
         params += [
-            {
-                "name": n,
-                "in": "query",
-                "required": False,
-                "schema": {"type": "integer", "minimum": 0} if n in _INTEGER_QUERY else {"type": "string"},
-            }
-            for n in r.query
+            {"name": n, "in": "query", "required": False, "schema": _query_schema(r, n)} for n in r.query
         ]
         if params:
             op["parameters"] = params

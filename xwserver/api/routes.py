@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from .. import apps, data, hosts, jobs, leases, scheduler, users
 from ..wire import iso
 from .access_routes import ACCESS_ROUTES
 from .http import (
+    ALLOW,
     BODY_TYPE_KEY,
     TOKEN_KEY,
     Handler,
@@ -460,8 +462,23 @@ def _typed_body(route: Route, handler: Handler) -> Handler:
     return typed
 
 
+def _allow(path: str) -> str | None:
+    """The methods the route table documents for ``path`` (its most literal match)."""
+    below = path.removeprefix(defaults.API_PREFIX)
+    found = [r for r in ROUTES if _template(r.path).match(below)]
+    if not found:
+        return None
+    fewest = min(r.path.count("{") for r in found)
+    return ",".join(sorted({r.method for r in found if r.path.count("{") == fewest}))
+
+
+def _template(path: str) -> re.Pattern[str]:
+    return re.compile("^" + "[^/]+".join(re.escape(p) for p in re.split(r"\{\w+\}", path)) + "$")
+
+
 def add_routes(app: web.Application) -> None:
     """Every route; all but the public ones and the worker's own need STANDARD at least."""
+    ALLOW["documented"] = _allow
     for r in ROUTES:
         handler = r.handler if r.public or worker_may_call(r) else _standard_only(r)
         app.router.add_route(r.method, defaults.API_PREFIX + r.path, _typed_body(r, handler))
