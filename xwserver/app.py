@@ -17,6 +17,7 @@ from .api.routes import add_routes
 from .collector import collector_loop
 from .db.engine import WalCheckpointer, create_engine, migrate, sqlite_path
 from .leases import grant_restart_grace, reaper_loop
+from .planner import statistics_loop
 from .settings import ServerSettings
 from .state import Server
 from .store import DataStore
@@ -56,6 +57,8 @@ def create_app(srv: Server) -> web.Application:
 
     async def background(_app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(reaper_loop(srv)), asyncio.create_task(collector_loop(srv))]
+        if srv.backend == "postgresql":
+            tasks.append(asyncio.create_task(statistics_loop(srv)))
         yield
         for task in tasks:
             task.cancel()

@@ -10,7 +10,18 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Double, String, and_, bindparam, case, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Double,
+    String,
+    and_,
+    bindparam,
+    case,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql.dml import Update
 
 from xwcommon.platforms import ANY
@@ -22,6 +33,22 @@ from .db.models import App, AppBinary, Data, Host, Job, Task, User
 # those for the SET clause): hence b_host_id, b_status and such.
 RUNNING = TaskStatus.RUNNING.value
 PENDING = JobStatus.PENDING.value
+
+
+def status_is(column: Any, *values: str) -> ColumnElement[bool]:
+    """``column = 'A'`` (``IN ('A', 'B')``) with the statuses written into the SQL, not bound.
+
+    The partial indexes on PENDING jobs and RUNNING tasks serve a query only when its
+    predicate names the same literal: neither PostgreSQL's generic plan of a prepared
+    statement nor SQLite can prove that a bound parameter matches an index's predicate.
+    """
+    names = sorted(set(values))
+    for name in names:  # statuses are constants of xwcommon.status, never user input
+        if not name.isalpha() or not name.isupper():
+            raise ValueError(f"not a status name: {name!r}")
+    literals = [literal_column(f"'{name}'", String) for name in names]
+    return column == literals[0] if len(literals) == 1 else column.in_(literals)
+
 
 _platforms = (
     AppBinary.os.in_([bindparam("os"), ANY]),
@@ -59,7 +86,7 @@ def claim_select(kind: str, skip_locked: bool, fit: bool = False, offline: bool 
         members = select(User.id).where(User.group_id == bindparam("b_group_id"))
         rights = and_(Job.owner_id.in_(members), Job.access_rights.op("&")(0o011) != 0)
     where = [
-        Job.status == PENDING,
+        status_is(Job.status, PENDING),
         Job.app_id.in_(select(AppBinary.app_id).where(*_platforms)),
         rights,
         or_(Job.expected_host_id.is_(None), Job.expected_host_id == bindparam("host_id")),

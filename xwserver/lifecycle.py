@@ -45,16 +45,14 @@ def job_moves(to: JobStatus, *sources: JobStatus) -> ColumnElement[bool]:
     """``jobs.status IN sources``, after checking the table allows every ``source -> to``."""
     for source in sources:
         check_job_transition(source, to)
-    return Job.status.in_([s.value for s in sources]) if len(sources) > 1 else Job.status == sources[0].value
+    return hot.status_is(Job.status, *(s.value for s in sources))
 
 
 def task_moves(to: TaskStatus, *sources: TaskStatus) -> ColumnElement[bool]:
     """``tasks.status IN sources``, after checking the table allows every ``source -> to``."""
     for source in sources:
         check_task_transition(source, to)
-    return (
-        Task.status.in_([s.value for s in sources]) if len(sources) > 1 else Task.status == sources[0].value
-    )
+    return hot.status_is(Task.status, *(s.value for s in sources))
 
 
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -164,7 +162,7 @@ async def claim(
 _LIVE_OF_HOST = (
     select(Task.id, Task.uid, Task.job_id, Job.uid.label("job_uid"), Job.owner_id)
     .join(Job, Job.id == Task.job_id)
-    .where(Task.host_id == bindparam("host_id"), Task.status == RUNNING_TASK)
+    .where(Task.host_id == bindparam("host_id"), hot.status_is(Task.status, RUNNING_TASK))
 )
 _LIVE_OF_HOST_LOCKED = _LIVE_OF_HOST.with_for_update(of=Task)
 
@@ -186,7 +184,7 @@ async def live_tasks(conn: Conn, host_id: int, *, lock: bool) -> dict[str, LiveT
 
 _RENEW = (
     update(Task)
-    .where(Task.id.in_(bindparam("ids", expanding=True)), Task.status == RUNNING_TASK)
+    .where(Task.id.in_(bindparam("ids", expanding=True)), hot.status_is(Task.status, RUNNING_TASK))
     .values(lease_expires_at=bindparam("until"))
 )
 
@@ -328,7 +326,7 @@ async def release_host(
 # -- reap: an expired lease; task LOST, job PENDING with retry+1 or ERROR when retries are spent ---
 
 _EXPIRED = select(Task.id, Task.job_id).where(
-    Task.status == RUNNING_TASK, Task.lease_expires_at < bindparam("now")
+    hot.status_is(Task.status, RUNNING_TASK), Task.lease_expires_at < bindparam("now")
 )
 _LOSE_TASKS = (
     update(Task)
@@ -377,7 +375,7 @@ async def reap(conn: Conn, now: float, *, batch: int, skip_locked: bool) -> tupl
 
 _GRACE = (
     update(Task)
-    .where(Task.status == RUNNING_TASK, Task.lease_expires_at < bindparam("until"))
+    .where(hot.status_is(Task.status, RUNNING_TASK), Task.lease_expires_at < bindparam("until"))
     .values(lease_expires_at=bindparam("until"))
 )
 

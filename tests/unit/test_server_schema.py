@@ -7,14 +7,19 @@ from typing import TYPE_CHECKING, Any
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from xwserver.db.models import Base
+from xwserver.db.models import Base, exists_on
 
 if TYPE_CHECKING:
     from conftest import XW
 
 
 def _differences(sync_conn: Any) -> list[Any]:
-    context = MigrationContext.configure(sync_conn, opts={"compare_type": False})
+    dialect = sync_conn.dialect.name
+
+    def include(obj: Any, name: Any, type_: str, reflected: bool, compare_to: Any) -> bool:
+        return reflected or exists_on(obj, dialect)
+
+    context = MigrationContext.configure(sync_conn, opts={"compare_type": False, "include_object": include})
     return [d for d in compare_metadata(context, Base.metadata) if not _ignored(d)]
 
 
