@@ -154,12 +154,14 @@ TEXT_COLUMNS: dict[str, tuple[tuple[str, int | None], ...]] = {
         ("enabled", None),
         ("activation_state", None),
     ),
-    "task": (
+    "task": (  # what xwtasks is for: each attempt's accounting (--xwlong adds its job and host)
         ("uid", None),
-        ("job_uid", None),
         ("status", None),
         ("exit_code", None),
+        ("cpu_user_s", 10),
+        ("cpu_system_s", 12),
         ("wall_s", 10),
+        ("max_rss_bytes", 13),
     ),
 }
 #: the terminal width the default ``text`` columns are made for
