@@ -22,6 +22,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -35,7 +36,20 @@ from xwcommon.status import TaskStatus
 
 from .archive import UnsafeArchive, safe_extract, zip_directory
 from .host import disk_free_bytes
-from .sandbox import JobProcess, LocalRunner, ResourceLimits, Runner, RunSpec, process_tree
+from .sandbox import (
+    Cgroups,
+    JobCgroup,
+    JobProcess,
+    JobUser,
+    JobUsers,
+    LocalRunner,
+    ResourceLimits,
+    Runner,
+    RunSpec,
+    kill_user,
+    process_tree,
+    user_task_count,
+)
 
 __all__ = [
     "Assignment",
@@ -115,6 +129,11 @@ class Executor:
     running: dict[str, JobProcess] = field(default_factory=dict)
     #: a result archive up to this size is kept in memory too (:attr:`Outcome.result_content`)
     inline_max_bytes: int = defaults.INLINE_RESULT_MAX_BYTES
+    #: the uids jobs run under when the worker is root (None: jobs run as the worker's user)
+    users: JobUsers | None = field(default_factory=JobUsers.for_this_process)
+    #: where each job gets a cgroup of its own (pids.max, memory limit); None: nowhere
+    cgroups: Cgroups | None = field(default_factory=Cgroups.probe)
+    _warned_closed: bool = field(default=False, init=False, repr=False)
 
     @property
     def tasks_dir(self) -> Path:
@@ -142,11 +161,66 @@ class Executor:
 
         Cancelling the calling task kills the job's process group and re-raises.
         """
-        scratch = self.scratch_of(assignment.task_uid)
         started = self.monotonic()
+        user: JobUser | None = None
+        cgroup: list[JobCgroup] = []
+        try:
+            if self.users is not None and self._job_user_can_run():
+                user = await asyncio.to_thread(self.users.acquire)
+            return await self._run(assignment, binary, stdin, env_archive, started, user, cgroup)
+        finally:
+            # whatever the job left behind, under its uid or in its cgroup, goes before the uid
+            # serves another job
+            if user is not None or cgroup:
+                await asyncio.shield(asyncio.to_thread(self._release, user, cgroup))
+
+    def _job_user_can_run(self) -> bool:
+        """Whether a job under a uid of its own can reach its scratch directory.
+
+        Under bubblewrap it always can (the sandbox's folders above it are its own). Without
+        it the job walks the worker's real folders, which every user must be able to pass
+        (``o+x``); where one cannot be passed the job runs as the worker's user, with a warning.
+        """
+        if self.runner.switches_user_inside:
+            return True
+        closed = _closed_to_others(self.tasks_dir)
+        if closed is None:
+            return True
+        if not self._warned_closed:
+            self._warned_closed = True
+            log.warning(
+                "jobs run as root, not under uids of their own: %s is closed to other users; "
+                "give it o+x or run jobs under bubblewrap",
+                closed,
+            )
+        return False
+
+    def _release(self, user: JobUser | None, cgroup: list[JobCgroup]) -> None:
+        if user is not None:
+            left = kill_user(user)
+            if left:
+                log.warning("uid %d: %d processes still alive after SIGKILL; not reused", user.uid, left)
+            elif self.users is not None:
+                self.users.release(user)
+        for cg in cgroup:
+            cg.remove()
+
+    async def _run(
+        self,
+        assignment: Assignment,
+        binary: Path,
+        stdin: Path | None,
+        env_archive: Path | None,
+        started: float,
+        user: JobUser | None,
+        cgroup: list[JobCgroup],
+    ) -> Outcome:
+        scratch = self.scratch_of(assignment.task_uid)
         try:
             # one hop to a thread for the whole preparation, the binary's check included
-            app, why = await asyncio.to_thread(self._prepare, assignment, scratch, binary, env_archive)
+            app, why = await asyncio.to_thread(
+                self._prepare, assignment, scratch, binary, env_archive, user, cgroup
+            )
         except (UnsafeArchive, OSError) as exc:
             message = f"cannot prepare the job: {exc}"
             await asyncio.to_thread(_append_text, scratch / STDERR_NAME, f"xwworker: {message}\n")
@@ -160,6 +234,8 @@ class Executor:
             stderr=scratch / STDERR_NAME,
             limits=self.limits,
             network=assignment.needs_network,
+            user=user,
+            cgroup=cgroup[0] if cgroup else None,
         )
         if why:
             message = f"cannot start {assignment.app_name}: {why}"
@@ -201,8 +277,16 @@ class Executor:
             returncode = 128 - returncode  # as if it were our child: killed by that signal
         # whatever the job left running in the background must not outlive it. Its group only:
         # the pid is reaped now and could name someone else's tree (under bubblewrap the kernel
-        # has already killed the job's pid namespace with the job)
+        # has already killed the job's pid namespace with the job). Under a uid of its own,
+        # everything of that uid, before its files are packed
         _signal_group(proc.pid, signal.SIGKILL)
+        if proc.user is not None:
+            await asyncio.to_thread(kill_user, proc.user)
+        if broken is None and returncode != 0 and proc.cgroup is not None and proc.cgroup.oom_kills():
+            broken = (
+                f"limit.memory_bytes exceeded: the kernel killed a process of the job at its "
+                f"{self.limits.memory_bytes} bytes"
+            )
         outcome = await self._finish(
             assignment,
             scratch,
@@ -231,8 +315,17 @@ class Executor:
                 broken: str | None = None
                 usage = process_tree(proc.pid)
                 proc.sampled_rss_bytes = max(proc.sampled_rss_bytes, usage.largest_rss_bytes)
-                if max_processes and usage.processes > max_processes:
+                processes = usage.processes
+                if max_processes:
+                    # a process that left the tree (an orphan) still counts: the job's cgroup
+                    # or its uid sees it
+                    processes = max(processes, _outside_count(proc))
+                if max_processes and processes > max_processes:
                     broken = f"limit.processes exceeded: more than {limits.processes} processes"
+                elif max_processes and proc.cgroup is not None and proc.cgroup.forks_refused():
+                    broken = (
+                        f"limit.processes exceeded: a fork past its {limits.processes} processes was refused"
+                    )
                 elif limits.memory_bytes and usage.rss_bytes > limits.memory_bytes:
                     broken = (
                         f"limit.memory_bytes exceeded: its processes used {usage.rss_bytes} bytes "
@@ -242,7 +335,7 @@ class Executor:
                     broken = f"limit.wall_s exceeded: still running after {limits.wall_s:g}s"
                 if broken is not None:
                     log.warning("task %s: %s; killing it", assignment.task_uid, broken)
-                    _kill_tree(proc.pid)
+                    await _kill_everything(proc)
                     return broken
         finally:
             ended.cancel()
@@ -286,7 +379,7 @@ class Executor:
                 proc.pid,
                 self.kill_grace_s,
             )
-        _kill_tree(proc.pid)
+        await _kill_everything(proc)
         await proc.wait()
 
     def cleanup(self, task_uid: str) -> None:
@@ -297,13 +390,20 @@ class Executor:
 
     # -- steps ----------------------------------------------------------------------------------
     def _prepare(
-        self, assignment: Assignment, scratch: Path, binary: Path, env_archive: Path | None
+        self,
+        assignment: Assignment,
+        scratch: Path,
+        binary: Path,
+        env_archive: Path | None,
+        user: JobUser | None = None,
+        cgroup: list[JobCgroup] | None = None,
     ) -> tuple[Path, str | None]:
         """The scratch directory made and the app copied in: the app's path, and why it cannot
-        be executed (None when it can)."""
+        be executed (None when it can). Under a job uid, everything in it is the job's; the
+        job's cgroup, where one can be made, is appended to ``cgroup``."""
         if scratch.exists():  # a leftover of an earlier attempt of this very task
             shutil.rmtree(scratch)
-        scratch.mkdir(parents=True)
+        scratch.mkdir(parents=True, mode=0o700)
         if env_archive is not None:
             # leave room on the volunteer's disk: an archive may not fill more than half of it
             safe_extract(env_archive, scratch, max_total_bytes=disk_free_bytes(scratch) // 2)
@@ -314,6 +414,14 @@ class Executor:
         # must stay what its sha256 says for the next task
         shutil.copyfile(binary, app, follow_symlinks=False)
         app.chmod(0o755)
+        if user is not None:
+            _give_to(scratch, user)
+        if self.cgroups is not None and cgroup is not None:
+            name = f"xwjob-{scratch.name}"
+            try:
+                cgroup.append(self.cgroups.create(name, self.limits, self.runner.overhead_processes))
+            except OSError as exc:
+                log.warning("task %s: no cgroup of its own (%s); rlimits only", assignment.task_uid, exc)
         return app, _not_executable(app)
 
     def _environment(self, assignment: Assignment, scratch: Path) -> dict[str, str]:
@@ -413,6 +521,53 @@ def _kill_tree(pid: int) -> None:
     _signal_group(pid, signal.SIGKILL)
     for p in seen:
         _signal(p, signal.SIGKILL)
+
+
+async def _kill_everything(proc: JobProcess) -> None:
+    """SIGKILL the job: its tree, its cgroup (where the kernel kills a cgroup at once), its uid."""
+    _kill_tree(proc.pid)
+    if proc.cgroup is not None:
+        proc.cgroup.kill()
+    if proc.user is not None:
+        await asyncio.to_thread(kill_user, proc.user)
+
+
+def _outside_count(proc: JobProcess) -> int:
+    """The job's processes as its cgroup or its uid counts them (0 when it has neither)."""
+    if proc.cgroup is not None and (n := proc.cgroup.processes()) is not None:
+        return n
+    if proc.user is not None:
+        return user_task_count(proc.user.uid)
+    return 0
+
+
+def _closed_to_others(folder: Path) -> Path | None:
+    """The first folder on the way to ``folder`` (itself included) other users cannot pass."""
+    for f in [folder, *folder.parents]:
+        try:
+            mode = f.stat().st_mode
+        except FileNotFoundError:
+            continue  # made later, by the worker, with o+x under its umask
+        except OSError:
+            return f
+        if not mode & stat.S_IXOTH:
+            return f
+    return None
+
+
+def _give_to(scratch: Path, user: JobUser) -> None:
+    """Make the scratch directory and all in it the job's (the worker wrote it as root)."""
+    os.chown(scratch, user.uid, user.gid)
+    for dirpath, dirnames, filenames in os.walk(scratch):
+        for name in [*dirnames, *filenames]:
+            os.lchown(os.path.join(dirpath, name), user.uid, user.gid)
+    for name in (STDOUT_NAME, STDERR_NAME):
+        # made here, so that they are the job's too (the worker opens them for the job)
+        fd = os.open(scratch / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            os.fchown(fd, user.uid, user.gid)
+        finally:
+            os.close(fd)
 
 
 def _signal(pid: int, sig: int) -> None:

@@ -12,6 +12,17 @@ writable place (bound at its own path, the job's working directory), no network,
 pid namespace of its own, no access to the volunteer's home. :func:`choose_runner` probes once
 whether bwrap can run here and otherwise falls back to the plain runner with the reason, which
 the worker must print as a warning.
+
+A worker running as root does not run its jobs as root: each running job gets an unprivileged
+uid of its own (:class:`JobUsers`), so that the kernel enforces ``RLIMIT_NPROC`` (it exempts
+uid 0) and one ``kill(-1)`` sent as that uid ends everything the job started, orphans
+included (:func:`kill_user`). Where the worker can write the cgroup tree (v2 with pids and
+memory delegated, else v1), each job also gets a cgroup of its own with ``pids.max`` and a
+memory limit (:class:`Cgroups`). The crossing: the job is handed its stdin and output files as
+open descriptors and its scratch directory (owned by its uid) as its working directory; under
+bubblewrap the scratch directory is bound into the sandbox, whose folders above it are the
+sandbox's own. The job never needs to walk the worker's folders, which stay closed to other
+users.
 """
 
 from __future__ import annotations
@@ -21,14 +32,18 @@ import contextlib
 import ctypes
 import functools
 import glob
+import grp
 import logging
 import os
+import pwd
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,13 +76,13 @@ class ResourceLimits:
     processes: int = LIMIT_PROCESSES  # limit.processes: processes in the job's tree
     wall_s: float = LIMIT_WALL_S  # limit.wall_s: wall-clock seconds from start to end
 
-    def preexec(self) -> Callable[[], None]:
+    def preexec(self, user: JobUser | None = None) -> Callable[[], None]:
         """A function for ``Popen(preexec_fn=...)`` setting the rlimits in the child.
 
         Everything is computed here, in the parent: between fork and exec the child may only
         make the setrlimit calls.
         """
-        clamped = self.rlimits()
+        clamped = self.rlimits(user)
 
         def apply() -> None:
             for what, soft, hard in clamped:
@@ -75,12 +90,14 @@ class ResourceLimits:
 
         return apply
 
-    def prlimit_options(self) -> list[str]:
+    def prlimit_options(self, user: JobUser | None = None) -> list[str]:
         """The same limits as options of util-linux's ``prlimit`` (empty when none is set)."""
-        return [f"{_PRLIMIT_OPTION[what]}={soft}:{hard}" for what, soft, hard in self.rlimits()]
+        return [f"{_PRLIMIT_OPTION[what]}={soft}:{hard}" for what, soft, hard in self.rlimits(user)]
 
-    def rlimits(self) -> list[tuple[int, int, int]]:
-        """``(RLIMIT_*, soft, hard)`` for each limit set, within this process's own hard limits."""
+    def rlimits(self, user: JobUser | None = None) -> list[tuple[int, int, int]]:
+        """``(RLIMIT_*, soft, hard)`` for each limit set, within this process's own hard limits.
+
+        ``user`` is the job's own uid when the worker runs as root (see :class:`JobUsers`)."""
         settings: list[tuple[int, int, int]] = []
         if self.cpu_s:
             # SIGXCPU at the soft limit, SIGKILL a little later for a job that ignores it
@@ -90,13 +107,18 @@ class ResourceLimits:
             settings.append((resource.RLIMIT_AS, self.memory_bytes, self.memory_bytes))
         if self.file_bytes:
             settings.append((resource.RLIMIT_FSIZE, self.file_bytes, self.file_bytes))
-        if self.processes and os.getuid() != 0:
+        if self.processes and user is not None:
+            # a uid of the job's own, with nothing else running under it: the kernel holds the
+            # job to its allowance, plus one so that the executor's watch sees it go past
+            n = self.processes + BWRAP_OVERHEAD_PROCESSES + 1
+            settings.append((resource.RLIMIT_NPROC, n, n))
+        elif self.processes and os.getuid() != 0:
             # RLIMIT_NPROC counts every process and thread of the *real user*, not of the job:
             # the worker's own threads and, if the worker runs as the volunteer, their desktop
             # count too. So the limit is what this user runs now plus the job's allowance.
             # Under root it is not enforced at all (the kernel exempts uid 0 whatever its
-            # capabilities, user namespace or not): there only the executor's watch on the
-            # process tree holds a fork bomb, which is why that watch runs in every case.
+            # capabilities, user namespace or not): which is why a root worker runs its jobs
+            # under uids of their own (the branch above).
             n = user_task_count(os.getuid()) + self.processes + BWRAP_OVERHEAD_PROCESSES
             settings.append((resource.RLIMIT_NPROC, n, n))
         return [(what, *_clamp(what, soft, hard)) for what, soft, hard in settings]
@@ -208,6 +230,324 @@ def signal_tree(pid: int, sig: int) -> int:
     return len(signalled)
 
 
+# -- the job's own user (a worker running as root) ------------------------------------------------
+#: the uids jobs of a root worker run under: systemd's range for dynamic users (61184-65519),
+#: of which a uid is taken only when no account, group or process uses it
+JOB_UID_FIRST = 61184
+JOB_UID_LAST = 65519
+
+_taken_lock = threading.Lock()
+#: uids given to running jobs by any :class:`JobUsers` of this process
+_taken_uids: set[int] = set()
+
+
+@dataclass(frozen=True)
+class JobUser:
+    """The unprivileged identity one job runs under (its group has the same number)."""
+
+    uid: int
+    gid: int
+
+
+class JobUsers:
+    """Hands each running job of a root worker an unprivileged uid of its own.
+
+    ``RLIMIT_NPROC`` counts every process of a uid on the machine: with a uid per running job
+    the limit is the job's own, and :func:`kill_user` ends exactly that job. A uid is skipped
+    while an account or group names it or a process (a zombie included) still runs under it.
+    """
+
+    def __init__(self, first_uid: int = JOB_UID_FIRST, last_uid: int = JOB_UID_LAST) -> None:
+        if not 0 < first_uid <= last_uid:
+            raise ValueError(f"bad job uid range {first_uid}-{last_uid}")
+        self.first_uid, self.last_uid = first_uid, last_uid
+
+    @classmethod
+    def for_this_process(cls) -> JobUsers | None:
+        """A pool when this process runs as root (only root can switch uids), else None."""
+        return cls() if os.geteuid() == 0 else None
+
+    def acquire(self) -> JobUser:
+        busy = _uids_with_tasks()
+        with _taken_lock:
+            for uid in range(self.first_uid, self.last_uid + 1):
+                if uid in _taken_uids or uid in busy or _named(uid):
+                    continue
+                _taken_uids.add(uid)
+                return JobUser(uid, uid)
+        raise OSError(f"no free uid for a job in {self.first_uid}-{self.last_uid}")
+
+    def release(self, user: JobUser) -> None:
+        with _taken_lock:
+            _taken_uids.discard(user.uid)
+
+
+def _named(uid: int) -> bool:
+    """An account or a group uses this number."""
+    try:
+        pwd.getpwuid(uid)
+        return True
+    except KeyError:
+        pass
+    try:
+        grp.getgrgid(uid)
+        return True
+    except KeyError:
+        return False
+
+
+def _uids_with_tasks() -> set[int]:
+    uids: set[int] = set()
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                uids.add(entry.stat().st_uid)
+    return uids
+
+
+def live_task_count(uid: int) -> int:
+    """Processes of ``uid`` that still run (zombies left out)."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != uid:
+                continue
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                state = fh.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state not in (b"Z", b"X"):
+            count += 1
+    return count
+
+
+@functools.cache
+def kill_path() -> str | None:
+    """procps' ``kill``, which can send ``kill(-1)``."""
+    return shutil.which("kill")
+
+
+def kill_user(user: JobUser, *, attempts: int = 5) -> int:
+    """SIGKILL every process of the job's uid; the processes still alive after (0 normally).
+
+    ``kill(-1)`` sent *as that uid* reaches every process the uid runs, in any process group
+    or pid namespace, and the kernel walks them under the lock that ``fork`` takes to add a
+    process: a fork bomb cannot slip a child past it. A sweep by pid is the fallback.
+    """
+    setpriv, kill = setpriv_path(), kill_path()
+    left = 0
+    for _ in range(attempts):
+        if setpriv is not None and kill is not None:
+            subprocess.run(
+                [
+                    setpriv,
+                    f"--reuid={user.uid}",
+                    f"--regid={user.gid}",
+                    "--clear-groups",
+                    "--",
+                    kill,
+                    "-KILL",
+                    "-1",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={"PATH": "/usr/bin:/bin", "LANG": "C"},
+                check=False,
+            )
+        else:
+            for entry in os.scandir("/proc"):
+                if entry.name.isdigit():
+                    with contextlib.suppress(OSError):
+                        if entry.stat().st_uid == user.uid:
+                            os.kill(int(entry.name), signal.SIGKILL)
+        left = live_task_count(user.uid)
+        if not left:
+            return 0
+    return left
+
+
+# -- cgroups: pids.max and a memory limit per job ------------------------------------------------------
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass
+class JobCgroup:
+    """The cgroup (v2) or cgroups (v1, one per controller) of one job."""
+
+    version: int
+    #: the job's folder of each controller ("pids", "memory"); one folder for both in v2
+    dirs: dict[str, Path]
+
+    @property
+    def folders(self) -> list[Path]:
+        return list(dict.fromkeys(self.dirs.values()))
+
+    @property
+    def procs_files(self) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.folders]
+
+    def _read(self, controller: str, name: str) -> str:
+        d = self.dirs.get(controller)
+        if d is None:
+            return ""
+        try:
+            return (d / name).read_text()
+        except OSError:
+            return ""
+
+    def processes(self) -> int | None:
+        """Tasks in the job's cgroup now (zombies not yet reaped included); None if unknown."""
+        text = self._read("pids", "pids.current").strip()
+        return int(text) if text.isdigit() else None
+
+    def forks_refused(self) -> int:
+        """Forks the kernel refused the job because its cgroup was at ``pids.max``."""
+        for line in self._read("pids", "pids.events").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "max" and value.strip().isdigit():
+                return int(value)
+        return 0
+
+    def oom_kills(self) -> int:
+        """Processes of the job the kernel killed for going past its memory limit."""
+        text = self._read("memory", "memory.events" if self.version == 2 else "memory.oom_control")
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit():
+                return int(value)
+        return 0
+
+    def kill(self) -> None:
+        """SIGKILL everything in the cgroup at once, where the kernel offers it (v2's cgroup.kill)."""
+        if self.version == 2:
+            for d in self.folders:
+                with contextlib.suppress(OSError):
+                    (d / "cgroup.kill").write_text("1")
+
+    def remove(self, *, timeout_s: float = 2.0) -> bool:
+        """Remove the job's cgroup folders (emptied first); False if one is still busy."""
+        deadline = time.monotonic() + timeout_s
+        for d in self.folders:
+            while True:
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError as exc:
+                    if time.monotonic() > deadline:
+                        log.warning("cannot remove cgroup %s: %s", d, exc.strerror or exc)
+                        return False
+                    time.sleep(0.02)
+        return True
+
+
+@dataclass(frozen=True)
+class Cgroups:
+    """Where this worker can make a cgroup per job: the parent folders, per controller."""
+
+    version: int
+    #: v2: {"": the worker's own cgroup}; v1: {"pids": ..., "memory": ...}
+    parents: dict[str, Path]
+
+    @classmethod
+    def probe(cls, root: Path = CGROUP_ROOT) -> Cgroups | None:
+        """The cgroups this process may make job cgroups in, or None (then rlimits and the
+        executor's watch alone hold the job). Looked at once, when the worker starts."""
+        if os.geteuid() != 0:
+            return None
+        try:
+            own = _own_cgroups()
+        except OSError:
+            return None
+        v2 = own.get("")
+        if v2 is not None:
+            mount = _cgroup2_mount()
+            if mount is not None:
+                base = mount / v2.lstrip("/")
+                try:
+                    delegated = (base / "cgroup.subtree_control").read_text().split()
+                except OSError:
+                    delegated = []
+                if {"pids", "memory"} <= set(delegated) and os.access(base, os.W_OK):
+                    return cls(2, {"": base})
+        parents: dict[str, Path] = {}
+        for controller in ("pids", "memory"):
+            path = own.get(controller)
+            base = root / controller / (path or "/").lstrip("/")
+            if path is None or not (base / "cgroup.procs").exists() or not os.access(base, os.W_OK):
+                return None
+            parents[controller] = base
+        return cls(1, parents)
+
+    def create(self, name: str, limits: ResourceLimits, overhead_processes: int) -> JobCgroup:
+        """A new cgroup for one job with its limits written; OSError if it cannot be made."""
+        # the job's allowance exactly: the cgroup refuses the fork past it (and counts that in
+        # pids.events, which the executor reads) before RLIMIT_NPROC, set one higher, would
+        max_tasks = limits.processes + overhead_processes if limits.processes else 0
+        made: dict[str, Path] = {}
+        try:
+            if self.version == 2:
+                d = self.parents[""] / name
+                _fresh_dir(d)
+                made.update(pids=d, memory=d)
+                if max_tasks:
+                    (d / "pids.max").write_text(str(max_tasks))
+                if limits.memory_bytes:
+                    (d / "memory.max").write_text(str(limits.memory_bytes))
+                    with contextlib.suppress(OSError):
+                        (d / "memory.swap.max").write_text("0")
+            else:
+                pids = self.parents["pids"] / name
+                _fresh_dir(pids)
+                made["pids"] = pids
+                if max_tasks:
+                    (pids / "pids.max").write_text(str(max_tasks))
+                memory = self.parents["memory"] / name
+                _fresh_dir(memory)
+                made["memory"] = memory
+                if limits.memory_bytes:
+                    (memory / "memory.limit_in_bytes").write_text(str(limits.memory_bytes))
+                    with contextlib.suppress(OSError):  # only where swap is accounted
+                        (memory / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_bytes))
+        except OSError:
+            JobCgroup(self.version, made).remove(timeout_s=0)
+            raise
+        return JobCgroup(self.version, made)
+
+
+def _fresh_dir(d: Path) -> None:
+    """Make cgroup folder ``d``; one left by a worker that died is removed first (if empty)."""
+    try:
+        d.mkdir()
+    except FileExistsError:
+        d.rmdir()
+        d.mkdir()
+
+
+def _own_cgroups(path: str = "/proc/self/cgroup") -> dict[str, str]:
+    """This process's cgroup per v1 controller, and its v2 cgroup under the key ``""``."""
+    own: dict[str, str] = {}
+    with open(path, encoding="ascii") as fh:
+        for line in fh:
+            _, controllers, where = line.rstrip("\n").split(":", 2)
+            for controller in controllers.split(",") if controllers else [""]:
+                own[controller] = where
+    return own
+
+
+def _cgroup2_mount() -> Path | None:
+    with open("/proc/self/mounts", encoding="utf-8") as fh:
+        for line in fh:
+            fields = line.split()
+            if len(fields) > 2 and fields[2] == "cgroup2":
+                return Path(fields[1])
+    return None
+
+
 # -- starting a job ---------------------------------------------------------------------------
 @dataclass
 class RunSpec:
@@ -222,6 +562,10 @@ class RunSpec:
     limits: ResourceLimits = field(default_factory=lambda: ResourceLimits())
     #: the job's app declared it needs the network (granted only where the volunteer allows it)
     network: bool = False
+    #: the unprivileged uid the job runs under (a worker running as root), else None
+    user: JobUser | None = None
+    #: the job's own cgroup, which the job joins before its exec, else None
+    cgroup: JobCgroup | None = None
 
 
 class JobProcess:
@@ -234,9 +578,19 @@ class JobProcess:
     the exit): no thread per job. Elsewhere a thread waits for it.
     """
 
-    def __init__(self, popen: subprocess.Popen[bytes], *, parent_rss_bytes: int = 0) -> None:
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        *,
+        parent_rss_bytes: int = 0,
+        user: JobUser | None = None,
+        cgroup: JobCgroup | None = None,
+    ) -> None:
         self._popen = popen
         self.pid = popen.pid
+        #: the job's own uid and cgroup, if any: they reach what left the job's process tree
+        self.user = user
+        self.cgroup = cgroup
         #: the worker's peak RSS when it started the job. The child's ``ru_maxrss`` starts from
         #: the memory it shares with the worker until its exec (see _own_peak_rss_bytes), so
         #: a figure at or under this one may be the worker's, not the job's.
@@ -349,6 +703,8 @@ class Runner:
     signals_as_exit_codes = False
     #: the runner itself makes the job die when the worker does (bubblewrap's --die-with-parent)
     dies_with_parent = False
+    #: the runner's command switches to the job's uid itself (see :func:`bwrap_argv`)
+    switches_user_inside = False
 
     def command(self, spec: RunSpec) -> list[str]:
         return spec.argv
@@ -375,7 +731,8 @@ class LocalRunner(Runner):
             stdin: IO[bytes] | int = (
                 stack.enter_context(open(spec.stdin, "rb")) if spec.stdin else subprocess.DEVNULL
             )
-            # bare descriptors: the child only needs them, no file objects around them
+            # bare descriptors: the child only needs them, no file objects around them. Opened
+            # here, by the worker: a job running under a uid of its own gets them already open
             stdout = _open_append(spec.stdout)
             stack.callback(os.close, stdout)
             stderr = _open_append(spec.stderr)
@@ -396,26 +753,50 @@ class LocalRunner(Runner):
                 close_fds=True,
                 preexec_fn=preexec,
             )
-        return JobProcess(popen, parent_rss_bytes=parent_rss_bytes)
+        return JobProcess(popen, parent_rss_bytes=parent_rss_bytes, user=spec.user, cgroup=spec.cgroup)
 
     def exec_chain(self, spec: RunSpec) -> tuple[list[str], Callable[[], None] | None]:
         """The command line (wrappers that set things up and exec the next) and, only where
-        those wrappers are missing, a function for the child to run before its exec."""
+        those wrappers are missing, a function for the child to run before its exec.
+
+        From the outside in: a shell joins the job's cgroup (as root); setpriv switches to the
+        job's uid (no groups, no new privileges: setuid programs cannot raise it back) and sets
+        the parent-death signal; prlimit sets the rlimits; then the runner's command."""
         argv = self.command(spec)
+        user = spec.user
+        if user is not None and not self.switches_user_inside and Path(argv[0]).parent == spec.cwd:
+            # the job cannot walk the worker's folders to its own binary: name it from its cwd
+            argv = [f"./{Path(argv[0]).name}", *argv[1:]]
         steps: list[Callable[[], None]] = []
-        options = spec.limits.prlimit_options()
+        options = spec.limits.prlimit_options(user)
         if options and (prlimit := prlimit_path()) is not None:
             # prlimit sets the limits and execs the job in the same process. A preexec_fn
             # would do it too, but forces a full fork of the worker: measured here, 14 ms per
             # job for an 80 MB worker, against 0.2 ms for the vfork Popen uses without it
             argv = [prlimit, *options, "--", *argv]
         elif options:
-            steps.append(spec.limits.preexec())
+            steps.append(spec.limits.preexec(user))
+        setpriv = setpriv_path()
+        switch: list[str] = []
+        if user is not None and not self.switches_user_inside:
+            switch += _switch_options(user)
         if not self.dies_with_parent:
-            if (setpriv := setpriv_path()) is not None:
-                argv = [setpriv, "--pdeathsig", "KILL", "--", *argv]
-            else:
+            switch += ["--pdeathsig", "KILL"]
+        if switch and setpriv is not None:
+            argv = [setpriv, *switch, "--", *argv]
+        else:
+            if not self.dies_with_parent:
                 steps.append(_die_with_parent())
+            if user is not None and not self.switches_user_inside:
+                # without setpriv: switch in the child, after the rlimits (set as root), last
+                steps.append(_become(user))
+        if spec.cgroup is not None:
+            if setpriv is not None or user is None:
+                # the job joins its cgroup before anything of it runs, while still root
+                join = " && ".join(f"echo $$ > {shlex.quote(f)}" for f in spec.cgroup.procs_files)
+                argv = ["/bin/sh", "-c", f'{join} && exec "$@"', "sh", *argv]
+            else:
+                steps.insert(0, _join_cgroup(spec.cgroup.procs_files))
         if not steps:
             return argv, None
 
@@ -424,6 +805,33 @@ class LocalRunner(Runner):
                 step()
 
         return argv, preexec
+
+
+def _become(user: JobUser) -> Callable[[], None]:
+    """For the child before its exec: drop to the job's uid, its gid alone, no new privileges."""
+    prctl = _libc().prctl
+
+    def apply() -> None:
+        os.setgroups([])
+        os.setresgid(user.gid, user.gid, user.gid)
+        os.setresuid(user.uid, user.uid, user.uid)
+        prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+
+    return apply
+
+
+def _join_cgroup(procs_files: list[str]) -> Callable[[], None]:
+    """For the child before its exec: move itself into the job's cgroup."""
+
+    def apply() -> None:
+        for path in procs_files:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+
+    return apply
 
 
 def _open_append(path: Path) -> int:
@@ -438,6 +846,7 @@ def setpriv_path() -> str | None:
 
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_NO_NEW_PRIVS = 38
 
 
 def _die_with_parent() -> Callable[[], None]:
@@ -517,20 +926,66 @@ def bwrap_argv(bwrap: str, spec: RunSpec, *, network: bool = False) -> list[str]
     args = [bwrap, "--unshare-all"]
     if network:
         args.append("--share-net")
+    user = spec.user
+    if user is not None:
+        # bwrap runs as root, without a user namespace (the job's uid must be a real one on the
+        # host: RLIMIT_NPROC counts host uids, and a namespace's "root" would be host root);
+        # it keeps only what setpriv needs to become the job's uid, and setpriv drops even that
+        args = [bwrap, "--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
+        if not network:
+            args.append("--unshare-net")
     # --as-pid-1: the job itself is its pid namespace's init, with no bwrap init in between
     # that would exit without reaping it; so the outer bwrap reaps the job and the job's CPU
     # time and peak memory reach the worker's wait4. Signals from the worker (outside the
     # namespace) still reach it, and when it exits the kernel kills what it left behind.
     args += ["--as-pid-1", "--die-with-parent", "--new-session"]
-    if os.geteuid() == 0:
+    if user is not None:
+        # what setpriv needs to switch, and bwrap to enter the scratch folder (the job's alone);
+        # setpriv's switch to a non-zero uid clears them all
+        args += ["--cap-drop", "ALL"]
+        for cap in ("CAP_SETUID", "CAP_SETGID", "CAP_DAC_READ_SEARCH"):
+            args += ["--cap-add", cap]
+    elif os.geteuid() == 0:
         # bwrap run by root keeps every capability unless told otherwise
         args += ["--cap-drop", "ALL"]
     args += system_binds(network=network)
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     scratch = str(spec.cwd)
-    # after --tmpfs /tmp: a scratch dir under /tmp is then the only thing visible there
+    # after --tmpfs /tmp: a scratch dir under /tmp is then the only thing visible there; the
+    # folders above it inside the sandbox are bwrap's own, so the job's uid can walk to it
+    if user is not None:
+        # bwrap makes the folders above the bind owner-only: the job's uid could not pass them
+        for folder in reversed(spec.cwd.parents[:-1]):
+            if str(folder) != "/tmp":
+                args += ["--perms", "0711", "--dir", str(folder)]
     args += ["--bind", scratch, scratch, "--chdir", scratch, "--"]
+    if user is not None:
+        # The sandbox's pid 1 stays the (capless) root shell that waits for the job: the outer
+        # bwrap, root without CAP_KILL once it dropped its capabilities, may not signal another
+        # uid, so a parent-death signal it sends to the job is refused; to this shell it is not,
+        # and when the shell dies the kernel ends its whole pid namespace, the job with it. The
+        # shell waits for the job, so the job's CPU time and peak memory still reach wait4
+        args += ["/bin/sh", "-c", '"$@"', "sh", _setpriv_or_fail(), *_switch_options(user), "--"]
     return args + spec.argv
+
+
+def _switch_options(user: JobUser) -> list[str]:
+    """setpriv's options making a root process the job's uid, with nothing of root left."""
+    return [
+        f"--reuid={user.uid}",
+        f"--regid={user.gid}",
+        "--clear-groups",
+        "--inh-caps=-all",
+        # setuid and file-capability programs (su, mount, ping) cannot raise it back
+        "--no-new-privs",
+    ]
+
+
+def _setpriv_or_fail() -> str:
+    setpriv = setpriv_path()
+    if setpriv is None:
+        raise OSError("setpriv (util-linux) is needed to run jobs under a uid of their own")
+    return setpriv
 
 
 class BubblewrapRunner(LocalRunner):
@@ -540,6 +995,7 @@ class BubblewrapRunner(LocalRunner):
     overhead_processes = BWRAP_OVERHEAD_PROCESSES
     signals_as_exit_codes = True
     dies_with_parent = True
+    switches_user_inside = True
 
     def __init__(self, bwrap: str, *, network: bool = False) -> None:
         self.bwrap = bwrap
@@ -557,10 +1013,24 @@ def probe_bwrap(bwrap: str | None = None) -> tuple[str | None, str]:
     if path is None:
         return None, "bubblewrap (bwrap) is not installed"
     probe_dir = Path(os.environ.get("TMPDIR", "/tmp"))
+    users = JobUsers.for_this_process()
+    user = users.acquire() if users is not None else None
     spec = RunSpec(
-        argv=["true"], cwd=probe_dir, env={"PATH": "/usr/bin:/bin"}, stdin=None, stdout=Path(), stderr=Path()
+        argv=["true"],
+        cwd=probe_dir,
+        env={"PATH": "/usr/bin:/bin"},
+        stdin=None,
+        stdout=Path(),
+        stderr=Path(),
+        limits=ResourceLimits(0, 0, 0, 0, 0),
+        user=user,
     )
-    argv = bwrap_argv(path, spec)
+    try:
+        # as the jobs will run it: under a job's uid when this worker is root
+        argv, _ = BubblewrapRunner(path).exec_chain(spec)
+    finally:
+        if users is not None and user is not None:
+            users.release(user)
     try:
         done = subprocess.run(
             argv,
