@@ -44,16 +44,20 @@ async def test_unknown_uids_are_404_and_non_uids_400_in_the_new_paths(xw: XW) ->
 @pytest.mark.parametrize("backend", BACKENDS)
 async def test_hostile_set_names_are_stored_literally_or_refused(xw: XW) -> None:
     for path in SETS:
-        for name in (SQL, TRAVERSAL, "%s {0} $1 ?"):
+        for name in (SQL, "%s {0} $1 ?"):
             created = await xw.ok("POST", path, token=xw.admin, json={"name": name}, expect=201)
             assert (await xw.ok("GET", f"{path}/{created['uid']}", token=xw.admin))["name"] == name
+        # a name may end up in a file name (a results folder): no path separator
+        await expect_refused(
+            xw, "POST", path, 400, "path separator", token=xw.admin, json={"name": TRAVERSAL}
+        )
         for name in (NUL, LONG, "", " "):
             await expect_refused(xw, "POST", path, 400, "name", token=xw.admin, json={"name": name})
         bodies: list[Any] = [[], "x", None, 3]
         for body in bodies:
             await expect_refused(xw, "POST", path, 400, None, token=xw.admin, json=body)
         key = path.strip("/")
-        assert len((await xw.ok("GET", path, token=xw.admin))[key]) == 3
+        assert len((await xw.ok("GET", path, token=xw.admin))[key]) == 2
     assert (await xw.ok("GET", "/users/me", token=xw.admin))["login"] == "admin"
     await xw.assert_healthy()
 

@@ -88,6 +88,11 @@ class Result:
     def scalars(self) -> list[Any]:
         return [row[0] for row in self._rows]
 
+    def scalar_one_or_none(self) -> Any:
+        if len(self._rows) > 1:
+            raise ValueError(f"one row at most was expected, {len(self._rows)} came")
+        return self._rows[0][0] if self._rows else None
+
     def __iter__(self) -> Iterator[Any]:
         return iter(self._rows)
 

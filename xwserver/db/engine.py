@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from sqlalchemy import event
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
@@ -246,6 +246,14 @@ async def _sqlite_transaction(engine: AsyncEngine, work: Callable[[Any], Awaitab
             raise
         conn.execute("COMMIT")
         return result
+
+
+def is_integrity_error(exc: BaseException) -> bool:
+    """A constraint the database enforces refused a write (a foreign key, a unique key), as
+    SQLAlchemy, sqlite3 or asyncpg (SQLSTATE class 23) raises it."""
+    return isinstance(exc, (IntegrityError, sqlite3.IntegrityError)) or str(
+        getattr(exc, "sqlstate", "")
+    ).startswith("23")
 
 
 class PgRetry(Exception):
