@@ -14,6 +14,7 @@ import stat
 import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from xwcommon import defaults
 from xwcommon.errors import IntegrityError
@@ -57,31 +58,86 @@ def check_archive(zf: zipfile.ZipFile, dest: Path) -> None:
             raise UnsafeArchive(f"archive member {info.filename!r} is a symbolic link; archive refused")
 
 
-def safe_extract(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
+#: most members a result archive may hold
+RESULT_MAX_MEMBERS = 100_000
+#: most bytes a member may expand to per compressed byte: DEFLATE reaches ~1030:1 on zeros only,
+#: and real results stay far below; the refused archive is kept, so its owner can still open it
+RESULT_MAX_RATIO = 500
+#: bytes a member may expand to before its ratio is checked
+RATIO_GRACE_BYTES = 1024 * 1024
+_RATIO_READ_BYTES = 64 * 1024
+#: disk left free when a result is extracted with no explicit size limit
+DISK_RESERVE_BYTES = 64 * 1024 * 1024
+
+
+def safe_extract(
+    archive: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    max_total_bytes: int | None = None,
+    max_members: int = RESULT_MAX_MEMBERS,
+    max_ratio: float = RESULT_MAX_RATIO,
+) -> list[Path]:
     """Extract ``archive`` into the folder ``dest`` (created); return the files written.
 
     Raises :class:`UnsafeArchive` (and writes nothing) when a member would escape ``dest``,
-    and :class:`zipfile.BadZipFile` when ``archive`` is not a zip file.
+    and :class:`zipfile.BadZipFile` when ``archive`` is not a zip file. A zip bomb is refused
+    while it expands (:class:`UnsafeArchive` naming the limit): more than ``max_members``
+    members, more than ``max_total_bytes`` written (default: the free disk less a reserve), a
+    member growing past ``max_ratio`` times the compressed bytes read for it.
     """
     dest = Path(dest)
     with zipfile.ZipFile(archive) as zf:
         check_archive(zf, dest)
+        members = zf.infolist()
+        if len(members) > max_members:
+            raise UnsafeArchive(
+                f"result archive holds {len(members)} members, more than the {max_members} allowed"
+            )
         dest.mkdir(parents=True, exist_ok=True)
+        if max_total_bytes is None:
+            max_total_bytes = max(0, shutil.disk_usage(dest).free - DISK_RESERVE_BYTES)
+        declared = sum(info.file_size for info in members)
+        if declared > max_total_bytes:
+            raise UnsafeArchive(
+                f"result archive expands to {declared} bytes, more than the {max_total_bytes} allowed here"
+            )
         written: list[Path] = []
-        for info in zf.infolist():
+        total = 0
+        for info in members:
             target = member_target(info.filename, dest)
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
+            size = 0
             with zf.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, defaults.STREAM_CHUNK_BYTES)
+                written.append(target)
+                # small reads: zipfile counts what it read ahead as consumed, which blurs the ratio
+                while chunk := src.read(_RATIO_READ_BYTES):
+                    size += len(chunk)
+                    total += len(chunk)
+                    if total > max_total_bytes:
+                        raise UnsafeArchive(
+                            f"result archive expands past the {max_total_bytes} bytes allowed here"
+                        )
+                    if size > RATIO_GRACE_BYTES and size > max_ratio * max(_compressed_read(src, info), 1):
+                        raise UnsafeArchive(
+                            f"result archive member {info.filename!r} expands more than {max_ratio:g} times "
+                            "its compressed size: refused as a zip bomb"
+                        )
+                    out.write(chunk)
             mode = (info.external_attr >> 16) & 0o777
             if mode:
                 # Keep the executable bits a job set, never set-uid/gid or world-writable.
                 os.chmod(target, (mode & 0o755) | 0o600)
-            written.append(target)
     return written
+
+
+def _compressed_read(src: IO[bytes], info: zipfile.ZipInfo) -> int:
+    """Compressed bytes of ``info`` read so far (zipfile's reader keeps what it has left)."""
+    left = getattr(src, "_compress_left", None)
+    return info.compress_size - left if isinstance(left, int) else info.compress_size
 
 
 def extract_replacing(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:

@@ -405,8 +405,18 @@ class Executor:
             shutil.rmtree(scratch)
         scratch.mkdir(parents=True, mode=0o700)
         if env_archive is not None:
-            # leave room on the volunteer's disk: an archive may not fill more than half of it
-            safe_extract(env_archive, scratch, max_total_bytes=disk_free_bytes(scratch) // 2)
+            # leave room on the volunteer's disk: an archive may not fill more than half of it,
+            # nor more than the disk the job said it needs; no member more than a job may write
+            total, total_limit = disk_free_bytes(scratch) // 2, "half of the free disk"
+            if 0 < assignment.min_disk_bytes < total:
+                total, total_limit = assignment.min_disk_bytes, "the job's declared disk need"
+            safe_extract(
+                env_archive,
+                scratch,
+                max_total_bytes=total,
+                total_limit=total_limit,
+                max_member_bytes=self.limits.file_bytes or None,
+            )
         app = scratch / binary_file_name(assignment.app_name)
         if app.is_dir():
             shutil.rmtree(app)
