@@ -20,6 +20,9 @@ __all__ = ["DataRef", "DownloadCache", "Downloader"]
 
 log = logging.getLogger(__name__)
 
+#: a cached file: read-only, and for the worker's user alone
+CACHED_FILE_MODE = 0o400
+
 
 class Downloader(Protocol):
     """What the cache needs from :class:`xwcommon.transport.Transport`."""
@@ -44,6 +47,8 @@ class DownloadCache:
         """The local path of ``ref``'s content, downloading it if it is not cached yet."""
         path = self.path_of(ref)
         if path.is_file() and (ref.size is None or path.stat().st_size == ref.size):
+            if path.stat().st_mode & 0o077:  # cached by an older worker, readable by others
+                path.chmod(CACHED_FILE_MODE)
             return path
         task = self._inflight.get(ref.sha256)
         if task is None:
@@ -59,9 +64,12 @@ class DownloadCache:
             task.exception()  # retrieved here, so a download nobody awaits any more logs nothing
 
     async def _download(self, ref: DataRef, path: Path) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
+        # the cache holds other users' inputs (some private): the worker's alone. Jobs never
+        # read it: they get copies (binary, env) and open descriptors (stdin) from the worker
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.root.chmod(0o700)
         log.info("downloading data %s (sha256 %s, %s bytes)", ref.data_uid, ref.sha256, ref.size)
         await self._transport.download(f"/data/{ref.data_uid}/content", path, expected_sha256=ref.sha256)
         # cached content is never changed in place; tasks get copies
-        path.chmod(0o444)
+        path.chmod(CACHED_FILE_MODE)
         return path

@@ -34,7 +34,7 @@ def script(tmp_path: Path, body: str, name: str = "app.py") -> Path:
     path = tmp_path / "cache" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("#!/usr/bin/env python3\n" + body)
-    path.chmod(0o444)  # as in the cache: the executor must give its copy the x bits
+    path.chmod(0o400)  # as in the cache: the executor must give its copy the x bits
     return path
 
 
