@@ -17,16 +17,19 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    exists,
     literal_column,
     or_,
     select,
     update,
 )
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.dml import Update
 
 from xwcommon.platforms import ANY
 from xwcommon.status import JobStatus, TaskStatus
 
+from .access import READ
 from .db.models import App, AppBinary, Data, Host, Job, Task, User
 
 # Bind parameters of an UPDATE never take a column name of its table (SQLAlchemy reserves
@@ -71,12 +74,36 @@ CLAIMED_COLUMNS = (
 
 
 @cache
-def claim_select(kind: str, skip_locked: bool, fit: bool = False, offline: bool = False) -> Any:
+def _readable_input(column: Any) -> ColumnElement[bool]:
+    """No input in ``column``, or one the worker identity may read by its access bits (bind
+    ``b_owner_id``, ``b_group_id``): owner, other-read bit, or group-read bit and a member
+    of the owner's group. Checked at claim time, so a worker's cache holding the same bytes
+    never runs a job on data its identity may not read (the download would be refused)."""
+    data = aliased(Data)
+    members = select(User.id).where(User.group_id == bindparam("b_group_id"))
+    return or_(
+        column.is_(None),
+        exists().where(
+            data.id == column,
+            or_(
+                data.owner_id == bindparam("b_owner_id"),
+                data.access_rights.op("&")(READ) != 0,
+                and_(data.access_rights.op("&")(READ << 3) != 0, data.owner_id.in_(members)),
+            ),
+        ),
+    )
+
+
+def claim_select(
+    kind: str, skip_locked: bool, fit: bool = False, offline: bool = False, inputs: bool = True
+) -> Any:
     """PENDING jobs a worker may run, oldest first. ``kind``: private, public or group.
 
     ``fit``: only jobs whose declared needs fit the host's free memory and disk (bind
     ``free_memory``, ``free_disk``); ``offline``: only jobs that do not need the network.
     A job bound to one host (``expected_host_id``) goes to that host only (bind ``host_id``).
+    ``inputs``: only jobs whose stdin and env the worker identity may read (a SUPER
+    identity may read everything).
     """
     if kind == "private":
         rights = Job.owner_id == bindparam("b_owner_id")
@@ -98,6 +125,8 @@ def claim_select(kind: str, skip_locked: bool, fit: bool = False, offline: bool 
         ]
     if offline:
         where.append(Job.needs_network.is_(False))
+    if inputs:
+        where += [_readable_input(Job.stdin_data_id), _readable_input(Job.env_data_id)]
     q = select(*CLAIMED_COLUMNS).where(*where).order_by(Job.id).limit(bindparam("k"))
     if skip_locked:
         q = q.with_for_update(skip_locked=True, of=Job)

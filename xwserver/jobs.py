@@ -18,7 +18,7 @@ from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
 from . import apps as apps_mod
-from . import jobsets, lifecycle
+from . import jobsets, lifecycle, pending
 from .access import EXEC, READ, WRITE, Caller, may_on, may_sql
 from .data import check_name, get_readable, owner_id_of
 from .db.engine import is_integrity_error, transaction
@@ -345,7 +345,11 @@ async def _job(session: AsyncSession, caller: Caller, uid_text: str, bit: int = 
 async def get(srv: Server, caller: Caller, uid_text: str) -> dict[str, Any]:
     async with srv.sessions() as session:
         job = await _job(session, caller, uid_text)
-        return (await render_jobs(srv, session, [job]))[0]
+        shown = (await render_jobs(srv, session, [job]))[0]
+        why = await pending.reason(srv, session, job)
+        if why is not None:
+            shown["pending_reason"] = why
+        return shown
 
 
 async def delete(srv: Server, caller: Caller, uid_text: str) -> None:

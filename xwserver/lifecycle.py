@@ -66,7 +66,7 @@ _CLAIM_GUARD = job_moves(JobStatus.RUNNING, JobStatus.PENDING)
 
 
 @cache
-def _claim_update(kind: str, skip_locked: bool, fit: bool, offline: bool) -> Any:
+def _claim_update(kind: str, skip_locked: bool, fit: bool, offline: bool, inputs: bool = True) -> Any:
     """One ``UPDATE … WHERE id IN (pick) RETURNING …``: pick, lock and mark in one statement."""
     # A CTE, materialized: PostgreSQL may run an IN (subquery) more than once, and each run
     # with SKIP LOCKED picks other rows, so more than k jobs would be claimed. The guard is
@@ -74,7 +74,7 @@ def _claim_update(kind: str, skip_locked: bool, fit: bool, offline: bool) -> Any
     # again on a row it waited for), and a guard on the outer UPDATE would lead the planner
     # to scan every PENDING job instead of looking the k picked ones up by key.
     pick = (
-        hot.claim_select(kind, skip_locked, fit, offline)
+        hot.claim_select(kind, skip_locked, fit, offline, inputs)
         .with_only_columns(Job.id)
         .where(_CLAIM_GUARD)
         .cte("picked")
@@ -115,6 +115,7 @@ async def claim(
     skip_locked: bool,
     fit: bool,
     offline: bool,
+    inputs: bool = True,
     params: dict[str, Any],
     host_id: int,
     now: float,
@@ -127,11 +128,13 @@ async def claim(
     UPDATE SKIP LOCKED`` and an ``UPDATE`` of the rows it locked.
     """
     if backend == "mysql":
-        jobs = list((await conn.execute(hot.claim_select(kind, skip_locked, fit, offline), params)).all())
+        jobs = list(
+            (await conn.execute(hot.claim_select(kind, skip_locked, fit, offline, inputs), params)).all()
+        )
         if jobs:
             await conn.execute(_CLAIM_BY_IDS, {"ids": [j.id for j in jobs], "now": now})
     else:
-        update_stmt = _claim_update(kind, skip_locked, fit, offline)
+        update_stmt = _claim_update(kind, skip_locked, fit, offline, inputs)
         jobs = sorted((await conn.execute(update_stmt, {**params, "now": now})).all(), key=lambda j: j.id)
     if not jobs:
         return []

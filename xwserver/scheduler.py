@@ -90,6 +90,7 @@ async def claim(
         skip_locked=srv.skip_locked,
         fit=resources.fit,
         offline=resources.offline,
+        inputs=not caller.is_super,
         params=params,
         host_id=host.id,
         now=now,

@@ -348,17 +348,54 @@ async def test_a_worker_reads_an_input_only_while_it_holds_the_task(xw: XW) -> N
     assert (await xw.job(job["uid"]))["status"] == "COMPLETED"
 
 
-async def test_a_public_worker_may_not_read_a_public_jobs_private_input(xw: XW) -> None:
+async def test_a_public_worker_is_never_given_a_job_whose_input_it_may_not_read(xw: XW) -> None:
+    """Checked at claim time: a worker whose cache holds the same bytes would otherwise run it."""
     await xw.insert_app(xw.admin, "work")
-    secret = await xw.upload(xw.admin, b"private input", name="in.txt", access_rights="0700")
-    await xw.submit(xw.admin, "work", stdin_uid=secret["uid"])
+    same = b"the same bytes"
+    public = await xw.upload(xw.admin, same, name="in.txt")
+    secret = await xw.upload(xw.admin, same, name="in.txt", access_rights="0700")
+    first = await xw.submit(xw.admin, "work", stdin_uid=public["uid"])
+    hidden = await xw.submit(xw.admin, "work", stdin_uid=secret["uid"])
     host = await xw.register()
-    [a] = await xw.request_work(host)
+    [a] = await xw.request_work(host, capacity=2)
+    assert a["job_uid"] == first["uid"] and a["stdin"]["sha256"] == secret["sha256"]
+    assert await xw.request_work(host, capacity=2) == []
+    shown = await xw.job(hidden["uid"])
+    assert shown["status"] == "PENDING"
+    assert shown["pending_reason"] == (
+        f"no connected worker may read its stdin (data {secret['uid']}, access rights 0700)"
+    )
+    # the secret was never held: reading it is refused as if it did not exist
     r = await xw.call("GET", f"/data/{secret['uid']}/content", token=xw.worker)
-    assert r.status == 403
-    assert secret["uid"] in r.body["message"] and "0700" in r.body["message"]
-    binary = await xw.call("GET", f"/data/{a['binary']['data_uid']}/content", token=xw.worker)
-    assert binary.status == 200
+    assert r.status == 404
+    # made readable, the next request gets it
+    await xw.ok("POST", f"/objects/{secret['uid']}/chmod", token=xw.admin, json={"rights": "0744"})
+    [b] = await xw.request_work(host, capacity=2)
+    assert b["job_uid"] == hidden["uid"]
+    assert "pending_reason" not in await xw.job(hidden["uid"])
+
+
+async def test_a_pending_job_says_what_keeps_it_from_every_connected_worker(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    await xw.insert_app(xw.admin, "win", [("windows", "amd64")])
+    job = await xw.submit(xw.admin, "work")
+    assert (await xw.job(job["uid"]))["pending_reason"] == "no worker is connected"
+    host = await xw.register()  # linux, 8 GiB, 100 GiB free
+    assert "pending_reason" not in await xw.job(job["uid"])  # it waits its turn
+    windows = await xw.submit(xw.admin, "win")
+    assert (await xw.job(windows["uid"]))["pending_reason"] == (
+        "no connected worker's platform has a binary of its application"
+    )
+    huge = await xw.submit(xw.admin, "work", min_memory_bytes=64 << 30)
+    assert (await xw.job(huge["uid"]))["pending_reason"].startswith(
+        f"it needs {64 << 30} bytes of memory and 0 of disk; the largest connected worker has {8 << 30}"
+    )
+    bound = await xw.submit(xw.admin, "work", expected_host_uid=host)
+    assert "pending_reason" not in await xw.job(bound["uid"])
+    await xw.ok("POST", f"/hosts/{host}/disable", token=xw.admin)
+    assert (await xw.job(bound["uid"]))["pending_reason"] == (
+        "the one host it may run on (expected_host_uid) is not connected"
+    )
 
 
 # -- data ----------------------------------------------------------------------------------------------------

@@ -329,6 +329,8 @@ class Job(Answer, kw_only=True):
     session_uid: Uid | None
     group_uid: Uid | None
     expected_host_uid: Uid | None
+    #: one job shown alone and PENDING: what keeps it from every connected worker, if anything
+    pending_reason: str | None = None
 
 
 class TaskAccounting(Answer, kw_only=True):

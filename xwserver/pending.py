@@ -1,0 +1,114 @@
+"""Why a PENDING job is not running: what no connected worker offers it.
+
+A job the claim can give to none of the connected workers would stay PENDING without a
+word (HTCondor's ``condor_q -analyze`` answers the same question). Asked when one job
+is shown, never on the hot path: the answer walks the connected hosts, not the queue.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from xwcommon.levels import UserLevel, format_access_rights
+from xwcommon.platforms import ANY
+from xwcommon.status import JobStatus
+
+from .access import READ
+from .db.models import AppBinary, Data, Host, Job, User
+from .state import Server
+
+_CONNECTED = (
+    select(
+        Host.id,
+        Host.os,
+        Host.cpu,
+        Host.memory_bytes,
+        Host.disk_free_bytes,
+        User.id.label("identity"),
+        User.rights,
+        User.group_id,
+    )
+    .join(User, User.id == Host.owner_id)
+    .where(Host.enabled.is_(True))
+)
+
+
+def _may_run(identity: Any, job: Job, owner_group: int | None) -> bool:
+    """The claim's rule (hot.claim_select) for one worker identity."""
+    if UserLevel(identity.rights) >= UserLevel.STANDARD:
+        return bool(identity.identity == job.owner_id)
+    if identity.group_id is None:
+        return bool(job.access_rights & 0o001)
+    return owner_group == identity.group_id and bool(job.access_rights & 0o011)
+
+
+def _may_read(identity: Any, data: Any, owner_group: int | None) -> bool:
+    """hot._readable_input for one worker identity."""
+    if UserLevel(identity.rights) >= UserLevel.SUPER or identity.identity == data.owner_id:
+        return True
+    if data.access_rights & READ:
+        return True
+    return (
+        identity.group_id is not None
+        and owner_group == identity.group_id
+        and bool(data.access_rights & (READ << 3))
+    )
+
+
+async def reason(srv: Server, session: AsyncSession, job: Job, *, now: float | None = None) -> str | None:
+    """What keeps ``job`` from every connected worker, or None (it waits its turn, or runs)."""
+    if job.status != JobStatus.PENDING.value:
+        return None
+    now = time.time() if now is None else now
+    # connected: seen within a lease (a working host heartbeats well within it)
+    hosts = list(
+        (await session.execute(_CONNECTED.where(Host.last_seen_at >= now - srv.settings.lease_s))).all()
+    )
+    if job.expected_host_id is not None:
+        hosts = [h for h in hosts if h.id == job.expected_host_id]
+        if not hosts:
+            return "the one host it may run on (expected_host_uid) is not connected"
+    if not hosts:
+        return "no worker is connected"
+    platforms = set(
+        (
+            await session.execute(select(AppBinary.os, AppBinary.cpu).where(AppBinary.app_id == job.app_id))
+        ).all()
+    )
+    hosts = [h for h in hosts if any(os in (h.os, ANY) and cpu in (h.cpu, ANY) for os, cpu in platforms)]
+    if not hosts:
+        return "no connected worker's platform has a binary of its application"
+    big_enough = [
+        h for h in hosts if h.memory_bytes >= job.min_memory_bytes and h.disk_free_bytes >= job.min_disk_bytes
+    ]
+    if not big_enough:
+        return (
+            f"it needs {job.min_memory_bytes} bytes of memory and {job.min_disk_bytes} of disk; "
+            f"the largest connected worker has {max(h.memory_bytes for h in hosts)} and "
+            f"{max(h.disk_free_bytes for h in hosts)}"
+        )
+    groups = dict((await session.execute(select(User.id, User.group_id))).all()) if len(big_enough) else {}
+    runners = [h for h in big_enough if _may_run(h, job, groups.get(job.owner_id))]
+    if not runners:
+        return (
+            f"no connected worker's identity may run it (its access rights are "
+            f"{format_access_rights(job.access_rights)})"
+        )
+    for what, data_id in (("stdin", job.stdin_data_id), ("env", job.env_data_id)):
+        if data_id is None:
+            continue
+        data = (
+            await session.execute(
+                select(Data.uid, Data.owner_id, Data.access_rights).where(Data.id == data_id)
+            )
+        ).first()
+        if data is not None and not any(_may_read(h, data, groups.get(data.owner_id)) for h in runners):
+            return (
+                f"no connected worker may read its {what} (data {data.uid}, access rights "
+                f"{format_access_rights(data.access_rights)})"
+            )
+    return None
