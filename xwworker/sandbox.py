@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import fcntl
 import functools
 import glob
 import grp
@@ -40,6 +41,7 @@ import resource
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -239,6 +241,11 @@ JOB_UID_LAST = 65519
 _taken_lock = threading.Lock()
 #: uids given to running jobs by any :class:`JobUsers` of this process
 _taken_uids: set[int] = set()
+#: the lock file held for each of them: other worker processes of this machine (another
+#: deployment's worker, a second worker of the same one) skip a uid whose lock is held
+_uid_locks: dict[int, int] = {}
+#: where those locks live: root's alone (only a root worker gives jobs uids)
+UID_LOCK_DIR = Path("/run/xwworker/job-uids")
 
 
 @dataclass(frozen=True)
@@ -267,19 +274,50 @@ class JobUsers:
         """A pool when this process runs as root (only root can switch uids), else None."""
         return cls() if os.geteuid() == 0 else None
 
+    lock_dir: Path = UID_LOCK_DIR
+
     def acquire(self) -> JobUser:
         busy = _uids_with_tasks()
         with _taken_lock:
+            folder = _lock_folder(self.lock_dir)
             for uid in range(self.first_uid, self.last_uid + 1):
                 if uid in _taken_uids or uid in busy or _named(uid):
                     continue
+                fd = _lock_uid(folder, uid)
+                if fd is None:  # another worker process of this machine runs a job under it
+                    continue
                 _taken_uids.add(uid)
+                _uid_locks[uid] = fd
                 return JobUser(uid, uid)
         raise OSError(f"no free uid for a job in {self.first_uid}-{self.last_uid}")
 
     def release(self, user: JobUser) -> None:
         with _taken_lock:
             _taken_uids.discard(user.uid)
+            fd = _uid_locks.pop(user.uid, None)
+            if fd is not None:
+                os.close(fd)
+
+
+def _lock_folder(folder: Path) -> Path:
+    """The folder of the uid locks, made root's and 0700; refused if anyone else could
+    have made or changed it (a planted folder would let a local user steal jobs' uids)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = os.lstat(folder)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise OSError(f"{folder} must be a folder of uid {os.geteuid()} closed to others (0700)")
+    return folder
+
+
+def _lock_uid(folder: Path, uid: int) -> int | None:
+    """A descriptor holding the uid's lock file, or None when another process holds it."""
+    fd = os.open(folder / str(uid), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 def _named(uid: int) -> bool:

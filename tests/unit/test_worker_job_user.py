@@ -240,3 +240,57 @@ async def test_a_memory_hog_is_stopped_by_its_cgroup_naming_the_limit(
     assert outcome.status is TaskStatus.ERROR
     assert outcome.message is not None and "limit.memory_bytes" in outcome.message, outcome.message
     assert outcome.wall_time_s < 15
+
+
+_HOLD_A_UID = """
+import sys
+from pathlib import Path
+from xwworker.sandbox import JobUsers
+users = JobUsers()
+users.lock_dir = Path(sys.argv[1])
+print(users.acquire().uid, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_two_worker_processes_of_one_machine_never_give_their_jobs_the_same_uid(tmp_path: Path) -> None:
+    """RLIMIT_NPROC and kill(-1) as the job's uid reach every process of that uid: two
+    workers (two deployments, or a second worker of one) sharing a uid would count each
+    other's processes and kill each other's jobs."""
+    import subprocess
+    import sys
+
+    from xwworker.sandbox import JobUsers
+
+    locks = tmp_path / "job-uids"
+    other = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_A_UID, str(locks)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None
+        theirs = int(other.stdout.readline())
+        users = JobUsers()
+        users.lock_dir = locks
+        ours = users.acquire()
+        try:
+            assert ours.uid != theirs
+        finally:
+            users.release(ours)
+    finally:
+        assert other.stdin is not None
+        other.stdin.close()
+        other.wait(timeout=10)
+        if other.stdout is not None:
+            other.stdout.close()
+    # once the other process is gone its uid is free again
+    again = JobUsers()
+    again.lock_dir = locks
+    freed = again.acquire()
+    try:
+        assert freed.uid == theirs
+    finally:
+        again.release(freed)
+    assert stat.S_IMODE(locks.stat().st_mode) == 0o700
