@@ -8,6 +8,18 @@ LEASE_S = 60.0  # a task's lease; a heartbeat extends it
 HEARTBEAT_INTERVAL_S = 15.0  # workers heartbeat this often (a quarter of the lease)
 REAPER_INTERVAL_S = 2.0  # how often the server looks for expired leases
 WORK_REQUEST_WAIT_S = 20.0  # long-poll: how long a work request may wait for a job
+#: long-polling work requests one server process keeps waiting; beyond, a worker is told
+#: to come back later (each costs a connection and a coroutine, and every submission
+#: wakes them in turn)
+MAX_WAITING_REQUESTS = 1000
+#: work requests one process runs through the database at once; beyond, 503 with Retry-After
+#: (heartbeats and reports alone are never refused for it)
+MAX_WORK_IN_FLIGHT = 64
+#: the mean delay told to a worker that finds no room to wait (jittered, and longer the
+#: fuller the server is)
+COME_BACK_S = 10.0
+#: longest a request waits for a database connection before it is answered 503
+DB_WAIT_S = 10.0
 WORK_REQUEST_RECHECK_S = 0.5  # long-poll re-check for jobs submitted through another process
 MAX_RETRY = 3  # how many times a lost job is rescheduled before it ends in ERROR
 MAX_BODY_BYTES = 64 * 1024 * 1024 * 1024  # upload limit for data bodies

@@ -88,7 +88,7 @@ def create_app(srv: Server) -> web.Application:
 
 
 async def open_server(settings: ServerSettings) -> Server:
-    engine = create_engine(settings.db_url)
+    engine = create_engine(settings.db_url, wait_s=settings.db_wait_s)
     await migrate(engine)
     srv = Server(settings, engine, DataStore(settings.data_dir))
     renewed = await grant_restart_grace(srv)

@@ -82,6 +82,26 @@ SERVER_KEYS: tuple[tuple[str, str, str], ...] = (
         "space-separated: xw:// URIs sent to this server may name them or this server;\n"
         "a URI naming any other server is refused.",
     ),
+    (
+        "max_waiting_requests",
+        "max_waiting_requests",
+        "Long-polling work requests this process keeps waiting. Beyond, a worker is told at\n"
+        "once to come back after a delay (come_back_s on average, jittered, up to four times\n"
+        "longer the fuller the server), as BOINC's request delay.",
+    ),
+    (
+        "max_work_in_flight",
+        "max_work_in_flight",
+        "Work requests this process runs through the database at once. Beyond, they get\n"
+        "503 with Retry-After, so heartbeats and reports (not counted) keep their connections.",
+    ),
+    ("come_back_s", "come_back_s", "Mean delay (seconds) told to a worker that finds no room to wait."),
+    (
+        "db_wait_s",
+        "db_wait_s",
+        "Longest wait (seconds) for a database connection; then the request gets 503 with\n"
+        "Retry-After instead of waiting on.",
+    ),
     ("reaper_interval_s", "reaper_interval_s", "Seconds between two looks for expired leases."),
     (
         "work_request_recheck_s",
@@ -128,6 +148,10 @@ _DEFAULTS: dict[str, object] = {
     "max_json_bytes": defaults.MAX_JSON_BYTES,
     "disk_reserve_bytes": defaults.DISK_RESERVE_BYTES,
     "aliases": "",
+    "max_waiting_requests": defaults.MAX_WAITING_REQUESTS,
+    "max_work_in_flight": defaults.MAX_WORK_IN_FLIGHT,
+    "come_back_s": defaults.COME_BACK_S,
+    "db_wait_s": defaults.DB_WAIT_S,
     "reaper_interval_s": defaults.REAPER_INTERVAL_S,
     "work_request_recheck_s": defaults.WORK_REQUEST_RECHECK_S,
     "gc_interval_s": defaults.GC_INTERVAL_S,

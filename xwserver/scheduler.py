@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from xwcommon.errors import Forbidden
+from xwcommon.errors import Busy, Forbidden
 from xwcommon.levels import UserLevel
 from xwcommon.platforms import ANY
 from xwcommon.protocol import MAX_BYTES
@@ -140,6 +141,15 @@ async def claim(
     ]
 
 
+def come_back_s(srv: Server) -> float:
+    """When a worker that found no room should ask again: ``come_back_s`` on average, up to
+    four times longer the more requests wait beyond the cap, jittered by ±50% so a fleet
+    turned away together does not return together."""
+    limit = max(1, srv.settings.max_waiting_requests)
+    load = min(4.0, max(1.0, srv.notifier.waiting / limit))
+    return round(srv.settings.come_back_s * load * random.uniform(0.5, 1.5), 1)
+
+
 def _always() -> bool:
     return True
 
@@ -174,14 +184,28 @@ async def request_work(
         got = await claim(srv, conn, caller, host, msg.capacity, resources)
         return reported, released, got
 
-    # without reports, losing this transaction in a database crash loses nothing a user saw
-    reported, released, got = await transaction(srv.engine, first, durable=bool(msg.reports))
+    # Admission: a crowd of work requests queued on the pool would starve heartbeats and
+    # reports (whose leases run meanwhile); beyond the cap they are told to come back.
+    if srv.work_in_flight >= srv.settings.max_work_in_flight:
+        raise Busy(
+            "the server is busy; try again in a moment", retry_after_s=max(1, round(come_back_s(srv) / 4))
+        )
+    srv.work_in_flight += 1
+    try:
+        # without reports, losing this transaction in a database crash loses nothing a user saw
+        reported, released, got = await transaction(srv.engine, first, durable=bool(msg.reports))
+    finally:
+        srv.work_in_flight -= 1
     if msg.reports:
         faults.point(faults.AFTER_REPORT_COMMIT)
     if released:
         log.info("host %s: %d task(s) it does not hold handed back", host.uid, released)
         srv.notifier.notify(released)
     if not got and msg.wait_s > 0:
+        if srv.notifier.waiting >= srv.settings.max_waiting_requests:
+            # no room to wait: come back later (BOINC's request delay), at once a
+            # definite answer rather than a connection held open
+            return WorkAnswer(reported=reported, released=released, retry_after_s=come_back_s(srv))
         got = await _wait_and_claim(srv, caller, host, msg, connected, resources)
     else:
         got = await _deliverable(srv, caller, host, got, connected)

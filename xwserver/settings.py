@@ -13,6 +13,12 @@ Keys (``key=value``):
 - ``disk_reserve_bytes`` free space kept on the data store's disk (uploads that would eat into it get 507)
 - ``server.aliases``   other host:port names of this deployment (its other servers) that
   ``xw://`` URIs sent to it may name; URIs naming any other server are refused
+- ``max_waiting_requests`` long-polling work requests kept waiting; beyond, the worker is
+  told to come back after a jittered delay (longer the fuller the server)
+- ``max_work_in_flight`` work requests run through the database at once; beyond, 503 with
+  Retry-After (heartbeats and reports are not counted)
+- ``come_back_s``      mean delay told to a worker that finds no room to wait
+- ``db_wait_s``        longest a request waits for a database connection (then 503)
 - ``reaper_interval_s`` how often expired leases are looked for
 - ``gc_interval_s``    how often orphan results and unreferenced files are collected
 - ``gc_grace_s``       only what is older than this is collected
@@ -54,6 +60,10 @@ class ServerSettings:
     aliases: str = ""
     reaper_interval_s: float = defaults.REAPER_INTERVAL_S
     work_request_recheck_s: float = defaults.WORK_REQUEST_RECHECK_S
+    max_waiting_requests: int = defaults.MAX_WAITING_REQUESTS
+    max_work_in_flight: int = defaults.MAX_WORK_IN_FLIGHT
+    come_back_s: float = defaults.COME_BACK_S
+    db_wait_s: float = defaults.DB_WAIT_S
     gc_interval_s: float = defaults.GC_INTERVAL_S
     gc_grace_s: float = defaults.GC_GRACE_S
     login_failures_allowed: int = defaults.LOGIN_FAILURES_ALLOWED
@@ -139,6 +149,10 @@ class ServerSettings:
             "server.aliases": ("aliases", str),
             "reaper_interval_s": ("reaper_interval_s", float),
             "work_request_recheck_s": ("work_request_recheck_s", float),
+            "max_waiting_requests": ("max_waiting_requests", int),
+            "max_work_in_flight": ("max_work_in_flight", int),
+            "come_back_s": ("come_back_s", float),
+            "db_wait_s": ("db_wait_s", float),
             "gc_interval_s": ("gc_interval_s", float),
             "gc_grace_s": ("gc_grace_s", float),
             "login_failures_allowed": ("login_failures_allowed", int),

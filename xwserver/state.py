@@ -165,6 +165,8 @@ class Server:
         self.login_throttle = LoginThrottle(settings.login_failures_allowed, settings.login_backoff_cap_s)
         self.hosts = HostCache()
         self.binaries = BinaryCache()
+        #: work requests of this process in their database transaction now (admission)
+        self.work_in_flight = 0
         self.wire = Wire(settings.netloc)
         self.started_at = time.time()
 

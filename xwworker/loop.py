@@ -90,6 +90,7 @@ from xwcommon.protocol.work import (
     ReportAnswer,
     ReportOutcome,
     ResultStored,
+    TaskReport,
     WorkAnswer,
     WorkRequest,
 )
@@ -195,9 +196,9 @@ class Delivery:
     def uid(self) -> str:
         return self.run.uid
 
-    def riding(self) -> Report:
+    def riding(self) -> TaskReport:
         """The report as a work request carries it (naming its task)."""
-        return msgspec.structs.replace(self.report, task_uid=self.uid)
+        return TaskReport(**{**msgspec.structs.asdict(self.report), "task_uid": self.uid})
 
 
 @dataclass
@@ -293,6 +294,8 @@ class Worker:
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
         self._slot_freed = asyncio.Event()
+        #: the last work answer's "come back after" (no room to wait on the server)
+        self._come_back_s: float | None = None
         #: the pull loop sends a work request as soon as a slot is free: a report put in the
         #: outbox now rides on it instead of going alone
         self._request_soon = False
@@ -618,6 +621,12 @@ class Worker:
                 continue
             for body in assignments:
                 self._accept(body)
+            come_back, self._come_back_s = self._come_back_s, None
+            if come_back and not assignments:
+                # the server had no room to keep this request waiting: ask again when it
+                # said (reports go alone meanwhile, as while a long-poll is out)
+                log.info("the server is full; asking for work again in %.1fs", come_back)
+                await self._until_stopped(self._sleep(come_back))
 
     async def _exchange(self, host_uid: str, capacity: int) -> list[Any]:
         """One work request: the outbox's reports, the tasks held, room for ``capacity``.
@@ -659,6 +668,7 @@ class Worker:
                     d.alone = True
                 self._send_alone(carried.values())
             raise
+        self._come_back_s = work.retry_after_s
         if work.released:
             log.info("the server released %d task(s) this host no longer holds", work.released)
         self._reported(carried, work.reported)

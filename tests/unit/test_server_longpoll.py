@@ -6,8 +6,10 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import aiohttp
+import pytest
 
 from xwcommon import defaults
+from xwcommon.protocol.work import WorkAnswer
 from xwcommon.transport import pinned_ssl_context
 
 if TYPE_CHECKING:
@@ -39,3 +41,36 @@ async def test_a_work_request_whose_worker_went_away_takes_no_job(xw: XW) -> Non
     got = await xw.request_work(host, wait_s=5)
     assert [a["job_uid"] for a in got] == [job["uid"]]
     assert (await xw.job(job["uid"]))["retry"] == 0
+
+
+@pytest.mark.parametrize("server_conf", [{"max_waiting_requests": "1", "come_back_s": "8"}])
+async def test_a_work_request_that_finds_no_room_to_wait_is_told_when_to_come_back(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    first, second = await xw.register(name="first"), await xw.register(name="second")
+    waiting = asyncio.create_task(xw.request_work(first, wait_s=20))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    started = asyncio.get_running_loop().time()
+    body = await xw.ok(
+        "POST", "/work/request", token=xw.worker, json={"host_uid": second, "capacity": 1, "wait_s": 20}
+    )
+    answer = WorkAnswer.from_wire(body)
+    assert asyncio.get_running_loop().time() - started < 2  # at once, not after wait_s
+    assert answer.assignments == [] and answer.retry_after_s is not None
+    assert 4.0 <= answer.retry_after_s <= 12.0  # come_back_s, jittered by ±50%
+    # the one that waits still gets the next job
+    job = await xw.submit(xw.admin, "work")
+    assert [a["job_uid"] for a in await asyncio.wait_for(waiting, 10)] == [job["uid"]]
+
+
+@pytest.mark.parametrize("server_conf", [{"max_work_in_flight": "0"}])
+async def test_work_requests_beyond_the_admission_cap_get_503_and_heartbeats_still_pass(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    host = await xw.register()
+    r = await xw.call(
+        "POST", "/work/request", token=xw.worker, json={"host_uid": host, "capacity": 1, "wait_s": 0}
+    )
+    assert r.status == 503 and r.body["error"] == "busy"
+    assert int(r.headers["Retry-After"]) >= 1
+    beat = await xw.call("POST", "/work/heartbeat", token=xw.worker, json={"host_uid": host, "task_uids": []})
+    assert beat.status == 200

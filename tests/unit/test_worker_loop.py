@@ -167,6 +167,8 @@ class StubServer:
     forbidden_data: set[str] = field(default_factory=set)
     #: result uploads still to be refused with 507 (the server's store is full)
     full_store_uploads: int = 0
+    #: work requests still to be answered at once "no room to wait, come back after 7 s"
+    turned_away: int = 0
     #: set while a work request waits, so a test can act at that moment
     polling: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -260,6 +262,9 @@ class StubServer:
                 if error
                 else ReportOutcome(task_uid=r.task_uid, job_status=r.status)
             )
+        if self.turned_away and msg.wait_s > 0:
+            self.turned_away -= 1
+            return web.json_response(WorkAnswer(reported=reported, retry_after_s=7.0).to_wire())
         out: list[Assignment] = []
         self.polling.set()
         got = asyncio.ensure_future(self.queue.get())
@@ -474,6 +479,22 @@ async def test_a_full_server_store_is_waited_for_and_said_not_given_up(
     assert stub.reports[U("t1")].result_uid == U(f"result-of-{U('t1')}")
     waits = [r.getMessage() for r in caplog.records if "no room to store it" in r.getMessage()]
     assert len(waits) == DELIVERY_ATTEMPTS + 2 and "the data store is full" in waits[0]
+
+
+async def test_a_worker_told_to_come_back_later_waits_that_long_before_asking_again(grid: Grid) -> None:
+    stub = grid.stub
+    stub.turned_away = 2
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+        await asyncio.sleep(min(s, 0.01))
+
+    worker = Worker(grid.settings(), sleep=sleep, backoff=Backoff(0.05, 0.2))
+    stub.queue.put_nowait(assignment(stub, "t1", script("print('ok')\n")))
+    await run_until(grid, worker, lambda: U("t1") in stub.reports)
+    assert slept.count(7.0) == 2  # once per answer that said so, before the next request
+    assert len(stub.called("request")) >= 3
 
 
 async def test_a_failing_job_is_reported_as_error_with_its_exit_code(grid: Grid) -> None:

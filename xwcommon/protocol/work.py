@@ -19,11 +19,12 @@ way in a work answer) and renews only the named ones.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
-from . import MAX_BYTES, PRINTABLE_PATTERN, Answer, Bytes, Request, Seconds, Sha256, Uid
+from . import MAX_BYTES, PATTERN_WORDS, PRINTABLE_PATTERN, Answer, Bytes, Request, Seconds, Sha256, Uid
+from .client import CpuName, OsName
 
 __all__ = [
     "ACCOUNTING_MAX",
@@ -46,6 +47,7 @@ __all__ = [
     "ReportAnswer",
     "ReportOutcome",
     "ResultStored",
+    "TaskReport",
     "WorkAnswer",
     "WorkRequest",
 ]
@@ -63,6 +65,25 @@ ACCOUNTING_MAX = 2**62
 INLINE_RESULT_MAX_BYTES = 64 * 1024
 #: base64 of INLINE_RESULT_MAX_BYTES
 _INLINE_B64_MAX = (INLINE_RESULT_MAX_BYTES + 2) // 3 * 4
+#: standard base64, padded (what ``base64.b64encode`` writes and ``b64decode(validate=True)``
+#: reads), of at most INLINE_RESULT_MAX_BYTES: a length bound alone would let the last
+#: group hold up to two bytes more
+_B64 = "[A-Za-z0-9+/]"
+_FULL, _LEFT = divmod(INLINE_RESULT_MAX_BYTES, 3)
+_TAIL = f"{_B64}{{2}}==|{_B64}{{3}}="
+_LAST = {0: "", 1: f"({_B64}{{2}}==)?", 2: f"({_TAIL})?"}[_LEFT]
+BASE64_PATTERN = f"^(({_B64}{{4}}){{0,{_FULL - 1}}}({_TAIL})?|({_B64}{{4}}){{{_FULL}}}{_LAST})$(?!\\n)"
+#: printable, and not blank (the server strips nothing from a host's name)
+_CHAR = "[^\\x00-\\x1f\\x7f-\\x9f]"
+_NOT_BLANK_PATTERN = f"^{_CHAR}*(?=\\S){_CHAR}+$(?!\\n)"
+PATTERN_WORDS[BASE64_PATTERN] = f"in standard padded base64, of at most {INLINE_RESULT_MAX_BYTES} bytes"
+PATTERN_WORDS[_NOT_BLANK_PATTERN] = "of printable characters, not all blank"
+PATTERN_WORDS[get_args(OsName)[1].pattern] = (
+    "naming an OS: linux, darwin, windows or any (XWHEP's LINUX, MACOSX, WIN32 too)"
+)
+PATTERN_WORDS[get_args(CpuName)[1].pattern] = (
+    "naming a CPU: x86_64, aarch64, i686, ppc64le, armv7l, riscv64 or any (XWHEP's AMD64, IX86 too)"
+)
 
 Capacity = Annotated[int, msgspec.Meta(ge=1, le=MAX_CAPACITY)]
 WaitS = Annotated[float, msgspec.Meta(ge=0, le=MAX_WAIT_S)]
@@ -75,7 +96,15 @@ def _printable(max_length: int, min_length: int = 0) -> msgspec.Meta:
     return msgspec.Meta(min_length=min_length, max_length=max_length, pattern=PRINTABLE_PATTERN)
 
 
-HostName = Annotated[str, _printable(MAX_HOST_NAME, 1)]
+HostName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_HOST_NAME,
+        pattern=_NOT_BLANK_PATTERN,
+        description="printable characters, not all blank",
+    ),
+]
 Short = Annotated[str, _printable(64)]
 Tag = Annotated[str, _printable(127)]
 GpuName = Annotated[str, _printable(128, 1)]
@@ -107,8 +136,8 @@ class Registration(Request, kw_only=True):
     wire_name = "registration"
 
     name: HostName
-    os: Short = ""
-    cpu: Short = ""
+    os: OsName
+    cpu: CpuName
     cores: Annotated[int, msgspec.Meta(ge=0, le=2**20)] = 0
     memory_bytes: Bytes = 0
     disk_free_bytes: Bytes = 0
@@ -118,10 +147,6 @@ class Registration(Request, kw_only=True):
     activation: Activation | None = None
     host_uid: Uid | None = None
     held: TaskUids | None = None
-
-    def __post_init__(self) -> None:
-        if not self.name.strip():
-            raise ValueError('"name" must not be blank')
 
 
 class Registered(Answer, kw_only=True):
@@ -171,13 +196,14 @@ class InlineResult(Request, kw_only=True):
     """A result archive small enough to ride in its report (stored like an upload)."""
 
     content_b64: Annotated[
-        str, msgspec.Meta(description=f"base64 of at most {INLINE_RESULT_MAX_BYTES} bytes")
+        str,
+        msgspec.Meta(
+            max_length=_INLINE_B64_MAX,
+            pattern=BASE64_PATTERN,
+            description=f"standard padded base64 of at most {INLINE_RESULT_MAX_BYTES} bytes",
+        ),
     ]
     sha256: Sha256
-
-    def __post_init__(self) -> None:
-        if len(self.content_b64) > _INLINE_B64_MAX:
-            raise ValueError(f"holds at most {INLINE_RESULT_MAX_BYTES} bytes; upload bigger results first")
 
 
 class Report(Request, kw_only=True):
@@ -202,6 +228,12 @@ class Report(Request, kw_only=True):
             self.message = self.message.replace("\0", "\ufffd")[:MAX_MESSAGE]
 
 
+class TaskReport(Report, kw_only=True):
+    """A report riding on a work request: it names its task."""
+
+    task_uid: Uid
+
+
 class WorkRequest(Request, kw_only=True):
     """``POST /work/request``: finished reports, the tasks still held, room for ``capacity``.
 
@@ -214,18 +246,13 @@ class WorkRequest(Request, kw_only=True):
     host_uid: Uid
     capacity: Capacity = 1
     wait_s: WaitS = 20.0
-    reports: Annotated[list[Report], msgspec.Meta(max_length=MAX_TASKS_PER_CALL)] = []
+    reports: Annotated[list[TaskReport], msgspec.Meta(max_length=MAX_TASKS_PER_CALL)] = []
     held: TaskUids | None = None
     #: free now, for jobs that declare needs (None: not said, no filter on it)
     free_memory_bytes: Bytes | None = None
     free_disk_bytes: Bytes | None = None
     #: whether the volunteer lets jobs use the network (None: not said)
     network: bool | None = None
-
-    def __post_init__(self) -> None:
-        for i, r in enumerate(self.reports):
-            if r.task_uid is None:
-                raise ValueError(f'"reports[{i}].task_uid" is required')
 
 
 class ReportOutcome(Answer, kw_only=True, omit_defaults=True):
@@ -242,6 +269,9 @@ class WorkAnswer(Answer, kw_only=True):
     reported: list[ReportOutcome] = []
     #: tasks the server believed this host held, not named in ``held``: handed back
     released: int = 0
+    #: no assignment and no room to wait on the server: ask again after this many seconds
+    #: (chosen by the server from its load, with jitter, so a fleet does not come back at once)
+    retry_after_s: float | None = None
 
 
 class Heartbeat(Request, kw_only=True):

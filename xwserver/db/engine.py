@@ -18,6 +18,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.ext.asyncio import AsyncSession as AsyncSession
 
+from xwcommon import defaults
 from xwcommon.errors import Busy, ConfigError
 
 from .direct import PgConnection, SQLiteConnection
@@ -45,7 +46,9 @@ def backend_of(url: str) -> str:
 registry.register("sqlite.xwsqlite", "xwserver.db.inloop_sqlite", "InLoopSQLiteDialect")
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, wait_s: float = defaults.DB_WAIT_S) -> AsyncEngine:
+    """``wait_s``: longest a request waits for a connection; then :func:`transaction` answers
+    503 (Busy) rather than keep a crowd of requests queued behind a saturated pool."""
     backend = backend_of(url)
     kwargs: dict[str, Any] = {}
     if backend == "sqlite":
@@ -58,12 +61,12 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
             url = parsed.set(drivername="sqlite+xwsqlite").render_as_string(hide_password=False)
         # One connection: SQLite has one writer anyway, and queueing in the pool is far
         # cheaper than SQLITE_BUSY retries between connections of the same process.
-        kwargs.update(pool_size=1, max_overflow=0, pool_timeout=60, connect_args={"timeout": 5})
+        kwargs.update(pool_size=1, max_overflow=0, pool_timeout=wait_s, connect_args={"timeout": 5})
     else:
         # No ping before each use (a round trip per transaction): a connection the database
         # dropped fails its statement, is invalidated, and `transaction` runs the work again
         # on a fresh one.
-        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+        kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_timeout=wait_s)
     engine = create_async_engine(url, **kwargs)
     if backend == "sqlite":
         _tune_sqlite(engine)
