@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -72,8 +73,12 @@ async def store_upload(
     expected_size: int | None = None,
     task_id: int | None = None,
 ) -> Data:
-    """Stream a body into the store, then record it as AVAILABLE data."""
+    """Stream a body into the store, then record it as AVAILABLE data. Empty content is
+    stored only when announced (``expected_size`` 0): an empty body with no size announced is
+    a request that lost its content on the way, or never had any."""
     check_name(name)
+    if expected_size is None:
+        chunks = await _not_empty(chunks)
     sha, size = await srv.store.put(
         chunks,
         max_bytes=srv.settings.max_body_bytes,
@@ -94,6 +99,30 @@ async def store_upload(
     async with srv.sessions.begin() as session:
         session.add(data)
     return data
+
+
+#: what a request with no content and no ``size`` is told
+EMPTY_BODY = (
+    "the body is empty and no size was given: send the content, or size=0 (with, if any, "
+    f"sha256={hashlib.sha256(b'').hexdigest()}) to store empty data"
+)
+
+
+async def _not_empty(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` again, once its first bytes came; a 400 (:data:`EMPTY_BODY`) if none come."""
+    it = aiter(chunks)
+    async for first in it:
+        if first:
+            break
+    else:
+        raise BadRequest(EMPTY_BODY)
+
+    async def again() -> AsyncIterator[bytes]:
+        yield first
+        async for chunk in it:
+            yield chunk
+
+    return again()
 
 
 async def _held_inputs(session: AsyncSession, caller: Caller, data_id: int) -> list[tuple[int, bool]]:

@@ -43,6 +43,8 @@ Bytes = Annotated[int, msgspec.Meta(ge=0, le=MAX_BYTES, description="a number of
 Seconds = Annotated[float, msgspec.Meta(ge=0, le=MAX_BYTES, description="a number of seconds")]
 #: no control characters (C0, DEL, C1): what a log line or a table can show as it is
 PRINTABLE_PATTERN = "^[^\\x00-\\x1f\\x7f-\\x9f]*$(?!\\n)"
+#: how errors word a pattern, rather than quoting the regex (each module adds its own)
+PATTERN_WORDS = {PRINTABLE_PATTERN: "of printable characters"}
 
 
 _MISSING = re.compile(r"Object missing required field `([^`]*)`")
@@ -59,7 +61,9 @@ def _explain(exc: msgspec.ValidationError | msgspec.DecodeError, what: str) -> B
         if missing:  # name the missing field itself
             field = missing.group(1)
             return BadRequest(f'{what}: "{path + "." if path else ""}{field}" is required')
-        text = text[: m.start()].replace(f"matching regex {PRINTABLE_PATTERN!r}", "of printable characters")
+        text = text[: m.start()]
+        for pattern, words in PATTERN_WORDS.items():
+            text = text.replace(f"matching regex {pattern!r}", words)
         text = text[:1].lower() + text[1:]
         return BadRequest(f'{what}: "{path}": {text}' if path else f"{what}: {text}")
     return BadRequest(f"{what}: {text[:1].lower() + text[1:]}")

@@ -6,7 +6,7 @@ import errno
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError
@@ -27,6 +27,7 @@ from xwcommon.protocol import Message, decode_json
 from xwcommon.uri import LOCAL_SERVERS
 
 from ..access import Caller
+from ..data import EMPTY_BODY
 from ..state import Server
 from ..users import resolve_token
 
@@ -43,6 +44,7 @@ TOKEN_KEY: Any = _RequestKey("token", str) if _RequestKey else "token"
 BODY_TYPE_KEY: Any = _RequestKey("body_type", object) if _RequestKey else "body_type"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M", bound=Message)
 
 #: the methods of a path as the route table documents them (a literal path over a template:
 #: /jobs/bulk takes POST only, though /jobs/{uid} would match it too), for the Allow of a 405
@@ -219,6 +221,21 @@ async def read_json(request: web.Request) -> Any:
     return body
 
 
+async def read_message(request: web.Request, cls: type[M]) -> M:
+    """The JSON body as the protocol message ``cls``, parsed and checked in one pass. A body
+    that pass refuses is read once more with integral numbers as integers (``2.0`` is the
+    integer 2 to JSON Schema, as to the document), so only refused bodies pay twice."""
+    body = await read_body(request)
+    try:
+        return cls.decode(body)
+    except BadRequest as refused:
+        try:
+            value = decode_json(body)
+        except BadRequest:
+            raise refused from None
+        return cls.from_wire(_integral(value))
+
+
 def _integral(value: Any) -> Any:
     """``105.0`` as ``105``: JSON (and the document's JSON Schema) has one number type, in which
     a number with no fraction is an integer, whatever its spelling."""
@@ -251,10 +268,13 @@ def query_int(request: web.Request, key: str) -> int | None:
 
 def upload_chunks(request: web.Request, size: int | None) -> AsyncIterator[bytes]:
     """The raw body of an upload as a stream, after what can be refused before reading it:
-    a length over ``max_body_bytes`` (413), a ``size`` that disagrees with Content-Length
-    (422), and a length the data store has no room for, its reserve kept (507)."""
+    no content and no ``size`` (400), a length over ``max_body_bytes`` (413), a ``size``
+    that disagrees with Content-Length (422), and a length the data store has no room for,
+    its reserve kept (507)."""
     settings = request.app[SERVER_KEY].settings
     length = request.content_length
+    if size is None and (length == 0 or not request.body_exists):
+        raise BadRequest(EMPTY_BODY)
     if length is not None and length > settings.max_body_bytes:
         raise PayloadTooLarge(
             f"body of {length} bytes is over the limit of {settings.max_body_bytes} bytes (max_body_bytes)"

@@ -36,6 +36,11 @@ ERROR_CODES: tuple[str, ...] = tuple(
 )
 
 _BINARY_SCHEMA = {"type": "string", "format": "binary"}
+_UPLOAD_SCHEMA = {
+    **_BINARY_SCHEMA,
+    "minLength": 1,
+    "description": "the content; empty content only with the query parameter size=0",
+}
 _HEX = "[0-9a-fA-F]"
 #: a UID in a path: what ``parse_uid`` takes there (any case, hyphens optional)
 _UID_PATH = {
@@ -56,8 +61,19 @@ _QUERY: dict[str, dict[str, Any]] = {
     "label": {"type": "string", "pattern": c._NAME_PATTERN, "minLength": 1, "maxLength": c.MAX_NAME},
     "owner": {"anyOf": [{"enum": ["me", ""]}, _UID_PATH], "description": "me, a user's UID, or none"},
 }
-#: components that say more than their type can: at least one field of a change
-_EXTRA: dict[str, dict[str, Any]] = {"UserChange": {"minProperties": 1}}
+#: a task's result is uploaded first or rides inline, not both
+_ONE_RESULT = {
+    "not": {
+        "required": ["result_uid", "result_inline"],
+        "properties": {"result_uid": {"type": "string"}, "result_inline": {"type": "object"}},
+    }
+}
+#: components that say more than their type can: at least one field of a change; one result
+_EXTRA: dict[str, dict[str, Any]] = {
+    "UserChange": {"minProperties": 1},
+    "Report": _ONE_RESULT,
+    "TaskReport": _ONE_RESULT,
+}
 _DESCRIPTIONS = {200: "success", 201: "created"}
 
 
@@ -71,21 +87,34 @@ def _types(routes: Sequence[Route]) -> list[Any]:
     return [*found, Error]
 
 
-def _content(kind: Any, schema_of: dict[int, dict[str, Any]]) -> dict[str, Any]:
+def _content(kind: Any, schema_of: dict[int, dict[str, Any]], *, request: bool = False) -> dict[str, Any]:
     if kind == BINARY:
-        return {BINARY: {"schema": _BINARY_SCHEMA}}
+        # an upload's body is its content: empty only with size=0, which a schema cannot say
+        # (the description does); a download may be empty data
+        return {BINARY: {"schema": _UPLOAD_SCHEMA if request else _BINARY_SCHEMA}}
     return {"application/json": {"schema": schema_of[id(kind)]}}
+
+
+def _any_case(name: str) -> str:
+    return "".join(f"[{ch.lower()}{ch.upper()}]" for ch in name)
+
+
+def _one_status(names: list[str]) -> dict[str, Any]:
+    """One status, any case, no blanks ("" for all)."""
+    return {"type": "string", "pattern": "^(" + "|".join(_any_case(n) for n in names) + ")?$(?!\\n)"}
 
 
 def _statuses(names: list[str]) -> dict[str, Any]:
     """A comma-separated list of statuses, any case, blanks around each ("" for all)."""
-    one = "(" + "|".join("".join(f"[{ch.lower()}{ch.upper()}]" for ch in n) for n in names) + ")"
+    one = "(" + "|".join(_any_case(n) for n in names) + ")"
     return {"type": "string", "pattern": rf"^(\s*{one}\s*(,\s*{one}\s*)*)?$"}
 
 
 def _query_schema(r: Route, name: str) -> dict[str, Any]:
+    if name == "status" and r.path == "/tasks":
+        return _one_status([s.value for s in TaskStatus])
     if name == "status":
-        return _statuses([s.value for s in (TaskStatus if r.path == "/tasks" else JobStatus)])
+        return _statuses([s.value for s in JobStatus])
     return _QUERY.get(name, _UID_PATH)
 
 
@@ -148,7 +177,7 @@ def document(routes: Sequence[Route], srv: Server | None = None) -> dict[str, An
         if r.public:
             op["security"] = []
         if r.request is not None:
-            op["requestBody"] = {"required": True, "content": _content(r.request, schema_of)}
+            op["requestBody"] = {"required": True, "content": _content(r.request, schema_of, request=True)}
         paths.setdefault(defaults.API_PREFIX + r.path, {})[r.method.lower()] = op
     doc: dict[str, Any] = {
         "openapi": "3.1.0",

@@ -26,8 +26,8 @@ from .http import (
     message_response,
     ok,
     query_int,
-    read_body,
     read_json,
+    read_message,
     server_of,
     upload_chunks,
 )
@@ -202,12 +202,12 @@ async def task_list(request: web.Request) -> web.Response:
 
 # -- workers ---------------------------------------------------------------------------------------------
 async def work_register(request: web.Request) -> web.Response:
-    msg = Registration.decode(await read_body(request))
+    msg = await read_message(request, Registration)
     return message_response(await hosts.register(server_of(request), caller_of(request), msg))
 
 
 async def work_request(request: web.Request) -> web.Response:
-    msg = WorkRequest.decode(await read_body(request))
+    msg = await read_message(request, WorkRequest)
     answer = await scheduler.request_work(
         server_of(request), caller_of(request), msg, connected=lambda: _connected(request)
     )
@@ -220,7 +220,7 @@ def _connected(request: web.Request) -> bool:
 
 
 async def work_heartbeat(request: web.Request) -> web.Response:
-    msg = Heartbeat.decode(await read_body(request))
+    msg = await read_message(request, Heartbeat)
     return message_response(await leases.heartbeat(server_of(request), caller_of(request), msg))
 
 
@@ -238,14 +238,14 @@ async def work_result(request: web.Request) -> web.Response:
 
 
 async def work_report(request: web.Request) -> web.Response:
-    msg = Report.decode(await read_body(request))
+    msg = await read_message(request, Report)
     return message_response(
         await leases.report(server_of(request), caller_of(request), request.match_info["uid"], msg)
     )
 
 
 async def work_release(request: web.Request) -> web.Response:
-    msg = Release.decode(await read_body(request))
+    msg = await read_message(request, Release)
     return message_response(await leases.release(server_of(request), caller_of(request), msg))
 
 
@@ -439,13 +439,13 @@ def worker_may_call(route: Route) -> bool:
     return route.path.startswith("/work/") or (route.method, route.path) in WORKER_CALLS
 
 
-def _standard_only(route: Route) -> Handler:
+def _standard_only(route: Route, inner: Handler) -> Handler:
     """The route's handler, refusing WORKER identities (403 naming the level it needs)."""
     action = f"{route.method} {defaults.API_PREFIX}{route.path}"
 
     async def handler(request: web.Request) -> web.StreamResponse:
         caller_of(request).require(UserLevel.STANDARD, action)
-        return await route.handler(request)
+        return await inner(request)
 
     return handler
 
@@ -476,9 +476,57 @@ def _template(path: str) -> re.Pattern[str]:
     return re.compile("^" + "[^/]+".join(re.escape(p) for p in re.split(r"\{\w+\}", path)) + "$")
 
 
+def _shadowed(route: Route) -> frozenset[str]:
+    """The literal paths of other routes that ``route``'s template matches too (``/jobs/bulk``
+    for ``/jobs/{uid}``): there the template's method is not allowed, whatever aiohttp finds."""
+    if "{" not in route.path:
+        return frozenset()
+    template = _template(route.path)
+    fewer = route.path.count("{")
+    return frozenset(r.path for r in ROUTES if r.path.count("{") < fewer and template.match(r.path))
+
+
+def _literal_first(route: Route, handler: Handler) -> Handler:
+    """The handler, answering 405 (with the documented methods) on the paths it shadows."""
+    shadowed = _shadowed(route)
+    if not shadowed:
+        return handler
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        below = request.path.removeprefix(defaults.API_PREFIX)
+        if below in shadowed:
+            raise web.HTTPMethodNotAllowed(request.method, (_allow(request.path) or "").split(","))
+        return await handler(request)
+
+    return checked
+
+
+#: query parameters whose empty value means something: every status, no owner
+EMPTY_QUERY_OK = frozenset({"status", "owner"})
+
+
+def _no_empty_query(route: Route, handler: Handler) -> Handler:
+    """The handler, refusing a documented query parameter given empty (``?session=``): a
+    filter on nothing is a mistake to name, not a filter to drop in silence."""
+    names = [n for n in route.query if n not in EMPTY_QUERY_OK]
+    if not names:
+        return handler
+
+    async def checked(request: web.Request) -> web.StreamResponse:
+        for name in names:
+            if request.query.get(name) == "":
+                raise BadRequest(f"query parameter {name} is empty; give a value or leave it out")
+        return await handler(request)
+
+    return checked
+
+
 def add_routes(app: web.Application) -> None:
     """Every route; all but the public ones and the worker's own need STANDARD at least."""
     ALLOW["documented"] = _allow
     for r in ROUTES:
-        handler = r.handler if r.public or worker_may_call(r) else _standard_only(r)
-        app.router.add_route(r.method, defaults.API_PREFIX + r.path, _typed_body(r, handler))
+        handler = _no_empty_query(r, r.handler)
+        if not (r.public or worker_may_call(r)):
+            handler = _standard_only(r, handler)
+        handler = _literal_first(r, _typed_body(r, handler))
+        app.router.add_route(r.method, defaults.API_PREFIX + r.path, handler)
