@@ -67,6 +67,10 @@ class Token(Base):
     created_at: Mapped[float] = mapped_column(Double)
     expires_at: Mapped[float] = mapped_column(Double)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: set on a token got with a host credential (migration 0006): it acts only as that host
+    host_id: Mapped[int | None] = mapped_column(
+        ForeignKey("hosts.id", ondelete="CASCADE"), nullable=True, index=True
+    )
 
 
 class Data(Base):
@@ -111,6 +115,8 @@ class AppBinary(Base):
 
 class Host(Base):
     __tablename__ = "hosts"
+    #: one name per host in a deployment (migration 0006): a clash gets a suffix ("vm-2")
+    __table_args__ = (UniqueConstraint("name", name="uq_hosts_name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     uid: Mapped[str] = mapped_column(UID, unique=True)
@@ -135,6 +141,11 @@ class Host(Base):
     activation_since: Mapped[float | None] = mapped_column(Double, nullable=True)
     #: JSON list of {"name", "memory_bytes"}
     gpus: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    #: the host credential (migration 0006): the sha256 of a random key the worker keeps, and
+    #: when it was issued (an old one is replaced at its next use); null: none (a password
+    #: login gives one)
+    key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    key_issued_at: Mapped[float | None] = mapped_column(Double, nullable=True)
 
 
 class _JobSet:
