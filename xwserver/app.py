@@ -97,8 +97,12 @@ async def open_server(settings: ServerSettings) -> Server:
     return srv
 
 
-async def serve(settings: ServerSettings, *, stop: asyncio.Event | None = None) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop``); in-flight requests finish before exit."""
+async def serve(
+    settings: ServerSettings, *, stop: asyncio.Event | None = None, reuse_port: bool = False
+) -> None:
+    """Run until SIGTERM/SIGINT (or ``stop``); in-flight requests finish before exit.
+
+    ``reuse_port``: one of several processes on the same address (xwserver.processes)."""
     from .keystore import server_ssl_context
 
     srv = await open_server(settings)
@@ -125,6 +129,7 @@ async def serve(settings: ServerSettings, *, stop: asyncio.Event | None = None) 
         ssl_context=server_ssl_context(settings.keystore_dir),
         backlog=1024,
         reuse_address=True,
+        reuse_port=reuse_port or None,
     )
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -141,5 +146,6 @@ async def serve(settings: ServerSettings, *, stop: asyncio.Event | None = None) 
         flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher
+        await srv.leader.close()
         await srv.engine.dispose()
         log.info("xwserver stopped")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import logging.handlers
@@ -233,7 +234,26 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     settings = _load(args, warn=not args.detached)
     _configure_logging(settings, args.log_level, to_stderr=not args.detached)
+    from . import processes
     from .app import serve  # the server's dependencies are needed from here on
+
+    processes.check(settings)
+    if args.child:  # one of several: the supervisor holds the pid file
+        processes.die_with_parent()
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(settings, reuse_port=True))
+        return 0
+    if settings.processes > 1:
+        with daemon.PidFile(settings.pid_file, "xwserver"):
+            log.info(
+                "xwserver %s starting %d processes at %s, binding %s (home %s)",
+                __version__,
+                settings.processes,
+                settings.url,
+                bind_address(settings),
+                settings.home,
+            )
+            return processes.supervise(settings, args.log_level)
 
     with daemon.PidFile(settings.pid_file, "xwserver"):
         log.info(
@@ -259,6 +279,9 @@ def cmd_start(args: argparse.Namespace) -> int:
     from . import daemon as server_daemon
 
     settings = _load(args)
+    from .processes import check
+
+    check(settings)  # before detaching: the refusal is said here, not in a log
     pid = server_daemon.start(settings, timeout_s=args.timeout, log_level=args.log_level)
     print(f"xwserver is running (pid {pid}) at {settings.url}, bound to {bind_address(settings)}")
     if warning := loopback_warning(settings):
@@ -366,6 +389,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("console", parents=[common, log_level], help="run the server in the foreground")
     p.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)  # set by start: no stderr log
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one of server.processes
     p.set_defaults(func=cmd_console)
 
     for name, func, what, default_s in (

@@ -53,7 +53,8 @@ async def collector_loop(srv: Server) -> None:
     while True:
         await asyncio.sleep(srv.settings.gc_interval_s)
         try:
-            await collect_garbage(srv)
+            if await srv.leader.held():  # one process of several collects
+                await collect_garbage(srv)
         except asyncio.CancelledError:
             raise
         except Exception:

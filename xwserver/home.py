@@ -102,6 +102,13 @@ SERVER_KEYS: tuple[tuple[str, str, str], ...] = (
         "Longest wait (seconds) for a database connection; then the request gets 503 with\n"
         "Retry-After instead of waiting on.",
     ),
+    (
+        "server.processes",
+        "processes",
+        "Server processes for this home, sharing the address (SO_REUSEPORT) and the database:\n"
+        "PostgreSQL only. One of them runs the reaper and the collector; one that dies is\n"
+        "started again.",
+    ),
     ("reaper_interval_s", "reaper_interval_s", "Seconds between two looks for expired leases."),
     (
         "work_request_recheck_s",
@@ -152,6 +159,7 @@ _DEFAULTS: dict[str, object] = {
     "max_work_in_flight": defaults.MAX_WORK_IN_FLIGHT,
     "come_back_s": defaults.COME_BACK_S,
     "db_wait_s": defaults.DB_WAIT_S,
+    "processes": 1,
     "reaper_interval_s": defaults.REAPER_INTERVAL_S,
     "work_request_recheck_s": defaults.WORK_REQUEST_RECHECK_S,
     "gc_interval_s": defaults.GC_INTERVAL_S,

@@ -337,7 +337,8 @@ async def reaper_loop(srv: Server) -> None:
     while True:
         await asyncio.sleep(delay)
         try:
-            await reap(srv)
+            if await srv.leader.held():  # one process of several reaps
+                await reap(srv)
             delay = srv.settings.reaper_interval_s
         except asyncio.CancelledError:
             raise

@@ -69,7 +69,7 @@ async def statistics_loop(srv: Server) -> None:
     while True:
         await asyncio.sleep(INTERVAL_S)
         try:
-            analyzed = await refresh(srv)
+            analyzed = await refresh(srv) if await srv.leader.held() else []
         except asyncio.CancelledError:
             raise
         except Exception:

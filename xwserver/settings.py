@@ -19,6 +19,7 @@ Keys (``key=value``):
   Retry-After (heartbeats and reports are not counted)
 - ``come_back_s``      mean delay told to a worker that finds no room to wait
 - ``db_wait_s``        longest a request waits for a database connection (then 503)
+- ``server.processes`` server processes for this home (PostgreSQL only; see xwserver.processes)
 - ``reaper_interval_s`` how often expired leases are looked for
 - ``gc_interval_s``    how often orphan results and unreferenced files are collected
 - ``gc_grace_s``       only what is older than this is collected
@@ -64,6 +65,7 @@ class ServerSettings:
     max_work_in_flight: int = defaults.MAX_WORK_IN_FLIGHT
     come_back_s: float = defaults.COME_BACK_S
     db_wait_s: float = defaults.DB_WAIT_S
+    processes: int = 1
     gc_interval_s: float = defaults.GC_INTERVAL_S
     gc_grace_s: float = defaults.GC_GRACE_S
     login_failures_allowed: int = defaults.LOGIN_FAILURES_ALLOWED
@@ -153,6 +155,7 @@ class ServerSettings:
             "max_work_in_flight": ("max_work_in_flight", int),
             "come_back_s": ("come_back_s", float),
             "db_wait_s": ("db_wait_s", float),
+            "server.processes": ("processes", int),
             "gc_interval_s": ("gc_interval_s", float),
             "gc_grace_s": ("gc_grace_s", float),
             "login_failures_allowed": ("login_failures_allowed", int),

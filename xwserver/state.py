@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .access import Caller
 from .db.engine import backend_of
+from .processes import Leader
 from .settings import ServerSettings
 from .store import DataStore
 from .throttle import LoginThrottle
@@ -167,6 +168,8 @@ class Server:
         self.binaries = BinaryCache()
         #: work requests of this process in their database transaction now (admission)
         self.work_in_flight = 0
+        #: whether this process runs the background loops (one of several on PostgreSQL)
+        self.leader = Leader(engine, self.backend)
         self.wire = Wire(settings.netloc)
         self.started_at = time.time()
 
