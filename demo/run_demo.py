@@ -7,10 +7,15 @@ result, combines them into one estimate of pi, and stops everything it started.
 
 Exit status 0 when the estimate was computed from all 50 results and every process
 is gone; non-zero with a message saying what failed otherwise.
+
+The temporary folder is removed after a run that went well, unless ``--keep`` is given
+(``python demo/run_demo.py --keep``): then it stays, and the demo says where the results
+are. After a failure it always stays, for its logs.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
@@ -311,7 +316,7 @@ class Outcome:
     per_worker: dict[str, int]
 
 
-async def compute_pi(server: Server, workers: list[Worker], workdir: Path) -> Outcome:
+async def compute_pi(server: Server, workers: list[Worker], workdir: Path, *, keep: bool = False) -> Outcome:
     """Submit the jobs, follow them, fetch and combine the results."""
     label = f"pi-demo-{os.getpid()}"
     seeds = list(range(1, JOBS + 1))
@@ -352,7 +357,8 @@ async def compute_pi(server: Server, workers: list[Worker], workdir: Path) -> Ou
             return parse_pi_output(uid, folder / "stdout.txt", seed_of[uid])
 
         counts = await asyncio.gather(*(fetch(uid) for uid in seed_of))
-        step(6, f"{len(counts)} results fetched into {results_dir}")
+        # the folder is named only if it outlives the demo (--keep)
+        step(6, f"{len(counts)} results fetched" + (f" into {results_dir}" if keep else ""))
     inside = sum(c["inside"] for c in counts)
     samples = sum(c["samples"] for c in counts)
     return Outcome(4.0 * inside / samples, samples, len(counts), wall_s, per_worker)
@@ -414,7 +420,20 @@ def step(n: int, text: str) -> None:
     print(f"[{n}/6] {text}", flush=True)
 
 
-def main() -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Estimate pi by Monte Carlo on a desktop grid of this machine."
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the demo's folder (server home, workers, fetched results) and say where it is",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    keep = parse_args(argv).keep
     workdir = Path(tempfile.mkdtemp(prefix="xwdemo-"))
     server = Server(workdir / "server")
     workers: list[Worker] = []
@@ -445,7 +464,7 @@ def main() -> int:
         )
         shown = out.strip().splitlines()[-1] if out.strip() else "ok"
         step(3, f"app {APP_NAME!r} inserted for any OS and CPU (xwsendapp): {shown}")
-        outcome = asyncio.run(compute_pi(server, workers, workdir))
+        outcome = asyncio.run(compute_pi(server, workers, workdir, keep=keep))
         report(outcome)
         ok = True
     except DemoError as exc:
@@ -470,7 +489,10 @@ def main() -> int:
     for p in problems:
         print(f"cleanup: {p}", file=sys.stderr)
     if ok and not problems:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if keep:
+            print(f"the demo's files are kept in {workdir} (results in {workdir / 'results'})")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
         return 0
     print(f"the demo's files are kept in {workdir}", file=sys.stderr)
     return 1
