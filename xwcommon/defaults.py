@@ -41,3 +41,7 @@ LOGIN_BACKOFF_START_S = 1.0  # the first wait; it doubles with every further fai
 LOGIN_BACKOFF_CAP_S = 900.0  # the longest wait; failures are forgotten this long after the last wait
 LOGIN_ADDRESS_FACTOR = 4  # a client address may fail this many times more (shared addresses, NAT)
 LOGIN_THROTTLE_MAX_ENTRIES = 100_000  # logins and addresses remembered at most
+HOST_KEY_ROTATE_S = 7 * 24 * 3600.0  # a host credential older than this is replaced at its next use
+VERIFIED_PASSWORDS_MAX = 10_000  # correct passwords a server process remembers (as HMACs)
+HOST_LOST_HEARTBEATS = 4.0  # a host silent for this many heartbeat intervals shows as LOST
+HOST_PRUNE_AFTER_S = 30 * 24 * 3600.0  # a host LOST this long is removed (unless its tasks are on record)

@@ -139,27 +139,34 @@ class Transport:
     # -- authentication ------------------------------------------------------------------------
     async def login(self) -> None:
         async with self._login_lock:
-            waited_s = 0.0
-            while True:
-                try:
-                    body = await self._call(
-                        "POST",
-                        "/login",
-                        json={"login": self.login_name, "password": self._password},
-                        auth=False,
-                    )
-                    break
-                except TooManyRequests as exc:
-                    # many hosts sharing one worker identity log in at once after a restart:
-                    # the server lets a few through at a time and asks the others to come back
-                    wait_s = float(exc.retry_after_s or 1)
-                    limit_s = self.retry_for_s if self.retry_for_s is not None else LOGIN_BUSY_WAIT_S
-                    if exc.code != LOGIN_BUSY or waited_s + wait_s > limit_s:
-                        raise
-                    waited_s += wait_s
-                    await self._sleep(wait_s)
-            self._token = body["token"]
-            self.user = body.get("user", {})
+            await self._login()
+
+    async def _login(self) -> None:
+        """Log in with the password (a subclass may try another credential first)."""
+        waited_s = 0.0
+        while True:
+            try:
+                body = await self._call("POST", "/login", json=self.password_login(), auth=False)
+                break
+            except TooManyRequests as exc:
+                # many hosts sharing one worker identity log in at once after a restart:
+                # the server lets a few through at a time and asks the others to come back
+                wait_s = float(exc.retry_after_s or 1)
+                limit_s = self.retry_for_s if self.retry_for_s is not None else LOGIN_BUSY_WAIT_S
+                if exc.code != LOGIN_BUSY or waited_s + wait_s > limit_s:
+                    raise
+                waited_s += wait_s
+                await self._sleep(wait_s)
+        self.logged_in(body)
+
+    def password_login(self) -> dict[str, Any]:
+        """The body of a password login."""
+        return {"login": self.login_name, "password": self._password}
+
+    def logged_in(self, body: dict[str, Any]) -> None:
+        """Keep what a login answered."""
+        self._token = body["token"]
+        self.user = body.get("user", {})
 
     def use_password(self, password: str) -> None:
         """Log in with ``password`` from now on (after the user changed it: the server revoked

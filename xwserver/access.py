@@ -24,15 +24,24 @@ class Caller:
     login: str
     rights: UserLevel
     group_id: int | None
+    #: set when the caller logged in with a host credential: it acts only as that host (a
+    #: worker's calls), whatever its identity's rights
+    host_uid: str | None = None
 
     @property
     def is_super(self) -> bool:
-        return self.rights >= UserLevel.SUPER
+        return self.rights >= UserLevel.SUPER and self.host_uid is None
 
     def require(self, level: UserLevel, action: str) -> None:
-        """Raise :class:`Forbidden` unless the caller is at least ``level``."""
+        """Raise :class:`Forbidden` unless the caller is at least ``level`` (a caller acting as
+        one host, only WORKER's)."""
         if self.rights < level:
             raise Forbidden(f"{action} needs {level.name} rights; {self.login} has {self.rights.name}")
+        if self.host_uid is not None and level > UserLevel.WORKER:
+            raise Forbidden(
+                f"{action} needs a login with the password of {self.login}: a host credential "
+                f"acts only as its host ({self.host_uid})"
+            )
 
 
 def may(caller: Caller, bit: int, *, owner_id: int, owner_group_id: int | None, access_rights: int) -> bool:

@@ -1,25 +1,35 @@
-"""Volunteer hosts: registration, listing, disabling and enabling."""
+"""Volunteer hosts: registration, listing, disabling, enabling, removing, pruning the lost.
+
+A host is ``active``, ``suspended`` (its owner's activation policy), ``lost`` (silent for
+``host_lost_heartbeats`` heartbeat intervals) or ``disabled`` (by an administrator). Hosts
+lost longer than ``host_prune_after_s`` are pruned by the collector, unless tasks they ran
+are still on record.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import random
+import re
 import time
 from typing import Any
 
-from sqlalchemy import select, true
+from sqlalchemy import delete, exists, func, select, true
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
-from xwcommon.errors import Forbidden, HostDisabled, HostUnknown, NotFound
+from xwcommon.errors import AuthenticationError, Conflict, Forbidden, HostDisabled, HostUnknown, NotFound
 from xwcommon.levels import PRIVATE, PUBLIC, UserLevel
 from xwcommon.platforms import normalize_cpu, normalize_os
-from xwcommon.protocol.work import Registered, Registration
+from xwcommon.protocol.work import MAX_HOST_NAME, Registered, Registration
 from xwcommon.uri import new_uid, parse_uid
 
 from . import hot, lifecycle
 from .access import READ, Caller, may_sql
-from .db.models import Host
+from .db.models import Host, Job, Task, Token, User
+from .passwords import host_key_digest, new_host_key
 from .state import HostInfo, Server, uid_maps
 
 log = logging.getLogger(__name__)
@@ -27,10 +37,35 @@ log = logging.getLogger(__name__)
 
 async def register(srv: Server, caller: Caller, msg: Registration) -> Registered:
     """Register a host, or resume one (``host_uid``): its tasks the worker does not name in
-    ``held`` are released at once (a restarted worker holds none of its predecessor's)."""
+    ``held`` are released at once (a restarted worker holds none of its predecessor's).
+
+    A new host gets a name no other host has (a clash gets a suffix: ``vm-2``), and is refused
+    (403) when its identity already has ``max_hosts_per_identity`` hosts. A caller who logged
+    in with the password gets a new host credential in the answer; one who logged in with the
+    host's credential acts only as that host (401 for any other: the password may register
+    another).
+    """
     caller.require(UserLevel.WORKER, "registering a host")
+    if caller.host_uid is not None and msg.host_uid != caller.host_uid:
+        raise AuthenticationError(
+            f"this login acts only as host {caller.host_uid}; log in with the password to register another"
+        )
+    for attempt in range(_NAME_ATTEMPTS):
+        try:
+            return await _register(srv, caller, msg, attempt)
+        except DBIntegrityError:
+            # another host took the name meanwhile: look again (else a real conflict: say so)
+            if attempt + 1 == _NAME_ATTEMPTS:
+                raise Conflict(f"host name {msg.name!r} is being taken by others; try again") from None
+    raise AssertionError("unreachable")
+
+
+#: registrations tried again when a name chosen was taken by a concurrent one
+_NAME_ATTEMPTS = 16
+
+
+async def _register(srv: Server, caller: Caller, msg: Registration, attempt: int = 0) -> Registered:
     values = dict(
-        name=msg.name,
         os=normalize_os(msg.os),
         cpu=normalize_cpu(msg.cpu),
         cores=msg.cores,
@@ -43,6 +78,7 @@ async def register(srv: Server, caller: Caller, msg: Registration) -> Registered
     activation = msg.activation
     now = time.time()
     released = 0
+    key = None if caller.host_uid is not None else new_host_key()
     async with srv.sessions.begin() as session:
         host = None
         if msg.host_uid:
@@ -52,8 +88,10 @@ async def register(srv: Server, caller: Caller, msg: Registration) -> Registered
             if host is not None and not host.enabled:
                 raise HostDisabled(f"host {msg.host_uid} is disabled by an administrator")
         if host is None:
+            await _within_cap(srv, session, caller)
             host = Host(
                 uid=new_uid(),
+                name=await _free_name(session, msg.name, attempt),
                 owner_id=caller.id,
                 enabled=True,
                 access_rights=default_host_rights(caller),
@@ -63,16 +101,21 @@ async def register(srv: Server, caller: Caller, msg: Registration) -> Registered
             )
             session.add(host)
         else:
+            if not _named_after(host.name, msg.name):
+                host.name = await _free_name(session, msg.name, attempt)
             for k, v in values.items():
                 setattr(host, k, v)
             host.last_seen_at = now
             if msg.held is not None:
                 released = await lifecycle.release_host(session, host.id, keep=msg.held)
+        if key is not None:
+            host.key_hash, host.key_issued_at = host_key_digest(key), now
         if activation is not None:  # absent: the host keeps what it said before
             if host.activation_state != activation.state:
                 host.activation_since = now
             host.activation_state = activation.state
             host.activation_detail = activation.detail
+        await session.flush()
     srv.hosts.drop(host.uid)
     if released:
         log.info("host %s registered again; %d task(s) it no longer holds handed back", host.uid, released)
@@ -82,7 +125,63 @@ async def register(srv: Server, caller: Caller, msg: Registration) -> Registered
         lease_s=srv.settings.lease_s,
         heartbeat_interval_s=srv.settings.heartbeat_interval_s,
         released=released,
+        host_key=key,
+        name=host.name,
     )
+
+
+async def _within_cap(srv: Server, session: AsyncSession, caller: Caller) -> None:
+    """403 when the identity has as many hosts as ``max_hosts_per_identity`` allows."""
+    cap = srv.settings.max_hosts_per_identity
+    if not cap:
+        return
+    # registrations of one identity queue on its row here, so none passes the cap by racing
+    await session.execute(select(User.id).where(User.id == caller.id).with_for_update())
+    n = (await session.execute(select(func.count()).where(Host.owner_id == caller.id))).scalar_one()
+    if n >= cap:
+        raise Forbidden(
+            f"{caller.login} has registered {n} hosts, the most this server allows "
+            f"(max_hosts_per_identity = {cap}); an ADVANCED user may remove hosts it no longer "
+            "uses (xwrmhost), or the administrator raise the limit"
+        )
+
+
+def _named_after(name: str, wanted: str) -> bool:
+    """Whether a host's name is ``wanted``, or ``wanted`` with the suffix a clash gave it."""
+    m = _SUFFIX.search(name)
+    return name == wanted or (m is not None and name == _suffixed(wanted, int(m.group(1))))
+
+
+def _suffixed(wanted: str, n: int) -> str:
+    """``wanted-n``, ``wanted`` cut so that the whole fits a host name."""
+    suffix = f"-{n}"
+    return wanted[: MAX_HOST_NAME - len(suffix)] + suffix
+
+
+async def _free_name(session: AsyncSession, wanted: str, attempt: int = 0) -> str:
+    """``wanted`` if no host has it, else ``wanted-N`` with the smallest free N from 2. Tried
+    again after a concurrent registration took that name (``attempt``), one of the first few
+    free N at random, so that clones registering at once do not all race for the same one."""
+    taken = (await session.execute(select(Host.id).where(Host.name == wanted).limit(1))).first()
+    if taken is None:
+        return wanted
+    # every wanted-N starts with this (the longest suffix cuts the most)
+    prefix = wanted[: MAX_HOST_NAME - 10]
+    like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%-%"
+    names = (await session.execute(select(Host.name).where(Host.name.like(like, escape="\\")))).scalars()
+    used = {
+        n for name in names if (m := _SUFFIX.search(name)) and name == _suffixed(wanted, n := int(m.group(1)))
+    }
+    free: list[int] = []
+    n = 2
+    while len(free) <= 4 * attempt:
+        if n not in used and _suffixed(wanted, n) != wanted:
+            free.append(n)
+        n += 1
+    return _suffixed(wanted, random.choice(free) if attempt else free[0])
+
+
+_SUFFIX = re.compile(r"-(\d{1,9})$")
 
 
 async def own_host(srv: Server, caller: Caller, uid: str) -> HostInfo:
@@ -100,6 +199,8 @@ async def own_host(srv: Server, caller: Caller, uid: str) -> HostInfo:
             srv.hosts.put(host, now)
     if host is None or host.owner_id != caller.id:
         raise HostUnknown(f"no host {uid} for {caller.login}; register again")
+    if caller.host_uid is not None and caller.host_uid != uid:
+        raise Forbidden(f"this login acts only as host {caller.host_uid}, not {uid}")
     if not host.enabled:
         raise HostDisabled(f"host {uid} is disabled by an administrator")
     return host
@@ -125,9 +226,27 @@ async def list_hosts(srv: Server, caller: Caller) -> list[dict[str, Any]]:
         return await render(srv, session, hosts)
 
 
-async def render(srv: Server, session: AsyncSession, hosts: list[Host]) -> list[dict[str, Any]]:
+async def render(
+    srv: Server, session: AsyncSession, hosts: list[Host], *, now: float | None = None
+) -> list[dict[str, Any]]:
+    now = time.time() if now is None else now
     users = (await uid_maps(session, {"user": [h.owner_id for h in hosts]}))["user"]
-    return [srv.wire.host(h, users.get(h.owner_id, "")) for h in hosts]
+    return [srv.wire.host(h, users.get(h.owner_id, ""), state_of(srv, h, now)) for h in hosts]
+
+
+def lost_after_s(srv: Server) -> float:
+    """How long a host may stay silent before it shows as LOST."""
+    return srv.settings.host_lost_heartbeats * srv.settings.heartbeat_interval_s
+
+
+def state_of(srv: Server, host: Host, now: float) -> str:
+    """``disabled`` (by an administrator), ``lost`` (silent for ``host_lost_heartbeats``
+    heartbeat intervals), ``suspended`` (its activation policy says so) or ``active``."""
+    if not host.enabled:
+        return "disabled"
+    if now - host.last_seen_at > lost_after_s(srv):
+        return "lost"
+    return "suspended" if host.activation_state == "suspended" else "active"
 
 
 async def set_enabled(srv: Server, caller: Caller, uid_text: str, enabled: bool) -> dict[str, Any]:
@@ -159,3 +278,79 @@ async def set_enabled(srv: Server, caller: Caller, uid_text: str, enabled: bool)
     async with srv.sessions() as session:
         host = (await session.execute(select(Host).where(Host.uid == uid))).scalar_one()
         return (await render(srv, session, [host]))[0]
+
+
+async def remove(srv: Server, caller: Caller, uid_text: str) -> int:
+    """Remove a host (ADVANCED and up manage workers); returns how many running tasks it held.
+
+    The host is disabled first and its running tasks handed back (their jobs go back to
+    PENDING, no retry spent); then its task records, its tokens and the host go. Jobs keep
+    their status, exit code and result. A worker still running on that machine registers as
+    a new host at its next call: to keep a machine out, disable it instead.
+    """
+    caller.require(UserLevel.ADVANCED, "removing a host")
+    uid = parse_uid(uid_text)
+    async with srv.sessions.begin() as session:
+        host = (await session.execute(select(Host).where(Host.uid == uid))).scalar_one_or_none()
+        if host is None:
+            raise NotFound(f"no host {uid}; list them with xwworkers")
+        host_id = host.id
+        await lifecycle.set_host_enabled(session, host_id, False)
+        released = await lifecycle.release_host(session, host_id)
+    srv.hosts.drop(uid)
+    async with srv.sessions.begin() as session:
+        # a claim in flight when the host was disabled may have committed tasks since
+        released += await lifecycle.release_host(session, host_id)
+        await _delete_hosts(session, [host_id])
+    srv.hosts.drop(uid)
+    srv.tokens.drop_host(uid)
+    srv.notifier.notify_all()
+    log.info("host %s removed by %s; %d running task(s) handed back", uid, caller.login, released)
+    return released
+
+
+async def _delete_hosts(session: AsyncSession, host_ids: list[int]) -> None:
+    await lifecycle.remove_host_tasks(session, host_ids)
+    await session.execute(delete(Token).where(Token.host_id.in_(host_ids)))
+    await session.execute(delete(Host).where(Host.id.in_(host_ids)))
+
+
+#: hosts pruned per transaction
+_PRUNE_BATCH = 500
+
+
+async def prune_lost(srv: Server, *, now: float | None = None) -> int:
+    """Remove the hosts LOST for longer than ``host_prune_after_s`` (0: never), unless tasks
+    they ran are still on record (those jobs' history names them) or a job waits for them
+    (``expected_host``), and unless an administrator disabled them (removing one would let
+    it come back as a new host). Returns how many went."""
+    after_s = srv.settings.host_prune_after_s
+    if after_s <= 0:
+        return 0
+    now = time.time() if now is None else now
+    silent_since = now - lost_after_s(srv) - after_s
+    prunable = (
+        select(Host.id, Host.uid)
+        .where(
+            Host.last_seen_at < silent_since,
+            Host.enabled.is_(True),
+            ~exists().where(Task.host_id == Host.id),
+            ~exists().where(Job.expected_host_id == Host.id),
+        )
+        .limit(_PRUNE_BATCH)
+    )
+    pruned = 0
+    while True:
+        async with srv.sessions.begin() as session:
+            rows = (await session.execute(prunable)).all()
+            if rows:
+                await _delete_hosts(session, [r.id for r in rows])
+        for r in rows:
+            srv.hosts.drop(r.uid)
+            srv.tokens.drop_host(r.uid)
+        pruned += len(rows)
+        if len(rows) < _PRUNE_BATCH:
+            break
+    if pruned:
+        log.info("pruned %d host(s) lost for more than %gs with no task on record", pruned, after_s)
+    return pruned

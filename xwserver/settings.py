@@ -25,6 +25,11 @@ Keys (``key=value``):
 - ``gc_grace_s``       only what is older than this is collected
 - ``login_failures_allowed`` failed logins per login before further attempts must wait
 - ``login_backoff_cap_s`` longest wait imposed after failed logins
+- ``host_key_rotate_s`` a host credential older than this is replaced at its next use
+- ``max_hosts_per_identity`` hosts one identity may register (0: no limit); beyond, 403
+- ``host_lost_heartbeats`` a host silent for this many heartbeat intervals is LOST
+- ``host_prune_after_s`` a host LOST this long is removed, unless tasks it ran are still
+  on record (0: never)
 
 Any other key is ignored, with a warning in :attr:`ServerSettings.warnings` that names it
 and the nearest known key (``xwserver check-config`` exits 1 on it); XWHEP's keys that
@@ -70,6 +75,10 @@ class ServerSettings:
     gc_grace_s: float = defaults.GC_GRACE_S
     login_failures_allowed: int = defaults.LOGIN_FAILURES_ALLOWED
     login_backoff_cap_s: float = defaults.LOGIN_BACKOFF_CAP_S
+    host_key_rotate_s: float = defaults.HOST_KEY_ROTATE_S
+    max_hosts_per_identity: int = 0
+    host_lost_heartbeats: float = defaults.HOST_LOST_HEARTBEATS
+    host_prune_after_s: float = defaults.HOST_PRUNE_AFTER_S
     extra: dict[str, str] = field(default_factory=dict)
     #: what is wrong but not fatal in the config (unknown keys), one message each
     warnings: list[str] = field(default_factory=list)
@@ -160,6 +169,10 @@ class ServerSettings:
             "gc_grace_s": ("gc_grace_s", float),
             "login_failures_allowed": ("login_failures_allowed", int),
             "login_backoff_cap_s": ("login_backoff_cap_s", float),
+            "host_key_rotate_s": ("host_key_rotate_s", float),
+            "max_hosts_per_identity": ("max_hosts_per_identity", int),
+            "host_lost_heartbeats": ("host_lost_heartbeats", float),
+            "host_prune_after_s": ("host_prune_after_s", float),
         }
         s.warnings = unknown_key_warnings(props, known, source=str(conf))
         for key, value in props.items():

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .access import Caller
 from .db.engine import backend_of
+from .passwords import VerifiedPasswords
 from .processes import Leader
 from .settings import ServerSettings
 from .store import DataStore
@@ -93,6 +94,11 @@ class TokenCache:
         for key in [k for k, v in self._entries.items() if v[0].id == user_id]:
             del self._entries[key]
 
+    def drop_host(self, host_uid: str) -> None:
+        """Forget the tokens bound to a host (it was removed)."""
+        for key in [k for k, v in self._entries.items() if v[0].host_uid == host_uid]:
+            del self._entries[key]
+
 
 @dataclass(frozen=True)
 class HostInfo:
@@ -164,6 +170,8 @@ class Server:
         self.notifier = WorkNotifier()
         self.tokens = TokenCache()
         self.login_throttle = LoginThrottle(settings.login_failures_allowed, settings.login_backoff_cap_s)
+        #: correct passwords verified lately, as HMACs (a fleet's logins skip the slow hash)
+        self.passwords = VerifiedPasswords()
         self.hosts = HostCache()
         self.binaries = BinaryCache()
         #: work requests of this process in their database transaction now (admission)

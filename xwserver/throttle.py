@@ -16,6 +16,13 @@ several processes behind one database multiply the allowance by their number, no
 
 Concurrent attempts on one key are counted as they start, so a burst of parallel guesses
 gets no more tries than sequential ones (past the allowance, one attempt at a time).
+
+A password this process verified lately (xwserver.passwords.VerifiedPasswords) is known
+right without the slow hash: :meth:`refuse_if_blocked` still stops it while its login or
+address must wait, but it takes no place among the attempts in progress, and
+:meth:`succeeded` resets its login's count as a success does. So a crowd of hosts sharing
+the public worker identity is not held to a few logins at a time, while a wrong password
+is admitted, counted and slowed down exactly as before.
 """
 
 from __future__ import annotations
@@ -61,6 +68,32 @@ class LoginThrottle:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    # -- a password known right without the slow hash ------------------------------------------
+    def refuse_if_blocked(self, login: str, address: str | None, *, now: float | None = None) -> None:
+        """Raise :class:`TooManyRequests` if this login or address must wait (nothing is counted)."""
+        now = time.time() if now is None else now
+        self._expire(now)
+        wait_s = max(
+            (e.blocked_until - now for k in self._keys(login, address) if (e := self._entries.get(k))),
+            default=0.0,
+        )
+        if wait_s > 0:
+            retry_after_s = max(1, math.ceil(wait_s))
+            raise TooManyRequests(
+                f"too many failed logins; try again in {retry_after_s} s", retry_after_s=retry_after_s
+            )
+
+    def succeeded(self, login: str) -> None:
+        """A success not admitted through :meth:`admit`: the login's count is reset (as
+        :meth:`record` does), its attempts in progress stay counted."""
+        key = self._keys(login, None)[0]
+        entry = self._entries.get(key)
+        if entry is None:
+            return
+        entry.failures, entry.blocked_until = 0, 0.0
+        if entry.pending == 0:
+            del self._entries[key]
 
     # -- the two calls around a password check --------------------------------------------------
     def admit(self, login: str, address: str | None, *, now: float | None = None) -> None:

@@ -11,22 +11,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from xwcommon.errors import AuthenticationError, BadRequest, Conflict, Forbidden, NotFound
+from xwcommon.errors import AuthenticationError, BadRequest, Conflict, Forbidden, HostDisabled, NotFound
 from xwcommon.levels import UserLevel
+from xwcommon.protocol import UID_PATTERN
 from xwcommon.status import TaskStatus
 from xwcommon.uri import is_uid, new_uid, parse_uid
 
 from . import groups, lifecycle
 from .access import Caller
 from .db.models import App, Data, Host, Job, JobGroup, JobSession, Task, Token, User, UserGroup
-from .passwords import hash_password, new_token, token_digest, verify_password
+from .passwords import (
+    hash_password,
+    host_key_digest,
+    new_host_key,
+    new_token,
+    same_digest,
+    token_digest,
+    verify_password,
+)
 from .state import Server
 
 log = logging.getLogger(__name__)
@@ -160,62 +171,187 @@ def _is_self(caller: Caller, key: str) -> bool:
 
 
 async def _revoke_tokens(session: AsyncSession, user_id: int) -> None:
-    """Revoke every token of a user; the cache forgets them once the transaction commits."""
+    """Revoke every token and host credential of a user (its workers log in with the password
+    again); the cache forgets the tokens once the transaction commits."""
     await session.execute(
         update(Token).where(Token.user_id == user_id, Token.revoked.is_(False)).values(revoked=True)
+    )
+    await session.execute(
+        update(Host)
+        .where(Host.owner_id == user_id, Host.key_hash.is_not(None))
+        .values(key_hash=None, key_issued_at=None)
     )
 
 
 # -- login and tokens --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LoggedIn:
+    """A login's outcome: a token (bound to a host when ``host_uid`` is set) and, when the
+    login gave the host a new credential, that ``host_key`` (shown this once)."""
+
+    token: str
+    expires_at: float
+    user: User
+    host_uid: str | None = None
+    host_key: str | None = None
+
+
 async def login(
-    srv: Server, login_name: Any, password: Any, address: str | None = None
-) -> tuple[str, float, User]:
-    """Check a password; return a new token, its expiry and the user.
+    srv: Server, login_name: Any, password: Any, address: str | None = None, *, host_uid: Any = None
+) -> LoggedIn:
+    """Check a password; return a new token.
 
     Throttled per login and per client ``address``: a login or address that failed too
-    often gets :class:`TooManyRequests` before its password is looked at.
+    often gets :class:`TooManyRequests` before its password is looked at. A password this
+    process verified lately is recognised without the slow hash (see
+    :class:`xwserver.passwords.VerifiedPasswords`). Naming ``host_uid``, one of the user's
+    enabled hosts, binds the token to that host and gives the host a new credential; a host
+    that is not (removed, disabled) is ignored: its worker's registration will say why.
     """
     if not isinstance(login_name, str) or not isinstance(password, str) or not login_name:
         raise BadRequest('login needs a JSON body {"login": "...", "password": "..."}')
+    if host_uid is not None and not isinstance(host_uid, str):
+        raise BadRequest('"host_uid" must be a host UID')
+    user = await _password_login(srv, login_name, password, address)
+    now = time.time()
+    key = bound = None
+    async with srv.sessions.begin() as session:
+        host = await _own_enabled_host(session, user, host_uid) if host_uid else None
+        if host is not None:
+            key, bound = new_host_key(), host
+            host.key_hash, host.key_issued_at = host_key_digest(key), now
+        token, expires_at = _new_token(srv, session, user.id, bound.id if bound else None, now)
+    return LoggedIn(token, expires_at, user, bound.uid if bound else None, key)
+
+
+async def _password_login(srv: Server, login_name: str, password: str, address: str | None) -> User:
     throttle = srv.login_throttle
+    throttle.refuse_if_blocked(login_name, address)
+    user = await _user_named(srv, login_name)
+    if user is not None and srv.passwords.matches(login_name, password, user.password_hash):
+        throttle.succeeded(login_name)  # known right: no slow hash, no place among attempts
+        return user
     throttle.admit(login_name, address)
     verdict: bool | None = None
     try:
-        user = await _check_password(srv, login_name, password)
-        verdict = user is not None
+        verdict = await _verify(srv, login_name, password, user)
     finally:
         throttle.record(login_name, address, verdict)
-    if user is None:
+    if user is None or not verdict:
         log.info("failed login for %r from %s", login_name[:64], address)
         raise AuthenticationError("wrong login or password")
+    return user
+
+
+def _new_token(
+    srv: Server, session: AsyncSession, user_id: int, host_id: int | None, now: float
+) -> tuple[str, float]:
     token = new_token()
-    now = time.time()
     expires_at = now + srv.settings.token_ttl_s
-    async with srv.sessions.begin() as session:
-        session.add(
-            Token(
-                token_hash=token_digest(token),
-                user_id=user.id,
-                created_at=now,
-                expires_at=expires_at,
-                revoked=False,
-            )
+    session.add(
+        Token(
+            token_hash=token_digest(token),
+            user_id=user_id,
+            host_id=host_id,
+            created_at=now,
+            expires_at=expires_at,
+            revoked=False,
         )
-    return token, expires_at, user
+    )
+    return token, expires_at
+
+
+async def _own_enabled_host(session: AsyncSession, user: User, host_uid: str) -> Host | None:
+    """The user's enabled host ``host_uid``, else None: a worker whose host was removed or
+    disabled logs in all the same (its registration then says what became of the host)."""
+    if not is_uid(host_uid):
+        return None
+    host = (
+        await session.execute(select(Host).where(Host.uid == parse_uid(host_uid)).with_for_update())
+    ).scalar_one_or_none()
+    if host is None or host.owner_id != user.id or not host.enabled:
+        return None
+    return host
+
+
+async def host_login(srv: Server, login_name: Any, host_uid: Any, key: Any, address: str | None) -> LoggedIn:
+    """Log in as one host with its credential: the token acts only as that host.
+
+    The key is 256 random bits: no guessing it, so no throttle. One older than
+    ``host_key_rotate_s`` is replaced, the new one in the answer. Refused (401) if the key is
+    not that host's current one or the host is not the login's; 403 if the host is disabled.
+    """
+    if not all(isinstance(v, str) and v for v in (login_name, host_uid, key)):
+        raise BadRequest('expected {"login": "...", "host_uid": "...", "host_key": "..."}')
+    if not re.fullmatch(UID_PATTERN, host_uid):
+        raise BadRequest('"host_uid" must be a host UID')
+    return await _host_login(srv, login_name, host_uid, key, address)
+
+
+async def _host_login(srv: Server, login_name: str, host_uid: str, key: str, address: str | None) -> LoggedIn:
+    refused = AuthenticationError(
+        "wrong login, host or host key (a key is replaced when its identity's password changes); "
+        "log in with the password"
+    )
+    if not is_uid(host_uid) or not _could_exist(login_name):
+        raise refused
+    now = time.time()
+    digest = host_key_digest(key)
+    async with srv.sessions.begin() as session:
+        row = (
+            await session.execute(
+                select(Host, User).join(User, User.id == Host.owner_id).where(Host.uid == parse_uid(host_uid))
+            )
+        ).first()
+        if row is None or row.User.login != login_name or not same_digest(row.Host.key_hash, digest):
+            log.info("refused host key for host %s of %r from %s", host_uid[:40], login_name[:64], address)
+            raise refused
+        host, user = row.Host, row.User
+        if not host.enabled:
+            raise HostDisabled(f"host {host.uid} is disabled by an administrator")
+        fresh = None
+        if now - (host.key_issued_at or 0.0) >= srv.settings.host_key_rotate_s:
+            # replaced only if still the key presented: of two logins with it, one rotates
+            fresh = new_host_key()
+            rotated = await session.execute(
+                update(Host)
+                .where(Host.id == host.id, Host.key_hash == digest)
+                .values(key_hash=host_key_digest(fresh), key_issued_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            if not rotated.rowcount:  # type: ignore[attr-defined]
+                fresh = None
+        token, expires_at = _new_token(srv, session, user.id, host.id, now)
+    if fresh is not None:
+        log.info(
+            "host %s: its credential is replaced (older than %gs)", host.uid, srv.settings.host_key_rotate_s
+        )
+    return LoggedIn(token, expires_at, user, host.uid, fresh)
+
+
+async def _user_named(srv: Server, login_name: str) -> User | None:
+    if not _could_exist(login_name):
+        return None
+    async with srv.sessions() as session:
+        return (await session.execute(select(User).where(User.login == login_name))).scalar_one_or_none()
+
+
+async def _verify(srv: Server, login_name: str, password: str, user: User | None) -> bool:
+    """Whether ``password`` is ``user``'s, with the slow hash, in the same time whether the user
+    exists or not; a success is remembered (:attr:`Server.passwords`)."""
+    if len(password) > MAX_PASSWORD or not _encodable(password):
+        return False
+    stored = user.password_hash if user is not None else _DUMMY_HASH
+    ok = await asyncio.to_thread(verify_password, password, stored)
+    if ok and user is not None:
+        srv.passwords.remember(login_name, password, stored)
+    return ok and user is not None
 
 
 async def _check_password(srv: Server, login_name: str, password: str) -> User | None:
-    """The user if ``password`` is theirs; None otherwise, in the same time whether the login
-    exists or not."""
-    user = None
-    if _could_exist(login_name):
-        async with srv.sessions() as session:
-            user = (await session.execute(select(User).where(User.login == login_name))).scalar_one_or_none()
-    if len(password) > MAX_PASSWORD or not _encodable(password):
-        return None
-    stored = user.password_hash if user is not None else _DUMMY_HASH
-    ok = await asyncio.to_thread(verify_password, password, stored)
-    return user if ok else None
+    """The user if ``password`` is theirs; None otherwise (always with the slow hash)."""
+    user = await _user_named(srv, login_name)
+    return user if await _verify(srv, login_name, password, user) else None
 
 
 async def resolve_token(srv: Server, token: str) -> Caller:
@@ -227,15 +363,16 @@ async def resolve_token(srv: Server, token: str) -> Caller:
     async with srv.sessions() as session:
         row = (
             await session.execute(
-                select(User, Token.expires_at)
+                select(User, Token.expires_at, Token.host_id, Host.uid)
                 .join(Token, Token.user_id == User.id)
+                .outerjoin(Host, Host.id == Token.host_id)
                 .where(Token.token_hash == digest, Token.revoked.is_(False), Token.expires_at > now)
             )
         ).first()
-    if row is None:
+    if row is None or (row.host_id is not None and row.uid is None):  # its host is gone
         raise AuthenticationError("token unknown, expired or revoked; log in again")
-    user, expires_at = row
-    caller = caller_of(user)
+    user, expires_at, _, host_uid = row
+    caller = replace(caller_of(user), host_uid=host_uid)
     srv.tokens.put(digest, caller, expires_at, now)
     return caller
 
@@ -381,6 +518,7 @@ async def change_password(srv: Server, caller: Caller, key: str, body: Any, addr
         user.password_hash = pw_hash
         await _revoke_tokens(session, user.id)
     srv.tokens.drop_user(user.id)
+    srv.passwords.forget(user.login)
     log.info("password of %s changed by %s; its tokens are revoked", user.login, caller.login)
 
 

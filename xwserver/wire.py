@@ -120,7 +120,8 @@ class Wire:
             "accounting": _accounting(t),
         }
 
-    def host(self, h: Host, owner_uid: str) -> dict[str, Any]:
+    def host(self, h: Host, owner_uid: str, state: str) -> dict[str, Any]:
+        """``state``: active, suspended, lost or disabled (see xwserver.hosts.state_of)."""
         return {
             "uid": h.uid,
             "uri": self.uri(h.uid),
@@ -134,6 +135,7 @@ class Wire:
             "version": h.version,
             "owner_uid": owner_uid,
             "enabled": h.enabled,
+            "state": state,
             "access_rights": format_access_rights(h.access_rights),
             "registered_at": iso(h.registered_at),
             "last_seen_at": iso(h.last_seen_at),

@@ -101,8 +101,16 @@ from .activation import ActivationPolicy, load_policy
 from .cache import DownloadCache
 from .executor import Executor, LocalRunner, Outcome, Runner
 from .host import describe_host, disk_free_bytes
+from .hostlogin import HostKeyFile, HostTransport
 from .settings import WorkerSettings
-from .statedir import StateLock, Undertaker, claim_folder, kill_leftover_jobs, make_private_dir
+from .statedir import (
+    StateLock,
+    Undertaker,
+    claim_folder,
+    host_key_path,
+    kill_leftover_jobs,
+    make_private_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -221,22 +229,27 @@ class Backoff:
         self._next_s = self.start_s
 
 
-def make_transport(settings: WorkerSettings) -> Transport:
-    """The worker's transport: it never stops retrying an unreachable server."""
+def make_transport(
+    settings: WorkerSettings, host_uid: Callable[[], str | None] = lambda: None
+) -> HostTransport:
+    """The worker's transport: it never stops retrying an unreachable server, and logs in as
+    the host ``host_uid()`` names with the host credential kept in the state folder."""
     try:
-        return _transport(settings)
+        return _transport(settings, host_uid)
     except ssl.SSLError as exc:
         raise ConfigError(
             f"ca.file: {settings.ca_file} is not a usable PEM certificate ({exc.reason})"
         ) from exc
 
 
-def _transport(settings: WorkerSettings) -> Transport:
-    return Transport(
+def _transport(settings: WorkerSettings, host_uid: Callable[[], str | None]) -> HostTransport:
+    return HostTransport(
         settings.servers,
         settings.ca_file,
         settings.login,
         settings.password,
+        key_file=HostKeyFile(host_key_path(settings.tmpdir)),
+        host_uid=host_uid,
         retry_for_s=None,
         # JSON calls pass their own timeouts; for file transfers this limits silence, not duration
         request_timeout_s=settings.transfer_timeout_s,
@@ -264,7 +277,9 @@ class Worker:
         #: called after a task's report was acknowledged (benchmarks read its timings)
         self.on_task_end = on_task_end
         self._owns_transport = transport is None
-        self.transport = transport if transport is not None else make_transport(settings)
+        self.transport = (
+            transport if transport is not None else make_transport(settings, lambda: self.host_uid)
+        )
         self.executor = Executor(
             settings.tmpdir,
             runner or LocalRunner(),
@@ -509,6 +524,8 @@ class Worker:
         self.host_uid = answer.host_uid
         with contextlib.suppress(OSError):
             self.settings.host_file.write_text(self.host_uid + "\n", encoding="ascii")
+        if answer.host_key and isinstance(self.transport, HostTransport):
+            self.transport.keep(answer.host_key)  # the next logins need no password
         self.lease_s = answer.lease_s or self.lease_s
         if self.settings.heartbeat_interval_s is None and answer.heartbeat_interval_s:
             self.heartbeat_interval_s = answer.heartbeat_interval_s
@@ -519,7 +536,7 @@ class Worker:
             "registered at %s as host %s (%s); lease %gs, heartbeat every %gs",
             self.transport.server,
             self.host_uid,
-            registration.name,
+            answer.name or registration.name,
             self.lease_s,
             self.heartbeat_interval_s,
         )

@@ -1,6 +1,7 @@
 """The worker's state folder (``path.tmpdir``): one worker process at a time, nothing left over.
 
-The folder holds the host identity the server gave (``xwworker.host``), the download cache,
+The folder holds the host identity the server gave (``xwworker.host``) and its credential
+(``xwworker.hostkey``, 0600: see xwworker.hostlogin), the download cache,
 the jobs' scratch folders and results. Two worker processes sharing it would be one host on
 the server: each one's work requests and heartbeats name only its own tasks, so the server
 would release the other's at once, and each would remove the other's scratch folders at its
@@ -141,6 +142,11 @@ class StateLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def host_key_path(folder: Path) -> Path:
+    """Where the host credential the server gave is kept (0600)."""
+    return folder / "xwworker.hostkey"
 
 
 def make_private_dir(folder: Path) -> None:

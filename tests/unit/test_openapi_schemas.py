@@ -363,7 +363,10 @@ async def test_every_endpoint_answers_its_declared_type(xw: XW) -> None:
         gpus=[w.Gpu(name="gpu0", memory_bytes=1 << 30)],
         activation=w.Activation(state="active", detail="idle"),
     )
-    host = (await call("POST", "/work/register", token=worker, body=registration))["host_uid"]
+    registered = await call("POST", "/work/register", token=worker, body=registration)
+    host = registered["host_uid"]
+    as_host = c.HostLogin(login="worker", host_uid=host, host_key=registered["host_key"])
+    assert (await call("POST", "/login/host", token=None, body=as_host))["host_uid"] == host
     first = c.JobSpec(
         app="hello",
         args=["a", "b c"],
@@ -458,6 +461,7 @@ async def test_every_endpoint_answers_its_declared_type(xw: XW) -> None:
     await call("DELETE", f"/apps/{app['uid']}", token=admin)
     await call("DELETE", f"/data/{stdin['uid']}", token=admin)
     await call("DELETE", "/users/bob", token=admin)
+    await call("DELETE", f"/hosts/{host}", token=admin)
     await call("DELETE", f"/usergroups/{lab['uid']}", token=admin)
     await call("POST", "/logout", token=logged["token"])
 
@@ -475,6 +479,9 @@ SAME_VERDICT: list[tuple[str, str, Any]] = [
     ("POST", "/login", {"login": "", "password": "x"}),
     ("POST", "/login", {"login": "admin"}),
     ("POST", "/login", {"login": 5, "password": "x"}),
+    ("POST", "/login/host", {"login": "worker", "host_uid": UID, "host_key": "not the key"}),
+    ("POST", "/login/host", {"login": "worker", "host_uid": "vm", "host_key": "k"}),
+    ("POST", "/login/host", {"login": "worker", "host_uid": UID}),
     ("POST", "/usergroups", {"label": "team-1"}),
     ("POST", "/usergroups", {"label": ""}),
     ("POST", "/usergroups", {"label": "two words"}),

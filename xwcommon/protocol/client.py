@@ -44,7 +44,9 @@ __all__ = [
     "HostActivation",
     "HostGpu",
     "HostList",
+    "HostLogin",
     "HostObject",
+    "HostRemoved",
     "Job",
     "JobBulk",
     "JobDeletion",
@@ -155,6 +157,8 @@ LoginName = Annotated[
     ),
 ]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_PASSWORD)]
+#: a host credential (what the server gave, ``secrets.token_urlsafe(32)``)
+HostKey = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 #: ``users.check_email``: "" for none, else ``local@domain``
 _EMAIL_PATTERN = r"^(|[\w.%+\-!#$&*=?^`{|}~]+@([^\W_]|-)+(\.([^\W_]|-)+)*)" + _END
 Email = Annotated[
@@ -217,6 +221,13 @@ class Ok(Answer, kw_only=True):
     ok: bool
 
 
+class HostRemoved(Answer, kw_only=True):
+    """``DELETE /hosts/{uid}``: the host is gone; ``released`` running tasks went back to the queue."""
+
+    ok: bool
+    released: Count
+
+
 class Error(Answer, kw_only=True):
     """Every failure: a stable code (``not_found``, ``host_disabled``, …) and a message for people."""
 
@@ -252,11 +263,16 @@ class User(Answer, kw_only=True):
 
 
 class LoginAnswer(Answer, kw_only=True):
-    """A bearer token for ``Authorization: Bearer …``, valid until ``expires_at``."""
+    """A bearer token for ``Authorization: Bearer …``, valid until ``expires_at``.
+
+    ``host_uid``: the host the token acts as (only), when the login named one. ``host_key``:
+    that host's new credential, when the login gave one (keep it; the old one is void)."""
 
     token: str
     expires_at: Timestamp
     user: User
+    host_uid: Uid | None = None
+    host_key: str | None = None
 
 
 class UserGroup(Answer, kw_only=True):
@@ -382,6 +398,9 @@ class Host(Answer, kw_only=True):
     version: str
     owner_uid: Uid
     enabled: bool
+    #: disabled (by an administrator), lost (silent for several heartbeat intervals),
+    #: suspended (by its activation policy) or active
+    state: Literal["active", "suspended", "lost", "disabled"] = "active"
     access_rights: ShownRights
     registered_at: Timestamp
     last_seen_at: Timestamp
@@ -519,6 +538,18 @@ class Login(Request, kw_only=True):
 
     login: Annotated[str, msgspec.Meta(min_length=1)]
     password: str
+    #: a worker's host: the token acts only as that host, which gets a new credential
+    host_uid: Uid | None = None
+
+
+class HostLogin(Request, kw_only=True):
+    """``POST /login/host``: a worker logs in as its host with the host credential."""
+
+    wire_name = "host login"
+
+    login: Annotated[str, msgspec.Meta(min_length=1)]
+    host_uid: Uid
+    host_key: HostKey
 
 
 class UserCreation(Request, kw_only=True):

@@ -155,6 +155,11 @@ class Registered(Answer, kw_only=True):
     heartbeat_interval_s: Seconds
     #: tasks of this host that the worker did not name, handed back to the queue
     released: int = 0
+    #: the host's new credential (given to a caller who logged in with the password): the
+    #: worker keeps it to log in as this host without the password
+    host_key: str | None = None
+    #: the name the host goes by (its own, or with a suffix when another host had it)
+    name: str | None = None
 
 
 class DataRef(Answer, kw_only=True):

@@ -32,6 +32,11 @@ async def host_enable(request: web.Request) -> web.Response:
     return web.json_response(host)
 
 
+async def host_remove(request: web.Request) -> web.Response:
+    released = await hosts.remove(server_of(request), caller_of(request), request.match_info["uid"])
+    return web.json_response({"ok": True, "released": released})
+
+
 ACCESS_ROUTES: list[Route] = [
     Route(
         "GET",
@@ -64,5 +69,14 @@ ACCESS_ROUTES: list[Route] = [
         "Re-enable a disabled host (ADVANCED)",
         request=None,
         response=c.Host,
+    ),
+    Route(
+        "DELETE",
+        "/hosts/{uid}",
+        host_remove,
+        "Remove a host (ADVANCED): its running tasks go back to the queue first, then its task "
+        "records and the host go",
+        request=None,
+        response=c.HostRemoved,
     ),
 ]

@@ -54,6 +54,7 @@ ALLOW: dict[str, Callable[[str], str | None]] = {}
 #: routes anyone may call without a token
 PUBLIC_PATHS = {
     f"{defaults.API_PREFIX}/login",
+    f"{defaults.API_PREFIX}/login/host",
     f"{defaults.API_PREFIX}/version",
     f"{defaults.API_PREFIX}/openapi.json",
 }

@@ -15,6 +15,7 @@ from xwcommon.protocol import work as w
 from xwcommon.protocol.work import Heartbeat, Registration, Release, Report, WorkRequest
 
 from .. import apps, data, hosts, jobs, leases, scheduler, users
+from ..state import Server
 from ..wire import iso
 from .access_routes import ACCESS_ROUTES
 from .http import (
@@ -43,10 +44,32 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise BadRequest('expected {"login": "...", "password": "..."}')
     srv = server_of(request)
-    token, expires_at, user = await users.login(srv, body.get("login"), body.get("password"), request.remote)
+    done = await users.login(
+        srv, body.get("login"), body.get("password"), request.remote, host_uid=body.get("host_uid")
+    )
+    return await _logged_in(srv, done)
+
+
+async def host_login(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise BadRequest('expected {"login": "...", "host_uid": "...", "host_key": "..."}')
+    srv = server_of(request)
+    done = await users.host_login(
+        srv, body.get("login"), body.get("host_uid"), body.get("host_key"), request.remote
+    )
+    return await _logged_in(srv, done)
+
+
+async def _logged_in(srv: Server, done: users.LoggedIn) -> web.Response:
     async with srv.sessions() as session:
-        [shown] = await users.render(srv, session, [user])
-    return web.json_response({"token": token, "expires_at": iso(expires_at), "user": shown})
+        [shown] = await users.render(srv, session, [done.user])
+    answer = {"token": done.token, "expires_at": iso(done.expires_at), "user": shown}
+    if done.host_uid is not None:
+        answer["host_uid"] = done.host_uid
+    if done.host_key is not None:
+        answer["host_key"] = done.host_key
+    return web.json_response(answer)
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -264,6 +287,15 @@ CORE_ROUTES: list[Route] = [
         login,
         "Log in; returns a bearer token",
         request=c.Login,
+        response=c.LoginAnswer,
+        public=True,
+    ),
+    Route(
+        "POST",
+        "/login/host",
+        host_login,
+        "Log in as a worker's host with its host credential; the token acts only as that host",
+        request=c.HostLogin,
         response=c.LoginAnswer,
         public=True,
     ),

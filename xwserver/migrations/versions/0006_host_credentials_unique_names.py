@@ -54,7 +54,9 @@ def upgrade() -> None:
         batch_op.create_unique_constraint("uq_hosts_name", ["name"])
     with op.batch_alter_table("tokens", schema=None) as batch_op:
         batch_op.add_column(sa.Column("host_id", sa.Integer(), nullable=True))
-        batch_op.create_foreign_key("fk_tokens_host_id_hosts", "hosts", ["host_id"], ["id"], ondelete="CASCADE")
+        batch_op.create_foreign_key(
+            "fk_tokens_host_id_hosts", "hosts", ["host_id"], ["id"], ondelete="CASCADE"
+        )
         batch_op.create_index(batch_op.f("ix_tokens_host_id"), ["host_id"], unique=False)
 
 
