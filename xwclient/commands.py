@@ -1052,6 +1052,26 @@ async def cmd_enable(ctx: Context) -> int:
     return await _hosts(ctx, ctx.client.enable_host)
 
 
+@command(
+    "rmhost",
+    "--xwrmhost HOST_UID…",
+    "remove hosts (ADVANCED and above): their running jobs go back to the queue first; a worker "
+    "still running there registers as a new host (to keep a machine out, --xwdisable it)",
+    aliases=("removehost", "rmworker"),
+    min_args=1,
+)
+async def cmd_rmhost(ctx: Context) -> int:
+    rows: list[dict[str, Any]] = []
+
+    async def one(uid: str) -> None:
+        await ctx.client.remove_host(uid)
+        rows.append({"uid": uid, "kind": "host"})
+
+    code = await _each(ctx, [_uid_arg(u) for u in _listed(ctx.inv.args)], one)
+    ctx.emit_unless_failed(rows, "removed", code)
+    return code
+
+
 async def _hosts(ctx: Context, action: Callable[[str], Awaitable[dict[str, Any]]]) -> int:
     rows: list[dict[str, Any]] = []
 

@@ -19,7 +19,9 @@ carry them like any field:
 - ``task``: the worker's accounting of the attempt (``accounting`` on the wire) is
   ``cpu_user_s``, ``cpu_system_s``, ``wall_s`` and ``max_rss_bytes`` (peak memory); all empty
   while the task runs or when the worker could not measure them;
-- ``host``: its activation (``activation`` on the wire) is ``activation_state`` (``active`` or
+- ``host``: ``state`` is ``active``, ``suspended`` (by its activation policy), ``lost``
+  (silent for several heartbeat intervals) or ``disabled`` (by an administrator); its
+  activation (``activation`` on the wire) is ``activation_state`` (``active`` or
   ``suspended``: whether its owner's policy lets it compute now), ``activation_detail`` (why)
   and ``activation_since``; ``gpus`` is the list of ``{"name", "memory_bytes"}``;
 - ``session`` and ``group`` (of jobs): ``job_counts`` is ``{status: number of jobs}``.
@@ -111,6 +113,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "tags",
         "version",
         "enabled",
+        "state",
         "activation_state",
         "activation_detail",
         "activation_since",
@@ -151,7 +154,7 @@ TEXT_COLUMNS: dict[str, tuple[tuple[str, int | None], ...]] = {
         ("cpu", 8),
         ("cores", None),
         ("memory_bytes", 10),
-        ("enabled", None),
+        ("state", None),
         ("activation_state", None),
     ),
     "task": (  # what xwtasks is for: each attempt's accounting (--xwlong adds its job and host)

@@ -786,6 +786,12 @@ class XWClient:
         """Enable a disabled host again (ADVANCED+)."""
         return dict(await self.transport.request("POST", f"/hosts/{_uid_path(uid)}/enable"))
 
+    async def remove_host(self, uid: str) -> int:
+        """Remove a host (ADVANCED+): its running tasks go back to the queue first, then its
+        task records and the host go; returns how many running tasks it held."""
+        answer = await self.transport.request("DELETE", f"/hosts/{_uid_path(uid)}")
+        return int(answer.get("released", 0))
+
     # -- users and user groups -------------------------------------------------------------------
     async def create_user(
         self,
@@ -1085,6 +1091,9 @@ class Client:
 
     def enable_host(self, uid: str) -> dict[str, Any]:
         return self._run(self.aio.enable_host(uid))
+
+    def remove_host(self, uid: str) -> int:
+        return self._run(self.aio.remove_host(uid))
 
     def create_user(
         self,
