@@ -4,6 +4,8 @@ Two kinds of leftovers: result archives uploaded by a task that was then lost (i
 ran again elsewhere, so no job names that result), and stored files no data object names
 (their last data object was removed, or an upload died between storing and recording).
 Only what is older than ``gc_grace_s`` is taken, so work in flight is never touched.
+Each round also prunes the hosts lost longer than ``host_prune_after_s``
+(:func:`xwserver.hosts.prune_lost`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from sqlalchemy import and_, delete, exists, select
 
 from xwcommon.status import TaskStatus
 
+from . import hosts
 from .db.models import Data, Job, Task
 from .state import Server
 
@@ -59,3 +62,10 @@ async def collector_loop(srv: Server) -> None:
             raise
         except Exception:
             log.exception("collector failed; trying again next round")
+        try:
+            if await srv.leader.held():  # one process of several prunes
+                await hosts.prune_lost(srv)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("pruning lost hosts failed; trying again next round")
