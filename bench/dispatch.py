@@ -78,6 +78,7 @@ from xwcommon.protocol.work import (  # noqa: E402
     Registration,
     Report,
     ReportAnswer,
+    TaskReport,
     WorkAnswer,
     WorkRequest,
 )
@@ -405,7 +406,7 @@ class SimWorker:
         call per task instead (``POST /work/tasks/{uid}/report``).
         """
         delay_s = 0.05
-        reports: list[Report] = []
+        reports: list[TaskReport] = []
         while not self.stopping:
             reporting = {r.task_uid for r in reports}
             request = WorkRequest(
@@ -448,7 +449,8 @@ class SimWorker:
                 await asyncio.gather(*(self.report(a.task_uid) for a in answer.assignments))
             else:
                 reports = [
-                    Report(task_uid=a.task_uid, status="COMPLETED", exit_code=0) for a in answer.assignments
+                    TaskReport(task_uid=a.task_uid, status="COMPLETED", exit_code=0)
+                    for a in answer.assignments
                 ]
         if reports:  # deliver what is done before leaving
             await asyncio.gather(*(self.report(r.task_uid) for r in reports if r.task_uid))

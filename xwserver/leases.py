@@ -33,6 +33,7 @@ from xwcommon.protocol.work import (
     ReportAnswer,
     ReportOutcome,
     ResultStored,
+    TaskReport,
 )
 from xwcommon.status import DataStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
@@ -217,7 +218,7 @@ async def _result_ids(
 async def apply_reports(
     conn: AsyncConnection,
     live: dict[str, LiveTask],
-    reports: Sequence[Report],
+    reports: Sequence[TaskReport],
     inlines: Sequence[_Inline | None],
     now: float,
 ) -> list[ReportOutcome]:
@@ -227,7 +228,7 @@ async def apply_reports(
     items: list[tuple[LiveTask, Report, _Inline | None]] = []
     seen: set[str] = set()
     for rep, inline in zip(reports, inlines, strict=True):
-        uid = rep.task_uid or ""
+        uid = rep.task_uid
         task = live.get(uid)
         if task is None or uid in seen:
             outcomes.append(
@@ -270,15 +271,13 @@ async def report(srv: Server, caller: Caller, task_uid: str, rep: Report) -> Rep
     """One report alone (``POST /work/tasks/{uid}/report``): errors are the call's."""
     caller.require(UserLevel.WORKER, "reporting results")
     uid = parse_uid(task_uid, "task_uid")
-    if rep.task_uid is not None and rep.task_uid != uid:
-        raise BadRequest('"task_uid" differs from the task the path names')
     inline = await _store_inline(srv, rep)
     now = time.time()
 
     async def work(conn: AsyncConnection) -> list[ReportOutcome]:
         task = await _task_of_caller(conn, caller, uid, lock=srv.skip_locked)
         return await apply_reports(
-            conn, {uid: task}, [msgspec.structs.replace(rep, task_uid=uid)], [inline], now
+            conn, {uid: task}, [TaskReport(**msgspec.structs.asdict(rep), task_uid=uid)], [inline], now
         )
 
     [outcome] = await transaction(srv.engine, work)

@@ -409,7 +409,7 @@ async def test_every_endpoint_answers_its_declared_type(xw: XW) -> None:
     await call("POST", f"/work/tasks/{task[job['uid']]}/report", token=worker, body=report)
     release = w.Release(host_uid=host, task_uids=[task[others[0]["uid"]]])
     await call("POST", "/work/release", token=worker, body=release)
-    riding = w.Report(task_uid=task[others[1]["uid"]], status="ERROR", exit_code=3, message="boom")
+    riding = w.TaskReport(task_uid=task[others[1]["uid"]], status="ERROR", exit_code=3, message="boom")
     await call(
         "POST",
         "/work/request",

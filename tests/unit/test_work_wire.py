@@ -108,7 +108,7 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     (HEARTBEAT, {"host_uid": HOST, "activation": {"state": "suspended", "detail": "busy"}}, True),
     (HEARTBEAT, {"host_uid": HOST, "activation": {"state": "active", "detail": "a\nb"}}, False),
     (REPORT, _report(exit_code=2.0), True),
-    (REPORT, _report(task_uid=UID, exit_code=0), True),
+    (REPORT, _report(task_uid=UID, exit_code=0), False),  # the path names the task, alone
     (REPORT, _report(exit_code="2"), False),
     (REPORT, _report(message="NUL \x00 and all"), True),
     (REPORT, _report(result_uid=UID, result_inline={"content_b64": "", "sha256": ZERO_SHA}), False),

@@ -212,12 +212,11 @@ class InlineResult(Request, kw_only=True):
 
 
 class Report(Request, kw_only=True):
-    """A task's end. Its result, if any: ``result_uid`` (uploaded first) or ``result_inline``."""
+    """A task's end, posted alone to ``/work/tasks/{uid}/report`` (the path names the task).
+    Its result, if any: ``result_uid`` (uploaded first) or ``result_inline``."""
 
     wire_name = "report"
 
-    #: absent when the report is posted to ``/work/tasks/{uid}/report`` (the path names it)
-    task_uid: Uid | None = None
     status: Literal["COMPLETED", "ERROR"]
     exit_code: ExitCode | None = None
     message: str | None = None
@@ -234,7 +233,8 @@ class Report(Request, kw_only=True):
 
 
 class TaskReport(Report, kw_only=True):
-    """A report riding on a work request: it names its task."""
+    """A report riding on a work request: it names its task. (Alone, the path names it: a
+    second name that could disagree is not taken there.)"""
 
     task_uid: Uid
 
