@@ -1,9 +1,27 @@
-"""Fixtures for the tests that run real processes (integration, chaos).
+"""The suite's tiers, and the fixtures of the tests that run real processes (integration, chaos).
+
+Every test gets one tier mark at collection, from where it lives and what it uses, so that
+``-m`` picks a tier without a list to keep up to date:
+
+- ``unit``      no server: the shared vocabulary, the client, the worker, the server's pieces
+- ``domain``    the server's functions on a database session (``domain`` fixture), no HTTP
+- ``contract``  the HTTP API of an in-process server over TLS (the ``xw`` harness,
+                tests/unit/conftest.py), on SQLite plus a smoke set per database
+- ``e2e``       real processes (tests/integration, tests/chaos; ``chaos`` marks the latter):
+                on SQLite, and on PostgreSQL where the ``database`` fixture is used
+
+A test on PostgreSQL or MariaDB is marked ``postgres`` or ``mariadb`` whichever way it got
+there (a fixture's parameter or its own ``parametrize``). ``make test-fast`` runs
+``unit``, ``domain`` and ``contract`` on SQLite; ``make test`` runs everything.
+
+Fixtures:
 
 - ``free_port``      a TCP port on 127.0.0.1 nothing listens on
-- ``database``       a parametrized fixture: ``sqlite``, ``postgresql``, ``mariadb``; for the
-                     latter two a fresh database per test (see helpers/databases.py), whose
-                     URL it yields (None for SQLite: the server home's default)
+- ``database``       a parametrized fixture: ``sqlite``, ``postgresql``; for the latter a fresh
+                     database per test (see helpers/databases.py), whose URL it yields (None
+                     for SQLite: the server home's default). MariaDB's SQL is held by the
+                     domain and contract tiers: real processes on it would run the same
+                     statements again, at seconds a test
 - ``deployment``     a factory: ``deployment(db_url=None, **server_settings)`` makes a server
                      home in the test's folder, starts its server and returns a
                      :class:`helpers.deployment.Deployment`; everything it started is
@@ -33,8 +51,37 @@ from helpers.net import free_port as _free_port  # noqa: E402
 DATABASES = [
     "sqlite",
     pytest.param("postgresql", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.mariadb),
 ]
+
+#: the folders whose tests run real processes
+E2E_FOLDERS = {"integration", "chaos"}
+#: the marks of a test run on a database server, by the name of its backend
+SERVER_DATABASE_MARKS = {"postgresql": "postgres", "mariadb": "mariadb"}
+
+
+def tier(item: pytest.Item) -> str:
+    """The tier of a collected test (see the module's docstring)."""
+    folder = item.path.parent.name
+    fixtures = set(getattr(item, "fixturenames", ()))
+    if folder in E2E_FOLDERS or "deployment" in fixtures:
+        return "e2e"
+    if "domain" in fixtures:
+        return "domain"
+    if "db_templates" in fixtures:  # the in-process HTTPS server and its module-scoped variants
+        return "contract"
+    return "unit"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(tier(item))
+        if item.path.parent.name == "chaos":
+            item.add_marker("chaos")
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        for name in ("backend", "database"):
+            mark = SERVER_DATABASE_MARKS.get(str(params.get(name)))
+            if mark is not None and item.get_closest_marker(mark) is None:
+                item.add_marker(mark)
 
 
 @pytest.fixture

@@ -4,10 +4,16 @@
 bootstrap admin and public worker), ``xwserver.app.serve`` as a task of the test's event
 loop on a free loopback port, and a client session that trusts the home's CA only.
 
-It is parametrized over the databases: SQLite always; PostgreSQL (``XW_TEST_PG_URL``) and
-MariaDB (``XW_TEST_MYSQL_URL``) each get a fresh database ``xwu_<hex>`` per test, dropped
-afterwards. A database server that does not answer skips its tests locally and fails
-them in CI (``CI=true``), so CI never passes by skipping.
+It runs on SQLite; a test marked ``every_database`` runs on PostgreSQL
+(``XW_TEST_PG_URL``) and MariaDB (``XW_TEST_MYSQL_URL``) too, each time on a fresh database
+``xwu_<hex>`` copied from a migrated template and dropped afterwards. A database server
+that does not answer skips its tests locally and fails them in CI (``CI=true``), so CI
+never passes by skipping. The mark goes on what the database decides (claims, leases and
+reports, access filters in SQL, constraints, column types, collations, transactions):
+checking an answer's validation or an HTTP detail three times tests nothing more.
+
+Passwords are hashed with a cheap scrypt cost inside these servers (see
+:func:`cheap_password_hashes`); tests/unit/test_password_cost.py holds the production cost.
 
 Other test folders reuse this harness by loading this file (see tests/security/conftest.py)
 and override ``server_conf`` to change the server's settings.
@@ -40,6 +46,7 @@ from xwcommon import defaults
 from xwcommon.protocol.work import Registered, Registration, WorkAnswer, WorkRequest
 from xwcommon.transport import pinned_ssl_context
 from xwserver import app as server_app
+from xwserver import passwords
 from xwserver.bootstrap import bootstrap
 from xwserver.db.engine import create_engine, migrate
 from xwserver.keystore import CA_CERT, init_keystore
@@ -53,7 +60,7 @@ MYSQL_URL = os.environ.get("XW_TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1
 ADMIN_PASSWORD = "admin-" + secrets.token_hex(8)
 START_TIMEOUT_S = 20.0
 
-#: the backends every contract test runs on
+#: the backends a test marked ``every_database`` runs on (the others: SQLite)
 BACKENDS = [
     "sqlite",
     pytest.param("postgresql", marks=pytest.mark.postgres),
@@ -221,6 +228,25 @@ async def fresh_database(backend: str, home: Path, templates: Templates) -> Asyn
 
 def _with_database(admin: URL, name: str) -> str:
     return admin.set(database=name).render_as_string(hide_password=False)
+
+
+# -- password hashes ------------------------------------------------------------------------------------
+#: scrypt's N inside the tests' servers: ~0.1 ms a hash instead of ~50 ms. A server's bootstrap
+#: makes two, every user made and every login one more: at the production cost they were about
+#: a fifth of the contract tests' time.
+TEST_SCRYPT_N = 2**4
+
+
+@contextlib.contextmanager
+def cheap_password_hashes() -> Iterator[None]:
+    """Hash new passwords at :data:`TEST_SCRYPT_N` while inside. A hash carries its own cost,
+    so verifying runs the production code unchanged; only the work factor is smaller."""
+    saved = passwords._N
+    passwords._N = TEST_SCRYPT_N
+    try:
+        yield
+    finally:
+        passwords._N = saved
 
 
 # -- the server's log -----------------------------------------------------------------------------------
@@ -470,60 +496,89 @@ async def running_server(
 ) -> AsyncIterator[XW]:
     """A server home, bootstrapped, served on a free port; stopped and cleaned up at exit."""
     home = tmp_path / "home"
-    async with fresh_database(backend, home, templates) as db_url:
-        init_keystore(home / "keystore", ["127.0.0.1"])
-        settings = _configure(home, db_url, conf)
-        boot = await bootstrap(settings, "admin", ADMIN_PASSWORD)
-        ca_file = settings.keystore_dir / CA_CERT
-        capture = LogCapture()
-        with capture.installed():
-            session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=pinned_ssl_context(ca_file), limit=200),
-                timeout=aiohttp.ClientTimeout(total=60),
-            )
-            stop = asyncio.Event()
-            task: asyncio.Task[None] | None = None
-            srv: Server | None = None
-            try:
-                for attempt in range(3):
-                    task = asyncio.create_task(server_app.serve(settings, stop=stop))
-                    try:
-                        await _wait_until_listening(session, settings.url, task)
-                        break
-                    except OSError as exc:  # someone took the port between our pick and the bind
-                        if exc.errno != errno.EADDRINUSE or attempt == 2:
-                            raise
-                        settings = _configure(home, db_url, conf)
-                srv = Server(settings, create_engine(settings.db_url), DataStore(settings.data_dir))
-                xw = XW(
-                    url=settings.url,
-                    backend=backend,
-                    settings=settings,
-                    ca_file=ca_file,
-                    admin_password=boot.admin_password,
-                    worker_password=boot.worker_password,
-                    session=session,
-                    log=capture,
-                    srv=srv,
-                )
-                xw.admin = await issue_token(srv, "admin")
-                xw.worker = await issue_token(srv, boot.worker_login)
-                yield xw
-            finally:
-                await session.close()
-                stop.set()
+    with cheap_password_hashes():
+        async with (
+            fresh_database(backend, home, templates) as db_url,
+            _served(home, backend, db_url, conf) as xw,
+        ):
+            yield xw
+
+
+@contextlib.asynccontextmanager
+async def _served(home: Path, backend: str, db_url: str, conf: dict[str, str]) -> AsyncIterator[XW]:
+    """Bootstrap the home on ``db_url`` and serve it on a free port until the exit."""
+    init_keystore(home / "keystore", ["127.0.0.1"])
+    settings = _configure(home, db_url, conf)
+    boot = await bootstrap(settings, "admin", ADMIN_PASSWORD)
+    ca_file = settings.keystore_dir / CA_CERT
+    capture = LogCapture()
+    with capture.installed():
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=pinned_ssl_context(ca_file), limit=200),
+            timeout=aiohttp.ClientTimeout(total=60),
+        )
+        stop = asyncio.Event()
+        task: asyncio.Task[None] | None = None
+        srv: Server | None = None
+        try:
+            for attempt in range(3):
+                task = asyncio.create_task(server_app.serve(settings, stop=stop))
                 try:
-                    if task is not None:
-                        await asyncio.wait_for(task, 30)
-                finally:
-                    if srv is not None:
-                        await srv.engine.dispose()
+                    await _wait_until_listening(session, settings.url, task)
+                    break
+                except OSError as exc:  # someone took the port between our pick and the bind
+                    if exc.errno != errno.EADDRINUSE or attempt == 2:
+                        raise
+                    settings = _configure(home, db_url, conf)
+            srv = Server(settings, create_engine(settings.db_url), DataStore(settings.data_dir))
+            xw = XW(
+                url=settings.url,
+                backend=backend,
+                settings=settings,
+                ca_file=ca_file,
+                admin_password=boot.admin_password,
+                worker_password=boot.worker_password,
+                session=session,
+                log=capture,
+                srv=srv,
+            )
+            xw.admin = await issue_token(srv, "admin")
+            xw.worker = await issue_token(srv, boot.worker_login)
+            yield xw
+        finally:
+            await session.close()
+            stop.set()
+            try:
+                if task is not None:
+                    await asyncio.wait_for(task, 30)
+            finally:
+                if srv is not None:
+                    await srv.engine.dispose()
 
 
 # -- fixtures -------------------------------------------------------------------------------------------
-@pytest.fixture(params=BACKENDS)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``backend``: SQLite; every backend for a test marked ``every_database``; what a test's
+    own ``parametrize("backend", ...)`` says."""
+    if "backend" not in metafunc.fixturenames or _parametrizes_backend(metafunc):
+        return
+    every = metafunc.definition.get_closest_marker("every_database") is not None
+    metafunc.parametrize("backend", BACKENDS if every else ["sqlite"], indirect=True)
+
+
+def _parametrizes_backend(metafunc: pytest.Metafunc) -> bool:
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", "")
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if "backend" in names:
+            return True
+    return False
+
+
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+    return str(getattr(request, "param", "sqlite"))
 
 
 @pytest.fixture

@@ -306,6 +306,7 @@ class Driver:
         return reply.body
 
 
+@pytest.mark.every_database
 async def test_every_endpoint_answers_its_declared_type(xw: XW) -> None:
     call = Driver(xw)
     admin, worker = xw.admin, xw.worker
@@ -617,6 +618,7 @@ def _type_verdict(r: Route, body: Any) -> bool:
     return True
 
 
+@pytest.mark.every_database
 async def test_the_server_takes_what_the_request_types_take(xw: XW) -> None:
     await xw.insert_app(xw.admin, "tool")
     stored = await xw.upload(xw.admin, b"#!/bin/sh\n", name="tool.sh")

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from sqlalchemy import select, update
 
 from xwserver.db.models import User, UserGroup
@@ -79,6 +80,7 @@ async def status(xw: XW, method: str, path: str, token: str, **kw: Any) -> int:
 
 
 # -- apps ----------------------------------------------------------------------------------------------
+@pytest.mark.every_database
 async def test_app_rights_are_chosen_by_advanced_users_only_and_decide_who_sees_and_runs(xw: XW) -> None:
     c = await cast(xw)
     pub = await insert_app(xw, xw.admin, "pub")
@@ -113,6 +115,7 @@ async def test_app_rights_are_chosen_by_advanced_users_only_and_decide_who_sees_
 
 
 # -- data --------------------------------------------------------------------------------------------------
+@pytest.mark.every_database
 async def test_data_lists_and_gets_follow_the_read_bits(xw: XW) -> None:
     c = await cast(xw)
     public = await xw.upload(c.alice, b"p", name="public")
@@ -151,6 +154,7 @@ async def test_removing_data_needs_the_write_bit(xw: XW) -> None:
 
 
 # -- jobs and tasks ------------------------------------------------------------------------------------------
+@pytest.mark.every_database
 async def test_jobs_and_tasks_are_seen_by_whoever_may_read_their_app(xw: XW) -> None:
     c = await cast(xw)
     await insert_app(xw, xw.admin, "pub")
@@ -181,6 +185,7 @@ async def test_jobs_and_tasks_are_seen_by_whoever_may_read_their_app(xw: XW) -> 
 
 
 # -- objects by UID -----------------------------------------------------------------------------------------
+@pytest.mark.every_database
 async def test_every_kind_of_object_is_found_by_uid_when_readable(xw: XW) -> None:
     c = await cast(xw)
     app = await insert_app(xw, c.alice, "a-priv")
@@ -304,6 +309,7 @@ async def test_hosts_are_managed_by_advanced_users(xw: XW) -> None:
 
 
 # -- disabling a host ------------------------------------------------------------------------------------------
+@pytest.mark.every_database
 async def test_a_disabled_host_hands_its_tasks_back_and_is_refused_until_enabled(xw: XW) -> None:
     await insert_app(xw, xw.admin, "pub")
     job = await xw.submit(xw.admin, "pub", max_retry=0)
@@ -358,6 +364,7 @@ async def test_disabling_a_host_answers_its_waiting_work_request(xw: XW) -> None
 
 
 # -- delegation ----------------------------------------------------------------------------------------------------
+@pytest.mark.every_database
 async def test_a_worker_reads_only_the_inputs_its_own_identity_may_read(xw: XW) -> None:
     c = await cast(xw)
     await insert_app(xw, xw.admin, "pub")
@@ -384,6 +391,7 @@ async def test_a_worker_reads_only_the_inputs_its_own_identity_may_read(xw: XW) 
 
 
 # -- worker kinds ----------------------------------------------------------------------------------------------------
+@pytest.mark.every_database
 async def test_each_worker_kind_runs_exactly_the_jobs_it_may(xw: XW) -> None:
     c = await cast(xw)
     await insert_app(xw, xw.admin, "pub")

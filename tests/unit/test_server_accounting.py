@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 if TYPE_CHECKING:
     from conftest import XW
 
@@ -27,6 +29,7 @@ async def _task(xw: XW, job_uid: str) -> dict[str, Any]:
     return task
 
 
+@pytest.mark.every_database
 async def test_a_report_stores_the_accounting_shown_on_the_task(xw: XW) -> None:
     job, _host, task = await _running(xw)
     body = {"status": "COMPLETED", "exit_code": 0, "accounting": ACCOUNTING}
@@ -40,6 +43,7 @@ async def test_a_report_stores_the_accounting_shown_on_the_task(xw: XW) -> None:
     assert via_object["object"]["accounting"] == ACCOUNTING
 
 
+@pytest.mark.every_database
 async def test_a_task_without_accounting_shows_null_and_a_partial_one_nulls_the_rest(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     first = await xw.submit(xw.admin, "work")
@@ -66,6 +70,7 @@ async def test_a_task_without_accounting_shows_null_and_a_partial_one_nulls_the_
     }
 
 
+@pytest.mark.every_database
 async def test_accounting_rides_on_a_work_request_report(xw: XW) -> None:
     job, host, task = await _running(xw)
     report = {"task_uid": task, "status": "COMPLETED", "exit_code": 0, "accounting": ACCOUNTING}

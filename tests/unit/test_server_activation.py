@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 if TYPE_CHECKING:
     from conftest import XW
 
@@ -46,6 +48,7 @@ async def test_a_host_shows_no_activation_and_no_gpus_before_it_reports_any(xw: 
     assert (await _host(xw, host))["activation"] is None
 
 
+@pytest.mark.every_database
 async def test_registration_stores_the_activation_and_the_gpus(xw: XW) -> None:
     body = {**HOST, "gpus": GPUS, "activation": {"state": "suspended", "detail": "cpu busy (load 3.2 > 1.0)"}}
     host = (await xw.ok("POST", "/work/register", token=xw.worker, json=body))["host_uid"]
@@ -64,6 +67,7 @@ async def test_registration_stores_the_activation_and_the_gpus(xw: XW) -> None:
     assert shown["activation"] == activation
 
 
+@pytest.mark.every_database
 async def test_a_heartbeat_moves_since_only_when_the_state_changes(xw: XW) -> None:
     host = await xw.register()
     await _heartbeat(xw, host, activation={"state": "active", "detail": "always"})
@@ -80,6 +84,7 @@ async def test_a_heartbeat_moves_since_only_when_the_state_changes(xw: XW) -> No
     assert (await _host(xw, host))["activation"] == changed
 
 
+@pytest.mark.every_database
 async def test_a_heartbeat_with_activation_still_extends_the_leases(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work")

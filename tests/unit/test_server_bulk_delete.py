@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from conftest import XW
 
 
+@pytest.mark.every_database
 async def test_bulk_removal_removes_what_it_may_and_says_why_not_for_the_rest(xw: XW) -> None:
     alice, bob = await xw.add_user("alice"), await xw.add_user("bob")
     await xw.insert_app(alice, "alices")  # private app: alice's jobs are 0700
@@ -51,6 +52,7 @@ async def test_bulk_removal_removes_what_it_may_and_says_why_not_for_the_rest(xw
     }
 
 
+@pytest.mark.every_database
 async def test_bulk_removal_aborts_running_jobs_and_removes_results(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     jobs = [await xw.submit(xw.admin, "work") for _ in range(2)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+import pytest
+
 from xwserver import leases
 from xwserver.collector import collect_garbage
 
@@ -16,6 +18,7 @@ def _later(xw: XW) -> float:
     return time.time() + xw.settings.gc_grace_s + 1
 
 
+@pytest.mark.every_database
 async def test_a_lost_tasks_result_is_collected_and_a_reported_one_is_kept(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     lost_job = await xw.submit(xw.admin, "work")
@@ -52,6 +55,7 @@ async def test_a_lost_tasks_result_is_collected_and_a_reported_one_is_kept(xw: X
     assert await collect_garbage(xw.srv, now=_later(xw)) == (0, 0)
 
 
+@pytest.mark.every_database
 async def test_a_running_tasks_result_is_never_collected(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     await xw.submit(xw.admin, "work")

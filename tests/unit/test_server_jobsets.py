@@ -54,6 +54,7 @@ async def test_a_set_is_created_shown_listed_and_counts_its_jobs(
     assert r.status == 400 and kind in r.body["message"]
 
 
+@pytest.mark.every_database
 async def test_sessions_and_groups_of_jobs_are_not_user_groups(xw: XW) -> None:
     session = await _create(xw, "/sessions", xw.admin)
     group = await _create(xw, "/groups", xw.admin)
@@ -184,6 +185,7 @@ async def test_a_set_name_is_required_and_checked(xw: XW) -> None:
     await xw.assert_healthy()
 
 
+@pytest.mark.every_database
 async def test_a_user_owning_a_set_cannot_be_removed(xw: XW) -> None:
     alice = await xw.add_user("alice")
     session = await _create(xw, "/sessions", alice)
@@ -196,6 +198,7 @@ async def test_a_user_owning_a_set_cannot_be_removed(xw: XW) -> None:
 
 
 # -- jobs bound to one host -----------------------------------------------------------------------------
+@pytest.mark.every_database
 async def test_a_job_bound_to_a_host_goes_to_that_host_only(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     chosen, other = await xw.register(name="chosen"), await xw.register(name="other")
@@ -208,6 +211,7 @@ async def test_a_job_bound_to_a_host_goes_to_that_host_only(xw: XW) -> None:
     assert [a["job_uid"] for a in await xw.request_work(chosen, capacity=5)] == [bound["uid"]]
 
 
+@pytest.mark.every_database
 async def test_a_job_may_only_be_bound_to_a_host_its_submitter_may_read(xw: XW) -> None:
     alice, bob = await xw.add_user("alice"), await xw.add_user("bob")
     public_host = await xw.register()  # a public worker's host: 0755, readable by all

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from conftest import XW
 
 
+@pytest.mark.every_database
 async def test_a_work_request_whose_worker_went_away_takes_no_job(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     host = await xw.register()

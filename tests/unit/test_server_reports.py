@@ -6,6 +6,8 @@ import base64
 import hashlib
 from typing import TYPE_CHECKING
 
+import pytest
+
 from xwcommon import defaults
 from xwserver import leases
 
@@ -13,6 +15,7 @@ if TYPE_CHECKING:
     from conftest import XW
 
 
+@pytest.mark.every_database
 async def test_a_work_request_carries_reports_and_gets_the_next_job(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     first = await xw.submit(xw.admin, "work")
@@ -38,6 +41,7 @@ async def test_a_work_request_carries_reports_and_gets_the_next_job(xw: XW) -> N
     assert (done["status"], done["exit_code"], done["message"]) == ("ERROR", 3, "boom")
 
 
+@pytest.mark.every_database
 async def test_a_report_for_a_task_no_longer_live_is_answered_alone(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     lost_job = await xw.submit(xw.admin, "work", max_retry=0)
@@ -75,6 +79,7 @@ async def test_a_report_for_a_task_no_longer_live_is_answered_alone(xw: XW) -> N
     assert answer["assignments"] == []
 
 
+@pytest.mark.every_database
 async def test_a_malformed_report_refuses_the_whole_request_and_changes_nothing(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work")
@@ -106,6 +111,7 @@ def _inline(content: bytes, sha256: str | None = None) -> dict[str, str]:
     }
 
 
+@pytest.mark.every_database
 async def test_a_small_result_rides_inline_in_the_report_and_is_stored_as_the_jobs_result(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work")
@@ -129,6 +135,7 @@ async def test_a_small_result_rides_inline_in_the_report_and_is_stored_as_the_jo
     assert data["owner_uid"] == done["owner_uid"]
 
 
+@pytest.mark.every_database
 async def test_a_bad_inline_result_is_refused_and_the_task_stays_live(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work")
@@ -162,6 +169,7 @@ async def test_a_bad_inline_result_is_refused_and_the_task_stays_live(xw: XW) ->
     assert (await xw.job(job["uid"]))["status"] == "COMPLETED"
 
 
+@pytest.mark.every_database
 async def test_a_bad_result_uid_beside_an_inline_result_refuses_that_report_alone(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     jobs = [(await xw.submit(xw.admin, "work"))["uid"] for _ in range(2)]

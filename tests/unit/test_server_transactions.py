@@ -30,6 +30,7 @@ async def _two_users(xw: XW) -> tuple[int, int]:
     return rows["left"], rows["right"]
 
 
+@pytest.mark.every_database
 async def test_two_transactions_that_deadlock_both_commit(xw: XW) -> None:
     if xw.srv.backend == "sqlite":
         pytest.skip("SQLite takes its one write lock at BEGIN IMMEDIATE: two transactions never interleave")

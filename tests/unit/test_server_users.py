@@ -6,6 +6,7 @@ import secrets
 from typing import Any
 from urllib.parse import quote
 
+import pytest
 from conftest import XW
 
 USER_KEYS = {"uid", "uri", "login", "rights", "group_uid", "email"}
@@ -26,6 +27,7 @@ async def logins(xw: XW, token: str) -> list[str]:
     return [u["login"] for u in (await xw.ok("GET", "/users", token=token))["users"]]
 
 
+@pytest.mark.every_database
 async def test_a_super_creates_a_user_who_logs_in_and_sees_only_itself(xw: XW) -> None:
     user, password = await create(xw, "alice", "STANDARD_USER", email="alice@example.org")
     assert set(user) == USER_KEYS
@@ -47,6 +49,7 @@ async def test_a_super_creates_a_user_who_logs_in_and_sees_only_itself(xw: XW) -
     await xw.assert_healthy()
 
 
+@pytest.mark.every_database
 async def test_logins_are_unique_and_every_field_is_checked(xw: XW) -> None:
     await create(xw, "alice")
     taken = await xw.call(
@@ -77,6 +80,7 @@ async def test_logins_are_unique_and_every_field_is_checked(xw: XW) -> None:
     await xw.assert_healthy()
 
 
+@pytest.mark.every_database
 async def test_groups_are_listed_with_their_members_and_a_member_sees_its_own_only(xw: XW) -> None:
     physics = await xw.ok("POST", "/usergroups", token=xw.admin, json={"label": "physics"}, expect=201)
     assert set(physics) == GROUP_KEYS and physics["members"] == 0 and physics["label"] == "physics"
@@ -99,6 +103,7 @@ async def test_groups_are_listed_with_their_members_and_a_member_sees_its_own_on
     await xw.assert_healthy()
 
 
+@pytest.mark.every_database
 async def test_a_group_with_members_is_not_removed(xw: XW) -> None:
     await xw.ok("POST", "/usergroups", token=xw.admin, json={"label": "physics"})
     await create(xw, "alice", group="physics")
@@ -140,6 +145,7 @@ async def test_a_super_neither_lowers_its_own_rights_nor_removes_itself(xw: XW) 
     await xw.assert_healthy()
 
 
+@pytest.mark.every_database
 async def test_a_user_owning_objects_is_not_removed_and_the_answer_says_what_it_owns(xw: XW) -> None:
     _, password = await create(xw, "alice")
     alice = await xw.login("alice", password)
@@ -156,6 +162,7 @@ async def test_a_user_owning_objects_is_not_removed_and_the_answer_says_what_it_
     await xw.assert_healthy()
 
 
+@pytest.mark.every_database
 async def test_removing_a_worker_identity_hands_its_running_task_back_and_removes_its_hosts(xw: XW) -> None:
     volunteer = await xw.add_user("volunteer", "WORKER")
     host = await xw.register(volunteer, name="volunteer-pc")
