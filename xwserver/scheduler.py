@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from xwcommon.errors import Busy, Forbidden
+from xwcommon.errors import Forbidden
 from xwcommon.levels import UserLevel
 from xwcommon.platforms import ANY
 from xwcommon.protocol import MAX_BYTES
@@ -141,13 +141,15 @@ async def claim(
     ]
 
 
-def come_back_s(srv: Server) -> float:
+def come_back_s(srv: Server, *, busy: bool = False) -> float:
     """When a worker that found no room should ask again: ``come_back_s`` on average, up to
     four times longer the more requests wait beyond the cap, jittered by ±50% so a fleet
-    turned away together does not return together."""
+    turned away together does not return together. ``busy``: turned away by admission (the
+    database is busy this instant, not the queue empty): a quarter of that."""
     limit = max(1, srv.settings.max_waiting_requests)
     load = min(4.0, max(1.0, srv.notifier.waiting / limit))
-    return round(srv.settings.come_back_s * load * random.uniform(0.5, 1.5), 1)
+    mean = srv.settings.come_back_s * (0.25 if busy else load)
+    return round(max(0.5, mean * random.uniform(0.5, 1.5)), 1)
 
 
 def _always() -> bool:
@@ -185,11 +187,10 @@ async def request_work(
         return reported, released, got
 
     # Admission: a crowd of work requests queued on the pool would starve heartbeats and
-    # reports (whose leases run meanwhile); beyond the cap they are told to come back.
-    if srv.work_in_flight >= srv.settings.max_work_in_flight:
-        raise Busy(
-            "the server is busy; try again in a moment", retry_after_s=max(1, round(come_back_s(srv) / 4))
-        )
+    # reports (whose leases run meanwhile). A request that carries reports is always let
+    # in (it completes jobs); one that only asks for work is told to come back shortly.
+    if not msg.reports and srv.work_in_flight >= srv.settings.max_work_in_flight:
+        return WorkAnswer(retry_after_s=come_back_s(srv, busy=True))
     srv.work_in_flight += 1
     try:
         # without reports, losing this transaction in a database crash loses nothing a user saw

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
@@ -11,6 +11,10 @@ import pytest
 from xwcommon import defaults
 from xwcommon.protocol.work import WorkAnswer
 from xwcommon.transport import pinned_ssl_context
+from xwserver.db.engine import transaction
+from xwserver.hosts import own_host
+from xwserver.scheduler import claim
+from xwserver.users import resolve_token
 
 if TYPE_CHECKING:
     from conftest import XW
@@ -64,14 +68,36 @@ async def test_a_work_request_that_finds_no_room_to_wait_is_told_when_to_come_ba
     assert [a["job_uid"] for a in await asyncio.wait_for(waiting, 10)] == [job["uid"]]
 
 
-@pytest.mark.parametrize("server_conf", [{"max_work_in_flight": "0"}])
-async def test_work_requests_beyond_the_admission_cap_get_503_and_heartbeats_still_pass(xw: XW) -> None:
+@pytest.mark.parametrize("server_conf", [{"max_work_in_flight": "0", "come_back_s": "8"}])
+async def test_work_requests_beyond_the_admission_cap_come_back_soon_and_reports_and_heartbeats_pass(
+    xw: XW,
+) -> None:
     await xw.insert_app(xw.admin, "work")
     host = await xw.register()
-    r = await xw.call(
+    job = await xw.submit(xw.admin, "work")
+    body = await xw.ok(
         "POST", "/work/request", token=xw.worker, json={"host_uid": host, "capacity": 1, "wait_s": 0}
     )
-    assert r.status == 503 and r.body["error"] == "busy"
-    assert int(r.headers["Retry-After"]) >= 1
+    answer = WorkAnswer.from_wire(body)
+    assert answer.assignments == [] and answer.retry_after_s is not None
+    assert 0.5 <= answer.retry_after_s <= 3.0  # a quarter of come_back_s, jittered
     beat = await xw.call("POST", "/work/heartbeat", token=xw.worker, json={"host_uid": host, "task_uids": []})
     assert beat.status == 200
+    assert (await xw.job(job["uid"]))["status"] == "PENDING"
+    # a request carrying reports is let in: it completes jobs
+    caller = await resolve_token(xw.srv, xw.worker)
+    held = await own_host(xw.srv, caller, host)
+
+    async def take(conn: Any) -> list[Any]:
+        return await claim(xw.srv, conn, caller, held, 1)
+
+    [a] = await transaction(xw.srv.engine, take)
+    report = {"task_uid": a.task_uid, "status": "COMPLETED", "exit_code": 0}
+    body = await xw.ok(
+        "POST",
+        "/work/request",
+        token=xw.worker,
+        json={"host_uid": host, "capacity": 1, "wait_s": 0, "reports": [report]},
+    )
+    assert [o["task_uid"] for o in body["reported"]] == [a.task_uid]
+    assert (await xw.job(job["uid"]))["status"] == "COMPLETED"

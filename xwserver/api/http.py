@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from xwcommon import defaults
 from xwcommon.errors import (
@@ -116,6 +117,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         log.error("disk full on %s %s: %s", request.method, request.path, exc)
         full = StorageFull("the server's disk is full; try again later or ask the administrator")
         return error_response(full.http_status, full.code, full.message)
+    except PoolTimeout:
+        # every database connection stayed busy for db_wait_s: the server is busy, the
+        # request was fine (the hot path's transaction() says the same)
+        log.warning("no database connection within db_wait_s for %s %s", request.method, request.path)
+        busy = Busy("every database connection is busy; try again in a moment", retry_after_s=2)
+        response = error_response(busy.http_status, busy.code, busy.message)
+        response.headers["Retry-After"] = str(busy.retry_after_s)
+        return response
     except DBAPIError as exc:
         if not _database_full(exc):
             log.exception("internal error on %s %s", request.method, request.path)
