@@ -2,7 +2,9 @@
 #
 #   make install   create/refresh .venv with the project (editable) and every extra
 #   make demo      run the end-to-end demo (server, workers, client) on this machine
-#   make test      lint, format check, type check, then the whole test suite
+#   make test      lint, format check, type check, then the whole test suite (every tier, every
+#                  database; on every core: PYTEST_ARGS adds options, PYTEST_PARALLEL= runs serially)
+#   make test-fast the unit, domain and HTTP contract tiers on SQLite, on every core (no lint)
 #   make lint      ruff check, ruff format --check, mypy
 #   make fmt       format the code and apply ruff's safe fixes
 #   make bench     run the benchmarks (they print figures; they are not tests): dispatch (with its
@@ -19,9 +21,13 @@ STAMP  := $(VENV)/.installed-stamp
 RUFF   := $(VENV)/bin/ruff
 MYPY   := $(VENV)/bin/mypy
 PYTEST := $(VENV)/bin/pytest
+# tests sharing a module's fixture stay in one worker (tests/conftest.py marks them xdist_group)
+PYTEST_PARALLEL ?= -n auto --dist loadgroup
+# the tiers that answer in about a minute: no real processes, no database server
+FAST_TIERS := not e2e and not slow and not postgres and not mariadb
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint fmt fuzz bench bench-dispatch bench-ceiling bench-worker bench-macro clean distclean
+.PHONY: help install demo test test-fast lint fmt fuzz bench bench-dispatch bench-ceiling bench-worker bench-macro clean distclean
 
 help:
 	@sed -n 's/^#   //p' Makefile
@@ -48,7 +54,10 @@ test: install
 	$(RUFF) check .
 	$(RUFF) format --check .
 	$(MYPY)
-	$(PYTEST)
+	$(PYTEST) $(PYTEST_PARALLEL) $(PYTEST_ARGS)
+
+test-fast: install
+	$(PYTEST) $(PYTEST_PARALLEL) -m "$(FAST_TIERS)" $(PYTEST_ARGS)
 
 lint: install
 	$(RUFF) check .

@@ -72,9 +72,25 @@ def tier(item: pytest.Item) -> str:
     return "unit"
 
 
+def shared_fixtures(item: pytest.Item) -> list[str]:
+    """The module-scoped fixtures a test uses (a server and its world, a deployment...)."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return []
+    return sorted(
+        name for name, defs in info.name2fixturedefs.items() if defs and defs[-1].scope in ("module", "class")
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         item.add_marker(tier(item))
+        shared = shared_fixtures(item)
+        if shared:
+            # under ``pytest -n N --dist loadgroup`` the tests sharing a module's fixture run in
+            # one worker process, which sets it up once (else each worker would build its own)
+            item.add_marker(pytest.mark.xdist_group(f"{item.path.name}:{'+'.join(shared)}"))
         if item.path.parent.name == "chaos":
             item.add_marker("chaos")
         params = getattr(getattr(item, "callspec", None), "params", {})

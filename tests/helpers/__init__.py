@@ -5,7 +5,9 @@
 - :mod:`helpers.databases`  a fresh PostgreSQL or MariaDB database per test, dropped afterwards
 - :mod:`helpers.api`        a small synchronous HTTPS client to observe a server (jobs, tasks)
 - :mod:`helpers.deployment` a server home, its server process, workers and the client CLI
+- :mod:`helpers.password_cost` a cheap password-hash cost for servers run in the test's process
 
 They use the programs as users do (``python -m xwserver|xwworker|xwclient``); nothing
-here imports the server, the worker or the client.
+here imports the server, the worker or the client, but ``password_cost`` (which sets the
+cost of the in-process servers of tests/unit/conftest.py).
 """

@@ -13,7 +13,7 @@ reports, access filters in SQL, constraints, column types, collations, transacti
 checking an answer's validation or an HTTP detail three times tests nothing more.
 
 Passwords are hashed with a cheap scrypt cost inside these servers (see
-:func:`cheap_password_hashes`); tests/unit/test_password_cost.py holds the production cost.
+tests/helpers/password_cost.py); tests/unit/test_password_cost.py holds the production cost.
 
 Other test folders reuse this harness by loading this file (see tests/security/conftest.py)
 and override ``server_conf`` to change the server's settings.
@@ -40,13 +40,13 @@ from typing import Any
 
 import aiohttp
 import pytest
+from helpers.password_cost import cheap_password_hashes
 from sqlalchemy.engine import URL, make_url
 
 from xwcommon import defaults
 from xwcommon.protocol.work import Registered, Registration, WorkAnswer, WorkRequest
 from xwcommon.transport import pinned_ssl_context
 from xwserver import app as server_app
-from xwserver import passwords
 from xwserver.bootstrap import bootstrap
 from xwserver.db.engine import create_engine, migrate
 from xwserver.keystore import CA_CERT, init_keystore
@@ -228,25 +228,6 @@ async def fresh_database(backend: str, home: Path, templates: Templates) -> Asyn
 
 def _with_database(admin: URL, name: str) -> str:
     return admin.set(database=name).render_as_string(hide_password=False)
-
-
-# -- password hashes ------------------------------------------------------------------------------------
-#: scrypt's N inside the tests' servers: ~0.1 ms a hash instead of ~50 ms. A server's bootstrap
-#: makes two, every user made and every login one more: at the production cost they were about
-#: a fifth of the contract tests' time.
-TEST_SCRYPT_N = 2**4
-
-
-@contextlib.contextmanager
-def cheap_password_hashes() -> Iterator[None]:
-    """Hash new passwords at :data:`TEST_SCRYPT_N` while inside. A hash carries its own cost,
-    so verifying runs the production code unchanged; only the work factor is smaller."""
-    saved = passwords._N
-    passwords._N = TEST_SCRYPT_N
-    try:
-        yield
-    finally:
-        passwords._N = saved
 
 
 # -- the server's log -----------------------------------------------------------------------------------
