@@ -15,6 +15,9 @@ checking an answer's validation or an HTTP detail three times tests nothing more
 Passwords are hashed with a cheap scrypt cost inside these servers (see
 tests/helpers/password_cost.py); tests/unit/test_password_cost.py holds the production cost.
 
+``domain`` is the same server's state without HTTP: a session per database for the domain
+tier, on every backend.
+
 Other test folders reuse this harness by loading this file (see tests/security/conftest.py)
 and override ``server_conf`` to change the server's settings.
 """
@@ -539,11 +542,14 @@ async def _served(home: Path, backend: str, db_url: str, conf: dict[str, str]) -
 
 # -- fixtures -------------------------------------------------------------------------------------------
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """``backend``: SQLite; every backend for a test marked ``every_database``; what a test's
-    own ``parametrize("backend", ...)`` says."""
+    """``backend``: SQLite; every backend for a test of the domain tier (the ``domain``
+    fixture) or marked ``every_database``; what a test's own ``parametrize("backend", ...)`` says."""
     if "backend" not in metafunc.fixturenames or _parametrizes_backend(metafunc):
         return
-    every = metafunc.definition.get_closest_marker("every_database") is not None
+    every = (
+        "domain" in metafunc.fixturenames
+        or metafunc.definition.get_closest_marker("every_database") is not None
+    )
     metafunc.parametrize("backend", BACKENDS if every else ["sqlite"], indirect=True)
 
 
@@ -573,6 +579,23 @@ def db_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates
     templates = Templates(tmp_path_factory.mktemp("db-templates"))
     yield templates
     asyncio.run(templates.drop())
+
+
+@pytest.fixture
+async def domain(tmp_path: Path, backend: str, db_templates: Templates) -> AsyncIterator[Server]:
+    """The domain tier: the server's state (database, data store, settings) on a fresh database
+    of ``backend``, bootstrapped (``admin`` and the public worker), to call the server's
+    functions on (``srv.sessions``, ``srv.engine``) without HTTP or TLS. Every backend."""
+    home = tmp_path / "home"
+    with cheap_password_hashes():
+        async with fresh_database(backend, home, db_templates) as db_url:
+            settings = _configure(home, db_url, {})
+            await bootstrap(settings, "admin", ADMIN_PASSWORD)
+            srv = Server(settings, create_engine(settings.db_url), DataStore(settings.data_dir))
+            try:
+                yield srv
+            finally:
+                await srv.engine.dispose()
 
 
 @pytest.fixture

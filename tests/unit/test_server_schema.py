@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from xwserver.db.models import Base, exists_on
 
 if TYPE_CHECKING:
-    from conftest import XW
+    from xwserver.state import Server
 
 
 def _differences(sync_conn: Any) -> list[Any]:
@@ -29,8 +28,7 @@ def _ignored(diff: Any) -> bool:
     return isinstance(diff, tuple) and diff[0] == "remove_table" and diff[1].name == "alembic_version"
 
 
-@pytest.mark.every_database
-async def test_the_migrated_schema_is_the_models_schema(xw: XW) -> None:
-    async with xw.srv.engine.connect() as conn:
+async def test_the_migrated_schema_is_the_models_schema(domain: Server) -> None:
+    async with domain.engine.connect() as conn:
         differences = await conn.run_sync(_differences)
     assert differences == []
