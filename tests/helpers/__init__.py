@@ -2,7 +2,8 @@
 
 - :mod:`helpers.net`        free loopback ports, a plain TCP listener that records connections
 - :mod:`helpers.waiting`    bounded waits: a hang fails with a message instead of hanging
-- :mod:`helpers.databases`  a fresh PostgreSQL or MariaDB database per test, dropped afterwards
+- :mod:`helpers.databases`  a fresh database per test (empty, or a copy of a migrated template),
+                            dropped afterwards: the one way the suite makes databases
 - :mod:`helpers.api`        a small synchronous HTTPS client to observe a server (jobs, tasks)
 - :mod:`helpers.deployment` a server home, its server process, workers and the client CLI
 - :mod:`helpers.password_cost` a cheap password-hash cost for servers run in the test's process

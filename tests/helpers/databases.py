@@ -1,9 +1,16 @@
-"""A fresh database per test on the PostgreSQL and MariaDB servers the suite is given.
+"""A fresh database per test on the PostgreSQL and MariaDB servers the suite is given: the one
+place the suite makes databases.
 
 The servers come from ``XW_TEST_PG_URL`` and ``XW_TEST_MYSQL_URL`` (SQLAlchemy URLs whose
 database is only used to connect as an administrator). Each test gets its own database
 ``xwt_<hex>`` created there with asyncpg or aiomysql directly, and dropped afterwards, so
 tests running at the same time never see each other's rows.
+
+- :func:`fresh_database` an empty one, that ``xwserver init --db URL`` migrates as users'
+  deployments do (the end-to-end tier);
+- :func:`migrated_database` one that holds the schema already, copied from a template
+  migrated once per test session (:class:`Templates`): the in-process servers of the domain
+  and contract tiers, for which migrating a database costs more than the test.
 
 A server that does not answer skips the test locally and fails it in CI (``CI=true``), so
 CI never passes by skipping.
@@ -12,10 +19,13 @@ CI never passes by skipping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,3 +149,172 @@ def fresh_database(backend: str) -> Iterator[str | None]:
             yield url
     else:
         raise ValueError(f"unknown database backend {backend!r}")
+
+
+# -- databases holding the schema, copied from templates ------------------------------------------------
+def _engine(url: str) -> Any:
+    from xwserver.db.engine import create_engine
+
+    return create_engine(url)
+
+
+async def _migrate(engine: Any) -> None:
+    """Migrate as a server does (``xwserver.db.engine.migrate``)."""
+    from xwserver.db.engine import migrate as server_migrate
+
+    await server_migrate(engine)
+
+
+class Templates:
+    """Databases migrated once per test session, of which each test gets a fresh copy.
+
+    Migrating a new database costs more than a test (PostgreSQL ~0.4 s), so each backend is
+    migrated once, by ``xwserver.db.engine.migrate`` as a server does, and every test's
+    database ``xwu_<hex>`` is created from it: ``CREATE DATABASE … TEMPLATE`` on PostgreSQL,
+    the template's own ``SHOW CREATE TABLE`` statements on MariaDB, a file copy on SQLite.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.sqlite_file: Path | None = None
+        self.pg: str | None = None
+        self.mysql: str | None = None
+        self.mysql_tables: list[tuple[str, str]] = []  # (name, CREATE TABLE statement)
+
+    async def sqlite(self) -> Path:
+        if self.sqlite_file is None:
+            path = self.folder / "template.db"
+            engine = _engine(f"sqlite+aiosqlite:///{path}")
+            try:
+                await _migrate(engine)
+            finally:
+                await engine.dispose()
+            self.sqlite_file = path
+        return self.sqlite_file
+
+    async def drop(self) -> None:
+        if self.pg:
+            conn = await _pg_admin()
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{self.pg}" WITH (FORCE)')
+            finally:
+                await conn.close()
+        if self.mysql:
+            await _mysql_admin(f"DROP DATABASE IF EXISTS `{self.mysql}`")
+
+
+async def _pg_admin() -> Any:
+    import asyncpg
+
+    admin = pg_admin_url()
+    return await asyncpg.connect(
+        host=admin.host or "127.0.0.1",
+        port=admin.port or 5432,
+        user=admin.username,
+        password=admin.password,
+        database=admin.database or "postgres",
+        timeout=5,
+    )
+
+
+async def _mysql_admin(*statements: str, database: str | None = None) -> list[tuple[Any, ...]]:
+    """Run statements on the MariaDB admin connection; the rows of the last one."""
+    import aiomysql
+
+    admin = mysql_admin_url()
+    conn = await aiomysql.connect(
+        host=admin.host or "127.0.0.1",
+        port=admin.port or 3306,
+        user=admin.username or "root",
+        password=admin.password or "",
+        db=database,
+        connect_timeout=5,
+    )
+    try:
+        async with conn.cursor() as cur:
+            for sql in statements:
+                await cur.execute(sql)
+            return list(await cur.fetchall())
+    finally:
+        conn.close()
+
+
+async def _migrated(url: str) -> None:
+    engine = _engine(url)
+    try:
+        await _migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(backend: str, home: Path, templates: Templates) -> AsyncIterator[str]:
+    """Yield the SQLAlchemy URL of a new database of ``backend`` holding the schema (a copy of
+    ``templates``' template; SQLite: ``home/var/xwserver.db``); drop it afterwards."""
+    name = f"xwu_{secrets.token_hex(6)}"
+    if backend == "sqlite":
+        db = home / "var" / "xwserver.db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(await templates.sqlite(), db)
+        yield f"sqlite+aiosqlite:///{db}"
+        return
+    if backend == "postgresql":
+        import asyncpg
+
+        admin = pg_admin_url()
+        try:
+            conn = await _pg_admin()
+        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+            unavailable(f"PostgreSQL at {admin.render_as_string(hide_password=True)}", exc)
+        try:
+            if templates.pg is None:
+                template = f"xwu_template_{secrets.token_hex(6)}"
+                await conn.execute(f'CREATE DATABASE "{template}"')
+                templates.pg = template
+                await _migrated(_with_database(admin, template))
+            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{templates.pg}"')
+        finally:
+            await conn.close()
+        try:
+            yield _with_database(admin, name)
+        finally:
+            conn = await _pg_admin()
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+        return
+    if backend == "mariadb":
+        import aiomysql
+
+        admin = mysql_admin_url()
+        try:
+            if templates.mysql is None:
+                template = f"xwu_template_{secrets.token_hex(6)}"
+                await _mysql_admin(f"CREATE DATABASE `{template}`")
+                templates.mysql = template
+                await _migrated(_with_database(admin, template))
+                tables = await _mysql_admin("SHOW TABLES", database=template)
+                for (table,) in tables:
+                    [(_, ddl)] = await _mysql_admin(f"SHOW CREATE TABLE `{table}`", database=template)
+                    templates.mysql_tables.append((table, ddl))
+            await _mysql_admin(f"CREATE DATABASE `{name}`")
+        except (OSError, TimeoutError, aiomysql.OperationalError) as exc:
+            unavailable(f"MariaDB at {admin.render_as_string(hide_password=True)}", exc)
+        try:
+            await _mysql_admin(
+                "SET foreign_key_checks = 0",
+                *(ddl for _table, ddl in templates.mysql_tables),
+                f"INSERT INTO alembic_version SELECT * FROM `{templates.mysql}`.alembic_version",
+                "COMMIT",
+                database=name,
+            )
+            yield _with_database(admin, name)
+        finally:
+            await _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+        return
+    raise ValueError(backend)
+
+
+def _with_database(admin: URL, name: str) -> str:
+    return admin.set(database=name).render_as_string(hide_password=False)

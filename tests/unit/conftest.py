@@ -31,9 +31,7 @@ import hashlib
 import io
 import json as jsonlib
 import logging
-import os
 import secrets
-import shutil
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -43,22 +41,20 @@ from typing import Any
 
 import aiohttp
 import pytest
+from helpers.databases import Templates
+from helpers.databases import migrated_database as fresh_database
 from helpers.password_cost import cheap_password_hashes
-from sqlalchemy.engine import URL, make_url
 
 from xwcommon import defaults
 from xwcommon.protocol.work import Registered, Registration, WorkAnswer, WorkRequest
 from xwcommon.transport import pinned_ssl_context
 from xwserver import app as server_app
 from xwserver.bootstrap import bootstrap
-from xwserver.db.engine import create_engine, migrate
+from xwserver.db.engine import create_engine
 from xwserver.keystore import CA_CERT, init_keystore
 from xwserver.settings import ServerSettings
 from xwserver.state import Server
 from xwserver.store import DataStore
-
-PG_URL = os.environ.get("XW_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-MYSQL_URL = os.environ.get("XW_TEST_MYSQL_URL", "mysql+aiomysql://root@127.0.0.1:3306/test")
 
 ADMIN_PASSWORD = "admin-" + secrets.token_hex(8)
 START_TIMEOUT_S = 20.0
@@ -69,168 +65,6 @@ BACKENDS = [
     pytest.param("postgresql", marks=pytest.mark.postgres),
     pytest.param("mariadb", marks=pytest.mark.mariadb),
 ]
-
-
-# -- databases -----------------------------------------------------------------------------------------
-def _unavailable(what: str, exc: BaseException) -> None:
-    message = f"{what} does not answer ({type(exc).__name__}: {exc})"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message + "; CI needs it", pytrace=False)
-    pytest.skip(message)
-
-
-class Templates:
-    """Databases migrated once per test session, of which each test gets a fresh copy.
-
-    Migrating a new database costs more than a test (PostgreSQL ~0.4 s), so each backend is
-    migrated once, by ``xwserver.db.engine.migrate`` as a server does, and every test's
-    database ``xwu_<hex>`` is created from it: ``CREATE DATABASE … TEMPLATE`` on PostgreSQL,
-    the template's own ``SHOW CREATE TABLE`` statements on MariaDB, a file copy on SQLite.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.sqlite_file: Path | None = None
-        self.pg: str | None = None
-        self.mysql: str | None = None
-        self.mysql_tables: list[tuple[str, str]] = []  # (name, CREATE TABLE statement)
-
-    async def sqlite(self) -> Path:
-        if self.sqlite_file is None:
-            path = self.folder / "template.db"
-            engine = create_engine(f"sqlite+aiosqlite:///{path}")
-            try:
-                await migrate(engine)
-            finally:
-                await engine.dispose()
-            self.sqlite_file = path
-        return self.sqlite_file
-
-    async def drop(self) -> None:
-        if self.pg:
-            conn = await _pg_admin()
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{self.pg}" WITH (FORCE)')
-            finally:
-                await conn.close()
-        if self.mysql:
-            await _mysql_admin(f"DROP DATABASE IF EXISTS `{self.mysql}`")
-
-
-async def _pg_admin() -> Any:
-    import asyncpg
-
-    admin = make_url(PG_URL)
-    return await asyncpg.connect(
-        host=admin.host or "127.0.0.1",
-        port=admin.port or 5432,
-        user=admin.username,
-        password=admin.password,
-        database=admin.database or "postgres",
-        timeout=5,
-    )
-
-
-async def _mysql_admin(*statements: str, database: str | None = None) -> list[tuple[Any, ...]]:
-    """Run statements on the MariaDB admin connection; the rows of the last one."""
-    import aiomysql
-
-    admin = make_url(MYSQL_URL)
-    conn = await aiomysql.connect(
-        host=admin.host or "127.0.0.1",
-        port=admin.port or 3306,
-        user=admin.username or "root",
-        password=admin.password or "",
-        db=database,
-        connect_timeout=5,
-    )
-    try:
-        async with conn.cursor() as cur:
-            for sql in statements:
-                await cur.execute(sql)
-            return list(await cur.fetchall())
-    finally:
-        conn.close()
-
-
-async def _migrated(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
-
-
-@contextlib.asynccontextmanager
-async def fresh_database(backend: str, home: Path, templates: Templates) -> AsyncIterator[str]:
-    """Yield the SQLAlchemy URL of a new database holding the schema; drop it afterwards."""
-    name = f"xwu_{secrets.token_hex(6)}"
-    if backend == "sqlite":
-        db = home / "var" / "xwserver.db"
-        db.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(await templates.sqlite(), db)
-        yield f"sqlite+aiosqlite:///{db}"
-        return
-    if backend == "postgresql":
-        import asyncpg
-
-        admin = make_url(PG_URL)
-        try:
-            conn = await _pg_admin()
-        except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-            _unavailable(f"PostgreSQL at {admin.render_as_string(hide_password=True)}", exc)
-        try:
-            if templates.pg is None:
-                template = f"xwu_template_{secrets.token_hex(6)}"
-                await conn.execute(f'CREATE DATABASE "{template}"')
-                templates.pg = template
-                await _migrated(_with_database(admin, template))
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{templates.pg}"')
-        finally:
-            await conn.close()
-        try:
-            yield _with_database(admin, name)
-        finally:
-            conn = await _pg_admin()
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
-        return
-    if backend == "mariadb":
-        import aiomysql
-
-        admin = make_url(MYSQL_URL)
-        try:
-            if templates.mysql is None:
-                template = f"xwu_template_{secrets.token_hex(6)}"
-                await _mysql_admin(f"CREATE DATABASE `{template}`")
-                templates.mysql = template
-                await _migrated(_with_database(admin, template))
-                tables = await _mysql_admin("SHOW TABLES", database=template)
-                for (table,) in tables:
-                    [(_, ddl)] = await _mysql_admin(f"SHOW CREATE TABLE `{table}`", database=template)
-                    templates.mysql_tables.append((table, ddl))
-            await _mysql_admin(f"CREATE DATABASE `{name}`")
-        except (OSError, TimeoutError, aiomysql.OperationalError) as exc:
-            _unavailable(f"MariaDB at {admin.render_as_string(hide_password=True)}", exc)
-        try:
-            await _mysql_admin(
-                "SET foreign_key_checks = 0",
-                *(ddl for _table, ddl in templates.mysql_tables),
-                f"INSERT INTO alembic_version SELECT * FROM `{templates.mysql}`.alembic_version",
-                "COMMIT",
-                database=name,
-            )
-            yield _with_database(admin, name)
-        finally:
-            await _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
-        return
-    raise ValueError(backend)
-
-
-def _with_database(admin: URL, name: str) -> str:
-    return admin.set(database=name).render_as_string(hide_password=False)
 
 
 # -- the server's log -----------------------------------------------------------------------------------
