@@ -9,6 +9,7 @@
 - :mod:`helpers.password_cost` a cheap password-hash cost for servers run in the test's process
 
 They use the programs as users do (``python -m xwserver|xwworker|xwclient``); nothing
-here imports the server, the worker or the client, but ``password_cost`` (which sets the
-cost of the in-process servers of tests/unit/conftest.py).
+here imports the server, the worker or the client at import time. The in-process servers of
+tests/unit/conftest.py take two things from here that do, when called: the migrated
+templates (the server's own migrations) and the cheap password cost.
 """
