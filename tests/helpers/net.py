@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import random
 import socket
 import threading
 from types import TracebackType
 
+#: the ports tests' servers listen on: below Linux's ephemeral range (32768-60999), which the
+#: kernel hands to outgoing connections and to ``bind(0)``, so that no client connection, of
+#: this test or of another, takes a port a server is about to bind or bind again after a restart
+SERVER_PORTS = range(20000, 32768)
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Under ``pytest -n N`` each worker process draws from its own share of :data:`SERVER_PORTS`,
+    so two tests running at once never pick the same port between its pick and its bind.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    ports = SERVER_PORTS[int(worker or 0) % count :: count]
+    for _ in range(1000):
+        port = random.choice(ports)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # taken, or still in TIME_WAIT: draw again
+                continue
+            return port
+    raise RuntimeError(f"no free port among {len(ports)} of {SERVER_PORTS}")
 
 
 class RecordingListener:

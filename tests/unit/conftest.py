@@ -32,7 +32,6 @@ import io
 import json as jsonlib
 import logging
 import secrets
-import socket
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ import aiohttp
 import pytest
 from helpers.databases import Templates
 from helpers.databases import migrated_database as fresh_database
+from helpers.net import free_port
 from helpers.password_cost import cheap_password_hashes
 
 from xwcommon import defaults
@@ -247,12 +247,6 @@ class XW:
         problems = self.log.problems()
         assert not problems, "the server logged errors:\n" + "\n".join(problems)
         assert "Traceback" not in self.log.text()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_server_conf(home: Path, url: str, db_url: str, extra: dict[str, str]) -> None:
