@@ -1,7 +1,7 @@
 """``make fuzz``: schemathesis (``--checks all``) against a real server, admin then STANDARD user.
 
 A throw-away deployment (``xwserver init`` in a temporary folder, a free loopback port) is
-started with ``xwserver start``, a STANDARD user added, and ``st run`` pointed at the
+started with ``xwserver start`` (with :data:`SETTINGS`), a STANDARD user added, and ``st run`` pointed at the
 server's own OpenAPI document with each token (settings in ``schemathesis.toml``). Extra
 arguments go to ``st run`` (e.g. ``--max-examples 200``). The server is stopped at the end;
 the exit status is 1 if either run found a failure.
@@ -21,6 +21,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+#: the deployment's settings for a fuzzing run: a work request that finds no job is told at
+#: once when to come back instead of long-polling for up to its wait_s (60 s): the answer is
+#: what is checked, and a run would otherwise spend most of its time waiting (the long-poll
+#: itself is tested in tests/unit/test_server_longpoll.py)
+SETTINGS = {"max_waiting_requests": "0"}
 
 
 def _free_port() -> int:
@@ -55,6 +60,8 @@ def main(extra: list[str]) -> int:
             if line.startswith("password=")
         )
         del init
+        with (home / "conf" / "xwserver.conf").open("a") as conf:
+            conf.writelines(f"{key}={value}\n" for key, value in SETTINGS.items())
         subprocess.run([BIN / "xwserver", "start", "--home", home], check=True)
         try:
             ca = home / "keystore" / "ca.pem"

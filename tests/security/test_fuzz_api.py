@@ -22,7 +22,16 @@ if TYPE_CHECKING:
     from conftest import XW
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools"))
+from fuzz import SETTINGS  # noqa: E402
+
 ST = Path(sys.executable).parent / "st"
+
+
+@pytest.fixture
+def server_conf(server_conf: dict[str, str]) -> dict[str, str]:
+    """The security tests' settings, and make fuzz's (no long-poll: answers at once)."""
+    return {**server_conf, **SETTINGS}
 
 
 #: who runs, and the routes it runs over (a WORKER identity may call /work/* alone)
