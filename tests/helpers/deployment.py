@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -610,11 +611,12 @@ class Deployment:
     def close(self) -> None:
         """Stop everything this deployment started, whatever state the test left it in."""
         errors: list[BaseException] = []
-        for w in self.workers:
-            try:
-                w.close()
-            except BaseException as exc:  # keep going: the server must be stopped too
-                errors.append(exc)
+        # the workers stop side by side: each may take its grace period to hand tasks back
+        with ThreadPoolExecutor(max_workers=max(1, len(self.workers))) as pool:
+            for done in [pool.submit(w.close) for w in self.workers]:
+                exc = done.exception()
+                if exc is not None:  # keep going: the server must be stopped too
+                    errors.append(exc)
         if self.home.is_dir():
             try:
                 self.stop_server()
