@@ -84,6 +84,7 @@ async def test_bulk_removal_aborts_running_jobs_and_removes_results(xw: XW) -> N
     await xw.assert_healthy()
 
 
+@pytest.mark.every_database
 @pytest.mark.parametrize("how", ["bulk", "one"])
 async def test_a_result_another_job_reads_as_input_stays(xw: XW, how: str) -> None:
     await xw.insert_app(xw.admin, "work")

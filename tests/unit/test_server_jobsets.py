@@ -21,6 +21,7 @@ async def _create(xw: XW, path: str, token: str, name: str = "run 1", **extra: A
     return dict(await xw.ok("POST", path, token=token, json={"name": name, **extra}, expect=201))
 
 
+@pytest.mark.every_database
 @pytest.mark.parametrize(("path", "kind", "field"), KINDS)
 async def test_a_set_is_created_shown_listed_and_counts_its_jobs(
     xw: XW, path: str, kind: str, field: str
@@ -73,6 +74,7 @@ async def test_sessions_and_groups_of_jobs_are_not_user_groups(xw: XW) -> None:
     assert (await xw.job(job["uid"]))["session_uid"] == session["uid"]
 
 
+@pytest.mark.every_database
 @pytest.mark.parametrize(("path", "kind", "field"), KINDS)
 async def test_others_see_only_what_the_access_bits_allow(xw: XW, path: str, kind: str, field: str) -> None:
     alice, bob = await xw.add_user("alice"), await xw.add_user("bob")
@@ -115,6 +117,7 @@ async def test_others_see_only_what_the_access_bits_allow(xw: XW, path: str, kin
     await xw.assert_healthy()
 
 
+@pytest.mark.every_database
 @pytest.mark.parametrize(("path", "kind", "field"), KINDS)
 async def test_removing_a_set_removes_its_jobs_in_one_go(xw: XW, path: str, kind: str, field: str) -> None:
     target = await _create(xw, path, xw.admin)
