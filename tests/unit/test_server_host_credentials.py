@@ -120,6 +120,7 @@ class TestRotationAndCap:
         await _register(xw, xw.worker, "n3")
 
 
+@pytest.mark.every_database
 async def test_host_names_are_unique_and_a_clash_gets_a_suffix(xw: XW) -> None:
     a = await _register(xw, xw.worker, "vm")
     b = await _register(xw, xw.worker, "vm")
@@ -136,6 +137,7 @@ async def test_host_names_are_unique_and_a_clash_gets_a_suffix(xw: XW) -> None:
     assert sorted(names) == sorted(["vm", "db", "vm-2", "50%_off", "50%_off-2"])
 
 
+@pytest.mark.every_database
 async def test_clones_registering_at_once_all_get_names_of_their_own(xw: XW) -> None:
     admin = xw.admin
     many = await asyncio.gather(*(_register(xw, admin, "clone") for _ in range(12)))

@@ -54,6 +54,7 @@ async def test_a_silent_host_shows_as_lost_and_active_again_when_it_beats(xw: XW
     assert shown["object"]["state"] == "disabled"
 
 
+@pytest.mark.every_database
 async def test_hosts_lost_long_ago_are_pruned_unless_their_tasks_are_on_record(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     gone, ran, disabled, expected, recent = [await xw.register(name=n) for n in "abcde"]
@@ -71,6 +72,7 @@ async def test_hosts_lost_long_ago_are_pruned_unless_their_tasks_are_on_record(x
     assert await hosts.prune_lost(xw.srv) == 0
 
 
+@pytest.mark.every_database
 async def test_an_advanced_user_removes_a_host_and_its_running_task_goes_back(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     host = await xw.register(name="doomed")
