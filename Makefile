@@ -23,7 +23,7 @@ MYPY   := $(VENV)/bin/mypy
 PYTEST := $(VENV)/bin/pytest
 # tests sharing a module's fixture stay in one worker (tests/conftest.py marks them xdist_group)
 PYTEST_PARALLEL ?= -n auto --dist loadgroup
-# the tiers that answer in about a minute: no real processes, no database server
+# the quick loop: no real processes, no database server (about 100 s of CPU in all)
 FAST_TIERS := not e2e and not slow and not postgres and not mariadb
 
 .DEFAULT_GOAL := help
