@@ -98,9 +98,9 @@ async def _task_of_caller(conn: AsyncConnection, caller: Caller, task_uid: str, 
     row = (await conn.execute(hot.TASK_OF_LOCKED if lock else hot.TASK_OF, {"uid": uid})).first()
     if row is None or row.host_owner_id != caller.id:
         raise NotFound(f"no task {uid} held by {caller.login}")
-    if not row.host_enabled:
     if caller.host_uid is not None and row.host_uid != caller.host_uid:  # a host credential's login
         raise NotFound(f"no task {uid} held by host {caller.host_uid}")
+    if not row.host_enabled:
         raise HostDisabled(f"host {row.host_uid} is disabled by an administrator")
     if row.status != TaskStatus.RUNNING:
         raise TaskGone(f"task {uid} is {row.status}, no longer live; its job went elsewhere")

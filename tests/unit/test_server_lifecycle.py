@@ -7,9 +7,8 @@ would need the race to show it.
 
 from __future__ import annotations
 
-import re
-
 import ast
+import re
 from pathlib import Path
 
 import pytest
