@@ -306,6 +306,8 @@ class Tally:
     report_errors: Counter[str] = field(default_factory=Counter)
     requests: int = 0
     heartbeats: int = 0
+    #: work answers that said "no room: come back after N s"
+    turned_away: int = 0
     #: tasks the server handed back because a registration, work request or heartbeat did not name them
     released: int = 0
     #: every HTTP answer the workers got, by status
@@ -440,6 +442,11 @@ class SimWorker:
                 else:
                     self.tally.refused(outcome.error or "unknown")
                     log.warning("%s: report of task %s refused: %s", self.name, outcome.task_uid, outcome)
+            if answer.retry_after_s and not answer.assignments and not answer.reported:
+                # the server had no room for this request: come back when it said, as the
+                # real worker does (a fleet that asked again at once would spin)
+                self.tally.turned_away += 1
+                await self.pause(answer.retry_after_s)
             reports = []
             for a in answer.assignments:
                 self.holding[a.task_uid] = a
@@ -454,6 +461,12 @@ class SimWorker:
                 ]
         if reports:  # deliver what is done before leaving
             await asyncio.gather(*(self.report(r.task_uid) for r in reports if r.task_uid))
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if the worker is told to stop meanwhile."""
+        end = time.monotonic() + seconds
+        while not self.stopping and (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 0.5))
 
     async def report(self, task_uid: str) -> None:
         """One report alone: ``POST /work/tasks/{uid}/report`` (the path names the task)."""

@@ -97,6 +97,21 @@ async def open_server(settings: ServerSettings) -> Server:
     return srv
 
 
+#: what asyncio's TLS transport reads into per connection. asyncio allocates (and zero-fills,
+#: so every page is resident) 256 KiB per connection for it: with thousands of volunteers
+#: connected, that was most of the server's memory (about 310 KiB per connected worker,
+#: measured with bench/fleet.py). A TLS record carries 16 KiB at most; 32 KiB reads cost
+#: uploads nothing measurable.
+TLS_READ_BUFFER_BYTES = 32 * 1024
+
+
+def _small_tls_buffers() -> None:
+    import asyncio.sslproto
+
+    if getattr(asyncio.sslproto.SSLProtocol, "max_size", 0) > TLS_READ_BUFFER_BYTES:
+        asyncio.sslproto.SSLProtocol.max_size = TLS_READ_BUFFER_BYTES
+
+
 async def serve(
     settings: ServerSettings, *, stop: asyncio.Event | None = None, reuse_port: bool = False
 ) -> None:
@@ -105,6 +120,7 @@ async def serve(
     ``reuse_port``: one of several processes on the same address (xwserver.processes)."""
     from .keystore import server_ssl_context
 
+    _small_tls_buffers()
     srv = await open_server(settings)
     app = create_app(srv)
     settings.log_dir.mkdir(parents=True, exist_ok=True)

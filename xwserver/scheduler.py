@@ -152,6 +152,27 @@ def come_back_s(srv: Server, *, busy: bool = False) -> float:
     return round(max(0.5, mean * random.uniform(0.5, 1.5)), 1)
 
 
+#: re-checks of the database by all waiting work requests together, per second at most
+MAX_RECHECKS_PER_S = 100.0
+
+
+def recheck_s(srv: Server) -> float:
+    """How long a waiting work request sleeps before it looks at the database again.
+
+    A submission through this process wakes waiters at once (the notifier); the re-check
+    is for jobs that arrive otherwise: through another server process sharing the
+    database, or made PENDING by something this process did not tell the notifier about.
+    SQLite serves one process, and everything that makes a job PENDING here notifies: a
+    re-check every few seconds is a safety net only. Elsewhere the waiters together re-check
+    at most MAX_RECHECKS_PER_S times a second: a thousand waiters re-checking twice a
+    second each kept the database too busy to serve the heartbeats.
+    """
+    base = srv.settings.work_request_recheck_s
+    if srv.backend == "sqlite":
+        base = max(base, 5.0)
+    return max(base, srv.notifier.waiting / MAX_RECHECKS_PER_S)
+
+
 def _always() -> bool:
     return True
 
@@ -255,7 +276,7 @@ async def _wait_and_claim(
         remaining = deadline - loop.time()
         if remaining <= 0 or srv.notifier.closing:
             return []
-        await srv.notifier.wait(min(srv.settings.work_request_recheck_s, remaining))
+        await srv.notifier.wait(min(recheck_s(srv), remaining))
         if not connected():
             srv.notifier.notify(1)  # pass a wake-up this request may have taken to a live one
             return []

@@ -95,7 +95,8 @@ async def test_a_submitted_job_is_pending_with_what_was_asked(xw: XW) -> None:
     assert (job["retry"], job["max_retry"]) == (0, xw.settings.max_retry)
     assert job["uri"] == f"xw://{xw.settings.netloc}/{job['uid']}"
     assert job["access_rights"] == app["access_rights"]
-    assert await xw.job(job["uid"]) == job
+    # shown alone, a PENDING job also says what keeps it from running: here, no worker yet
+    assert await xw.job(job["uid"]) == {**job, "pending_reason": "no worker is connected"}
     # a URI in a path is one segment once percent-encoded
     by_uri = await xw.ok("GET", f"/jobs/{quote(job['uri'], safe='')}", token=xw.admin)
     assert by_uri["uid"] == job["uid"]
