@@ -109,6 +109,28 @@ SERVER_KEYS: tuple[tuple[str, str, str], ...] = (
         "PostgreSQL only. One of them runs the reaper and the collector; one that dies is\n"
         "started again.",
     ),
+    (
+        "host_key_rotate_s",
+        "host_key_rotate_s",
+        "A host credential (the key a worker logs in with after its first registration) older\n"
+        "than this (seconds) is replaced at its next use.",
+    ),
+    (
+        "max_hosts_per_identity",
+        "max_hosts_per_identity",
+        "Hosts one identity may register (0: no limit); beyond, registration answers 403.",
+    ),
+    (
+        "host_lost_heartbeats",
+        "host_lost_heartbeats",
+        "A host silent for this many heartbeat intervals shows as lost in xwworkers.",
+    ),
+    (
+        "host_prune_after_s",
+        "host_prune_after_s",
+        "A host lost this long (seconds) is removed, unless tasks it ran are still on record,\n"
+        "a job expects it, or an administrator disabled it (0: never).",
+    ),
     ("reaper_interval_s", "reaper_interval_s", "Seconds between two looks for expired leases."),
     (
         "work_request_recheck_s",
@@ -160,6 +182,10 @@ _DEFAULTS: dict[str, object] = {
     "come_back_s": defaults.COME_BACK_S,
     "db_wait_s": defaults.DB_WAIT_S,
     "processes": 1,
+    "host_key_rotate_s": defaults.HOST_KEY_ROTATE_S,
+    "max_hosts_per_identity": 0,
+    "host_lost_heartbeats": defaults.HOST_LOST_HEARTBEATS,
+    "host_prune_after_s": defaults.HOST_PRUNE_AFTER_S,
     "reaper_interval_s": defaults.REAPER_INTERVAL_S,
     "work_request_recheck_s": defaults.WORK_REQUEST_RECHECK_S,
     "gc_interval_s": defaults.GC_INTERVAL_S,

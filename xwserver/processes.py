@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -56,18 +55,9 @@ def die_with_parent() -> None:
 def supervise(settings: ServerSettings, log_level: str) -> int:
     """Run ``settings.processes`` server processes until SIGTERM or SIGINT; start again any
     that dies meanwhile."""
-    argv = [
-        sys.executable,
-        "-m",
-        "xwserver",
-        "console",
-        "--home",
-        str(settings.home),
-        "--log-level",
-        log_level,
-        "--detached",
-        "--child",
-    ]
+    from .daemon import spec  # the detached console's command line, plus --child
+
+    argv = [*spec(settings, log_level=log_level).argv, "--child"]
     stopping = False
 
     def stop(_sig: int, _frame: Any) -> None:

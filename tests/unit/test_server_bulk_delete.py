@@ -121,7 +121,7 @@ async def test_bad_bulk_removals_are_a_400_naming_the_field(xw: XW) -> None:
         ({}, "uids"),
         ([], "uids"),
         ({"uids": "x"}, "uids"),
-        ({"uids": [job["uid"]], "force": True}, "uids"),
+        ({"uids": [job["uid"]], "force": True}, "force"),  # an unknown field is named
         ({"uids": [job["uid"], 5]}, "uids[1]"),
         ({"uids": [job["uid"], "not-a-uid"]}, "uids[1]"),
         ({"uids": too_many}, "uids"),

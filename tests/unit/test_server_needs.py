@@ -94,7 +94,7 @@ async def test_bad_needs_are_a_400_naming_the_field(xw: XW) -> None:
     bad_resources: list[tuple[str, Any]] = [
         ("free_memory_bytes", -1),
         ("free_memory_bytes", "8G"),
-        ("free_disk_bytes", 1.0),
+        ("free_disk_bytes", 1.5),  # 1.0 is an integer (the wire takes integral numbers)
         ("free_disk_bytes", False),
         ("network", "no"),
         ("network", 0),
