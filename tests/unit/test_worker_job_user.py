@@ -33,6 +33,7 @@ from xwworker.sandbox import (
     LocalRunner,
     ResourceLimits,
     Runner,
+    live_task_count,
     probe_bwrap,
 )
 
@@ -168,6 +169,10 @@ SHELL_FORK_BOMB = "#!/bin/sh\nb() { b | b & }\nb\nsleep 30\n"
 async def test_a_shell_fork_bomb_stays_within_its_limit_and_is_gone_within_two_seconds(
     workdir: Path, runner: Runner, safety_cgroup: None
 ) -> None:
+    # no job of another test runs now (a job uid's tasks would be counted as the bomb's)
+    quiet_by = time.monotonic() + 20
+    while job_tasks()[1] and time.monotonic() < quiet_by:
+        await asyncio.sleep(0.1)
     assert job_tasks()[1] == 0
     started = time.monotonic()
     with Sampler() as sampler:
@@ -220,7 +225,8 @@ async def test_the_job_runs_under_its_own_uid_and_its_files_cross_both_ways(
     assert stat.S_IMODE(scratch.stat().st_mode) == 0o700 and scratch.stat().st_uid == uid
     executor.cleanup(task_uid)
     assert not scratch.exists()
-    assert job_tasks()[1] == 0
+    # nothing of this job's uid is left (other tests' jobs may run meanwhile, under other uids)
+    assert live_task_count(uid) == 0
 
 
 async def test_a_memory_hog_is_stopped_by_its_cgroup_naming_the_limit(
