@@ -135,6 +135,8 @@ class Server:
         self.url = f"https://127.0.0.1:{free_loopback_port()}"
         self.db_url = db_url
         self.pid: int | None = None
+        #: server.processes (several server processes on one PostgreSQL database)
+        self.processes = 1
 
     def _xwserver(self, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "xwserver", *args]
@@ -154,6 +156,9 @@ class Server:
         if self.db_url:
             args += ["--db", self.db_url]
         self._xwserver(*args, timeout_s=60)
+        if self.processes > 1:  # several server processes on one database (PostgreSQL)
+            with (self.home / "conf" / "xwserver.conf").open("a", encoding="utf-8") as conf:
+                conf.write(f"server.processes={self.processes}\n")
 
     def start(self) -> None:
         self._xwserver("start", "--home", str(self.home), timeout_s=SERVER_START_TIMEOUT_S)
@@ -1064,6 +1069,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=20_000,
         help="requests per ceiling measurement, by as many clients as --workers (default 20000)",
     )
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="server processes (server.processes; PostgreSQL only; the server CPU figure then "
+        "counts the supervisor alone)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     p.add_argument("--keep", action="store_true", help="keep the server home folder (its path is printed)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -1118,6 +1130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     workdir = Path(tempfile.mkdtemp(prefix="xwbench-"))
     server = Server(workdir / "server", args.db)
+    server.processes = args.processes
     if not with_server(
         "bench/dispatch.py", workdir, server, args.keep, lambda s: asyncio.run(run(args, s, fig))
     ):
