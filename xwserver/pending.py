@@ -17,7 +17,7 @@ from xwcommon.levels import UserLevel, format_access_rights
 from xwcommon.platforms import ANY
 from xwcommon.status import JobStatus
 
-from .access import READ
+from .access import READ, owner_group
 from .db.models import AppBinary, Data, Host, Job, User
 from .state import Server
 
@@ -91,8 +91,9 @@ async def reason(srv: Server, session: AsyncSession, job: Job, *, now: float | N
             f"the largest connected worker has {max(h.memory_bytes for h in hosts)} and "
             f"{max(h.disk_free_bytes for h in hosts)}"
         )
-    groups = dict((await session.execute(select(User.id, User.group_id))).all()) if len(big_enough) else {}
-    runners = [h for h in big_enough if _may_run(h, job, groups.get(job.owner_id))]
+    # the owners' user groups: one lookup each (group bits apply to members of the owner's group)
+    job_group = await owner_group(session, job.owner_id)
+    runners = [h for h in big_enough if _may_run(h, job, job_group)]
     if not runners:
         return (
             f"no connected worker's identity may run it (its access rights are "
@@ -106,7 +107,10 @@ async def reason(srv: Server, session: AsyncSession, job: Job, *, now: float | N
                 select(Data.uid, Data.owner_id, Data.access_rights).where(Data.id == data_id)
             )
         ).first()
-        if data is not None and not any(_may_read(h, data, groups.get(data.owner_id)) for h in runners):
+        if data is None:
+            continue
+        group = await owner_group(session, data.owner_id)
+        if not any(_may_read(h, data, group) for h in runners):
             return (
                 f"no connected worker may read its {what} (data {data.uid}, access rights "
                 f"{format_access_rights(data.access_rights)})"

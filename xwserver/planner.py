@@ -33,9 +33,6 @@ _CHANGED = text(
     " FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid"
     " WHERE s.relname = ANY(:tables) AND s.schemaname = current_schema()"
 )
-#: one process of several on one database analyzes at a time (the others skip a round)
-_LOCK = text("SELECT pg_try_advisory_lock(hashtext('xwserver.planner'))")
-_UNLOCK = text("SELECT pg_advisory_unlock(hashtext('xwserver.planner'))")
 
 
 def stale(changed: int, rows: float) -> bool:
@@ -43,24 +40,18 @@ def stale(changed: int, rows: float) -> bool:
 
 
 async def refresh(srv: Server) -> list[str]:
-    """Analyze the hot tables whose statistics lag behind; returns their names."""
+    """Analyze the hot tables whose statistics lag behind; returns their names. Among
+    several server processes only the leader calls it (:class:`processes.Leader`)."""
     analyzed: list[str] = []
     async with srv.engine.connect() as conn:
         rows = (await conn.execute(_CHANGED, {"tables": list(TABLES)})).all()
-        due = [name for name, changed, count in rows if stale(changed, count)]
-        if not due or not (await conn.execute(_LOCK)).scalar():
-            await conn.rollback()
-            return analyzed
-        try:
-            await conn.commit()
-            for name in due:
+        await conn.commit()
+        for name, changed, count in rows:
+            if stale(changed, count):
                 # ANALYZE takes no lock that claims or reports wait for
                 await conn.execute(text(f"ANALYZE {name}"))
                 await conn.commit()
                 analyzed.append(name)
-        finally:
-            await conn.execute(_UNLOCK)
-            await conn.commit()
     return analyzed
 
 
