@@ -589,14 +589,21 @@ def _exit_code(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+#: what a child may add to the worker's pages between fork and exec (its preexec steps): a
+#: ru_maxrss this close to the worker's own peak is the fork's, not the job's (a small job
+#: was once charged 575 MB, a few pages above its 575 MB worker)
+FORK_RSS_SLACK_BYTES = 16 * 1024 * 1024
+
+
 def _accounting(proc: JobProcess, wall_s: float) -> dict[str, float] | None:
     ru = proc.rusage
     if ru is None:
         return None
     max_rss_bytes = ru.ru_maxrss * 1024  # KiB on Linux
-    if max_rss_bytes <= proc.parent_rss_bytes:
-        # maybe only the worker's pages counted at fork (see JobProcess.parent_rss_bytes):
-        # then the best figure is what the executor saw while the job ran
+    if max_rss_bytes <= proc.parent_rss_bytes + FORK_RSS_SLACK_BYTES:
+        # maybe only the worker's pages counted at fork (see JobProcess.parent_rss_bytes),
+        # plus the few the child touched before exec: then the best figure is what the
+        # executor saw while the job ran
         max_rss_bytes = proc.sampled_rss_bytes
     accounting = {"cpu_user_s": ru.ru_utime, "cpu_system_s": ru.ru_stime, "wall_s": wall_s}
     if max_rss_bytes:  # a job too short to be seen has no figure we can trust
