@@ -37,7 +37,7 @@ from xwcommon.errors import ConfigError, XWError
 from xwcommon.transport import normalize_server
 
 from . import home as homes
-from . import keystore
+from . import keystore, packaged
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     made_keys = _ensure_keys(settings, host, new_keys=args.new_keys)
 
     stamp = homes.now_stamp()
-    homes.write_private(conf, homes.render_server_conf(url, args.db, stamp=stamp))
+    # from the packaged sample: an installed wheel carries it (xwserver/packaged.py)
+    homes.write_private(conf, packaged.server_conf(url, args.db, stamp=stamp))
     settings = ServerSettings.load(home)  # what the server will read, validated
 
     given = args.admin_password or os.environ.get(ADMIN_PASSWORD_ENV)
