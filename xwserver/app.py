@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from . import metrics
 from .accesslog import AccessLogFile, access_logger_class
 from .api.http import SERVER_KEY, auth_middleware, errors_middleware
 from .api.routes import add_routes
@@ -49,11 +50,12 @@ logging.getLogger("aiohttp.server").addFilter(_MalformedRequestFilter())
 
 def create_app(srv: Server) -> web.Application:
     app = web.Application(
-        middlewares=[errors_middleware, auth_middleware],
+        middlewares=[metrics.middleware, errors_middleware, auth_middleware],
         client_max_size=srv.settings.max_json_bytes,
     )
     app[SERVER_KEY] = srv
     add_routes(app)
+    metrics.install(app, srv)
 
     async def background(_app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(reaper_loop(srv)), asyncio.create_task(collector_loop(srv))]

@@ -58,6 +58,9 @@ def supervise(settings: ServerSettings, log_level: str) -> int:
     from .daemon import spec  # the detached console's command line, plus --child
 
     argv = [*spec(settings, log_level=log_level).argv, "--child"]
+    from .metrics import prepare_multiprocess, process_dead
+
+    prepare_multiprocess(settings.var_dir)  # one /metrics for all children (xwserver.metrics)
     stopping = False
 
     def stop(_sig: int, _frame: Any) -> None:
@@ -81,6 +84,7 @@ def supervise(settings: ServerSettings, log_level: str) -> int:
             if time.monotonic() - started[i] < RESTART_DELAY_S:
                 continue
             log.warning("server process %d ended (%s); starting it again", child.pid, code)
+            process_dead(child.pid)
             children[i] = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
             started[i] = time.monotonic()
     for child in children:

@@ -30,6 +30,10 @@ Keys (``key=value``):
 - ``host_lost_heartbeats`` a host silent for this many heartbeat intervals is LOST
 - ``host_prune_after_s`` a host LOST this long is removed, unless tasks it ran are still
   on record (0: never)
+- ``metrics.token``    the bearer token a Prometheus scraper sends to ``/metrics`` (a
+  secret of its own, never a user's token)
+- ``metrics.allow``    addresses or networks (comma-separated, e.g. ``127.0.0.1,10.0.0.0/8``)
+  that may read ``/metrics`` without the token; with neither key, ``/metrics`` answers 403
 
 Any other key is ignored, with a warning in :attr:`ServerSettings.warnings` that names it
 and the nearest known key (``xwserver check-config`` exits 1 on it); XWHEP's keys that
@@ -79,6 +83,8 @@ class ServerSettings:
     max_hosts_per_identity: int = 0
     host_lost_heartbeats: float = defaults.HOST_LOST_HEARTBEATS
     host_prune_after_s: float = defaults.HOST_PRUNE_AFTER_S
+    metrics_token: str = ""
+    metrics_allow: str = ""
     extra: dict[str, str] = field(default_factory=dict)
     #: what is wrong but not fatal in the config (unknown keys), one message each
     warnings: list[str] = field(default_factory=list)
@@ -173,6 +179,8 @@ class ServerSettings:
             "max_hosts_per_identity": ("max_hosts_per_identity", int),
             "host_lost_heartbeats": ("host_lost_heartbeats", float),
             "host_prune_after_s": ("host_prune_after_s", float),
+            "metrics.token": ("metrics_token", str),
+            "metrics.allow": ("metrics_allow", str),
         }
         s.warnings = unknown_key_warnings(props, known, source=str(conf))
         for key, value in props.items():

@@ -169,7 +169,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
 
 async def _authenticated(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or not request.path.startswith(defaults.API_PREFIX + "/"):
+        # beyond the API (/metrics, the dashboard) each part checks access its own way
         return await handler(request)
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 
 from aiohttp import web
 
@@ -14,7 +15,7 @@ from xwcommon.protocol import client as c
 from xwcommon.protocol import work as w
 from xwcommon.protocol.work import Heartbeat, Registration, Release, Report, WorkRequest
 
-from .. import apps, data, hosts, jobs, leases, scheduler, users
+from .. import apps, data, hosts, jobs, leases, metrics, scheduler, users
 from ..state import Server
 from ..wire import iso
 from .access_routes import ACCESS_ROUTES
@@ -231,9 +232,12 @@ async def work_register(request: web.Request) -> web.Response:
 
 async def work_request(request: web.Request) -> web.Response:
     msg = await read_message(request, WorkRequest)
+    started = time.perf_counter()
     answer = await scheduler.request_work(
         server_of(request), caller_of(request), msg, connected=lambda: _connected(request)
     )
+    metrics.observe_work_request(time.perf_counter() - started, len(answer.assignments))
+    metrics.work_answered(answer, {r.task_uid: r.status for r in msg.reports})
     return message_response(answer)
 
 
@@ -262,9 +266,9 @@ async def work_result(request: web.Request) -> web.Response:
 
 async def work_report(request: web.Request) -> web.Response:
     msg = await read_message(request, Report)
-    return message_response(
-        await leases.report(server_of(request), caller_of(request), request.match_info["uid"], msg)
-    )
+    answer = await leases.report(server_of(request), caller_of(request), request.match_info["uid"], msg)
+    metrics.reported([(msg.status, None)])
+    return message_response(answer)
 
 
 async def work_release(request: web.Request) -> web.Response:
