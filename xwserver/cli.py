@@ -11,6 +11,8 @@
     xwserver restart --home DIR
     xwserver status  --home DIR      exit status 0 if running, 3 if not (LSB)
     xwserver check-config --home DIR  exit status 1 if the config holds unknown keys
+    xwserver diagnostics  --home DIR [--format text|json]  version, config, database, keys,
+                     disk, address, counts; exit status 1 if a check failed
 
 ``--home`` defaults to ``$XWSERVER_HOME``. Errors are one line on stderr: exit status 2
 for configuration errors, 1 for the others; never a traceback.
@@ -232,6 +234,12 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnostics(args: argparse.Namespace) -> int:
+    from .diagnostics import run
+
+    return run(_home(args), fmt=args.format)
+
+
 def cmd_console(args: argparse.Namespace) -> int:
     settings = _load(args, warn=not args.detached)
     _configure_logging(settings, args.log_level, to_stderr=not args.detached)
@@ -417,4 +425,11 @@ def _parser() -> argparse.ArgumentParser:
         help="read the server config; exit status 1 if it holds unknown keys, 2 if it is invalid",
     )
     p.set_defaults(func=cmd_check_config)
+    p = sub.add_parser(
+        "diagnostics",
+        parents=[common],
+        help="check the home, its keys, database, disk and address; exit status 1 if a check failed",
+    )
+    p.add_argument("--format", choices=["text", "json"], default="text", help="default text")
+    p.set_defaults(func=cmd_diagnostics)
     return parser
