@@ -97,6 +97,8 @@ VALUE_OPTIONS = frozenset(
         "xwrights",
         "xwout",
         "xwfields",
+        "xwsince",
+        "xwuntil",
     }
 )
 #: value options that may be given several times (their values are kept in order, as a list)

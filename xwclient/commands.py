@@ -18,6 +18,7 @@ import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
@@ -1081,6 +1082,46 @@ async def _hosts(ctx: Context, action: Callable[[str], Awaitable[dict[str, Any]]
     code = await _each(ctx, [_uid_arg(u) for u in _listed(ctx.inv.args)], one)
     ctx.emit_unless_failed(rows, "host", code)
     return code
+
+
+@command(
+    "usage",
+    "--xwusage [--xwsince T] [--xwuntil T]",
+    "jobs, tasks, CPU and wall seconds, bytes up and down per user and user group over a period "
+    "(T: an ISO 8601 date or time, or an age such as 7d, 12h, 30m); a SUPER user sees everyone, "
+    "any other user itself",
+    options=("xwsince", "xwuntil"),
+    max_args=0,
+)
+async def cmd_usage(ctx: Context) -> int:
+    now = datetime.now(UTC)
+    since, until = (_moment(ctx.inv.value(name), name, now) for name in ("xwsince", "xwuntil"))
+    report = await ctx.client.usage(since, until)
+    rows = [{**row, "since": report.get("since"), "until": report.get("until")} for row in report["usage"]]
+    ctx.emit(rows, "usage")
+    return 0
+
+
+_AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
+_AGE_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _moment(text: str | None, option: str, now: datetime) -> str | None:
+    """``--xwsince``/``--xwuntil``: an ISO 8601 date or time as given, or an age (``7d``: seven
+    days before now) as the ISO 8601 time it means."""
+    if text is None:
+        return None
+    age = _AGE.match(text.strip().lower())
+    if age:
+        return (now - timedelta(seconds=float(age.group(1)) * _AGE_S[age.group(2)])).isoformat()
+    try:
+        datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"--{option}: {text!r} is neither an ISO 8601 date or time (2026-12-01, 2026-12-01T08:00Z) "
+            "nor an age (7d, 12h, 30m)"
+        ) from None
+    return text.strip()
 
 
 @command("ping", "--xwping", "check that the server answers, and how fast", max_args=0)

@@ -35,6 +35,11 @@ The client's own reports: ``result`` (one row per job whose result ``xwresults``
 ``path`` is the folder, or the zip with ``--xwnoextract``; ``erased`` whether the job was then
 removed from the server), ``removed``, ``rights``, ``password``, ``ping`` (milliseconds) and
 ``version``.
+
+``usage`` (``xwusage``): one row per user (``scope`` user) and, for a SUPER user, per user
+group (``scope`` group): ``jobs`` submitted in the period, ``tasks`` (attempts) ended in it with
+their ``cpu_s`` (user + system) and ``wall_s``, ``bytes_up`` (data stored) and ``bytes_down``
+(results computed for the user's jobs), over ``since``..``until``.
 """
 
 from __future__ import annotations
@@ -57,6 +62,20 @@ FORMATS = ("text", "json", "xml", "csv", "html")
 #: the fields of each kind of row, most useful first; the XML element of a row is its kind
 COLUMNS: dict[str, tuple[str, ...]] = {
     "data": ("uid", "name", "size", "sha256", "status", "owner_uid", "access_rights", "created_at", "uri"),
+    "usage": (
+        "scope",
+        "name",
+        "group",
+        "users",
+        "jobs",
+        "tasks",
+        "cpu_s",
+        "wall_s",
+        "bytes_up",
+        "bytes_down",
+        "since",
+        "until",
+    ),
     "app": ("uid", "name", "binaries", "needs_network", "owner_uid", "access_rights", "created_at", "uri"),
     "job": (
         "uid",

@@ -11,6 +11,11 @@ import sys
 from .cli import main
 
 
+def xwusage() -> None:
+    """``xwusage``: ``xwclient --xwusage`` with this script's arguments."""
+    raise SystemExit(main(["--xwusage", *sys.argv[1:]]))
+
+
 def xwsendapp() -> None:
     """``xwsendapp``: ``xwclient --xwsendapp`` with this script's arguments."""
     raise SystemExit(main(["--xwsendapp", *sys.argv[1:]]))
@@ -177,5 +182,6 @@ SCRIPTS = {
         "xwsessions",
         "xwsendgroup",
         "xwgroups",
+        "xwusage",
     )
 }

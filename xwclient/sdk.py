@@ -200,6 +200,13 @@ class XWClient:
             "server": reply.get("server"),
         }
 
+    async def usage(self, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+        """Jobs, tasks, CPU and wall seconds, bytes up and down per user (and, for a SUPER user,
+        per user group) from ``since`` to ``until`` (ISO 8601; None: from the start, until now):
+        ``{"since", "until", "usage": [row, ...]}``."""
+        params = {k: v for k, v in (("since", since), ("until", until)) if v}
+        return dict(await self.transport.request("GET", "/usage", params=params or None))
+
     async def ping(self) -> dict[str, Any]:
         """Time a request to the server; needs no login.
 
@@ -998,6 +1005,9 @@ class Client:
 
     def ping(self) -> dict[str, Any]:
         return self._run(self.aio.ping())
+
+    def usage(self, since: str | None = None, until: str | None = None) -> dict[str, Any]:
+        return self._run(self.aio.usage(since, until))
 
     def version(self) -> dict[str, Any]:
         return self._run(self.aio.version())

@@ -451,6 +451,7 @@ async def test_every_endpoint_answers_its_declared_type(xw: XW) -> None:
         await call("POST", f"/objects/{uid}/chmod", token=admin, body=c.Chmod(rights=rights))
     assert not (await call("POST", f"/hosts/{host}/disable", token=admin))["enabled"]
     assert (await call("POST", f"/hosts/{host}/enable", token=admin))["enabled"]
+    assert any(r["name"] == "admin" for r in (await call("GET", "/usage", token=admin))["usage"])
 
     # removals
     removal = c.JobDeletion(uids=[others[0]["uid"], str(uuid.uuid4())])

@@ -50,6 +50,8 @@ _UID_PATH = {
 }
 #: a login or a user group label, or a UID (``/users/{key}``, ``/usergroups/{key}``)
 _KEY_PATH = {"type": "string", "pattern": r"^\w[\w.@+-]*$", "maxLength": 128}
+#: a moment: what xwserver.usage.parse_time takes
+_TIME = {"type": "string", "maxLength": 64, "description": "ISO 8601 date or date-time (UTC unless given)"}
 #: the query parameters, as the handlers (and the domain functions they call) read them
 _QUERY: dict[str, dict[str, Any]] = {
     "size": {"type": "integer", "minimum": 0, "maximum": MAX_BYTES},
@@ -60,6 +62,8 @@ _QUERY: dict[str, dict[str, Any]] = {
     "name": {"type": "string", "pattern": c._NAME_PATTERN, "minLength": 1, "maxLength": c.MAX_NAME},
     "label": {"type": "string", "pattern": c._NAME_PATTERN, "minLength": 1, "maxLength": c.MAX_NAME},
     "owner": {"anyOf": [{"enum": ["me", ""]}, _UID_PATH], "description": "me, a user's UID, or none"},
+    "since": _TIME,
+    "until": _TIME,
 }
 #: a task's result is uploaded first or rides inline, not both
 _ONE_RESULT = {

@@ -36,6 +36,7 @@ from .http import (
 from .jobsets_routes import JOBSET_ROUTES
 from .openapi import document
 from .route import BINARY, Route
+from .usage_routes import USAGE_ROUTES
 from .users_routes import USER_ROUTES
 
 
@@ -463,7 +464,7 @@ CORE_ROUTES: list[Route] = [
 
 
 #: every route of the API; each area keeps its own list in its own module
-ROUTES: list[Route] = CORE_ROUTES + USER_ROUTES + ACCESS_ROUTES + JOBSET_ROUTES
+ROUTES: list[Route] = CORE_ROUTES + USER_ROUTES + ACCESS_ROUTES + JOBSET_ROUTES + USAGE_ROUTES
 
 
 #: all a WORKER identity may call besides /work/* (XWHEP's worker level computes, nothing else);
