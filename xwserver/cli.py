@@ -51,6 +51,10 @@ DEFAULT_ADMIN = "admin"
 ADMIN_PASSWORD_ENV = "XWSERVER_ADMIN_PASSWORD"
 #: LSB exit status of ``status`` when the program is not running
 EXIT_NOT_RUNNING = 3
+#: the server's logs in HOME/var/log: reopened when moved away, so logrotate needs no
+#: copytruncate (installers/logrotate/xwserver)
+LOG_NAME = "xwserver.log"
+ACCESS_LOG_NAME = "access.log"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -255,22 +259,25 @@ def cmd_console(args: argparse.Namespace) -> int:
     if settings.processes > 1:
         with daemon.PidFile(settings.pid_file, "xwserver"):
             log.info(
-                "xwserver %s starting %d processes at %s, binding %s (home %s)",
+                "xwserver %s starting %d processes at %s, binding %s (home %s), logging to %s",
                 __version__,
                 settings.processes,
                 settings.url,
                 bind_address(settings),
                 settings.home,
+                settings.log_dir / LOG_NAME,
             )
             return processes.supervise(settings, args.log_level)
 
     with daemon.PidFile(settings.pid_file, "xwserver"):
         log.info(
-            "xwserver %s starting at %s, binding %s (home %s)",
+            "xwserver %s starting at %s, binding %s (home %s), logging to %s (requests: %s)",
             __version__,
             settings.url,
             bind_address(settings),
             settings.home,
+            settings.log_dir / LOG_NAME,
+            settings.log_dir / ACCESS_LOG_NAME,
         )
         for unknown in settings.warnings:
             log.warning("%s", unknown)
@@ -333,7 +340,7 @@ def _configure_logging(settings: ServerSettings, level: str, *, to_stderr: bool)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers: list[logging.Handler] = [
-        logging.handlers.WatchedFileHandler(settings.log_dir / "xwserver.log", encoding="utf-8")
+        logging.handlers.WatchedFileHandler(settings.log_dir / LOG_NAME, encoding="utf-8")
     ]
     if to_stderr:
         handlers.append(logging.StreamHandler(sys.stderr))

@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import logging
+import logging.handlers
 import signal
 import sys
 import time
@@ -53,6 +54,10 @@ NAME = "xwworker"
 #: (a worker whose server is down keeps retrying in the background; that is not a failure)
 START_READY_WAIT_S = 5.0
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: the worker's log rotates when it reaches this size, keeping LOG_BACKUPS older files
+#: (xwworker.log.1 the newest): a volunteer's machine has no logrotate watching our folder
+LOG_MAX_BYTES = 10 * 1024 * 1024
+LOG_BACKUPS = 5
 EXIT_NOT_RUNNING = 3
 #: ``check-config``: the config loads but holds keys the worker does not know
 EXIT_UNKNOWN_KEYS = 1
@@ -122,13 +127,14 @@ def console(settings: WorkerSettings, args: argparse.Namespace) -> int:
             for warning in settings.warnings:
                 log.warning("%s", warning)
             log.info(
-                "xwworker %s starting: config %s, servers %s, login %s, %d slot(s), tmpdir %s",
+                "xwworker %s starting: config %s, servers %s, login %s, %d slot(s), tmpdir %s, log %s",
                 __version__,
                 settings.config_file,
                 " ".join(settings.servers),
                 settings.login,
                 settings.workpool_size,
                 settings.tmpdir,
+                settings.log_file,
             )
             try:
                 asyncio.run(_run_worker(settings, lock))
@@ -327,7 +333,7 @@ def configure_logging(settings: WorkerSettings, *, to_stderr: bool, verbose: boo
         make_private_dir(settings.tmpdir)
     try:
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        handlers.append(log_file_handler(log_file))
     except OSError as exc:
         raise ConfigError(f"log.file: cannot write {log_file}: {exc.strerror}") from exc
     logging.basicConfig(
@@ -335,6 +341,15 @@ def configure_logging(settings: WorkerSettings, *, to_stderr: bool, verbose: boo
     )
     if not verbose:
         logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+def log_file_handler(
+    path: Path, *, max_bytes: int = LOG_MAX_BYTES, backups: int = LOG_BACKUPS
+) -> logging.Handler:
+    """The log file, rotated at ``max_bytes`` (``path.1`` … ``path.<backups>``)."""
+    return logging.handlers.RotatingFileHandler(
+        path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+    )
 
 
 def _require(path: Path | None, key: str) -> Path:
