@@ -4,6 +4,14 @@ TLS is pinned to the deployment's CA (never the system store, never plaintext);
 requests carry a bearer token obtained by login and renewed when it expires;
 connection failures are retried with capped multiplicative back-off, moving on
 to the next server of the list (failover).
+
+Failover across ``dispatcher.servers``: a server that cannot answer (refused or dropped
+connection, timeout, 502/503/504) sends the request to the next server of the list at
+once; only when every server of the list failed in turn does the transport wait, the
+back-off doubling to its cap, and never less than a ``Retry-After`` a busy server gave.
+A fleet's transports pass ``jitter`` so that workers cut off together do not come back
+together, and ``fail_back_s`` so that a worker that moved away from the first server of
+its list tries it again that long after (it came back: the load spreads as configured).
 """
 
 from __future__ import annotations
@@ -90,6 +98,8 @@ class Transport:
         backoff_cap_s: float = defaults.BACKOFF_CAP_S,
         connections: int = 100,
         sleep: Callable[[float], Any] = asyncio.sleep,
+        jitter: Callable[[float], float] | None = None,
+        fail_back_s: float | None = None,
     ) -> None:
         if isinstance(servers, str):
             servers = servers.split()
@@ -106,6 +116,10 @@ class Transport:
         self.backoff_cap_s = backoff_cap_s
         self._connections = connections
         self._sleep = sleep
+        self._jitter = jitter
+        self.fail_back_s = fail_back_s
+        #: when (monotonic) to try the first server again after a failover; None: on it
+        self._fail_back_at: float | None = None
         self._session: aiohttp.ClientSession | None = None
         self._token: str | None = None
         self._login_lock = asyncio.Lock()
@@ -285,9 +299,10 @@ class Transport:
         """Send one request, retrying connection failures with back-off and failover."""
         deadline = None if self.retry_for_s is None else time.monotonic() + self.retry_for_s
         delay = self.backoff_start_s
-        attempt = 0
+        #: servers that failed since the last wait (a whole round of the list: wait)
+        failed = 0
+        self._maybe_fail_back()
         while True:
-            attempt += 1
             url = f"{self.server}{defaults.API_PREFIX}{path}"
             headers = {}
             if auth and self._token:
@@ -308,7 +323,7 @@ class Transport:
                     timeout=timeout,
                 ) as resp:
                     if resp.status in _RETRYABLE_STATUSES:
-                        raise _Retry(f"{url} answered {resp.status}")
+                        raise _Retry(f"{url} answered {resp.status}", _retry_after_s(resp))
                     if resp.status >= 400:
                         raise await _wire_error(resp)
                     if consumer is not None:
@@ -324,24 +339,64 @@ class Transport:
             except aiohttp.ClientSSLError as exc:
                 raise TLSError(f"TLS with {self.server} failed; refusing to talk ({exc})") from exc
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError, _Retry) as exc:
-                if deadline is not None and time.monotonic() + delay > deadline:
+                failed += 1
+                if failed < len(self.servers):
+                    wait_s = 0.0  # another server of the list may answer: ask it at once
+                else:
+                    retry_after_s = exc.retry_after_s if isinstance(exc, _Retry) else None
+                    wait_s = max(delay, float(retry_after_s or 0))
+                    if self._jitter is not None:
+                        wait_s = self._jitter(wait_s)
+                if deadline is not None and time.monotonic() + wait_s > deadline:
                     raise ServerUnreachable(
                         f"no server answered ({', '.join(self.servers)}): {str(exc) or type(exc).__name__}; "
                         "check that the server runs and dispatcher.servers is right"
                     ) from exc
-                log.warning(
-                    "server %s unreachable (%s); retrying in %.1fs",
-                    self.server,
-                    str(exc) or type(exc).__name__,
-                    delay,
-                )
+                failing = self.server
                 self._current = (self._current + 1) % len(self.servers)
-                await self._sleep(delay)
-                delay = min(delay * 2, self.backoff_cap_s)
+                if self._current != 0 and self.fail_back_s is not None:
+                    back_s = self._jitter(self.fail_back_s) if self._jitter else self.fail_back_s
+                    self._fail_back_at = time.monotonic() + back_s
+                if wait_s > 0:
+                    log.warning(
+                        "server %s unreachable (%s); retrying %s in %.1fs",
+                        failing,
+                        str(exc) or type(exc).__name__,
+                        self.server,
+                        wait_s,
+                    )
+                    await self._sleep(wait_s)
+                    failed = 0
+                    delay = min(delay * 2, self.backoff_cap_s)
+                else:
+                    log.warning(
+                        "server %s unreachable (%s); trying %s",
+                        failing,
+                        str(exc) or type(exc).__name__,
+                        self.server,
+                    )
+
+    def _maybe_fail_back(self) -> None:
+        """Back to the first server of the list once ``fail_back_s`` passed since the failover
+        (if it is still down, the request moves on to the next server at once)."""
+        if self._current == 0 or self._fail_back_at is None or time.monotonic() < self._fail_back_at:
+            return
+        log.info("trying the first server again: %s", self.servers[0])
+        self._current, self._fail_back_at = 0, None
 
 
 class _Retry(Exception):
     """Raised internally when a server answered a status worth retrying."""
+
+    def __init__(self, message: str, retry_after_s: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+def _retry_after_s(resp: aiohttp.ClientResponse) -> int | None:
+    """A ``Retry-After`` in seconds (the date form is not used by our servers)."""
+    value = resp.headers.get("Retry-After", "")
+    return int(value) if value.isdigit() else None
 
 
 def _clean_params(params: dict[str, Any] | None) -> dict[str, str] | None:

@@ -43,6 +43,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import ssl
@@ -134,6 +135,9 @@ PAUSE_CHECK_S = 1.0
 STATE_WRITE_DELAY_S = 0.2
 #: the longest activation detail sent to the server
 ACTIVATION_DETAIL_MAX = 200
+#: after failing over to another server of ``dispatcher.servers``, the worker tries the
+#: first one again about this long after (jittered, so that a fleet comes back spread out)
+FAIL_BACK_S = 120.0
 #: HTTP status of a server whose store is full: the worker waits and says why
 INSUFFICIENT_STORAGE = 507
 
@@ -254,7 +258,15 @@ def _transport(settings: WorkerSettings, host_uid: Callable[[], str | None]) -> 
         # JSON calls pass their own timeouts; for file transfers this limits silence, not duration
         request_timeout_s=settings.transfer_timeout_s,
         connections=2 * settings.workpool_size + 4,
+        # a fleet cut off from its server together must not come back together
+        jitter=_jittered,
+        fail_back_s=FAIL_BACK_S,
     )
+
+
+def _jittered(delay_s: float) -> float:
+    """``delay_s`` ±50%, at random."""
+    return delay_s * random.uniform(0.5, 1.5)
 
 
 class Worker:

@@ -6,6 +6,7 @@ deployment CA made by ``xwserver.keystore``.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -262,7 +263,7 @@ async def test_a_server_that_does_not_answer_fails_over_to_the_next(https: Any, 
     async with Transport([dead, url], keystore_dir / CA_CERT, "a", "p", sleep=sleep) as t:
         assert await t.request("GET", "/version", auth=False) == {"v": 1}
         assert t.server == url
-    assert slept == [defaults.BACKOFF_START_S]
+    assert slept == []  # another server of the list is asked at once, without waiting
 
 
 def test_wire_errors_map_to_the_hierarchy() -> None:
@@ -271,3 +272,57 @@ def test_wire_errors_map_to_the_hierarchy() -> None:
     unknown = error_from_wire("teapot", "short and stout", 418)
     assert type(unknown) is XWError
     assert (unknown.code, unknown.message, unknown.http_status) == ("teapot", "short and stout", 418)
+
+
+async def test_a_busy_servers_retry_after_is_waited_once_every_server_of_the_list_failed(
+    https: Any, keystore_dir: Path
+) -> None:
+    calls: list[str] = []
+
+    def busy(name: str) -> Callable[[web.Request], Any]:
+        async def handler(request: web.Request) -> web.Response:
+            calls.append(name)
+            if len(calls) <= 2:
+                return web.json_response(
+                    {"error": "busy", "message": "busy"}, status=503, headers={"Retry-After": "7"}
+                )
+            return web.json_response({"v": name})
+
+        return handler
+
+    a = await https({("GET", "/version"): busy("a")})
+    b = await https({("GET", "/version"): busy("b")})
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    async with Transport(
+        [a, b], keystore_dir / CA_CERT, "x", "p", sleep=sleep, jitter=lambda d: d * 1.5
+    ) as t:
+        assert await t.request("GET", "/version", auth=False) == {"v": "a"}
+    # a, then b at once, then (the whole list failed) the Retry-After, jittered
+    assert calls == ["a", "b", "a"] and slept == [10.5]
+
+
+async def test_a_worker_that_failed_over_tries_the_first_server_again_after_fail_back_s(
+    https: Any, keystore_dir: Path
+) -> None:
+    up = True
+
+    async def first(request: web.Request) -> web.Response:
+        if not up:
+            return web.json_response({"error": "busy", "message": "down"}, status=503)
+        return web.json_response({"v": "first"})
+
+    a = await https({("GET", "/version"): first})
+    b = await https({("GET", "/version"): _answer({"v": "second"})})
+
+    async with Transport([a, b], keystore_dir / CA_CERT, "x", "p", fail_back_s=0.2) as t:
+        up = False
+        assert await t.request("GET", "/version", auth=False) == {"v": "second"}
+        up = True
+        assert await t.request("GET", "/version", auth=False) == {"v": "second"}  # not yet
+        await asyncio.sleep(0.25)
+        assert await t.request("GET", "/version", auth=False) == {"v": "first"}
+        assert t.server == a
