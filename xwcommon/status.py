@@ -30,13 +30,23 @@ class DataStatus(enum.StrEnum):
 
 
 JOB_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.WAITING: frozenset({JobStatus.PENDING, JobStatus.ABORTED, JobStatus.ERROR}),
-    JobStatus.PENDING: frozenset({JobStatus.RUNNING, JobStatus.ABORTED, JobStatus.ERROR}),
-    # RUNNING -> PENDING: the lease expired (retry+1) or the worker handed the job back.
+    # A job is PENDING while a copy of it waits to be sent, RUNNING while every copy it
+    # needs is out and none has come back, WAITING once results came back but no quorum
+    # agrees yet (a replicated job: see xwserver/validation.py).
+    JobStatus.PENDING: frozenset(
+        {JobStatus.RUNNING, JobStatus.WAITING, JobStatus.COMPLETED, JobStatus.ERROR, JobStatus.ABORTED}
+    ),
+    # RUNNING -> PENDING: a lease expired (retry+1), the worker handed the copy back, or a
+    # copy ran past the job's delay bound (another one is sent)
     JobStatus.RUNNING: frozenset(
+        {JobStatus.PENDING, JobStatus.WAITING, JobStatus.COMPLETED, JobStatus.ERROR, JobStatus.ABORTED}
+    ),
+    JobStatus.WAITING: frozenset(
         {JobStatus.PENDING, JobStatus.COMPLETED, JobStatus.ERROR, JobStatus.ABORTED}
     ),
-    JobStatus.COMPLETED: frozenset(),
+    # COMPLETED -> PENDING: the job was sent alone to a host trusted for its record of valid
+    # results, and that host then returned an invalid one: its recent lone jobs run again
+    JobStatus.COMPLETED: frozenset({JobStatus.PENDING}),
     JobStatus.ERROR: frozenset(),
     JobStatus.ABORTED: frozenset(),
 }
@@ -56,7 +66,9 @@ DATA_TRANSITIONS: dict[DataStatus, frozenset[DataStatus]] = {
     DataStatus.AVAILABLE: frozenset(),
 }
 
-FINAL_JOB_STATUSES = frozenset(s for s, nxt in JOB_TRANSITIONS.items() if not nxt)
+#: the statuses a job ends in (a COMPLETED one goes back to the queue only in the rare case
+#: above, and a client waiting for it has its result meanwhile)
+FINAL_JOB_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.ERROR, JobStatus.ABORTED})
 
 
 def sources_of(table: dict, target: enum.Enum) -> frozenset:

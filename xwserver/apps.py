@@ -14,9 +14,11 @@ from xwcommon.levels import UserLevel, format_access_rights, parse_access_rights
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.uri import is_uid, new_uid, parse_uid
 
+from . import validation
 from .access import EXEC, READ, WRITE, Caller, default_app_rights, may_on, may_sql
 from .data import check_name, get_readable
 from .db.models import App, AppBinary, Data, Job
+from .signing import SigningPolicy
 from .state import Server, uid_maps
 
 
@@ -34,12 +36,21 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     needs_network = body.get("needs_network")
     if needs_network is not None and not isinstance(needs_network, bool):
         raise BadRequest('"needs_network" must be true or false')
-    wanted: list[tuple[str, str, Data]] = []
+    replicated = validation.replication(body, validation.DEFAULT_REPLICATION)
+    volatile = validation.volatile_names(body.get("volatile"))
+    wanted: list[tuple[str, str, Data, str | None]] = []
+    policy = SigningPolicy.of(srv.settings)
     for b in binaries:
         if not isinstance(b, dict) or not all(isinstance(b.get(k), str) for k in ("os", "cpu", "data_uid")):
             raise BadRequest('each binary must be {"os": str, "cpu": str, "data_uid": str}')
+        signature = b.get("signature")
+        if signature is not None and not isinstance(signature, str):
+            raise BadRequest('a binary\'s "signature" must be a string (base64)')
         data = await get_readable(srv, caller, parse_uid(b["data_uid"], "data_uid"))
-        wanted.append((normalize_os(b["os"]), normalize_cpu(b["cpu"]), data))
+        os_name, cpu = normalize_os(b["os"]), normalize_cpu(b["cpu"])
+        # checked here too, not only by workers: a binary no worker would run is refused at once
+        policy.check(signature, name, os_name, cpu, data.sha256)
+        wanted.append((os_name, cpu, data, signature))
     async with srv.sessions.begin() as session:
         app = (await session.execute(select(App).where(App.name == name))).scalar_one_or_none()
         if app is None:
@@ -50,14 +61,22 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                 access_rights=rights,
                 created_at=time.time(),
                 needs_network=bool(needs_network),
+                volatile=volatile,
+                **replicated,
             )
             session.add(app)
             await session.flush()
         elif not await may_on(session, caller, WRITE, owner_id=app.owner_id, access_rights=app.access_rights):
             raise Conflict(f"application name {name!r} is taken by another user; choose another name")
-        elif needs_network is not None:  # jobs already submitted keep the copy they took
-            app.needs_network = needs_network
-        for os_name, cpu, data in wanted:
+        else:  # jobs already submitted keep the copies they took
+            if needs_network is not None:
+                app.needs_network = needs_network
+            for key in validation.DEFAULT_REPLICATION:
+                if key in body:
+                    setattr(app, key, replicated[key])
+            if "volatile" in body:
+                app.volatile = volatile
+        for os_name, cpu, data, signature in wanted:
             existing = (
                 await session.execute(
                     select(AppBinary).where(
@@ -66,9 +85,12 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                 )
             ).scalar_one_or_none()
             if existing is None:
-                session.add(AppBinary(app_id=app.id, os=os_name, cpu=cpu, data_id=data.id))
+                session.add(
+                    AppBinary(app_id=app.id, os=os_name, cpu=cpu, data_id=data.id, signature=signature)
+                )
             else:
                 existing.data_id = data.id
+                existing.signature = signature
         await session.flush()
         srv.binaries.clear()
         return (await render(srv, session, [app]))[0]
@@ -87,16 +109,25 @@ async def render(srv: Server, session: AsyncSession, apps: list[App]) -> list[di
     if not apps:
         return []
     rows = await session.execute(
-        select(AppBinary.app_id, AppBinary.os, AppBinary.cpu, Data.uid, Data.sha256, Data.size)
+        select(
+            AppBinary.app_id,
+            AppBinary.os,
+            AppBinary.cpu,
+            Data.uid,
+            Data.sha256,
+            Data.size,
+            AppBinary.signature,
+        )
         .join(Data, Data.id == AppBinary.data_id)
         .where(AppBinary.app_id.in_([a.id for a in apps]))
         .order_by(AppBinary.os, AppBinary.cpu)
     )
     by_app: dict[int, list[dict[str, Any]]] = {}
-    for app_id, os_name, cpu, data_uid, sha, size in rows:
-        by_app.setdefault(app_id, []).append(
-            {"os": os_name, "cpu": cpu, "data_uid": data_uid, "sha256": sha, "size": size}
-        )
+    for app_id, os_name, cpu, data_uid, sha, size, signature in rows:
+        binary = {"os": os_name, "cpu": cpu, "data_uid": data_uid, "sha256": sha, "size": size}
+        if signature:
+            binary["signature"] = signature
+        by_app.setdefault(app_id, []).append(binary)
     users = (await uid_maps(session, {"user": [a.owner_id for a in apps]}))["user"]
     return [srv.wire.app(a, users.get(a.owner_id, ""), by_app.get(a.id, [])) for a in apps]
 
@@ -143,7 +174,15 @@ async def find(session: AsyncSession, caller: Caller, ref: str, bit: int = READ)
 
 
 #: what a submission reads of an app, by UID or by name (prebuilt: no statement to build)
-APP_ROW = (App.id, App.uid, App.name, App.owner_id, App.access_rights, App.needs_network)
+APP_ROW = (
+    App.id,
+    App.uid,
+    App.name,
+    App.owner_id,
+    App.access_rights,
+    App.needs_network,
+    *(getattr(App, key) for key in validation.DEFAULT_REPLICATION),
+)
 _APP_ROW_BY_UID = select(*APP_ROW).where(App.uid == bindparam("ref"))
 _APP_ROW_BY_NAME = select(*APP_ROW).where(App.name == bindparam("ref"))
 

@@ -194,7 +194,13 @@ async def own_host(srv: Server, caller: Caller, uid: str) -> HostInfo:
             row = (await conn.execute(hot.HOST_BY_UID, {"uid": uid})).first()
         if row is not None:
             host = HostInfo(
-                id=row.id, uid=uid, owner_id=row.owner_id, os=row.os, cpu=row.cpu, enabled=row.enabled
+                id=row.id,
+                uid=uid,
+                owner_id=row.owner_id,
+                os=row.os,
+                cpu=row.cpu,
+                enabled=row.enabled,
+                valid_streak=row.valid_streak,
             )
             srv.hosts.put(host, now)
     if host is None or host.owner_id != caller.id:

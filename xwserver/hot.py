@@ -70,6 +70,8 @@ CLAIMED_COLUMNS = (
     Job.needs_network,
     Job.min_memory_bytes,
     Job.min_disk_bytes,
+    Job.share_key,
+    Job.nice,
 )
 
 
@@ -94,16 +96,38 @@ def _readable_input(column: Any) -> ColumnElement[bool]:
     )
 
 
+@cache
+def _new_to_host() -> ColumnElement[bool]:
+    """A replicated job's copies go to distinct hosts (bind ``host_id``) of distinct
+    volunteers (bind ``b_volunteer``: the host owner's id when it is a private worker's,
+    -1 for a public or group worker identity, which a whole fleet of volunteers shares)."""
+    copy = aliased(Task)
+    volunteer_hosts = select(Host.id).where(Host.owner_id == bindparam("b_volunteer"))
+    return or_(
+        Job.min_quorum <= 1,
+        Job.sent == 0,
+        ~exists().where(
+            copy.job_id == Job.id,
+            or_(copy.host_id == bindparam("host_id"), copy.host_id.in_(volunteer_hosts)),
+        ),
+    )
+
+
+#: the queue's order: priority (``nice`` = -priority), fair share across owners, submission
+QUEUE_ORDER = (Job.nice, Job.share_key, Job.id)
+
+
 def claim_select(
     kind: str, skip_locked: bool, fit: bool = False, offline: bool = False, inputs: bool = True
 ) -> Any:
-    """PENDING jobs a worker may run, oldest first. ``kind``: private, public or group.
+    """PENDING jobs a worker may run, in the queue's order. ``kind``: private, public or group.
 
     ``fit``: only jobs whose declared needs fit the host's free memory and disk (bind
     ``free_memory``, ``free_disk``); ``offline``: only jobs that do not need the network.
     A job bound to one host (``expected_host_id``) goes to that host only (bind ``host_id``).
     ``inputs``: only jobs whose stdin and env the worker identity may read (a SUPER
-    identity may read everything).
+    identity may read everything). A replicated job's next copy goes to a host that holds
+    no copy of it yet (:func:`_new_to_host`).
     """
     if kind == "private":
         rights = Job.owner_id == bindparam("b_owner_id")
@@ -117,6 +141,7 @@ def claim_select(
         Job.app_id.in_(select(AppBinary.app_id).where(*_platforms)),
         rights,
         or_(Job.expected_host_id.is_(None), Job.expected_host_id == bindparam("host_id")),
+        _new_to_host(),
     ]
     if fit:
         where += [
@@ -127,7 +152,7 @@ def claim_select(
         where.append(Job.needs_network.is_(False))
     if inputs:
         where += [_readable_input(Job.stdin_data_id), _readable_input(Job.env_data_id)]
-    q = select(*CLAIMED_COLUMNS).where(*where).order_by(Job.id).limit(bindparam("k"))
+    q = select(*CLAIMED_COLUMNS).where(*where).order_by(*QUEUE_ORDER).limit(bindparam("k"))
     if skip_locked:
         q = q.with_for_update(skip_locked=True, of=Job)
     return q
@@ -144,7 +169,7 @@ INPUTS = select(Data.id, Data.uid, Data.sha256, Data.size).where(
     Data.id.in_(bindparam("ids", expanding=True))
 )
 
-HOST_BY_UID = select(Host.id, Host.owner_id, Host.os, Host.cpu, Host.enabled).where(
+HOST_BY_UID = select(Host.id, Host.owner_id, Host.os, Host.cpu, Host.enabled, Host.valid_streak).where(
     Host.uid == bindparam("uid")
 )
 
@@ -177,6 +202,8 @@ TASK_OF = (
         Task.job_id,
         Job.uid.label("job_uid"),
         Job.owner_id.label("job_owner_id"),
+        Job.min_quorum.label("min_quorum"),
+        Job.sent.label("sent"),
         Host.owner_id.label("host_owner_id"),
         Host.uid.label("host_uid"),
         Host.enabled.label("host_enabled"),

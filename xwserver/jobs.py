@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import shlex
 import time
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import insert, or_, select
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from xwcommon import defaults
@@ -18,12 +19,14 @@ from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
 from . import apps as apps_mod
-from . import jobsets, lifecycle, pending
+from . import hot, jobsets, lifecycle, pending, validation
 from .access import EXEC, READ, WRITE, Caller, may_on, may_sql
 from .data import check_name, get_readable, owner_id_of
 from .db.engine import is_integrity_error, transaction
-from .db.models import App, Data, Host, Job, Task
+from .db.models import App, Data, Host, Job, Task, User
 from .state import Server, uid_maps
+
+log = logging.getLogger(__name__)
 
 MAX_ARG_BYTES = 64 * 1024
 MAX_LIST = 10_000
@@ -64,8 +67,28 @@ JOB_FIELDS = frozenset(
         "session_uid",
         "group_uid",
         "expected_host_uid",
+        "priority",
+        *validation.DEFAULT_REPLICATION,
     }
 )
+
+#: the highest priority each level may ask (anyone may lower their jobs down to -1000)
+MAX_PRIORITY = {UserLevel.STANDARD: 0, UserLevel.ADVANCED: 100, UserLevel.SUPER: 1000}
+MIN_PRIORITY = -1000
+
+
+def _priority(caller: Caller, value: Any) -> int:
+    if value is None:
+        return 0
+    top = MAX_PRIORITY.get(caller.rights, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or not MIN_PRIORITY <= value <= 1000:
+        raise BadRequest(f'"priority" must be an integer from {MIN_PRIORITY} to {top}')
+    if value > top:
+        raise Forbidden(
+            f'"priority" {value} is above what {caller.rights.name} users may ask ({top}); '
+            "a higher priority needs a higher level"
+        )
+    return value
 
 
 def _bytes(spec: dict[str, Any], key: str) -> int:
@@ -177,7 +200,45 @@ async def _row(session: Any, srv: Server, res: _Resolver, spec: Any, now: float)
         "session_id": await res.job_set(session, jobsets.SESSIONS, spec.get("session_uid")),
         "group_id": await res.job_set(session, jobsets.GROUPS, spec.get("group_uid")),
         "expected_host_id": await res.host_id(session, spec.get("expected_host_uid")),
+        "nice": -_priority(res.caller, spec.get("priority")),
+        "share_key": 0.0,  # set with the whole submission's (share_keys)
+        "unsent": 1,
+        "sent": 0,
+        "done": 0,
+        "trusted": False,
+        **_replication(spec, app),
     }
+
+
+def _replication(spec: dict[str, Any], app: Any) -> dict[str, Any]:
+    """The job's replication: what it asks over its application's. A job of several
+    copies starts with ``target_results`` of them to send."""
+    base = {key: getattr(app, key) for key in validation.DEFAULT_REPLICATION}
+    out: dict[str, Any] = validation.replication(spec, base)
+    if out["min_quorum"] > 1 or out["target_results"] > 1:
+        out["unsent"] = out["target_results"]
+    return out
+
+
+_SHARE_VTIME = select(User.share_vtime).where(User.id == bindparam("owner"))
+_SET_SHARE_VTIME = update(User).where(User.id == bindparam("owner")).values(share_vtime=bindparam("vtime"))
+_QUEUE_HEAD = select(func.min(Job.share_key)).where(hot.status_is(Job.status, JobStatus.PENDING.value))
+
+
+async def share_keys(srv: Server, conn: Any, owner_id: int, rows: list[dict[str, Any]]) -> None:
+    """Fair share across owners (start-time fair queuing): a submission's jobs take the
+    owner's next keys from max(the owner's virtual time, the queue's head), one per job. An
+    owner with 1,000 jobs queued has keys far ahead; one who submits 10 now gets keys at the
+    head, so their jobs run next to the big owner's rather than after them all. An owner who
+    was idle gains no credit: the keys never start behind the head. The head is the highest
+    key this process claimed lately (read from the queue once)."""
+    if srv.queue_head is None:
+        srv.queue_head = float((await conn.execute(_QUEUE_HEAD)).scalar_one_or_none() or 0.0)
+    vtime = float((await conn.execute(_SHARE_VTIME, {"owner": owner_id})).scalar_one_or_none() or 0.0)
+    start = max(vtime, srv.queue_head)
+    for i, row in enumerate(rows, 1):
+        row["share_key"] = start + i
+    await conn.execute(_SET_SHARE_VTIME, {"owner": owner_id, "vtime": start + len(rows)})
 
 
 async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str, Any]]:
@@ -199,6 +260,7 @@ async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str
                 if len(specs) > 1:
                     raise type(exc)(f"job #{i}: {exc.message}") from None
                 raise
+        await share_keys(srv, conn, caller.id, rows)
         await conn.execute(_INSERT_JOBS, rows)
         return rows
 
@@ -215,6 +277,7 @@ async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str
     except Exception as exc:  # something these jobs name was removed meanwhile (a foreign key)
         if not is_integrity_error(exc):
             raise
+        log.warning("submission refused by the database: %s", exc)
         raise Conflict(
             "an application, data, session or group these jobs name was removed meanwhile; nothing was submitted"
         ) from None
@@ -398,6 +461,40 @@ async def delete_many(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     already): ``{"deleted": [uid…], "missing": [{"uid", "reason"}…]}``.
     """
     caller.require(UserLevel.STANDARD, "removing jobs")
+    wanted = _listed_uids(body)
+    async with srv.sessions.begin() as session:
+        ids, deleted, missing = await _writable(session, caller, wanted, "remove")
+        await lifecycle.remove_jobs(session, ids)
+    return {"deleted": deleted, "missing": missing}
+
+
+ABORTED_MESSAGE = "aborted by {login}"
+
+
+async def abort_many(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
+    """``POST /jobs/abort``: the listed jobs the caller may write end ABORTED unless they are
+    over; they stay for their owner to see (xwrm removes them). Their running copies stop at
+    their workers' next heartbeat. ``{"aborted": [uid…], "missing": [{"uid", "reason"}…]}``:
+    a job that had ended already is listed as missing with its status."""
+    caller.require(UserLevel.STANDARD, "aborting jobs")
+    wanted = _listed_uids(body)
+    now = time.time()
+    async with srv.sessions.begin() as session:
+        ids, writable, missing = await _writable(session, caller, wanted, "abort")
+        statuses = dict(
+            (await session.execute(select(Job.uid, Job.status).where(Job.id.in_(ids)))).all() if ids else []
+        )
+        await lifecycle.abort_jobs(session, ids, now, ABORTED_MESSAGE.format(login=caller.login))
+    aborted = []
+    for uid in writable:
+        if statuses.get(uid) in validation.LIVE:
+            aborted.append(uid)
+        else:
+            missing.append({"uid": uid, "reason": f"it is {statuses.get(uid)} already: nothing to abort"})
+    return {"aborted": aborted, "missing": missing}
+
+
+def _listed_uids(body: Any) -> list[str]:
     if not isinstance(body, dict) or set(body) != {"uids"} or not isinstance(body["uids"], list):
         raise BadRequest('expected {"uids": [job UID, ...]} and nothing else')
     refs = body["uids"]
@@ -410,34 +507,39 @@ async def delete_many(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
         uid = parse_uid(ref, f"uids[{i}]")
         if uid not in wanted:
             wanted.append(uid)
+    return wanted
+
+
+async def _writable(
+    session: AsyncSession, caller: Caller, wanted: list[str], verb: str
+) -> tuple[list[int], list[str], list[dict[str, str]]]:
+    """The listed jobs the caller may write: (ids, uids, the others with the reason)."""
     found: dict[str, tuple[int, int, int]] = {}
-    async with srv.sessions.begin() as session:
-        for start in range(0, len(wanted), 900):
-            rows = await session.execute(
-                select(Job.uid, Job.id, Job.owner_id, Job.access_rights).where(
-                    Job.uid.in_(wanted[start : start + 900])
-                )
+    for start in range(0, len(wanted), 900):
+        rows = await session.execute(
+            select(Job.uid, Job.id, Job.owner_id, Job.access_rights).where(
+                Job.uid.in_(wanted[start : start + 900])
             )
-            found.update({uid: (job_id, owner, rights) for uid, job_id, owner, rights in rows})
-        deleted: list[str] = []
-        missing: list[dict[str, str]] = []
-        ids: list[int] = []
-        for uid in wanted:
-            if uid not in found:
-                missing.append({"uid": uid, "reason": "no such job"})
-                continue
-            job_id, owner, rights = found[uid]
-            if not await may_on(session, caller, READ, owner_id=owner, access_rights=rights):
-                missing.append({"uid": uid, "reason": "no such job"})  # as GET /jobs/{uid}: 404
-            elif not await may_on(session, caller, WRITE, owner_id=owner, access_rights=rights):
-                missing.append(
-                    {
-                        "uid": uid,
-                        "reason": f"not yours to remove: its access rights are {format_access_rights(rights)}",
-                    }
-                )
-            else:
-                deleted.append(uid)
-                ids.append(job_id)
-        await lifecycle.remove_jobs(session, ids)
-    return {"deleted": deleted, "missing": missing}
+        )
+        found.update({uid: (job_id, owner, rights) for uid, job_id, owner, rights in rows})
+    uids: list[str] = []
+    missing: list[dict[str, str]] = []
+    ids: list[int] = []
+    for uid in wanted:
+        if uid not in found:
+            missing.append({"uid": uid, "reason": "no such job"})
+            continue
+        job_id, owner, rights = found[uid]
+        if not await may_on(session, caller, READ, owner_id=owner, access_rights=rights):
+            missing.append({"uid": uid, "reason": "no such job"})  # as GET /jobs/{uid}: 404
+        elif not await may_on(session, caller, WRITE, owner_id=owner, access_rights=rights):
+            missing.append(
+                {
+                    "uid": uid,
+                    "reason": f"not yours to {verb}: its access rights are {format_access_rights(rights)}",
+                }
+            )
+        else:
+            uids.append(uid)
+            ids.append(job_id)
+    return ids, uids, missing

@@ -38,11 +38,11 @@ from xwcommon.protocol.work import (
 from xwcommon.status import DataStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
-from . import hot, lifecycle
+from . import hot, lifecycle, validation
 from .access import Caller
 from .data import store_upload
 from .db.engine import transaction
-from .db.models import Data
+from .db.models import App, Data, Job
 from .hosts import own_host
 from .lifecycle import Finish, LiveTask
 from .state import HostInfo, Server
@@ -104,7 +104,7 @@ async def _task_of_caller(conn: AsyncConnection, caller: Caller, task_uid: str, 
         raise HostDisabled(f"host {row.host_uid} is disabled by an administrator")
     if row.status != TaskStatus.RUNNING:
         raise TaskGone(f"task {uid} is {row.status}, no longer live; its job went elsewhere")
-    return LiveTask(row.id, uid, row.job_id, row.job_uid, row.job_owner_id)
+    return LiveTask(row.id, uid, row.job_id, row.job_uid, row.job_owner_id, row.min_quorum, row.sent)
 
 
 async def upload_result(
@@ -215,12 +215,42 @@ async def _result_ids(
     return ids, refused
 
 
+_RESULT_SHAS = select(Data.id, Data.sha256).where(Data.id.in_(bindparam("ids", expanding=True)))
+_VOLATILE_OF = (
+    select(Job.id, App.volatile)
+    .join(App, App.id == Job.app_id)
+    .where(Job.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+async def _digests(
+    srv: Server, conn: AsyncConnection, items: Sequence[tuple[LiveTask, Report, int | None]]
+) -> dict[str, str]:
+    """What each completed copy of a replicated job hashes to (validation.result_digest),
+    by task uid; read from the store in a thread (replicated jobs only)."""
+    wanted = [(t, result_id) for t, rep, result_id in items if t.replicated and rep.status == "COMPLETED"]
+    if not wanted:
+        return {}
+    ids = [r for _t, r in wanted if r is not None]
+    shas = dict((await conn.execute(_RESULT_SHAS, {"ids": ids})).all()) if ids else {}
+    volatile = {
+        job_id: validation.parse_volatile(text)
+        for job_id, text in await conn.execute(_VOLATILE_OF, {"ids": sorted({t.job_id for t, _ in wanted})})
+    }
+    out = {}
+    for task, result_id in wanted:
+        path = srv.store.path_of(shas[result_id]) if result_id is not None and result_id in shas else None
+        out[task.uid] = await asyncio.to_thread(validation.result_digest, path, volatile.get(task.job_id, ()))
+    return out
+
+
 async def apply_reports(
     conn: AsyncConnection,
     live: dict[str, LiveTask],
     reports: Sequence[TaskReport],
     inlines: Sequence[_Inline | None],
     now: float,
+    srv: Server | None = None,
 ) -> list[ReportOutcome]:
     """Finish the reported tasks that are live on the host (``live``, read locked in this
     transaction), as sets; each report gets its own outcome (``task_gone`` for the others)."""
@@ -247,6 +277,11 @@ async def apply_reports(
         ReportOutcome(task_uid=uid, error=BadRequest.code, message=why) for uid, why in refused.items()
     ]
     items = [item for item in items if item[0].uid not in refused]
+    digests = (
+        await _digests(srv, conn, [(t, rep, result_ids[t.uid]) for t, rep, _ in items])
+        if srv is not None
+        else {}
+    )
     finishes = [
         Finish(
             task=task,
@@ -255,11 +290,15 @@ async def apply_reports(
             message=rep.message,
             result_id=result_ids[task.uid],
             accounting=_accounting(rep),
+            digest=digests.get(task.uid),
         )
         for task, rep, _inline in items
     ]
-    await lifecycle.finish(conn, finishes, now)
-    outcomes += [ReportOutcome(task_uid=f.task.uid, job_status=f.job_status.value) for f in finishes]
+    judged = await lifecycle.finish(conn, finishes, now)
+    outcomes += [
+        ReportOutcome(task_uid=f.task.uid, job_status=judged.get(f.task.job_id, f.job_status).value)
+        for f in finishes
+    ]
     return outcomes
 
 
@@ -277,7 +316,7 @@ async def report(srv: Server, caller: Caller, task_uid: str, rep: Report) -> Rep
     async def work(conn: AsyncConnection) -> list[ReportOutcome]:
         task = await _task_of_caller(conn, caller, uid, lock=srv.skip_locked)
         return await apply_reports(
-            conn, {uid: task}, [TaskReport(**msgspec.structs.asdict(rep), task_uid=uid)], [inline], now
+            conn, {uid: task}, [TaskReport(**msgspec.structs.asdict(rep), task_uid=uid)], [inline], now, srv
         )
 
     [outcome] = await transaction(srv.engine, work)
@@ -319,6 +358,14 @@ async def reap(srv: Server, *, now: float | None = None, batch: int = 1000) -> i
     if lost:
         log.info("reaped %d lost tasks, %d jobs rescheduled", lost, requeued)
         srv.notifier.notify(requeued)
+
+    async def overdue(conn: AsyncConnection) -> int:
+        return await lifecycle.send_overdue_again(conn, at, batch=batch)
+
+    twins = await transaction(srv.engine, overdue)
+    if twins:
+        log.info("%d copies ran past their job's delay bound: sent to another host as well", twins)
+        srv.notifier.notify(twins)
     return lost
 
 

@@ -19,7 +19,20 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from xwcommon.status import (
@@ -37,6 +50,9 @@ from .db.models import AppBinary, Data, Host, Job, Task
 Conn = AsyncConnection | AsyncSession
 
 RUNNING_TASK = TaskStatus.RUNNING.value
+PENDING_JOB = JobStatus.PENDING.value
+RUNNING_JOB = JobStatus.RUNNING.value
+WAITING_JOB = JobStatus.WAITING.value
 #: IN lists are cut to this many values (SQLite's variable limit, PostgreSQL's planner)
 CHUNK = 900
 
@@ -63,10 +79,46 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
 # -- claim: PENDING -> RUNNING, one task per job --------------------------------------------------
 
 _CLAIM_GUARD = job_moves(JobStatus.RUNNING, JobStatus.PENDING)
+# a claimed copy leaves its job PENDING (more copies to send), WAITING (results came back,
+# no quorum yet) or RUNNING: the table must allow each
+job_moves(JobStatus.WAITING, JobStatus.PENDING)
 
 
 @cache
-def _claim_update(kind: str, skip_locked: bool, fit: bool, offline: bool, inputs: bool = True) -> Any:
+def _claim_values(alone: bool) -> list[tuple[Any, Any]]:
+    """What a claim writes on each job it takes (one copy sent), as ordered values: MariaDB
+    assigns left to right, each assignment seeing those before it, so the columns the
+    others read (``unsent``, ``sent``) come last.
+
+    ``alone``: the host is trusted for its record of valid results (adaptive trust): a
+    replicated job of which no copy went out yet goes to it alone (``trusted``)."""
+    lone = and_(Job.sent == 0, Job.min_quorum > 1) if alone else None
+    more = Job.unsent > 1
+    status = case(
+        *([(lone, RUNNING_JOB)] if lone is not None else []),
+        (more, PENDING_JOB),
+        (Job.done > 0, WAITING_JOB),
+        else_=RUNNING_JOB,
+    )
+    values: list[tuple[Any, Any]] = [
+        (Job.status, status),
+        (Job.started_at, func.coalesce(Job.started_at, bindparam("now"))),
+    ]
+    if lone is not None:
+        values += [
+            (Job.trusted, case((lone, true()), else_=Job.trusted)),
+            (Job.unsent, case((lone, 0), else_=Job.unsent - 1)),
+        ]
+    else:
+        values.append((Job.unsent, Job.unsent - 1))
+    values.append((Job.sent, Job.sent + 1))
+    return values
+
+
+@cache
+def _claim_update(
+    kind: str, skip_locked: bool, fit: bool, offline: bool, inputs: bool = True, alone: bool = False
+) -> Any:
     """One ``UPDATE … WHERE id IN (pick) RETURNING …``: pick, lock and mark in one statement."""
     # A CTE, materialized: PostgreSQL may run an IN (subquery) more than once, and each run
     # with SKIP LOCKED picks other rows, so more than k jobs would be claimed. The guard is
@@ -83,16 +135,21 @@ def _claim_update(kind: str, skip_locked: bool, fit: bool, offline: bool, inputs
     return (
         update(Job)
         .where(Job.id.in_(select(pick.c.id)))
-        .values(status=JobStatus.RUNNING.value, started_at=bindparam("now"))
+        .ordered_values(*_claim_values(alone))
         .returning(*hot.CLAIMED_COLUMNS)
     )
 
 
-_CLAIM_BY_IDS = (
-    update(Job)
-    .where(Job.id.in_(bindparam("ids", expanding=True)), _CLAIM_GUARD)
-    .values(status=JobStatus.RUNNING.value, started_at=bindparam("now"))
-)
+@cache
+def _claim_by_ids(alone: bool) -> Any:
+    return (
+        update(Job)
+        .where(Job.id.in_(bindparam("ids", expanding=True)), _CLAIM_GUARD)
+        .ordered_values(*_claim_values(alone))
+    )
+
+
+_CLAIM_BY_IDS = _claim_by_ids(False)
 _INSERT_TASKS = insert(Task)
 _INSERT_TASKS_RETURNING = insert(Task).returning(Task.id, sort_by_parameter_order=True)
 _TASK_IDS = select(Task.uid, Task.id).where(Task.uid.in_(bindparam("uids", expanding=True)))
@@ -116,6 +173,7 @@ async def claim(
     fit: bool,
     offline: bool,
     inputs: bool = True,
+    alone: bool = False,
     params: dict[str, Any],
     host_id: int,
     now: float,
@@ -132,10 +190,13 @@ async def claim(
             (await conn.execute(hot.claim_select(kind, skip_locked, fit, offline, inputs), params)).all()
         )
         if jobs:
-            await conn.execute(_CLAIM_BY_IDS, {"ids": [j.id for j in jobs], "now": now})
+            await conn.execute(_claim_by_ids(alone), {"ids": [j.id for j in jobs], "now": now})
     else:
-        update_stmt = _claim_update(kind, skip_locked, fit, offline, inputs)
-        jobs = sorted((await conn.execute(update_stmt, {**params, "now": now})).all(), key=lambda j: j.id)
+        update_stmt = _claim_update(kind, skip_locked, fit, offline, inputs, alone)
+        jobs = sorted(
+            (await conn.execute(update_stmt, {**params, "now": now})).all(),
+            key=lambda j: (j.nice, j.share_key, j.id),  # the queue's order
+        )
     if not jobs:
         return []
     tasks = [
@@ -148,6 +209,7 @@ async def claim(
             "lease_expires_at": lease_until,
             "ended_at": None,
             "exit_code": None,
+            "overdue": False,
         }
         for j in jobs
     ]
@@ -163,7 +225,7 @@ async def claim(
 # -- a host's live tasks --------------------------------------------------------------------------
 
 _LIVE_OF_HOST = (
-    select(Task.id, Task.uid, Task.job_id, Job.uid.label("job_uid"), Job.owner_id)
+    select(Task.id, Task.uid, Task.job_id, Job.uid.label("job_uid"), Job.owner_id, Job.min_quorum, Job.sent)
     .join(Job, Job.id == Task.job_id)
     .where(Task.host_id == bindparam("host_id"), hot.status_is(Task.status, RUNNING_TASK))
 )
@@ -177,12 +239,19 @@ class LiveTask:
     job_id: int
     job_uid: str
     job_owner_id: int
+    #: its job's: results that must agree (above 1: a replicated job), and copies sent
+    min_quorum: int = 1
+    sent: int = 1
+
+    @property
+    def replicated(self) -> bool:
+        return self.min_quorum > 1
 
 
 async def live_tasks(conn: Conn, host_id: int, *, lock: bool) -> dict[str, LiveTask]:
     """The host's RUNNING tasks by UID (locked for this transaction if ``lock``)."""
     rows = await conn.execute(_LIVE_OF_HOST_LOCKED if lock else _LIVE_OF_HOST, {"host_id": host_id})
-    return {r.uid: LiveTask(r.id, r.uid, r.job_id, r.job_uid, r.owner_id) for r in rows}
+    return {r.uid: LiveTask(r.id, r.uid, r.job_id, r.job_uid, r.owner_id, r.min_quorum, r.sent) for r in rows}
 
 
 _RENEW = (
@@ -216,15 +285,18 @@ _FINISH_TASK = (
         cpu_system_s=bindparam("b_cpu_system_s"),
         wall_s=bindparam("b_wall_s"),
         max_rss_bytes=bindparam("b_max_rss_bytes"),
+        digest=bindparam("b_digest"),
     )
 )
 
+#: a job of one copy ends with it. PENDING too: a copy that ran past the job's delay bound
+#: may still finish first, while the job waits for its next copy to be sent
 _FINISH_JOB = (
     update(Job)
     .where(
         Job.id == bindparam("job_id"),
-        job_moves(JobStatus.COMPLETED, JobStatus.RUNNING),
-        job_moves(JobStatus.ERROR, JobStatus.RUNNING),
+        job_moves(JobStatus.COMPLETED, JobStatus.RUNNING, JobStatus.PENDING),
+        job_moves(JobStatus.ERROR, JobStatus.RUNNING, JobStatus.PENDING),
     )
     .values(
         status=bindparam("b_status"),
@@ -232,13 +304,15 @@ _FINISH_JOB = (
         message=bindparam("b_message"),
         result_data_id=bindparam("result_id"),
         completed_at=bindparam("now"),
+        unsent=0,
     )
 )
 
 
 @dataclass(frozen=True)
 class Finish:
-    """One live task's end, as the worker reported it (``result_id``: its stored result)."""
+    """One live task's end, as the worker reported it (``result_id``: its stored result;
+    ``digest``: what a replicated job's result hashes to, see validation.result_digest)."""
 
     task: LiveTask
     status: TaskStatus
@@ -246,20 +320,23 @@ class Finish:
     message: str | None
     result_id: int | None
     accounting: dict[str, float | int | None]
+    digest: str | None = None
 
     @property
     def job_status(self) -> JobStatus:
         return JobStatus.COMPLETED if self.status is TaskStatus.COMPLETED else JobStatus.ERROR
 
 
-async def finish(conn: Conn, items: Sequence[Finish], now: float) -> None:
-    """End tasks and their jobs: two statements for any number (executemany).
+async def finish(conn: Conn, items: Sequence[Finish], now: float) -> dict[int, JobStatus]:
+    """End tasks and their jobs: two statements for any number of jobs of one copy
+    (executemany). A replicated job's copy ends its task only; the job is then revisited
+    (:func:`revisit`). Returns the replicated jobs' statuses after that, by job id.
 
     The tasks must have been read as live in this transaction (:func:`live_tasks` with
     ``lock``), so every guarded UPDATE here matches its row.
     """
     if not items:
-        return
+        return {}
     await conn.execute(
         _FINISH_TASK,
         [
@@ -268,25 +345,295 @@ async def finish(conn: Conn, items: Sequence[Finish], now: float) -> None:
                 "b_status": f.status.value,
                 "now": now,
                 "b_exit_code": f.exit_code,
+                "b_digest": f.digest,
                 **{f"b_{k}": v for k, v in f.accounting.items()},
             }
             for f in items
         ],
     )
-    await conn.execute(
-        _FINISH_JOB,
-        [
+    single = [f for f in items if not f.task.replicated]
+    if single:
+        await conn.execute(
+            _FINISH_JOB,
+            [
+                {
+                    "job_id": f.task.job_id,
+                    "b_status": f.job_status.value,
+                    "b_exit_code": f.exit_code,
+                    "b_message": f.message,
+                    "result_id": f.result_id,
+                    "now": now,
+                }
+                for f in single
+            ],
+        )
+        # a job of one copy sent twice (past its delay bound): the other copy stops
+        twice = [f.task.job_id for f in single if f.task.sent > 1]
+        if twice:
+            await _abort_live_copies(conn, twice, now)
+    replicated = [f.task.job_id for f in items if f.task.replicated]
+    return await revisit(conn, replicated, now) if replicated else {}
+
+
+# -- replicated jobs: the validator's decisions written ----------------------------------------------
+
+_LIVE_JOBS = (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.WAITING)
+
+
+def _live_sources(to: JobStatus) -> ColumnElement[bool]:
+    """``jobs.status`` among the live statuses that may become ``to`` (or are ``to`` already:
+    a job may stay PENDING with one more copy to send)."""
+    sources = [s for s in _LIVE_JOBS if s is not to]
+    guard = job_moves(to, *sources)
+    return or_(guard, hot.status_is(Job.status, to.value)) if to in _LIVE_JOBS else guard
+
+
+@cache
+def _set_job(to: JobStatus) -> Any:
+    values: dict[str, Any] = {
+        "status": to.value,
+        "unsent": bindparam("b_unsent"),
+        "done": bindparam("b_done"),
+    }
+    if to in (JobStatus.COMPLETED, JobStatus.ERROR):
+        values |= {
+            "message": bindparam("b_message"),
+            "completed_at": bindparam("now"),
+            "result_data_id": bindparam("result_id"),
+            "exit_code": bindparam("b_exit_code"),
+        }
+    return update(Job).where(Job.id == bindparam("job_id"), _live_sources(to)).values(**values)
+
+
+_JOBS_FOR_REVISIT = select(
+    Job.id,
+    Job.status,
+    Job.min_quorum,
+    Job.max_error_results,
+    Job.max_total_results,
+    Job.unsent,
+    Job.sent,
+    Job.trusted,
+).where(Job.id.in_(bindparam("ids", expanding=True)))
+_COPIES = select(
+    Task.id, Task.job_id, Task.host_id, Task.status, Task.digest, Task.validity, Task.exit_code, Task.overdue
+).where(Task.job_id.in_(bindparam("ids", expanding=True)))
+_RESULTS_OF = select(Data.task_id, Data.id).where(Data.task_id.in_(bindparam("ids", expanding=True)))
+_SET_VALIDITY = (
+    update(Task).where(Task.id.in_(bindparam("ids", expanding=True))).values(validity=bindparam("b_validity"))
+)
+#: a record stops growing here (the column is a 32-bit integer on every database)
+MAX_STREAK = 2**31 - 1
+_STREAK_UP = (
+    update(Host)
+    .where(Host.id.in_(bindparam("ids", expanding=True)))
+    .values(valid_streak=case((Host.valid_streak < MAX_STREAK, Host.valid_streak + 1), else_=MAX_STREAK))
+)
+_STREAK_RESET = update(Host).where(Host.id.in_(bindparam("ids", expanding=True))).values(valid_streak=0)
+
+
+_RESULTS_OF_JOBS = select(Data.id).where(
+    Data.task_id.in_(select(Task.id).where(Task.job_id.in_(bindparam("jobs", expanding=True))))
+)
+_DROP_DATA = delete(Data).where(Data.id.in_(bindparam("ids", expanding=True)))
+
+
+async def revisit(conn: Conn, job_ids: Sequence[int], now: float) -> dict[int, JobStatus]:
+    """Decide replicated (or re-sent) jobs again from their copies and write the outcome:
+    quorum reached (COMPLETED, copies judged valid or invalid, hosts' records moved, the
+    other copies stopped), caps reached (ERROR), or more copies to send (PENDING) or to
+    wait for (RUNNING, WAITING). The jobs are locked first where the database locks rows,
+    so two copies reported at once are judged once."""
+    from . import validation
+
+    ids = sorted(set(job_ids))
+    out: dict[int, JobStatus] = {}
+    for chunk in _chunks(ids):
+        jobs_q = _JOBS_FOR_REVISIT.with_for_update() if _locks_rows(conn) else _JOBS_FOR_REVISIT
+        jobs = {r.id: r for r in await conn.execute(jobs_q, {"ids": list(chunk)})}
+        copies: dict[int, list[validation.Copy]] = {}
+        for r in await conn.execute(_COPIES, {"ids": list(chunk)}):
+            copies.setdefault(r.job_id, []).append(
+                validation.Copy(r.id, r.host_id, r.status, r.digest, r.validity, r.exit_code, bool(r.overdue))
+            )
+        decisions = []
+        for job_id, j in jobs.items():
+            state = validation.JobState(
+                j.id,
+                j.status,
+                j.min_quorum,
+                j.max_error_results,
+                j.max_total_results,
+                j.unsent,
+                j.sent,
+                j.trusted,
+            )
+            d = validation.decide(state, copies.get(job_id, []))
+            if d is not None:
+                decisions.append(d)
+                out[job_id] = d.status
+        await _write_decisions(conn, decisions, now)
+    return out
+
+
+def _locks_rows(conn: Conn) -> bool:
+    """SQLite has no row locks (BEGIN IMMEDIATE serializes writers); the others lock rows."""
+    dialect = conn.get_bind().dialect if isinstance(conn, AsyncSession) else conn.dialect
+    return dialect.name != "sqlite"
+
+
+async def _write_decisions(conn: Conn, decisions: Sequence[Any], now: float) -> None:
+    if not decisions:
+        return
+    canon = [d.canonical.id for d in decisions if d.canonical is not None]
+    results: dict[int, int] = {}
+    if canon:
+        results = {t: d for t, d in await conn.execute(_RESULTS_OF, {"ids": canon}) if t is not None}
+    for d in decisions:
+        await conn.execute(
+            _set_job(d.status),
             {
-                "job_id": f.task.job_id,
-                "b_status": f.job_status.value,
-                "b_exit_code": f.exit_code,
-                "b_message": f.message,
-                "result_id": f.result_id,
+                "job_id": d.job_id,
+                "b_unsent": d.unsent,
+                "b_done": d.done,
+                "b_message": d.message,
                 "now": now,
-            }
-            for f in items
-        ],
+                "result_id": results.get(d.canonical.id) if d.canonical else None,
+                "b_exit_code": d.canonical.exit_code if d.canonical else None,
+            },
+        )
+    valid = [c for d in decisions for c in d.valid if c.validity != "valid"]
+    invalid = [c for d in decisions for c in d.invalid]
+    if valid:
+        await conn.execute(_SET_VALIDITY, {"ids": [c.id for c in valid], "b_validity": "valid"})
+        await conn.execute(_STREAK_UP, {"ids": sorted({c.host_id for c in valid})})
+    if invalid:
+        await conn.execute(_SET_VALIDITY, {"ids": [c.id for c in invalid], "b_validity": "invalid"})
+        bad_hosts = sorted({c.host_id for c in invalid})
+        await conn.execute(_STREAK_RESET, {"ids": bad_hosts})
+        await recheck_alone(conn, bad_hosts, now)
+    cancel = [c.id for d in decisions for c in d.cancel]
+    if cancel:
+        await conn.execute(_ABORT_TASKS, {"ids": cancel, "now": now})
+    # the results no quorum kept: their rows go now, their files at the collector's round
+    ended = [d for d in decisions if d.status in (JobStatus.COMPLETED, JobStatus.ERROR)]
+    if ended:
+        keep = {results[d.canonical.id] for d in ended if d.canonical and d.canonical.id in results}
+        found = (await conn.execute(_RESULTS_OF_JOBS, {"jobs": [d.job_id for d in ended]})).scalars()
+        drop = [i for i in found if i not in keep]
+        if drop:
+            await conn.execute(_DROP_DATA, {"ids": drop})
+
+
+_ALONE_OF = (
+    select(Job.id)
+    .join(Task, Task.job_id == Job.id)
+    .where(
+        Task.host_id.in_(bindparam("hosts", expanding=True)),
+        Job.trusted.is_(True),
+        hot.status_is(Job.status, JobStatus.COMPLETED.value),
+        Job.completed_at > bindparam("since"),
     )
+)
+_REOPEN = (
+    update(Job)
+    .where(
+        Job.id.in_(bindparam("ids", expanding=True)),
+        job_moves(JobStatus.PENDING, JobStatus.COMPLETED),
+        Job.trusted.is_(True),
+    )
+    .values(
+        status=JobStatus.PENDING.value,
+        trusted=False,
+        unsent=case((Job.target_results > Job.min_quorum, Job.target_results), else_=Job.min_quorum) - 1,
+        result_data_id=None,
+        completed_at=None,
+        message="sent again: the host that ran it alone returned an invalid result since",
+    )
+)
+_UNJUDGE = update(Task).where(Task.job_id.in_(bindparam("ids", expanding=True))).values(validity=None)
+
+
+async def recheck_alone(conn: Conn, host_ids: Sequence[int], now: float) -> int:
+    """The jobs these hosts ran alone lately (trusted) go back to the queue, replicated:
+    their results are compared again with new copies (sent to other hosts)."""
+    from .validation import RECHECK_ALONE_S
+
+    ids = list(
+        (await conn.execute(_ALONE_OF, {"hosts": list(host_ids), "since": now - RECHECK_ALONE_S})).scalars()
+    )
+    if not ids:
+        return 0
+    for chunk in _chunks(ids):
+        await conn.execute(_UNJUDGE, {"ids": list(chunk)})
+        await conn.execute(_REOPEN, {"ids": list(chunk)})
+    return len(ids)
+
+
+# -- abort: by the job's owner; its live copies are told to stop at their next heartbeat ----------
+
+_ABORT_JOBS = (
+    update(Job)
+    .where(
+        Job.id.in_(bindparam("ids", expanding=True)),
+        job_moves(JobStatus.ABORTED, JobStatus.PENDING, JobStatus.RUNNING, JobStatus.WAITING),
+    )
+    .values(
+        status=JobStatus.ABORTED.value,
+        unsent=0,
+        completed_at=bindparam("now"),
+        message=bindparam("b_message"),
+    )
+)
+
+
+async def abort_jobs(conn: Conn, job_ids: Sequence[int], now: float, message: str) -> int:
+    """Jobs that are not over end ABORTED (kept for their owner to see); their live copies
+    are ABORTED, which their workers learn at their next heartbeat. Returns how many."""
+    n = 0
+    for chunk in _chunks(job_ids):
+        result = await conn.execute(_ABORT_JOBS, {"ids": list(chunk), "now": now, "b_message": message})
+        n += result.rowcount or 0  # type: ignore[attr-defined]
+        await _abort_live_copies(conn, chunk, now)
+    return n
+
+
+_LIVE_COPIES = select(Task.id).where(
+    Task.job_id.in_(bindparam("ids", expanding=True)), hot.status_is(Task.status, RUNNING_TASK)
+)
+
+
+async def _abort_live_copies(conn: Conn, job_ids: Sequence[int], now: float) -> None:
+    ids = list((await conn.execute(_LIVE_COPIES, {"ids": list(job_ids)})).scalars())
+    if ids:
+        await conn.execute(_ABORT_TASKS, {"ids": ids, "now": now})
+
+
+# -- deadlines: a copy running past its job's delay bound gets a twin on another host -------------
+
+_OVERDUE = (
+    select(Task.id, Task.job_id)
+    .join(Job, Job.id == Task.job_id)
+    .where(
+        hot.status_is(Task.status, RUNNING_TASK),
+        Task.overdue.is_(False),
+        Job.delay_bound_s.is_not(None),
+        Task.started_at + Job.delay_bound_s < bindparam("now"),
+    )
+    .limit(bindparam("batch"))
+)
+_MARK_OVERDUE = update(Task).where(Task.id.in_(bindparam("ids", expanding=True))).values(overdue=True)
+
+
+async def send_overdue_again(conn: Conn, now: float, *, batch: int = 1000) -> int:
+    """Copies past their job's delay bound (BOINC's): marked overdue (they may still finish
+    and count), and their jobs revisited, which sends another copy. Returns how many."""
+    rows = (await conn.execute(_OVERDUE, {"now": now, "batch": batch})).all()
+    if not rows:
+        return 0
+    await conn.execute(_MARK_OVERDUE, {"ids": [r.id for r in rows]})
+    await revisit(conn, [r.job_id for r in rows], now)
+    return len(rows)
 
 
 # -- release: a task handed back (ABORTED), its job back to PENDING with no retry spent ------------
@@ -298,17 +645,25 @@ _ABORT_TASKS = (
 )
 _REQUEUE_JOBS = (
     update(Job)
-    .where(Job.id.in_(bindparam("ids", expanding=True)), job_moves(JobStatus.PENDING, JobStatus.RUNNING))
-    .values(status=JobStatus.PENDING.value, started_at=None)
+    .where(
+        Job.id.in_(bindparam("ids", expanding=True)),
+        job_moves(JobStatus.PENDING, JobStatus.RUNNING),
+        Job.min_quorum <= 1,
+    )
+    .values(status=JobStatus.PENDING.value, started_at=None, unsent=1)
 )
 
 
 async def release(conn: Conn, tasks: Sequence[LiveTask], now: float | None = None) -> int:
-    """Hand live tasks back: tasks ABORTED, their jobs PENDING again without spending a retry."""
+    """Hand live tasks back: tasks ABORTED, their jobs PENDING again without spending a retry
+    (a replicated job is revisited: it sends another copy if it needs one)."""
     now = time.time() if now is None else now
     for chunk in _chunks(tasks):
         await conn.execute(_ABORT_TASKS, {"ids": [t.id for t in chunk], "now": now})
         await conn.execute(_REQUEUE_JOBS, {"ids": [t.job_id for t in chunk]})
+    replicated = [t.job_id for t in tasks if t.replicated]
+    if replicated:
+        await revisit(conn, replicated, now)
     return len(tasks)
 
 
@@ -328,8 +683,10 @@ async def release_host(
 
 # -- reap: an expired lease; task LOST, job PENDING with retry+1 or ERROR when retries are spent ---
 
-_EXPIRED = select(Task.id, Task.job_id).where(
-    hot.status_is(Task.status, RUNNING_TASK), Task.lease_expires_at < bindparam("now")
+_EXPIRED = (
+    select(Task.id, Task.job_id, Job.min_quorum)
+    .join(Job, Job.id == Task.job_id)
+    .where(hot.status_is(Task.status, RUNNING_TASK), Task.lease_expires_at < bindparam("now"))
 )
 _LOSE_TASKS = (
     update(Task)
@@ -342,12 +699,17 @@ _RETRY_JOBS = (
         Job.id.in_(bindparam("ids", expanding=True)),
         job_moves(JobStatus.PENDING, JobStatus.RUNNING),
         Job.retry < Job.max_retry,
+        Job.min_quorum <= 1,
     )
-    .values(status=JobStatus.PENDING.value, retry=Job.retry + 1, started_at=None)
+    .values(status=JobStatus.PENDING.value, retry=Job.retry + 1, started_at=None, unsent=1)
 )
 _FAIL_JOBS = (
     update(Job)
-    .where(Job.id.in_(bindparam("ids", expanding=True)), job_moves(JobStatus.ERROR, JobStatus.RUNNING))
+    .where(
+        Job.id.in_(bindparam("ids", expanding=True)),
+        job_moves(JobStatus.ERROR, JobStatus.RUNNING),
+        Job.min_quorum <= 1,
+    )
     .values(
         status=JobStatus.ERROR.value,
         completed_at=bindparam("now"),
@@ -360,7 +722,7 @@ _FAIL_JOBS = (
 def _expired(skip_locked: bool) -> Any:
     """Built once: the driver-level statement caches key on the statement object."""
     q = _EXPIRED.limit(bindparam("batch"))
-    return q.with_for_update(skip_locked=True) if skip_locked else q
+    return q.with_for_update(skip_locked=True, of=Task) if skip_locked else q
 
 
 async def reap(conn: Conn, now: float, *, batch: int, skip_locked: bool) -> tuple[int, int]:
@@ -369,11 +731,17 @@ async def reap(conn: Conn, now: float, *, batch: int, skip_locked: bool) -> tupl
     if not rows:
         return 0, 0
     task_ids = [r.id for r in rows]
-    job_ids = [r.job_id for r in rows]
+    job_ids = [r.job_id for r in rows if r.min_quorum <= 1]
     await conn.execute(_LOSE_TASKS, {"ids": task_ids, "now": now})
-    requeued = await conn.execute(_RETRY_JOBS, {"ids": job_ids})
-    await conn.execute(_FAIL_JOBS, {"ids": job_ids, "now": now})
-    return len(rows), requeued.rowcount or 0  # type: ignore[attr-defined]
+    requeued = 0
+    if job_ids:
+        requeued = (await conn.execute(_RETRY_JOBS, {"ids": job_ids})).rowcount or 0  # type: ignore[attr-defined]
+        await conn.execute(_FAIL_JOBS, {"ids": job_ids, "now": now})
+    replicated = [r.job_id for r in rows if r.min_quorum > 1]
+    if replicated:  # a lost copy counts as an error; another is sent if the quorum needs it
+        after = await revisit(conn, replicated, now)
+        requeued += sum(status is JobStatus.PENDING for status in after.values())
+    return len(rows), requeued
 
 
 _GRACE = (

@@ -8,6 +8,7 @@ import json
 import logging
 import random
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,7 +20,8 @@ from xwcommon.platforms import ANY
 from xwcommon.protocol import MAX_BYTES
 from xwcommon.protocol.work import Assignment, DataRef, ReportOutcome, WorkAnswer, WorkRequest
 
-from . import faults, hot, leases, lifecycle
+from . import faults, hot, leases, lifecycle, validation
+from . import signing as signed
 from .access import Caller
 from .db.engine import transaction
 from .hosts import own_host
@@ -78,6 +80,9 @@ async def claim(
         "b_owner_id": caller.id,
         "b_group_id": caller.group_id,
         "host_id": host.id,
+        # distinct volunteers: a private worker's hosts are one volunteer's; a public or
+        # group identity is shared by a fleet of volunteers (distinct hosts only)
+        "b_volunteer": caller.id if caller.rights >= UserLevel.STANDARD else -1,
     }
     if resources.fit:  # one not said is no limit
         params["free_memory"] = (
@@ -92,6 +97,7 @@ async def claim(
         fit=resources.fit,
         offline=resources.offline,
         inputs=not caller.is_super,
+        alone=validation.sends_alone(host.valid_streak),
         params=params,
         host_id=host.id,
         now=now,
@@ -100,6 +106,7 @@ async def claim(
     if not claimed:
         return []
     jobs = [c.job for c in claimed]
+    srv.queue_head = max(srv.queue_head or 0.0, max(j.share_key for j in jobs))
     binaries: dict[int, tuple[int, DataRef, str]] = {}
     missing = []
     for app_id in {j.app_id for j in jobs}:
@@ -114,13 +121,28 @@ async def claim(
             rank = _binary_rank(os_name, cpu)
             if app_id not in binaries or rank < binaries[app_id][0]:
                 binaries[app_id] = (rank, DataRef(data_uid=d_uid, sha256=sha, size=size), app_name)
+        # what only a cache miss reads: each binary's signature, platform and URL
+        details = await conn.execute(signed.BINARY_DETAILS, {"app_ids": missing})
+        for app_id, os_name, cpu, d_uid, signature, url in details:
+            got = binaries.get(app_id)
+            if got is not None and got[1].data_uid == d_uid:
+                ref = DataRef(
+                    data_uid=d_uid,
+                    sha256=got[1].sha256,
+                    size=got[1].size,
+                    url=url,
+                    signature=signature,
+                    os=os_name,
+                    cpu=cpu,
+                )
+                binaries[app_id] = (got[0], ref, got[2])
         for app_id in missing:
             srv.binaries.put(app_id, host.os, host.cpu, binaries[app_id], now)
     input_ids = {i for j in jobs for i in (j.stdin_data_id, j.env_data_id) if i is not None}
     inputs: dict[int, DataRef] = {}
     if input_ids:
-        for d_id, d_uid, sha, size in await conn.execute(hot.INPUTS, {"ids": list(input_ids)}):
-            inputs[d_id] = DataRef(data_uid=d_uid, sha256=sha, size=size)
+        for d_id, d_uid, sha, size, url in await conn.execute(signed.INPUTS, {"ids": list(input_ids)}):
+            inputs[d_id] = DataRef(data_uid=d_uid, sha256=sha, size=size, url=url)
     lease_text = iso(lease_until) or ""
     return [
         Assignment(
@@ -141,15 +163,76 @@ async def claim(
     ]
 
 
-def come_back_s(srv: Server, *, busy: bool = False) -> float:
-    """When a worker that found no room should ask again: ``come_back_s`` on average, up to
-    four times longer the more requests wait beyond the cap, jittered by ±50% so a fleet
-    turned away together does not return together. ``busy``: turned away by admission (the
-    database is busy this instant, not the queue empty): a quarter of that."""
-    limit = max(1, srv.settings.max_waiting_requests)
-    load = min(4.0, max(1.0, srv.notifier.waiting / limit))
-    mean = srv.settings.come_back_s * (0.25 if busy else load)
-    return round(max(0.5, mean * random.uniform(0.5, 1.5)), 1)
+#: the longest "come back after" a worker is told, in seconds
+MAX_COME_BACK_S = 600.0
+
+
+class AwayWorkers:
+    """How many workers were told to come back and are not due yet: a count per second of
+    their return, so the figure costs a few hundred integers whatever the fleet's size."""
+
+    def __init__(self) -> None:
+        self._due: dict[int, int] = {}
+        self._count = 0
+        self._purged_at = 0
+
+    def add(self, due_at: float) -> None:
+        key = int(due_at)
+        self._due[key] = self._due.get(key, 0) + 1
+        self._count += 1
+
+    def count(self, now: float) -> int:
+        second = int(now)
+        if second > self._purged_at:
+            for key in [k for k in self._due if k < second]:
+                self._count -= self._due.pop(key)
+            self._purged_at = second
+        return self._count
+
+
+_away: weakref.WeakKeyDictionary[Server, AwayWorkers] = weakref.WeakKeyDictionary()
+
+
+def away_workers(srv: Server) -> AwayWorkers:
+    """The workers this process told to come back (one tally per server process)."""
+    away = _away.get(srv)
+    if away is None:
+        away = _away[srv] = AwayWorkers()
+    return away
+
+
+def come_back_s(srv: Server, *, busy: bool = False, now: float | None = None) -> float:
+    """When a worker that found no room should ask again, BOINC's way: the workers turned
+    away come back at ``max_waiting_requests / come_back_s`` requests a second in all (100
+    by default), however many they are. So the delay is ``come_back_s`` on average while
+    few are away, and grows with their number (9,000 idle workers away: 90 s), up to
+    MAX_COME_BACK_S; jittered by ±50% so a fleet turned away together does not return
+    together. ``busy``: turned away by admission (the database is busy this instant, not
+    the queue empty): a quarter of that."""
+    now = time.time() if now is None else now
+    away = away_workers(srv)
+    rate = max(1, srv.settings.max_waiting_requests) / max(0.1, srv.settings.come_back_s)
+    mean = min(MAX_COME_BACK_S, max(srv.settings.come_back_s, away.count(now) / rate))
+    if busy:
+        mean *= 0.25
+    delay = round(max(0.5, mean * random.uniform(0.5, 1.5)), 1)
+    away.add(now + delay)
+    return delay
+
+
+#: a worker told to come back after this many seconds or more gets its connection closed
+#: (it reconnects when it comes back: a TLS handshake, about a millisecond of server CPU)
+CLOSE_IDLE_AFTER_S = 5.0
+
+
+def leaves_idle(answer: WorkAnswer) -> bool:
+    """Whether the answer sends its worker away for long enough to close its connection."""
+    return (
+        answer.retry_after_s is not None
+        and answer.retry_after_s >= CLOSE_IDLE_AFTER_S
+        and not answer.assignments
+        and not answer.reported
+    )
 
 
 #: re-checks of the database by all waiting work requests together, per second at most
@@ -200,7 +283,7 @@ async def request_work(
         if msg.reports or msg.held is not None:
             live = await lifecycle.live_tasks(conn, host.id, lock=srv.skip_locked)
             if msg.reports:
-                reported = await leases.apply_reports(conn, live, msg.reports, inlines, now)
+                reported = await leases.apply_reports(conn, live, msg.reports, inlines, now, srv)
             if msg.held is not None:
                 keep = set(msg.held) | {r.task_uid for r in msg.reports if r.task_uid}
                 released = await lifecycle.release(conn, [t for u, t in live.items() if u not in keep], now)

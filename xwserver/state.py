@@ -21,6 +21,12 @@ from .store import DataStore
 from .throttle import LoginThrottle
 from .wire import Wire
 
+#: how long a token stays in the cache of a server on SQLite (the only process)
+LONG_TOKEN_TTL_S = 600.0
+#: how long a host stays in the cache of a server on SQLite: a few heartbeat intervals (its
+#: figures that others change, such as its record of valid results, may lag that long)
+LONG_HOST_TTL_S = 60.0
+
 
 class WorkNotifier:
     """Wakes long-polling work requests when jobs become PENDING in this process.
@@ -110,6 +116,8 @@ class HostInfo:
     os: str
     cpu: str
     enabled: bool
+    #: valid results in a row (adaptive trust: a long record gets replicated jobs alone)
+    valid_streak: int = 0
 
 
 @dataclass
@@ -168,14 +176,22 @@ class Server:
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(engine, expire_on_commit=False)
         self.store = store
         self.notifier = WorkNotifier()
-        self.tokens = TokenCache()
+        # SQLite serves one process, which drops an entry at once when it changes the token,
+        # user or host behind it: entries may live long, so a connected fleet's heartbeats
+        # cost no token or host query. Several processes on one database see each other's
+        # changes only through the database: short-lived entries there.
+        one_process = self.backend == "sqlite"
+        self.tokens = TokenCache(ttl_s=LONG_TOKEN_TTL_S) if one_process else TokenCache()
         self.login_throttle = LoginThrottle(settings.login_failures_allowed, settings.login_backoff_cap_s)
         #: correct passwords verified lately, as HMACs (a fleet's logins skip the slow hash)
         self.passwords = VerifiedPasswords()
-        self.hosts = HostCache()
+        self.hosts = HostCache(ttl_s=LONG_HOST_TTL_S) if one_process else HostCache()
         self.binaries = BinaryCache()
         #: work requests of this process in their database transaction now (admission)
         self.work_in_flight = 0
+        #: fair share's virtual time: the highest share key this process claimed lately (None:
+        #: read from the queue at the first submission), see jobs.share_keys
+        self.queue_head: float | None = None
         #: whether this process runs the background loops (one of several on PostgreSQL)
         self.leader = Leader(engine, self.backend)
         self.wire = Wire(settings.netloc)

@@ -59,6 +59,7 @@ class Wire:
             "owner_uid": owner_uid,
             "access_rights": format_access_rights(d.access_rights),
             "created_at": iso(d.created_at),
+            **({"url": d.url} if d.url else {}),
         }
 
     def app(self, a: App, owner_uid: str, binaries: list[dict[str, Any]]) -> dict[str, Any]:
@@ -104,6 +105,15 @@ class Wire:
             "session_uid": uids.get("session", {}).get(j.session_id) if j.session_id else None,
             "group_uid": uids.get("group", {}).get(j.group_id) if j.group_id else None,
             "expected_host_uid": uids.get("host", {}).get(j.expected_host_id) if j.expected_host_id else None,
+            "priority": -j.nice,
+            "min_quorum": j.min_quorum,
+            "target_results": j.target_results,
+            "max_error_results": j.max_error_results,
+            "max_total_results": j.max_total_results,
+            "delay_bound_s": j.delay_bound_s,
+            "copies_sent": j.sent,
+            "results": j.done,
+            "trusted": bool(j.trusted),
         }
 
     def task(self, t: Task, job_uid: str, host_uid: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import msgspec
 
 from ..platforms import _CPU_ALIASES, _OS_ALIASES
 from ..uri import is_uid
-from . import MAX_BYTES, Answer, Bytes, Request, Seconds, Sha256, Uid
+from . import MAX_BYTES, PATTERN_WORDS, Answer, Bytes, Request, Seconds, Sha256, Uid
 
 __all__ = [
     "ACCESS_RIGHTS_PATTERN",
@@ -293,6 +293,8 @@ class Data(Answer, kw_only=True):
     owner_uid: Uid
     access_rights: ShownRights
     created_at: Timestamp
+    #: data by URL: where workers fetch it (the server stores nothing)
+    url: str | None = None
 
 
 class AppBinary(Answer, kw_only=True):
@@ -303,6 +305,8 @@ class AppBinary(Answer, kw_only=True):
     data_uid: Uid
     sha256: Sha256
     size: Bytes
+    #: the deployment signing key's signature (base64), None when unsigned
+    signature: str | None = None
 
 
 class App(Answer, kw_only=True):
@@ -347,6 +351,20 @@ class Job(Answer, kw_only=True):
     expected_host_uid: Uid | None
     #: one job shown alone and PENDING: what keeps it from every connected worker, if anything
     pending_reason: str | None = None
+    #: higher runs first (then fair share across owners, then submission order)
+    priority: int = 0
+    #: replication: results that must agree, copies sent at first, caps on failed copies and
+    #: on copies in all; a copy running delay_bound_s after it was sent gets a twin elsewhere
+    min_quorum: Count = 1
+    target_results: Count = 1
+    max_error_results: Count = 3
+    max_total_results: Count = 10
+    delay_bound_s: Seconds | None = None
+    #: copies sent so far, and results received (of a replicated job)
+    copies_sent: Count = 0
+    results: Count = 0
+    #: sent alone to a host trusted for its record of valid results (adaptive trust)
+    trusted: bool = False
 
 
 class TaskAccounting(Answer, kw_only=True):
@@ -469,6 +487,14 @@ class JobsDeleted(Answer, kw_only=True):
     """``POST /jobs/delete``: the jobs removed, and those that were not with the reason."""
 
     deleted: list[Uid]
+    missing: list[MissingJob]
+
+
+class JobsAborted(Answer, kw_only=True):
+    """``POST /jobs/abort``: those aborted, and the others (unknown, not the caller's, or over
+    already) with the reason."""
+
+    aborted: list[Uid]
     missing: list[MissingJob]
 
 
@@ -603,12 +629,60 @@ class UserGroupCreation(Request, kw_only=True):
         _check_identifier(self.label, "label")
 
 
+class DataByUrl(Request, kw_only=True):
+    """``POST /data/url``: data that stays where it is; workers fetch it from ``url``.
+
+    Give ``sha256`` and ``size`` (what the document is: a worker refuses anything else), or
+    neither: then the server fetches the URL once to learn them, if its administrator allows
+    it (``data.url_fetch``), and refuses the insertion otherwise.
+    """
+
+    wire_name = "data by URL"
+
+    url: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=8,
+            max_length=2048,
+            pattern="^https?://[^\\x00-\\x20\\x7f]+$",
+            description="an http:// or https:// URL, at most 2048 characters, no blanks",
+        ),
+    ]
+    name: Name | None = None
+    sha256: Sha256 | None = None
+    size: Bytes | None = None
+    access_rights: AccessRights | None = None
+
+    def __post_init__(self) -> None:
+        if (self.sha256 is None) != (self.size is None):
+            raise ValueError(
+                'give "sha256" and "size" together, or neither (the server then fetches the URL)'
+            )
+
+
+#: an Ed25519 signature (64 bytes) in standard padded base64
+SIGNATURE_PATTERN = "^[A-Za-z0-9+/]{86}==$"
+PATTERN_WORDS[SIGNATURE_PATTERN] = "an Ed25519 signature in standard base64 (88 characters)"
+
+
 class BinarySpec(Request, kw_only=True):
     """One binary of an app: a data object the caller may read, for a platform."""
 
     os: OsName
     cpu: CpuName
     data_uid: UidRef
+    #: ``xwsendapp --xwsign``: the signature of (sha256, app name, os, cpu) by the
+    #: deployment's signing key, base64 (xwcommon/signing.py)
+    signature: Annotated[str, msgspec.Meta(pattern=SIGNATURE_PATTERN)] | None = None
+
+
+Quorum = Annotated[int, msgspec.Meta(ge=1, le=10)]
+Copies = Annotated[int, msgspec.Meta(ge=1, le=100)]
+ErrorCap = Annotated[int, msgspec.Meta(ge=0, le=100)]
+DelayBound = Annotated[float, msgspec.Meta(ge=1, le=365 * 24 * 3600)]
+
+
+VolatileName = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern="^[^\\x00]+$")]
 
 
 class AppInsert(Request, kw_only=True):
@@ -624,6 +698,14 @@ class AppInsert(Request, kw_only=True):
     binaries: Annotated[list[BinarySpec], msgspec.Meta(min_length=1)]
     access_rights: AccessRights | None = None
     needs_network: bool | None = None
+    # the replication its jobs get unless a job says otherwise (see JobSpec); null: 1 copy
+    min_quorum: Quorum | None = None
+    target_results: Copies | None = None
+    max_error_results: ErrorCap | None = None
+    max_total_results: Copies | None = None
+    delay_bound_s: DelayBound | None = None
+    #: result files (fnmatch patterns, e.g. "stderr.txt", "*.log") left out when copies' results are compared
+    volatile: Annotated[list[VolatileName], msgspec.Meta(max_length=50)] | None = None
 
     def __post_init__(self) -> None:
         if is_uid(self.name):
@@ -649,6 +731,17 @@ class JobSpec(Request, kw_only=True):
     session_uid: UidRef | None = None
     group_uid: UidRef | None = None
     expected_host_uid: UidRef | None = None
+    #: higher runs first; the range depends on the user's level (STANDARD up to 0, ADVANCED
+    #: up to 100, SUPER up to 1000; anyone down to -1000)
+    priority: Annotated[int, msgspec.Meta(ge=-1000, le=1000)] | None = None
+    # replication (null: the application's): results that must agree, copies sent at first,
+    # and the caps on failed copies and on copies in all; a copy still running delay_bound_s
+    # after it was sent is sent to another host as well
+    min_quorum: Quorum | None = None
+    target_results: Copies | None = None
+    max_error_results: ErrorCap | None = None
+    max_total_results: Copies | None = None
+    delay_bound_s: DelayBound | None = None
 
     def __post_init__(self) -> None:
         args = self.args

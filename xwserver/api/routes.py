@@ -19,6 +19,7 @@ from .. import apps, data, hosts, jobs, leases, metrics, scheduler, users
 from ..state import Server
 from ..wire import iso
 from .access_routes import ACCESS_ROUTES
+from .data_url_routes import DATA_URL_ROUTES
 from .http import (
     ALLOW,
     BODY_TYPE_KEY,
@@ -201,6 +202,11 @@ async def job_delete_many(request: web.Request) -> web.Response:
     return web.json_response(await jobs.delete_many(server_of(request), caller_of(request), body))
 
 
+async def job_abort_many(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    return web.json_response(await jobs.abort_many(server_of(request), caller_of(request), body))
+
+
 async def job_get(request: web.Request) -> web.Response:
     return web.json_response(
         await jobs.get(server_of(request), caller_of(request), request.match_info["uid"])
@@ -239,7 +245,12 @@ async def work_request(request: web.Request) -> web.Response:
     )
     metrics.observe_work_request(time.perf_counter() - started, len(answer.assignments))
     metrics.work_answered(answer, {r.task_uid: r.status for r in msg.reports})
-    return message_response(answer)
+    response = message_response(answer)
+    if scheduler.leaves_idle(answer):
+        # told to come back later: the connection would sit idle meanwhile, with its TLS
+        # state and buffers (tens of KiB each, times thousands of volunteers)
+        response.force_close()
+    return response
 
 
 def _connected(request: web.Request) -> bool:
@@ -383,6 +394,14 @@ CORE_ROUTES: list[Route] = [
         response=c.JobsDeleted,
     ),
     Route(
+        "POST",
+        "/jobs/abort",
+        job_abort_many,
+        "Abort many jobs at once: they end ABORTED and stay listed; running copies stop",
+        request=c.JobDeletion,
+        response=c.JobsAborted,
+    ),
+    Route(
         "GET",
         "/jobs",
         job_list,
@@ -464,7 +483,9 @@ CORE_ROUTES: list[Route] = [
 
 
 #: every route of the API; each area keeps its own list in its own module
-ROUTES: list[Route] = CORE_ROUTES + USER_ROUTES + ACCESS_ROUTES + JOBSET_ROUTES + USAGE_ROUTES
+ROUTES: list[Route] = (
+    CORE_ROUTES + USER_ROUTES + ACCESS_ROUTES + JOBSET_ROUTES + DATA_URL_ROUTES + USAGE_ROUTES
+)
 
 
 #: all a WORKER identity may call besides /work/* (XWHEP's worker level computes, nothing else);

@@ -119,6 +119,11 @@ class _DirectConnection:
         self._conn = conn
         self._dialect = dialect
 
+    @property
+    def dialect(self) -> Dialect:
+        """The database's dialect, as an AsyncConnection's."""
+        return self._dialect
+
     def _compiled(self, stmt: ClauseElement, keys: tuple[str, ...]) -> Any:
         key = (stmt, keys)
         hit = self._cache.get(key)

@@ -56,6 +56,9 @@ class User(Base):
     rights: Mapped[int] = mapped_column(Integer)
     group_id: Mapped[int | None] = mapped_column(ForeignKey("usergroups.id"), nullable=True)
     created_at: Mapped[float] = mapped_column(Double)
+    #: fair share (migration 0007): the virtual time the owner's queued jobs reach; a
+    #: submission's jobs take the next keys from max(this, the queue's head): see jobs.share_keys
+    share_vtime: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
 
 
 class Token(Base):
@@ -87,6 +90,9 @@ class Data(Base):
     created_at: Mapped[float] = mapped_column(Double)
     #: set on a result archive: the task that uploaded it (only that task may report it)
     task_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    #: data by URL (migration 0008): where workers fetch it (nothing is in the store); its
+    #: size and sha256 are the document's when it was inserted
+    url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
 
 
 class App(Base):
@@ -100,6 +106,14 @@ class App(Base):
     created_at: Mapped[float] = mapped_column(Double)
     #: its jobs need the network (migration 0004); a job copies it at submission
     needs_network: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # migration 0007: the replication its jobs get unless a job says otherwise (see Job)
+    min_quorum: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    target_results: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    max_error_results: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    max_total_results: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    delay_bound_s: Mapped[float | None] = mapped_column(Double, nullable=True)
+    #: JSON list of result file names (fnmatch patterns) left out when copies are compared
+    volatile: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
 
 
 class AppBinary(Base):
@@ -111,6 +125,9 @@ class AppBinary(Base):
     os: Mapped[str] = mapped_column(String(32))
     cpu: Mapped[str] = mapped_column(String(32))
     data_id: Mapped[int] = mapped_column(ForeignKey("data.id"))
+    #: the deployment signing key's Ed25519 signature of (sha256, app name, os, cpu), base64
+    #: (migration 0008; xwcommon/signing.py); null: unsigned
+    signature: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class Host(Base):
@@ -146,6 +163,8 @@ class Host(Base):
     #: login gives one)
     key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     key_issued_at: Mapped[float | None] = mapped_column(Double, nullable=True)
+    #: adaptive trust (migration 0007): valid results in a row since its last invalid one
+    valid_streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class _JobSet:
@@ -174,20 +193,19 @@ class JobGroup(_JobSet, Base):
 class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
-        # the claim: PENDING jobs in submission order. A partial index where the database
-        # has them: a claimed job leaves it (no entry for RUNNING or COMPLETED rows to
-        # maintain or to walk past), and scans of it kill the entries of claimed jobs.
+        # the claim: PENDING jobs by priority, then fair share, then submission order. A
+        # partial index where the database has them: a claimed job leaves it (no entry for
+        # RUNNING or COMPLETED rows to maintain or to walk past), and scans of it kill the
+        # entries of claimed jobs. MariaDB has none: its index leads with the status.
         Index(
             "ix_jobs_pending",
+            "nice",
+            "share_key",
             "id",
             postgresql_where=text("status = 'PENDING'"),
             sqlite_where=text("status = 'PENDING'"),
         ).ddl_if(dialect=("postgresql", "sqlite")),  # type: ignore[arg-type]  # a tuple is documented
-        Index("ix_jobs_status_id", "status", "id").ddl_if(dialect="mysql"),
-        # MariaDB needs an index for the foreign key to apps. Elsewhere none: it would lure
-        # the planner off ix_jobs_pending whenever its statistics lag behind a burst of
-        # submissions (a bitmap of every job of the app, then a sort), and only the rare
-        # removal of an app looks jobs up by app.
+        Index("ix_jobs_status_queue", "status", "nice", "share_key", "id").ddl_if(dialect="mysql"),
         Index("ix_jobs_app_id", "app_id").ddl_if(dialect="mysql"),
         Index("ix_jobs_owner_status", "owner_id", "status"),
         Index("ix_jobs_owner_label", "owner_id", "label"),
@@ -222,6 +240,24 @@ class Job(Base):
     #: the one host that may run it; no foreign key: a job outlives a removed host (it then
     #: stays PENDING until its owner removes it)
     expected_host_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # migration 0007: the queue's order: priority first (stored as ``nice`` = -priority, so
+    # one ascending index serves the claim on every database), then fair share across owners
+    nice: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    share_key: Mapped[float] = mapped_column(Double, default=0.0, server_default="0")
+    # replication (its app's unless the job says otherwise): results that must agree, copies
+    # sent at first, and the caps on errors and on copies in all
+    min_quorum: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    target_results: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    max_error_results: Mapped[int] = mapped_column(Integer, default=3, server_default="3")
+    max_total_results: Mapped[int] = mapped_column(Integer, default=10, server_default="10")
+    #: copies still to send (a PENDING job has at least one), copies sent, results received
+    unsent: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    sent: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: sent alone to a host with a long record of valid results (adaptive trust)
+    trusted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: a copy running this long after it was sent is sent to another host as well
+    delay_bound_s: Mapped[float | None] = mapped_column(Double, nullable=True)
 
 
 class Task(Base):
@@ -247,3 +283,9 @@ class Task(Base):
     cpu_system_s: Mapped[float | None] = mapped_column(Double, nullable=True)
     wall_s: Mapped[float | None] = mapped_column(Double, nullable=True)
     max_rss_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # migration 0007: a replicated job's copy: what its result's files hash to (the volatile
+    # ones left out), whether it agreed with the canonical result, and whether it ran past
+    # its job's delay bound (another copy was sent)
+    digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    validity: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    overdue: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())

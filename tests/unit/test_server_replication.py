@@ -1,0 +1,356 @@
+"""Replicated jobs: copies to distinct hosts, quorum by result digests, caps, adaptive trust,
+deadlines and aborts; and the queue's order (priority, fair share). The workers here are
+the test speaking the worker protocol, so each copy's result is exactly what a test wants:
+an honest one or a cheat's."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import zipfile
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import select, update
+
+from xwserver import leases, validation
+from xwserver.db.models import Host, Job, Task
+
+if TYPE_CHECKING:
+    from conftest import XW
+
+
+def result_zip(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
+def inline(content: bytes) -> dict[str, str]:
+    return {"content_b64": base64.b64encode(content).decode(), "sha256": hashlib.sha256(content).hexdigest()}
+
+
+async def report(
+    xw: XW, host: str, task_uid: str, files: dict[str, bytes] | None, *, status: str = "COMPLETED"
+) -> Any:
+    """A copy's report alone (``POST /work/tasks/{uid}/report``: no new work claimed with it)."""
+    rep: dict[str, Any] = {"status": status, "exit_code": 0 if status == "COMPLETED" else 1}
+    if files is not None:
+        rep["result_inline"] = inline(result_zip(files))
+    body = await xw.ok("POST", f"/work/tasks/{task_uid}/report", token=xw.worker, json=rep)
+    return body["job_status"]
+
+
+async def hosts(xw: XW, n: int) -> list[str]:
+    return [await xw.register(name=f"volunteer-{i}") for i in range(n)]
+
+
+async def copies(xw: XW, job_uid: str) -> list[dict[str, Any]]:
+    async with xw.srv.engine.connect() as conn:
+        rows = await conn.execute(
+            select(Task.uid, Task.status, Task.validity, Task.host_id)
+            .join(Job, Job.id == Task.job_id)
+            .where(Job.uid == job_uid)
+            .order_by(Task.id)
+        )
+        return [dict(r._mapping) for r in rows]
+
+
+GOOD = {"stdout.txt": b"42\n", "out.dat": b"the answer"}
+BAD = {"stdout.txt": b"41\n", "out.dat": b"a wrong answer"}
+
+
+@pytest.mark.every_database
+async def test_a_quorum_of_two_completes_when_two_hosts_agree_and_never_sends_both_copies_to_one_host(
+    xw: XW,
+) -> None:
+    await xw.insert_app(xw.admin, "sim")
+    job = await xw.submit(xw.admin, "sim", min_quorum=2)
+    assert (job["min_quorum"], job["target_results"], job["status"]) == (2, 2, "PENDING")
+    h1, h2 = await hosts(xw, 2)
+    [a1] = await xw.request_work(h1, capacity=4)
+    assert await xw.request_work(h1, capacity=4) == []  # its second copy is for another host
+    assert (await xw.job(job["uid"]))["status"] == "PENDING"
+    [a2] = await xw.request_work(h2)
+    assert a2["job_uid"] == a1["job_uid"] == job["uid"]
+    assert (await xw.job(job["uid"]))["status"] == "RUNNING"
+
+    assert await report(xw, h1, a1["task_uid"], GOOD) == "WAITING"
+    shown = await xw.job(job["uid"])
+    assert (shown["status"], shown["results"], shown["result_uid"]) == ("WAITING", 1, None)
+    assert await report(xw, h2, a2["task_uid"], GOOD) == "COMPLETED"
+    done = await xw.job(job["uid"])
+    assert (done["status"], done["copies_sent"], done["results"]) == ("COMPLETED", 2, 2)
+    assert done["message"] == "2 of 2 results agree"
+    assert done["result_uid"] is not None
+    assert [c["validity"] for c in await copies(xw, job["uid"])] == ["valid", "valid"]
+    await xw.assert_healthy()
+
+
+@pytest.mark.every_database
+async def test_results_that_disagree_send_another_copy_and_the_minority_is_invalid(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "sim")
+    job = await xw.submit(xw.admin, "sim", min_quorum=2)
+    h1, h2, h3 = await hosts(xw, 3)
+    [a1] = await xw.request_work(h1)
+    [a2] = await xw.request_work(h2)
+    assert await report(xw, h1, a1["task_uid"], GOOD) == "WAITING"
+    assert await report(xw, h2, a2["task_uid"], BAD) == "PENDING"  # 1 against 1: a third copy
+    [a3] = await xw.request_work(h3)
+    assert a3["job_uid"] == job["uid"]
+    assert await report(xw, h3, a3["task_uid"], GOOD) == "COMPLETED"
+    verdicts = [c["validity"] for c in await copies(xw, job["uid"])]
+    assert verdicts == ["valid", "invalid", "valid"]
+    # the canonical result is an honest copy's: its bytes are GOOD's
+    done = await xw.job(job["uid"])
+    body = await xw.ok("GET", f"/data/{done['result_uid']}/content", token=xw.admin)
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert archive.read("out.dat") == b"the answer"
+    async with xw.srv.engine.connect() as conn:
+        streaks = dict((await conn.execute(select(Host.uid, Host.valid_streak))).all())
+    assert (streaks[h1], streaks[h2], streaks[h3]) == (1, 0, 1)
+
+
+@pytest.mark.every_database
+async def test_too_many_failed_copies_end_the_job_in_error_with_the_reason(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "sim")
+    job = await xw.submit(xw.admin, "sim", min_quorum=2, max_error_results=1)
+    h = await hosts(xw, 4)
+    [a1] = await xw.request_work(h[0])
+    [a2] = await xw.request_work(h[1])
+    assert await report(xw, h[0], a1["task_uid"], None, status="ERROR") == "PENDING"
+    [a3] = await xw.request_work(h[2])
+    assert await report(xw, h[1], a2["task_uid"], None, status="ERROR") == "ERROR"
+    shown = await xw.job(job["uid"])
+    assert shown["status"] == "ERROR" and "max_error_results (1)" in shown["message"]
+    assert [c["status"] for c in await copies(xw, job["uid"])] == ["ERROR", "ERROR", "ABORTED"]
+    # the copy still out is told to stop at its next heartbeat
+    beat = await xw.ok(
+        "POST", "/work/heartbeat", token=xw.worker, json={"host_uid": h[2], "task_uids": [a3["task_uid"]]}
+    )
+    assert beat["cancel"] == [a3["task_uid"]]
+
+
+@pytest.mark.every_database
+async def test_no_quorum_within_max_total_results_is_an_error(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "sim")
+    job = await xw.submit(xw.admin, "sim", min_quorum=2, max_total_results=3)
+    h = await hosts(xw, 3)
+    for i, files in enumerate(({"r": b"1"}, {"r": b"2"}, {"r": b"3"})):
+        [a] = await xw.request_work(h[i])
+        status = await report(xw, h[i], a["task_uid"], files)
+    assert status == "ERROR"
+    shown = await xw.job(job["uid"])
+    assert "max_total_results (3)" in shown["message"] and shown["copies_sent"] == 3
+
+
+@pytest.mark.every_database
+async def test_volatile_files_are_left_out_of_the_comparison(xw: XW) -> None:
+    data = await xw.upload(xw.admin, b"#!/bin/sh\necho 42\n", name="sim")
+    await xw.ok(
+        "POST",
+        "/apps",
+        token=xw.admin,
+        json={
+            "name": "sim",
+            "binaries": [{"os": "any", "cpu": "any", "data_uid": data["uid"]}],
+            "min_quorum": 2,
+            "volatile": ["stderr.txt", "*.log"],
+        },
+    )
+    job = await xw.submit(xw.admin, "sim")
+    assert job["min_quorum"] == 2  # the app's
+    h1, h2 = await hosts(xw, 2)
+    [a1] = await xw.request_work(h1)
+    [a2] = await xw.request_work(h2)
+    await report(xw, h1, a1["task_uid"], {**GOOD, "stderr.txt": b"took 1.2 s", "run.log": b"t=1"})
+    assert await report(xw, h2, a2["task_uid"], {**GOOD, "stderr.txt": b"took 3.4 s", "run.log": b"t=2"}) == (
+        "COMPLETED"
+    )
+
+
+@pytest.mark.every_database
+async def test_a_lost_copy_is_sent_again_to_another_host(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "sim")
+    job = await xw.submit(xw.admin, "sim", min_quorum=2)
+    h1, h2, h3 = await hosts(xw, 3)
+    [a1] = await xw.request_work(h1)
+    [a2] = await xw.request_work(h2)
+    async with xw.srv.engine.begin() as conn:
+        await conn.execute(update(Task).where(Task.uid == a1["task_uid"]).values(lease_expires_at=0))
+    await leases.reap(xw.srv)
+    assert (await xw.job(job["uid"]))["status"] == "PENDING"
+    assert await xw.request_work(h2) == []  # h2 holds a copy already
+    [a3] = await xw.request_work(h3)
+    assert await report(xw, h2, a2["task_uid"], GOOD) == "WAITING"
+    assert await report(xw, h3, a3["task_uid"], GOOD) == "COMPLETED"
+    assert [c["status"] for c in await copies(xw, job["uid"])] == ["LOST", "COMPLETED", "COMPLETED"]
+
+
+def test_a_result_digest_ignores_volatile_files_and_names_order_and_sees_any_other_change(
+    tmp_path: Any,
+) -> None:
+    def digest(files: dict[str, bytes], volatile: tuple[str, ...] = ()) -> str:
+        path = tmp_path / "r.zip"
+        path.write_bytes(result_zip(files))
+        return validation.result_digest(path, volatile)
+
+    base = digest({"a": b"1", "b": b"2"})
+    assert digest({"b": b"2", "a": b"1"}) == base
+    assert digest({"a": b"1", "b": b"3"}) != base
+    assert digest({"a": b"1", "c": b"2"}) != base  # a renamed file is a change
+    assert digest({"a": b"1", "b": b"2", "x.log": b"t"}, ("*.log",)) == base
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    assert validation.result_digest(bad) == validation.UNREADABLE
+    assert validation.result_digest(None) == validation.NO_RESULT
+
+
+def test_unreadable_results_agree_with_nothing() -> None:
+    job = validation.JobState(1, "WAITING", 2, 3, 10, 0, 2, False)
+    copies = [
+        validation.Copy(1, 10, "COMPLETED", validation.UNREADABLE, None, 0),
+        validation.Copy(2, 11, "COMPLETED", validation.UNREADABLE, None, 0),
+    ]
+    decision = validation.decide(job, copies)
+    assert decision is not None and decision.status.value == "PENDING" and decision.unsent == 2
+
+
+@pytest.mark.every_database
+async def test_a_trusted_host_runs_replicated_jobs_alone_until_it_returns_an_invalid_result(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "sim")
+    h1, h2, h3 = await hosts(xw, 3)
+    async with xw.srv.engine.begin() as conn:  # a record so long that 1 - 1/N is 1 in practice
+        await conn.execute(update(Host).where(Host.uid == h1).values(valid_streak=2**31 - 1))
+    alone = await xw.submit(xw.admin, "sim", min_quorum=2)
+    [a] = await xw.request_work(h1)
+    assert await report(xw, h1, a["task_uid"], BAD) == "COMPLETED"
+    shown = await xw.job(alone["uid"])
+    assert (shown["trusted"], shown["copies_sent"]) == (True, 1)
+
+    # h1 now disagrees with two honest hosts on a replicated job: its record is reset, and
+    # the job it ran alone goes back to the queue, for two other hosts
+    xw.srv.hosts = type(xw.srv.hosts)()
+    checked = await xw.submit(xw.admin, "sim", min_quorum=2)
+    async with xw.srv.engine.begin() as conn:
+        await conn.execute(update(Host).where(Host.uid == h1).values(valid_streak=0))
+    [b1] = await xw.request_work(h2)
+    assert b1["job_uid"] == checked["uid"]
+    [b2] = await xw.request_work(h1)
+    assert b2["job_uid"] == checked["uid"]
+    await report(xw, h1, b2["task_uid"], BAD)
+    assert await report(xw, h2, b1["task_uid"], GOOD) == "PENDING"
+    assert (await xw.job(alone["uid"]))["status"] == "COMPLETED"  # h1 is not known to cheat yet
+    [b3] = await xw.request_work(h3)
+    assert b3["job_uid"] == checked["uid"]
+    assert await report(xw, h3, b3["task_uid"], GOOD) == "COMPLETED"  # now h1's result is invalid
+    reopened = await xw.job(alone["uid"])
+    assert (reopened["status"], reopened["trusted"], reopened["result_uid"]) == ("PENDING", False, None)
+    assert reopened["message"].startswith("sent again")
+    assert await xw.request_work(h1) == []  # not back to the host that cheated
+    [c2] = await xw.request_work(h2)
+    assert c2["job_uid"] == alone["uid"]
+    assert await report(xw, h2, c2["task_uid"], GOOD) == "PENDING"  # h1's old BAD against GOOD
+    [c3] = await xw.request_work(h3)
+    assert await report(xw, h3, c3["task_uid"], GOOD) == "COMPLETED"
+    verdicts = {c["host_id"]: c["validity"] for c in await copies(xw, alone["uid"])}
+    assert sorted(verdicts.values(), key=str) == ["invalid", "valid", "valid"]
+
+
+def test_a_host_is_trusted_only_after_its_record_is_long_enough() -> None:
+    import random
+
+    rng = random.Random(7)
+    assert not any(validation.sends_alone(validation.TRUST_AFTER - 1, rng) for _ in range(1000))
+    share = sum(validation.sends_alone(20, rng) for _ in range(20_000)) / 20_000
+    assert abs(share - (1 - 1 / 20)) < 0.01
+
+
+@pytest.mark.every_database
+async def test_an_aborted_job_ends_aborted_is_kept_and_its_running_copy_is_cancelled(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "sim")
+    running = await xw.submit(xw.admin, "sim")
+    queued = await xw.submit(xw.admin, "sim")
+    [host] = await hosts(xw, 1)
+    [a] = await xw.request_work(host)
+    body = await xw.ok(
+        "POST", "/jobs/abort", token=xw.admin, json={"uids": [running["uid"], queued["uid"], running["uid"]]}
+    )
+    assert sorted(body["aborted"]) == sorted([running["uid"], queued["uid"]]) and body["missing"] == []
+    for uid in (running["uid"], queued["uid"]):
+        shown = await xw.job(uid)
+        assert shown["status"] == "ABORTED" and shown["message"] == "aborted by admin"
+    beat = await xw.ok(
+        "POST", "/work/heartbeat", token=xw.worker, json={"host_uid": host, "task_uids": [a["task_uid"]]}
+    )
+    assert beat["cancel"] == [a["task_uid"]]
+    again = await xw.ok("POST", "/jobs/abort", token=xw.admin, json={"uids": [running["uid"]]})
+    assert again["aborted"] == [] and "ABORTED already" in again["missing"][0]["reason"]
+    other = await xw.add_user("mallory")
+    refused = await xw.ok("POST", "/jobs/abort", token=other, json={"uids": [queued["uid"]]})
+    assert refused["aborted"] == [] and refused["missing"][0]["reason"].startswith("not yours to abort")
+
+
+@pytest.mark.every_database
+async def test_a_copy_past_its_delay_bound_gets_a_twin_and_the_first_to_finish_wins(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "sim")
+    job = await xw.submit(xw.admin, "sim", delay_bound_s=60)
+    h1, h2 = await hosts(xw, 2)
+    [a1] = await xw.request_work(h1)
+    async with xw.srv.engine.begin() as conn:
+        await conn.execute(
+            update(Task).where(Task.uid == a1["task_uid"]).values(started_at=Task.started_at - 61)
+        )
+    await leases.reap(xw.srv)
+    assert (await xw.job(job["uid"]))["status"] == "PENDING"
+    [a2] = await xw.request_work(h2)
+    assert a2["job_uid"] == job["uid"]
+    # the slow copy finishes first after all: the job completes, the twin is stopped
+    assert await report(xw, h1, a1["task_uid"], GOOD) == "COMPLETED"
+    beat = await xw.ok(
+        "POST", "/work/heartbeat", token=xw.worker, json={"host_uid": h2, "task_uids": [a2["task_uid"]]}
+    )
+    assert beat["cancel"] == [a2["task_uid"]]
+    assert (await xw.job(job["uid"]))["copies_sent"] == 2
+
+
+@pytest.mark.every_database
+async def test_higher_priority_runs_first_and_a_level_bounds_the_priority_it_may_ask(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "sim")
+    low = await xw.submit(xw.admin, "sim", priority=-5)
+    normal = await xw.submit(xw.admin, "sim")
+    urgent = await xw.submit(xw.admin, "sim", priority=50)
+    [host] = await hosts(xw, 1)
+    got = [a["job_uid"] for a in await xw.request_work(host, capacity=3)]
+    assert got == [urgent["uid"], normal["uid"], low["uid"]]
+    alice = await xw.add_user("alice")
+    r = await xw.call("POST", "/jobs", token=alice, json={"app": "sim", "priority": 1})
+    assert r.status == 403 and "STANDARD" in r.body["message"]
+    r = await xw.call("POST", "/jobs", token=alice, json={"app": "sim", "priority": "high"})
+    assert r.status == 400 and "priority" in r.body["message"]
+
+
+@pytest.mark.every_database
+async def test_fair_share_lets_a_small_owner_run_beside_a_big_one(xw: XW) -> None:
+    data = await xw.upload(xw.admin, b"#!/bin/sh\n", name="shared")
+    await xw.ok(
+        "POST",
+        "/apps",
+        token=xw.admin,
+        json={"name": "shared", "binaries": [{"os": "any", "cpu": "any", "data_uid": data["uid"]}]},
+    )
+    big = await xw.add_user("big")
+    small = await xw.add_user("small")
+    await xw.ok("POST", "/jobs/bulk", token=big, json={"jobs": [{"app": "shared"}] * 1000})
+    [host] = await hosts(xw, 1)
+    first = await xw.request_work(host, capacity=50)  # the big owner's: nobody else's queued
+    small_jobs = await xw.ok("POST", "/jobs/bulk", token=small, json={"jobs": [{"app": "shared"}] * 10})
+    owners = {j["uid"]: "small" for j in small_jobs["jobs"]}
+    got = [a["job_uid"] for a in await xw.request_work(host, capacity=20)]
+    assert len(first) == 50
+    # the small owner's 10 jobs are among the next 20, interleaved with the big owner's
+    assert sum(owners.get(uid) == "small" for uid in got) == 10
+    assert owners.get(got[0]) is None or owners.get(got[1]) is None
