@@ -22,6 +22,7 @@ from .planner import statistics_loop
 from .settings import ServerSettings
 from .state import Server
 from .store import DataStore
+from .web import install as install_dashboard
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def create_app(srv: Server) -> web.Application:
     app[SERVER_KEY] = srv
     add_routes(app)
     metrics.install(app, srv)
+    install_dashboard(app, srv)  # the web pages, at /
 
     async def background(_app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(reaper_loop(srv)), asyncio.create_task(collector_loop(srv))]
