@@ -99,6 +99,9 @@ VALUE_OPTIONS = frozenset(
         "xwfields",
         "xwsince",
         "xwuntil",
+        "xwsign",
+        "xwsha256",
+        "xwsize",
     }
 )
 #: value options that may be given several times (their values are kept in order, as a list)

@@ -29,6 +29,7 @@ from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.status import FINAL_JOB_STATUSES, JobStatus
 from xwcommon.transport import sha256_file
 from xwcommon.uri import is_uid, parse_uid
+from xwcommon.urlfetch import is_url
 
 from . import formats
 from .exitcodes import describe_error, exit_code_for
@@ -249,12 +250,15 @@ def stdin_to_file(stream: IO[bytes] | None, directory: str | None = None) -> Pat
 # -- applications -------------------------------------------------------------------------------------
 @command(
     "sendapp",
-    "--xwsendapp NAME CPU OS FILE|URI [--xwnetwork] [--xwrights 0755|0750|0700]",
+    "--xwsendapp NAME CPU OS FILE|URI|URL [--xwnetwork] [--xwrights 0755|0750|0700] [--xwsign KEYFILE] "
+    "[--xwsha256 HEX --xwsize BYTES]",
     "insert an application binary for one platform (CPU/OS any for scripts); again with the same "
     "name to add another platform; --xwnetwork: its jobs need the network; --xwrights: its "
     "access rights, set at insertion for good (ADVANCED and up; default public 0755, 0750 for "
-    "your user group's jobs and workers; below ADVANCED an app is private, 0700)",
-    options=("xwnetwork", "xwrights"),
+    "your user group's jobs and workers; below ADVANCED an app is private, 0700); --xwsign: sign "
+    "it with the deployment's signing key (xwserver keys signing); an http(s) URL stays where it "
+    "is (workers fetch it), with its digest and size given or learned by the server",
+    options=("xwnetwork", "xwrights", "xwsign", "xwsha256", "xwsize"),
     min_args=4,
     max_args=4,
 )
@@ -270,6 +274,11 @@ async def cmd_sendapp(ctx: Context) -> int:
         raise UsageError(exc.message) from None
     local = _local_file(ctx, source)
     network = True if ctx.inv.flag("xwnetwork") else None
+    sign = ctx.inv.value("xwsign")
+    sign_key = _local_file(ctx, sign) if sign is not None else None
+    if sign is not None and sign_key is None:
+        raise UsageError(f"--xwsign {sign}: no such key file")
+    sha256, size = _digest_options(ctx)
     if local is not None:
         with ctx.progress(f"uploading {local.name}", local.stat().st_size) as bar:
             app = await ctx.client.send_app(
@@ -280,10 +289,19 @@ async def cmd_sendapp(ctx: Context) -> int:
                 needs_network=network,
                 progress=bar.advance,
                 access_rights=rights,
+                sign_key=sign_key,
             )
     else:
         app = await ctx.client.send_app(
-            name, cpu, os_name, source, needs_network=network, access_rights=rights
+            name,
+            cpu,
+            os_name,
+            source,
+            needs_network=network,
+            access_rights=rights,
+            sign_key=sign_key,
+            sha256=sha256,
+            size=size,
         )
     ctx.emit([app], "app", [app["uri"]])
     return 0
@@ -307,9 +325,12 @@ async def cmd_apps(ctx: Context) -> int:
 # -- data -----------------------------------------------------------------------------------------
 @command(
     "senddata",
-    "--xwsenddata FILE… [--xwname NAME]",
-    "upload files as data (XWHEP's NAME CPU OS FILE form is accepted too); prints each URI",
-    options=("xwname",),
+    "--xwsenddata FILE|URL… [--xwname NAME] [--xwsha256 HEX --xwsize BYTES]",
+    "upload files as data (XWHEP's NAME CPU OS FILE form is accepted too); an http(s) URL is "
+    "inserted as data by URL (nothing uploaded: workers fetch it and check its sha256), with "
+    "--xwsha256 and --xwsize, or without them where the server may fetch it once to learn them; "
+    "prints each URI",
+    options=("xwname", "xwsha256", "xwsize"),
     min_args=1,
 )
 async def cmd_senddata(ctx: Context) -> int:
@@ -321,7 +342,14 @@ async def cmd_senddata(ctx: Context) -> int:
         raise UsageError("--xwname names one file; send the files one by one to name each")
     sent: list[dict[str, Any]] = []
 
+    sha256, size = _digest_options(ctx)
+    if sha256 is not None and len(files) > 1:
+        raise UsageError("--xwsha256 and --xwsize describe one URL; send the URLs one by one")
+
     async def send(path: str) -> None:
+        if is_url(path):
+            sent.append(await ctx.client.send_data_url(path, name, sha256=sha256, size=size))
+            return
         local = _local_file(ctx, path)
         if local is None or not local.is_file():
             raise BadRequest(f"no such file {path}")
@@ -331,6 +359,16 @@ async def cmd_senddata(ctx: Context) -> int:
     code = await _each(ctx, files, send)
     ctx.emit(sent, "data", [d["uri"] for d in sent])
     return code
+
+
+def _digest_options(ctx: Context) -> tuple[str | None, int | None]:
+    """``--xwsha256`` and ``--xwsize``, given together or not at all."""
+    sha256, size = ctx.inv.value("xwsha256"), ctx.inv.value("xwsize")
+    if (sha256 is None) != (size is None):
+        raise UsageError("give --xwsha256 and --xwsize together")
+    if sha256 is not None and not re.fullmatch("[0-9a-fA-F]{64}", sha256):
+        raise UsageError(f"--xwsha256 {sha256}: expected 64 hexadecimal digits")
+    return (sha256.lower() if sha256 else None), (parse_size(size, "xwsize") if size is not None else None)
 
 
 def _local_file(ctx: Context, text: str) -> Path | None:
@@ -445,6 +483,8 @@ def sendwork_spec(ctx: Context, *, read_stdin: bool = True) -> tuple[dict[str, A
         locals_ = [_local_file(ctx, e) for e in envs]
         if len(envs) == 1 and locals_[0] is None and is_uid(envs[0]):
             spec["env_uid"] = parse_uid(envs[0])
+        elif len(envs) == 1 and is_url(envs[0]):
+            spec["env_url"] = envs[0]  # a zip archive by URL: workers fetch it
         else:
             for given, local in zip(envs, locals_, strict=True):
                 if local is None:
@@ -464,8 +504,12 @@ def sendwork_spec(ctx: Context, *, read_stdin: bool = True) -> tuple[dict[str, A
             spec["stdin_path"] = local
         elif is_uid(given):
             spec["stdin_uid"] = parse_uid(given)
+        elif is_url(given):
+            spec["stdin_url"] = given
         else:
-            raise UsageError(f"standard input {given}: no such file, and not a data UID or xw:// URI")
+            raise UsageError(
+                f"standard input {given}: no such file, and not a data UID, xw:// URI or http(s) URL"
+            )
     elif read_stdin and not inv.flag("xwnostdin"):
         temp = stdin_to_file(ctx.stdin)
         if temp is not None:
@@ -476,7 +520,7 @@ def sendwork_spec(ctx: Context, *, read_stdin: bool = True) -> tuple[dict[str, A
 
 @command(
     "sendwork",
-    "--xwsendwork APP [JOB ARGUMENTS…] [--xwlabel L] [--xwenv ZIP|DIR|FILE…] [--xwstdin FILE|URI] "
+    "--xwsendwork APP [JOB ARGUMENTS…] [--xwlabel L] [--xwenv ZIP|DIR|FILE|URL…] [--xwstdin FILE|URI|URL] "
     "[--xwnostdin] [--xwsession UID] [--xwgroup UID] [--xwexpectedhost HOST_UID] [--xwminmemory SIZE] "
     "[--xwmindisk SIZE] [--xwwait] [< FILE]",
     "submit a job; every argument that is not an --xw option is the job's (use -- to pass --xw… "

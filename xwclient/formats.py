@@ -61,7 +61,18 @@ FORMATS = ("text", "json", "xml", "csv", "html")
 
 #: the fields of each kind of row, most useful first; the XML element of a row is its kind
 COLUMNS: dict[str, tuple[str, ...]] = {
-    "data": ("uid", "name", "size", "sha256", "status", "owner_uid", "access_rights", "created_at", "uri"),
+    "data": (
+        "uid",
+        "name",
+        "size",
+        "sha256",
+        "status",
+        "owner_uid",
+        "access_rights",
+        "created_at",
+        "uri",
+        "url",
+    ),
     "usage": (
         "scope",
         "name",

@@ -57,7 +57,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit
 
 import xwcommon
-from xwcommon import defaults
+from xwcommon import defaults, signing, urlfetch
 from xwcommon.errors import (
     BadRequest,
     ConfigError,
@@ -248,6 +248,31 @@ class XWClient:
         log.info("uploaded %s (%d bytes) as data %s", p, data.get("size", 0), data.get("uid"))
         return data
 
+    async def send_data_url(
+        self,
+        url: str,
+        name: str | None = None,
+        *,
+        sha256: str | None = None,
+        size: int | None = None,
+        access_rights: str | None = None,
+    ) -> dict[str, Any]:
+        """Insert data by http(s) URL: nothing is uploaded, workers fetch it from the URL and
+        check it against ``sha256`` and ``size``. Without them the server fetches the URL
+        once to learn them, where its administrator allows it (else :class:`Forbidden`)."""
+        body: dict[str, Any] = {"url": url}
+        for key, value in (
+            ("name", name),
+            ("sha256", sha256),
+            ("size", size),
+            ("access_rights", access_rights),
+        ):
+            if value is not None:
+                body[key] = value
+        data = dict(await self.transport.request("POST", "/data/url", json=body))
+        log.info("inserted %s as data %s (sha256 %s)", url, data.get("uid"), data.get("sha256"))
+        return data
+
     async def list_data(self) -> list[dict[str, Any]]:
         """Every data the caller may read."""
         return list((await self.transport.request("GET", "/data"))["data"])
@@ -292,8 +317,16 @@ class XWClient:
         needs_network: bool | None = None,
         progress: Callable[[int], None] | None = None,
         access_rights: str | None = None,
+        sign_key: str | os.PathLike[str] | None = None,
+        sha256: str | None = None,
+        size: int | None = None,
     ) -> dict[str, Any]:
         """Insert an application binary for ``(os, cpu)`` (XWHEP's argument order).
+
+        ``sign_key`` (the deployment's private signing key, ``xwserver keys signing``) signs
+        the binary for this app and platform (xwcommon/signing.py): the digest signed is the
+        local file's own, computed here. An http(s) URL is inserted as data by URL (with its
+        ``sha256`` and ``size`` if given; signing one needs them).
 
         ``access_rights`` (``0750`` for a group's app, ``0700`` private; ADVANCED and up
         choose, default public ``0755``) are set at insertion: an app's rights never change
@@ -312,20 +345,35 @@ class XWClient:
             if not _OCTAL_RIGHTS.match(rights):
                 raise BadRequest(f"an app's rights are octal ({rights!r}: give e.g. 0750)")
             await self._check_app_rights(rights)
+        key = signing.load_private_key(Path(sign_key)) if sign_key is not None else None
         local = _local_path(path_or_data_uri)
+        signed_sha: str | None = None
         if local is not None:
+            if key is not None:
+                signed_sha = (await asyncio.to_thread(sha256_file, local))[0]
             data = await self.send_data(local, progress=progress)
             data_uid = data["uid"]
+        elif urlfetch.is_url(str(path_or_data_uri)):
+            if key is not None and sha256 is None:
+                raise BadRequest(
+                    "signing a binary given by URL needs its sha256 and size (--xwsha256, --xwsize)"
+                )
+            data = await self.send_data_url(str(path_or_data_uri), sha256=sha256, size=size)
+            data_uid, signed_sha = data["uid"], sha256
         elif is_uid(str(path_or_data_uri)):
             data_uid = parse_uid(str(path_or_data_uri))
+            if key is not None:  # signs what the server holds: say which digest that is
+                signed_sha = (await self.get_data(data_uid))["sha256"]
+                log.warning("signing data %s by the digest the server gives: %s", data_uid, signed_sha)
         else:
             raise BadRequest(
-                f"{path_or_data_uri!s}: no such file, and not a data UID or xw:// URI; give the binary's path"
+                f"{path_or_data_uri!s}: no such file, and not a data UID, xw:// URI or http(s) URL; "
+                "give the binary's path"
             )
-        body: dict[str, Any] = {
-            "name": name,
-            "binaries": [{"os": binary_os, "cpu": binary_cpu, "data_uid": data_uid}],
-        }
+        binary: dict[str, Any] = {"os": binary_os, "cpu": binary_cpu, "data_uid": data_uid}
+        if key is not None and signed_sha is not None:
+            binary["signature"] = signing.sign(key, name, binary_os, binary_cpu, signed_sha)
+        body: dict[str, Any] = {"name": name, "binaries": [binary]}
         if needs_network is not None:
             body["needs_network"] = needs_network
         if rights is not None:
@@ -370,8 +418,13 @@ class XWClient:
         expected_host_uid: str | None = None,
         min_memory_bytes: int | None = None,
         min_disk_bytes: int | None = None,
+        stdin_url: str | None = None,
+        env_url: str | None = None,
     ) -> dict[str, Any]:
         """Submit one job of ``app`` (name or UID).
+
+        ``stdin_url`` and ``env_url`` (an http(s) URL of a zip archive) are inserted as data
+        by URL: workers fetch them from there (:meth:`send_data_url`).
 
         ``stdin_path`` is uploaded as a data first (named ``stdin_name``, else the file's
         name); ``stdin_uid`` names a data already on the server instead. ``env`` lists
@@ -395,6 +448,8 @@ class XWClient:
                 "expected_host_uid": expected_host_uid,
                 "min_memory_bytes": min_memory_bytes,
                 "min_disk_bytes": min_disk_bytes,
+                "stdin_url": stdin_url,
+                "env_url": env_url,
             },
             stdin_path,
             stdin_name,
@@ -461,6 +516,11 @@ class XWClient:
         stdin_name = spec.pop("stdin_name", None) or stdin_name
         if stdin_path is not None:
             spec["stdin_uid"] = await self.input_uid(stdin_path, stdin_name)
+        # data by URL: inserted as such (no upload), then named by UID like any other data
+        if stdin_url := spec.pop("stdin_url", None):
+            spec["stdin_uid"] = (await self.send_data_url(stdin_url))["uid"]
+        if env_url := spec.pop("env_url", None):
+            spec["env_uid"] = (await self.send_data_url(env_url))["uid"]
         env = spec.pop("env", None)
         if env:
             if spec.get("env_uid"):

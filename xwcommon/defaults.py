@@ -45,3 +45,7 @@ HOST_KEY_ROTATE_S = 7 * 24 * 3600.0  # a host credential older than this is repl
 VERIFIED_PASSWORDS_MAX = 10_000  # correct passwords a server process remembers (as HMACs)
 HOST_LOST_HEARTBEATS = 4.0  # a host silent for this many heartbeat intervals shows as LOST
 HOST_PRUNE_AFTER_S = 30 * 24 * 3600.0  # a host LOST this long is removed (unless its tasks are on record)
+
+# data by URL (xwserver/urls.py, xwworker/cache.py)
+URL_FETCH_MAX_BYTES = 1024**3  # the largest document the server fetches to learn its digest
+URL_FETCH_TIMEOUT_S = 60.0  # the longest such a fetch may take, in all

@@ -116,7 +116,14 @@ def cmd_init(args: argparse.Namespace) -> int:
     )
     homes.write_private(
         worker_conf,
-        homes.render_worker_conf(url, boot.worker_login, boot.worker_password, ca_file, stamp=stamp),
+        homes.render_worker_conf(
+            url,
+            boot.worker_login,
+            boot.worker_password,
+            ca_file,
+            stamp=stamp,
+            signing_key=_signing_key(settings),
+        ),
     )
 
     rows = [
@@ -134,6 +141,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"XtremWeb-Py server home ready in {home}")
     for label, value in rows:
         print(f"  {label:<17}{value}")
+    if _signing_warning(settings) is not None:
+        print(
+            "Applications are accepted unsigned until you make the deployment's signing key: "
+            f"xwserver keys signing --home {home}"
+        )
     print(f"Start it with: xwserver start --home {home}")
     return 0
 
@@ -178,6 +190,29 @@ def _safe_db_url(url: str) -> str:
     return url
 
 
+# -- keys -------------------------------------------------------------------------------------------
+def cmd_keys_signing(args: argparse.Namespace) -> int:
+    from .signing import make_signing_key
+
+    settings = _load(args)
+    default_name = f"app-signing-{settings.host}-{settings.port}.key"
+    out = Path(args.out or default_name).expanduser().resolve()
+    made = make_signing_key(settings, out, force=args.force)
+    print(f"Application-signing key made for {settings.url} (fingerprint {made.fingerprint})")
+    print(f"  private key      {made.private_key}  (mode 0600)")
+    print(f"  public key       {made.public_key}")
+    if made.worker_conf is not None:
+        print(f"  worker config    {made.worker_conf}  (signing.key set: workers run signed binaries only)")
+    print(
+        "The private key must not stay on the server: move it to the machine where applications are\n"
+        "signed (xwsendapp NAME OS CPU FILE --xwsign KEYFILE) and keep a copy offline. Whoever holds it\n"
+        "can make every worker of this deployment run a program."
+    )
+    if settings.app_signatures == "required":
+        print("From now on the server refuses binaries without a valid signature (apps.signatures=required).")
+    return 0
+
+
 # -- run and manage -----------------------------------------------------------------------------------
 def _load(args: argparse.Namespace, *, warn: bool = True) -> ServerSettings:
     """The home's settings; their warnings (unknown keys) on stderr unless ``warn`` is false."""
@@ -211,6 +246,20 @@ def loopback_warning(settings: ServerSettings) -> str | None:
     )
 
 
+def _signing_key(settings: ServerSettings) -> Path | None:
+    """The home's public signing key, if it has one (the worker config names it)."""
+    from .signing import public_key_path
+
+    path = public_key_path(settings)
+    return path if path.is_file() else None
+
+
+def _signing_warning(settings: ServerSettings) -> str | None:
+    from .signing import SigningPolicy
+
+    return SigningPolicy.of(settings).warning()
+
+
 def _all_loopback(host: str) -> bool:
     if host in {"", "0.0.0.0", "::"}:
         return False
@@ -232,6 +281,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     )
     if warning := loopback_warning(settings):
         print(f"xwserver: warning: {warning}", file=sys.stderr)
+    if unsigned := _signing_warning(settings):
+        print(f"note: {unsigned}")  # a choice of the deployment, not a fault of the file
     if settings.warnings:
         print(f"xwserver: {len(settings.warnings)} unknown key(s) in {settings.conf_file}", file=sys.stderr)
         return 1
@@ -283,6 +334,8 @@ def cmd_console(args: argparse.Namespace) -> int:
             log.warning("%s", unknown)
         if loopback := loopback_warning(settings):
             log.warning("%s", loopback)
+        if unsigned := _signing_warning(settings):
+            log.warning("%s", unsigned)
         try:
             asyncio.run(serve(settings))
         except KeyboardInterrupt:
@@ -439,4 +492,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", choices=["text", "json"], default="text", help="default text")
     p.set_defaults(func=cmd_diagnostics)
+
+    keys = sub.add_parser("keys", help="make a deployment's keys (signing: the application-signing key)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="KIND")
+    p = keys_sub.add_parser(
+        "signing",
+        parents=[common],
+        help="make the Ed25519 key pair that signs applications; the private key goes to --out, "
+        "to be kept off the server",
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="where to write the private key (default: app-signing-HOST-PORT.key in the current folder); "
+        "never an existing file",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace the deployment's signing key (every app must be signed again)",
+    )
+    p.set_defaults(func=cmd_keys_signing)
     return parser

@@ -197,16 +197,23 @@ async def get_content(srv: Server, caller: Caller, uid_text: str) -> Data:
             session, caller, READ, owner_id=data.owner_id, access_rights=data.access_rights
         )
         if caller.rights >= UserLevel.STANDARD and readable:
-            return data
+            return _stored(data)
         held = await _held_inputs(session, caller, data.id)
         if not held:
             raise NotFound(f"no data {data.uid}")
         if readable or any(binary for _owner, binary in held):
-            return data
+            return _stored(data)
     raise Forbidden(
         f"worker {caller.login} may not read input {data.uid} (access rights "
         f"{format_access_rights(data.access_rights)}): its job cannot run on this worker"
     )
+
+
+def _stored(data: Data) -> Data:
+    """``data`` if this server holds its content; data by URL is fetched from its URL."""
+    if data.url:
+        raise Conflict(f"data {data.uid} is not stored on this server: fetch it from {data.url}")
+    return data
 
 
 async def list_data(srv: Server, caller: Caller, *, owner: str | None = None) -> list[dict[str, Any]]:

@@ -164,6 +164,46 @@ SERVER_KEYS: tuple[tuple[str, str, str], ...] = (
         "The longest wait (seconds) after failed logins; failures are forgotten this long\n"
         "after the last one (or after the last wait, if later). 0 turns login throttling off.",
     ),
+    (
+        "apps.signatures",
+        "app_signatures",
+        "required: once this deployment has an application-signing key (xwserver keys\n"
+        "signing puts its public half in keystore/app-signing.pub), a binary without a valid\n"
+        "signature (xwsendapp --xwsign KEYFILE) is refused. optional: unsigned binaries are\n"
+        "accepted too. Workers whose config names the public key (signing.key) run signed\n"
+        "binaries only, whatever this says.",
+    ),
+    (
+        "data.url_fetch",
+        "url_fetch",
+        "true: data inserted by http(s) URL without its sha256 is fetched once by this server\n"
+        "to record its size and digest. false: the client must give them. The server then\n"
+        "reaches any address a user names (its own network too): allow it only where that\n"
+        "is acceptable.",
+    ),
+    (
+        "data.url_fetch_private",
+        "url_fetch_private",
+        "true: that fetch may reach addresses that are not public (loopback, private and\n"
+        "link-local networks: this server's own). false: public addresses only, checked on\n"
+        "every address a name resolves to and on every redirect.",
+    ),
+    (
+        "data.url_fetch_max_bytes",
+        "url_fetch_max_bytes",
+        "The largest document (bytes) the server fetches to learn its digest.",
+    ),
+    (
+        "data.url_fetch_timeout_s",
+        "url_fetch_timeout_s",
+        "The longest (seconds) such a fetch may take, in all.",
+    ),
+    (
+        "data.url_ca_file",
+        "url_ca_file",
+        "CA certificates (PEM) trusted for https data URLs, besides the system's; a relative\n"
+        "path is relative to the home.",
+    ),
 )
 
 _DEFAULTS: dict[str, object] = {
@@ -192,6 +232,12 @@ _DEFAULTS: dict[str, object] = {
     "gc_grace_s": defaults.GC_GRACE_S,
     "login_failures_allowed": defaults.LOGIN_FAILURES_ALLOWED,
     "login_backoff_cap_s": defaults.LOGIN_BACKOFF_CAP_S,
+    "app_signatures": "required",
+    "url_fetch": "false",
+    "url_fetch_private": "false",
+    "url_fetch_max_bytes": defaults.URL_FETCH_MAX_BYTES,
+    "url_fetch_timeout_s": defaults.URL_FETCH_TIMEOUT_S,
+    "url_ca_file": "",
 }
 
 
@@ -274,6 +320,22 @@ WORKER_SECTIONS: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
                 "Required. XWHEP: path.certfile, also accepted (see below).",
             ),
             ("path.certfile", "", "XWHEP's name for ca.file; read only when ca.file is not set."),
+            (
+                "signing.key",
+                "",
+                "The deployment's public application-signing key (PEM; xwserver keys signing\n"
+                "makes it): set, the worker runs only binaries whose signature by that key\n"
+                "verifies, and fails the others' jobs. Taken from this file, never from the\n"
+                "server, so that a compromised server cannot make the worker run a program.\n"
+                "A relative path is relative to this file's folder. Default: none (binaries\n"
+                "run unchecked, with a warning at start).",
+            ),
+            (
+                "data.ca_file",
+                "",
+                "CA certificates (PEM) trusted for https:// data URLs (inputs and binaries\n"
+                "inserted by URL), besides the system's. Default: the system's only.",
+            ),
         ),
     ),
     (
@@ -431,10 +493,15 @@ SAMPLE_WORKER_PASSWORD = "CHANGE-ME"
 SAMPLE_CA_FILE = Path("ca.pem")
 
 
-def render_worker_conf(url: str, login: str, password: str, ca_file: Path, *, stamp: str = "") -> str:
-    """``xtremweb.worker.conf``: a worker's servers, identity and CA set, every other key the
-    worker reads present, commented out, with its default and its meaning."""
+def render_worker_conf(
+    url: str, login: str, password: str, ca_file: Path, *, stamp: str = "", signing_key: Path | None = None
+) -> str:
+    """``xtremweb.worker.conf``: a worker's servers, identity and CA set (and the public
+    signing key, if given), every other key the worker reads present, commented out, with
+    its default and its meaning."""
     values = dict(zip(_WORKER_SET_KEYS, (url, login, password, str(ca_file)), strict=True))
+    if signing_key is not None:
+        values["signing.key"] = str(signing_key)
     out = [
         f"# XtremWeb-Py worker configuration for {login}{_written(stamp)}.",
         "# It holds a password: keep it private (mode 0600). Run a worker with",

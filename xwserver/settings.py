@@ -34,6 +34,15 @@ Keys (``key=value``):
   secret of its own, never a user's token)
 - ``metrics.allow``    addresses or networks (comma-separated, e.g. ``127.0.0.1,10.0.0.0/8``)
   that may read ``/metrics`` without the token; with neither key, ``/metrics`` answers 403
+- ``apps.signatures``  ``required`` (default): once the deployment has an application-signing
+  key (``xwserver keys signing``), binaries without a valid signature are refused;
+  ``optional``: unsigned binaries are accepted (signed ones are still checked)
+- ``data.url_fetch``   ``true``: the server fetches a data URL given without its sha256 once,
+  to record its size and digest (default ``false``: the client must give them)
+- ``data.url_fetch_private`` ``true``: that fetch may reach addresses that are not public
+  (loopback, private networks; default ``false``)
+- ``data.url_fetch_max_bytes``, ``data.url_fetch_timeout_s`` bounds of that fetch
+- ``data.url_ca_file`` CA certificates (PEM) trusted for https data URLs besides the system's
 
 Any other key is ignored, with a warning in :attr:`ServerSettings.warnings` that names it
 and the nearest known key (``xwserver check-config`` exits 1 on it); XWHEP's keys that
@@ -48,7 +57,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from xwcommon import defaults
-from xwcommon.config import as_float, as_int, load_properties, unknown_key_warnings
+from xwcommon.config import as_bool, as_float, as_int, load_properties, unknown_key_warnings
 from xwcommon.errors import ConfigError
 
 CONF_NAME = "xwserver.conf"
@@ -85,6 +94,14 @@ class ServerSettings:
     host_prune_after_s: float = defaults.HOST_PRUNE_AFTER_S
     metrics_token: str = ""
     metrics_allow: str = ""
+    #: application signatures (xwserver/signing.py): "required" or "optional"
+    app_signatures: str = "required"
+    #: data by URL (xwserver/urls.py): may the server fetch a URL to learn its digest
+    url_fetch: bool = False
+    url_fetch_private: bool = False
+    url_fetch_max_bytes: int = defaults.URL_FETCH_MAX_BYTES
+    url_fetch_timeout_s: float = defaults.URL_FETCH_TIMEOUT_S
+    url_ca_file: str = ""
     extra: dict[str, str] = field(default_factory=dict)
     #: what is wrong but not fatal in the config (unknown keys), one message each
     warnings: list[str] = field(default_factory=list)
@@ -181,6 +198,12 @@ class ServerSettings:
             "host_prune_after_s": ("host_prune_after_s", float),
             "metrics.token": ("metrics_token", str),
             "metrics.allow": ("metrics_allow", str),
+            "apps.signatures": ("app_signatures", str),
+            "data.url_fetch": ("url_fetch", bool),
+            "data.url_fetch_private": ("url_fetch_private", bool),
+            "data.url_fetch_max_bytes": ("url_fetch_max_bytes", int),
+            "data.url_fetch_timeout_s": ("url_fetch_timeout_s", float),
+            "data.url_ca_file": ("url_ca_file", str),
         }
         s.warnings = unknown_key_warnings(props, known, source=str(conf))
         for key, value in props.items():
@@ -192,10 +215,14 @@ class ServerSettings:
                 setattr(s, attr, as_int(value, key=key, minimum=0))
             elif kind is float:
                 setattr(s, attr, as_float(value, key=key, minimum=0.0))
+            elif kind is bool:
+                setattr(s, attr, as_bool(value, key=key))
             else:
                 setattr(s, attr, value)
         if not s.url.startswith("https://"):
             raise ConfigError(f"server.url: must be an https:// URL, got {s.url!r}")
         if not s.db_url:
             s.db_url = f"sqlite+aiosqlite:///{s.var_dir / 'xwserver.db'}"
+        if s.app_signatures not in ("required", "optional"):
+            raise ConfigError(f"apps.signatures: required or optional, got {s.app_signatures!r}")
         return s

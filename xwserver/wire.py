@@ -128,6 +128,7 @@ class Wire:
             "lease_expires_at": iso(t.lease_expires_at),
             "exit_code": t.exit_code,
             "accounting": _accounting(t),
+            "validity": t.validity,
         }
 
     def host(self, h: Host, owner_uid: str, state: str) -> dict[str, Any]:

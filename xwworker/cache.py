@@ -4,6 +4,9 @@ A file gets its real name only after its sha256 was checked (the transport downl
 temporary name and renames), so a name in the cache always means a complete, verified
 file. Tasks that need the same content at the same time share one download. What to fetch
 is the protocol's :class:`~xwcommon.protocol.work.DataRef`, as the assignment names it.
+Data inserted by URL is fetched from that URL (xwcommon/urlfetch.py) and cached by the
+sha256 recorded at insertion like any other content; a document that changed since fails
+the fetch with :class:`~xwcommon.urlfetch.DocumentChanged`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from xwcommon import urlfetch
+from xwcommon.protocol import MAX_BYTES
 from xwcommon.protocol.work import DataRef
 
 __all__ = ["DataRef", "DownloadCache", "Downloader"]
@@ -22,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: a cached file: read-only, and for the worker's user alone
 CACHED_FILE_MODE = 0o400
+#: the longest a fetch of data by URL may take, in all (then the job fails: it is retried
+#: elsewhere only if the server says so)
+URL_TIMEOUT_S = 3600.0
 
 
 class Downloader(Protocol):
@@ -35,10 +43,20 @@ class Downloader(Protocol):
 class DownloadCache:
     """Content-addressed files under ``root``; fetched once, shared by all tasks."""
 
-    def __init__(self, root: Path, transport: Downloader) -> None:
+    def __init__(
+        self,
+        root: Path,
+        transport: Downloader,
+        *,
+        url_ca_file: Path | None = None,
+        url_timeout_s: float = URL_TIMEOUT_S,
+    ) -> None:
         self.root = Path(root)
         self._transport = transport
         self._inflight: dict[str, asyncio.Task[Path]] = {}
+        #: data by URL: extra CA certificates for https, and the longest a fetch may take
+        self.url_ca_file = url_ca_file
+        self.url_timeout_s = url_timeout_s
 
     def path_of(self, ref: DataRef) -> Path:
         return self.root / ref.sha256
@@ -68,8 +86,24 @@ class DownloadCache:
         # read it: they get copies (binary, env) and open descriptors (stdin) from the worker
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.root.chmod(0o700)
-        log.info("downloading data %s (sha256 %s, %s bytes)", ref.data_uid, ref.sha256, ref.size)
-        await self._transport.download(f"/data/{ref.data_uid}/content", path, expected_sha256=ref.sha256)
+        if ref.url:
+            # data by URL: from where it lives, not through the server; the digest recorded at
+            # insertion decides whether it is still the same document
+            log.info(
+                "fetching data %s from %s (sha256 %s, %s bytes)", ref.data_uid, ref.url, ref.sha256, ref.size
+            )
+            await urlfetch.fetch(
+                ref.url,
+                path,
+                max_bytes=ref.size if ref.size is not None else MAX_BYTES,
+                timeout_s=self.url_timeout_s,
+                ca_file=self.url_ca_file,
+                expected_sha256=ref.sha256,
+                expected_size=ref.size,
+            )
+        else:
+            log.info("downloading data %s (sha256 %s, %s bytes)", ref.data_uid, ref.sha256, ref.size)
+            await self._transport.download(f"/data/{ref.data_uid}/content", path, expected_sha256=ref.sha256)
         # cached content is never changed in place; tasks get copies
         path.chmod(CACHED_FILE_MODE)
         return path

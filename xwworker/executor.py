@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import re
@@ -29,7 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xwcommon import defaults
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from xwcommon import defaults, signing
 from xwcommon.errors import BadRequest
 from xwcommon.protocol.work import Assignment
 from xwcommon.status import TaskStatus
@@ -64,6 +67,15 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
 
 STDOUT_NAME = "stdout.txt"
 STDERR_NAME = "stderr.txt"
@@ -133,7 +145,11 @@ class Executor:
     users: JobUsers | None = field(default_factory=JobUsers.for_this_process)
     #: where each job gets a cgroup of its own (pids.max, memory limit); None: nowhere
     cgroups: Cgroups | None = field(default_factory=Cgroups.probe)
+    #: the deployment's public signing key (PEM file): set, a binary runs only if its
+    #: signature verifies (xwcommon/signing.py); None: binaries run unchecked
+    signing_key: Path | None = None
     _warned_closed: bool = field(default=False, init=False, repr=False)
+    _public_key: Ed25519PublicKey | None = field(default=None, init=False, repr=False)
 
     @property
     def tasks_dir(self) -> Path:
@@ -162,6 +178,11 @@ class Executor:
         Cancelling the calling task kills the job's process group and re-raises.
         """
         started = self.monotonic()
+        if self.signing_key is not None:
+            refusal = await asyncio.to_thread(self.refusal, assignment, binary)
+            if refusal is not None:
+                log.warning("task %s: %s", assignment.task_uid, refusal)
+                return Outcome(TaskStatus.ERROR, None, refusal)
         user: JobUser | None = None
         cgroup: list[JobCgroup] = []
         try:
@@ -173,6 +194,35 @@ class Executor:
             # serves another job
             if user is not None or cgroup:
                 await asyncio.shield(asyncio.to_thread(self._release, user, cgroup))
+
+    def __post_init__(self) -> None:
+        if self.signing_key is not None:  # a bad key file is said at start, not at the first job
+            self._public_key = signing.load_public_key(self.signing_key)
+        else:
+            log.info("no signing.key in the worker config: binaries run without a signature check")
+
+    def refusal(self, assignment: Assignment, binary: Path) -> str | None:
+        """Why ``binary`` must not run (its signature is missing or does not verify against
+        the deployment's key), or None. The digest is the file's own, computed here: a copy
+        altered in the cache, or content the server swapped along with its digest, fails."""
+        if self.signing_key is None:
+            return None
+        if self._public_key is None:
+            self._public_key = signing.load_public_key(self.signing_key)
+        ref = assignment.binary
+        sha = _sha256_of(binary)
+        try:
+            signing.verify(
+                self._public_key,
+                ref.signature,
+                assignment.app_name,
+                ref.os or "any",
+                ref.cpu or "any",
+                sha,
+            )
+        except signing.SignatureError as exc:
+            return f"binary refused: {exc.message}"
+        return None
 
     def _job_user_can_run(self) -> bool:
         """Whether a job under a uid of its own can reach its scratch directory.

@@ -297,8 +297,9 @@ class Worker:
             runner or LocalRunner(),
             kill_grace_s=settings.kill_grace_s,
             limits=settings.limits,
+            signing_key=settings.signing_key,
         )
-        self.cache = DownloadCache(settings.cache_dir, self.transport)
+        self.cache = DownloadCache(settings.cache_dir, self.transport, url_ca_file=settings.data_ca_file)
         self.policy = policy if policy is not None else load_policy(settings)
         self._sleep = sleep
         self._clock = clock

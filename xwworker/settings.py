@@ -7,6 +7,9 @@ The file is an XWHEP properties file (``key=value`` or ``key: value``). Keys:
 - ``login``, ``password``  the worker identity. Required.
 - ``ca.file``              the deployment CA certificate, relative to this file's folder.
                            XWHEP's ``path.certfile`` is accepted as an alias. Required.
+- ``signing.key``          the deployment's public application-signing key (PEM), relative to
+                           this file's folder: set, only binaries it signed run (default: none)
+- ``data.ca_file``         CA certificates (PEM) for https:// data URLs, besides the system's
 - ``workpool.size``        how many jobs run at once (default: the number of CPUs)
 - ``port.https``          XWHEP's server port, for the ``dispatcher.servers`` entries that name
                            none (default 4325)
@@ -108,6 +111,8 @@ _KNOWN_KEYS = (
     "password",
     "ca.file",
     "path.certfile",
+    "signing.key",
+    "data.ca_file",
     "workpool.size",
     "path.tmpdir",
     "heartbeat_interval_s",
@@ -163,6 +168,10 @@ class WorkerSettings:
     sandbox_enable: bool = True
     sandbox_network: bool = False
     limits: ResourceLimits = field(default_factory=ResourceLimits)
+    #: the deployment's public signing key: set, only binaries it signed run (xwcommon/signing.py)
+    signing_key: Path | None = None
+    #: extra CA certificates for https:// data URLs (xwworker/cache.py)
+    data_ca_file: Path | None = None
     config_file: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
     #: what is wrong but not fatal in the config (unknown keys), one message each
@@ -306,6 +315,10 @@ class WorkerSettings:
         if value := props.get("sandbox.network", "").strip():
             s.sandbox_network = as_bool(value, key="sandbox.network")
         s.limits = _limits(props)
+        if value := props.get("signing.key", "").strip():
+            s.signing_key = _existing_file(value, base, "signing.key")
+        if value := props.get("data.ca_file", "").strip():
+            s.data_ca_file = _existing_file(value, base, "data.ca_file")
         s.extra = {k: v for k, v in props.items() if k not in _KNOWN_KEYS}
         s.warnings = unknown_key_warnings(props, _KNOWN_KEYS, source=str(config_file or "worker config"))
         return s
@@ -365,3 +378,10 @@ def _positive(value: str, key: str) -> float:
     if n <= 0:
         raise ConfigError(f"{key}: must be greater than 0, got {value!r}")
     return n
+
+
+def _existing_file(value: str, base: Path, key: str) -> Path:
+    path = resolve_path(value, base)
+    if not path.is_file():
+        raise ConfigError(f"{key}: {path} does not exist")
+    return path

@@ -335,6 +335,8 @@ async def test_every_endpoint_answers_its_declared_type(xw: XW) -> None:
     query = {"name": "hello.sh", "sha256": hashlib.sha256(script).hexdigest(), "size": len(script)}
     binary = await call("POST", "/data", token=admin, body=script, params=query)
     stdin = await call("POST", "/data", token=admin, body=b"some input", params={"name": "in.txt"})
+    by_url = c.DataByUrl(url="https://data.example.org/in.txt", sha256="0" * 64, size=3)
+    await call("POST", "/data/url", token=admin, body=by_url)
     await call("GET", "/data", token=admin)
     await call("GET", f"/data/{stdin['uid']}", token=admin)
     assert await call("GET", f"/data/{stdin['uid']}/content", token=admin) == b"some input"

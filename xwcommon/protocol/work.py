@@ -163,11 +163,18 @@ class Registered(Answer, kw_only=True):
 
 
 class DataRef(Answer, kw_only=True):
-    """A piece of content a task needs; fetched by ``data_uid``, checked by ``sha256``."""
+    """A piece of content a task needs; fetched by ``data_uid`` (or from ``url``, for data
+    inserted by URL), checked by ``sha256``."""
 
     data_uid: Uid
     sha256: Sha256
     size: Bytes | None = None
+    #: data by URL: the worker fetches it there, not from the server
+    url: str | None = None
+    #: an app binary's signature (xwcommon/signing.py) and the platform it was signed for
+    signature: str | None = None
+    os: str | None = None
+    cpu: str | None = None
 
 
 class Assignment(Answer, kw_only=True):
