@@ -204,6 +204,18 @@ SERVER_KEYS: tuple[tuple[str, str, str], ...] = (
         "CA certificates (PEM) trusted for https data URLs, besides the system's; a relative\n"
         "path is relative to the home.",
     ),
+    (
+        "metrics.token",
+        "metrics_token",
+        "The bearer token a Prometheus scraper sends to read /metrics: a secret of its own\n"
+        "(never a user's token). Empty, and metrics.allow empty: /metrics answers 403.",
+    ),
+    (
+        "metrics.allow",
+        "metrics_allow",
+        "Addresses or networks that may read /metrics without the token, comma-separated,\n"
+        "e.g. 127.0.0.1,10.0.0.0/8.",
+    ),
 )
 
 _DEFAULTS: dict[str, object] = {
@@ -238,6 +250,8 @@ _DEFAULTS: dict[str, object] = {
     "url_fetch_max_bytes": defaults.URL_FETCH_MAX_BYTES,
     "url_fetch_timeout_s": defaults.URL_FETCH_TIMEOUT_S,
     "url_ca_file": "",
+    "metrics_token": "",
+    "metrics_allow": "",
 }
 
 
