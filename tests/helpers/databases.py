@@ -10,7 +10,11 @@ tests running at the same time never see each other's rows.
   deployments do (the end-to-end tier);
 - :func:`migrated_database` one that holds the schema already, copied from a template
   migrated once per test session (:class:`Templates`): the in-process servers of the domain
-  and contract tiers, for which migrating a database costs more than the test.
+  and contract tiers, for which migrating a database costs more than the test. On PostgreSQL
+  and MariaDB a database whose test ended is emptied back to the template's state (no row,
+  identities restarted) and handed to the next test of the same process, which costs a tenth
+  of making and dropping one (PostgreSQL ~0.4 s, MariaDB ~0.9 s a test); one that cannot be
+  emptied so (another table set, a connection that will not go) is dropped as before.
 
 A server that does not answer skips the test locally and fails it in CI (``CI=true``), so
 CI never passes by skipping.
@@ -180,6 +184,12 @@ class Templates:
         self.pg: str | None = None
         self.mysql: str | None = None
         self.mysql_tables: list[tuple[str, str]] = []  # (name, CREATE TABLE statement)
+        #: the template's tables (PostgreSQL), and whether its tables but alembic_version are
+        #: empty: only then is emptying a database the same as copying the template
+        self.pg_tables: list[str] = []
+        self.recyclable = {"postgresql": False, "mariadb": False}
+        #: databases of tests that ended, emptied back to the template's state, for the next test
+        self.spare: dict[str, list[str]] = {"postgresql": [], "mariadb": []}
 
     async def sqlite(self) -> Path:
         if self.sqlite_file is None:
@@ -196,11 +206,14 @@ class Templates:
         if self.pg:
             conn = await _pg_admin()
             try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{self.pg}" WITH (FORCE)')
+                for name in [*self.spare["postgresql"], self.pg]:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             finally:
                 await conn.close()
         if self.mysql:
-            await _mysql_admin(f"DROP DATABASE IF EXISTS `{self.mysql}`")
+            for name in [*self.spare["mariadb"], self.mysql]:
+                await _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+        self.spare = {"postgresql": [], "mariadb": []}
 
 
 async def _pg_admin() -> Any:
@@ -272,17 +285,24 @@ async def migrated_database(backend: str, home: Path, templates: Templates) -> A
                 await conn.execute(f'CREATE DATABASE "{template}"')
                 templates.pg = template
                 await _migrated(_with_database(admin, template))
-            await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{templates.pg}"')
+                templates.pg_tables, templates.recyclable[backend] = await _pg_template_tables(template)
+            if templates.spare[backend]:
+                name = templates.spare[backend].pop()
+            else:
+                await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{templates.pg}"')
         finally:
             await conn.close()
         try:
             yield _with_database(admin, name)
         finally:
-            conn = await _pg_admin()
-            try:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
+            if templates.recyclable[backend] and await _pg_emptied(name, templates.pg_tables):
+                templates.spare[backend].append(name)
+            else:
+                conn = await _pg_admin()
+                try:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                finally:
+                    await conn.close()
         return
     if backend == "mariadb":
         import aiomysql
@@ -298,23 +318,152 @@ async def migrated_database(backend: str, home: Path, templates: Templates) -> A
                 for (table,) in tables:
                     [(_, ddl)] = await _mysql_admin(f"SHOW CREATE TABLE `{table}`", database=template)
                     templates.mysql_tables.append((table, ddl))
-            await _mysql_admin(f"CREATE DATABASE `{name}`")
+                templates.recyclable[backend] = await _mysql_template_empty(
+                    template, [t for t, _ in templates.mysql_tables]
+                )
+            spare = templates.spare[backend].pop() if templates.spare[backend] else None
+            if spare is None:
+                await _mysql_admin(f"CREATE DATABASE `{name}`")
+            else:
+                name = spare
         except (OSError, TimeoutError, aiomysql.OperationalError) as exc:
             unavailable(f"MariaDB at {admin.render_as_string(hide_password=True)}", exc)
         try:
-            await _mysql_admin(
-                "SET foreign_key_checks = 0",
-                *(ddl for _table, ddl in templates.mysql_tables),
-                f"INSERT INTO alembic_version SELECT * FROM `{templates.mysql}`.alembic_version",
-                "COMMIT",
-                database=name,
-            )
+            if spare is None:
+                await _mysql_admin(
+                    "SET foreign_key_checks = 0",
+                    *(ddl for _table, ddl in templates.mysql_tables),
+                    f"INSERT INTO alembic_version SELECT * FROM `{templates.mysql}`.alembic_version",
+                    "COMMIT",
+                    database=name,
+                )
             yield _with_database(admin, name)
         finally:
-            await _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
+            tables = [t for t, _ in templates.mysql_tables]
+            assert templates.mysql is not None
+            if templates.recyclable[backend] and await _mysql_emptied(name, templates.mysql, tables):
+                templates.spare[backend].append(name)
+            else:
+                await _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
         return
     raise ValueError(backend)
 
 
 def _with_database(admin: URL, name: str) -> str:
     return admin.set(database=name).render_as_string(hide_password=False)
+
+
+# -- emptying a test's database back to the template's state ----------------------------------------
+#: the one table a migrated template holds rows in
+VERSION_TABLE = "alembic_version"
+
+
+async def _pg_connect(database: str) -> Any:
+    import asyncpg
+
+    admin = pg_admin_url()
+    return await asyncpg.connect(
+        host=admin.host or "127.0.0.1",
+        port=admin.port or 5432,
+        user=admin.username,
+        password=admin.password,
+        database=database,
+        timeout=CONNECT_TIMEOUT_S,
+    )
+
+
+async def _pg_template_tables(template: str) -> tuple[list[str], bool]:
+    """The template's tables, and whether all but the version table are empty."""
+    conn = await _pg_connect(template)
+    try:
+        tables = sorted(
+            r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        )
+        rows = 0
+        for table in tables:
+            if table != VERSION_TABLE:
+                rows += int(await conn.fetchval(f'SELECT count(*) FROM "{table}"'))
+        return tables, rows == 0
+    finally:
+        await conn.close()
+
+
+async def _pg_emptied(name: str, tables: list[str]) -> bool:
+    """Empty ``name`` back to the template's state: every row but the version's deleted, every
+    sequence restarted. False (the caller drops it) when its tables are not the template's or
+    anything fails."""
+    try:
+        conn = await _pg_connect(name)
+    except Exception:
+        return False
+    try:
+        # a connection the test left behind would hold locks (a killed server's, say)
+        await conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        await conn.execute("SET lock_timeout = '5s'")
+        found = sorted(
+            r[0] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        )
+        if found != tables:
+            return False
+        async with conn.transaction():
+            # the foreign keys' triggers are off for this session only, so the order is free
+            await conn.execute("SET LOCAL session_replication_role = replica")
+            for table in tables:
+                if table != VERSION_TABLE:
+                    await conn.execute(f'DELETE FROM "{table}"')
+            used = await conn.fetch(
+                "SELECT sequencename FROM pg_sequences WHERE schemaname = 'public' AND last_value IS NOT NULL"
+            )
+            for (sequence,) in used:
+                await conn.execute(f'ALTER SEQUENCE "{sequence}" RESTART')
+        return True
+    except Exception:
+        return False
+    finally:
+        await conn.close()
+
+
+async def _mysql_template_empty(template: str, tables: list[str]) -> bool:
+    rows = 0
+    for table in tables:
+        if table != VERSION_TABLE:
+            [(count,)] = await _mysql_admin(f"SELECT count(*) FROM `{table}`", database=template)
+            rows += int(count)
+    return rows == 0
+
+
+async def _mysql_emptied(name: str, template: str, tables: list[str]) -> bool:
+    """Empty ``name`` back to the template's state: every row but the version's deleted, every
+    auto-increment counter back at 1. False (the caller drops it) when its tables or version are
+    not the template's or anything fails."""
+    try:
+        for (pid,) in await _mysql_admin(
+            f"SELECT ID FROM information_schema.PROCESSLIST WHERE DB = '{name}' AND ID <> CONNECTION_ID()"
+        ):
+            with contextlib.suppress(Exception):
+                await _mysql_admin(f"KILL {int(pid)}")
+        found = sorted(t for (t,) in await _mysql_admin("SHOW TABLES", database=name))
+        if found != sorted(tables):
+            return False
+        version = f"SELECT version_num FROM {VERSION_TABLE} ORDER BY version_num"
+        if await _mysql_admin(version, database=name) != await _mysql_admin(version, database=template):
+            return False
+        counted = await _mysql_admin(
+            "SELECT TABLE_NAME FROM information_schema.TABLES"
+            f" WHERE TABLE_SCHEMA = '{name}' AND AUTO_INCREMENT > 1"
+        )
+        await _mysql_admin(
+            "SET SESSION lock_wait_timeout = 5",
+            "SET SESSION innodb_lock_wait_timeout = 5",
+            "SET foreign_key_checks = 0",
+            *(f"DELETE FROM `{table}`" for table in tables if table != VERSION_TABLE),
+            "COMMIT",
+            *(f"ALTER TABLE `{table}` AUTO_INCREMENT = 1" for (table,) in counted),
+            database=name,
+        )
+        return True
+    except Exception:
+        return False
