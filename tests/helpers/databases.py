@@ -339,9 +339,9 @@ async def migrated_database(backend: str, home: Path, templates: Templates) -> A
                 )
             yield _with_database(admin, name)
         finally:
-            tables = [t for t, _ in templates.mysql_tables]
+            names = [t for t, _ in templates.mysql_tables]
             assert templates.mysql is not None
-            if templates.recyclable[backend] and await _mysql_emptied(name, templates.mysql, tables):
+            if templates.recyclable[backend] and await _mysql_emptied(name, templates.mysql, names):
                 templates.spare[backend].append(name)
             else:
                 await _mysql_admin(f"DROP DATABASE IF EXISTS `{name}`")
