@@ -21,8 +21,9 @@ STAMP  := $(VENV)/.installed-stamp
 RUFF   := $(VENV)/bin/ruff
 MYPY   := $(VENV)/bin/mypy
 PYTEST := $(VENV)/bin/pytest
-# tests sharing a module's fixture stay in one worker (tests/conftest.py marks them xdist_group)
-PYTEST_PARALLEL ?= -n auto --dist loadgroup
+# tests sharing a module's fixture stay in one worker (tests/conftest.py marks them xdist_group);
+# the units go out in the order tests/conftest.py gives them, longest first (not by their size)
+PYTEST_PARALLEL ?= -n auto --dist loadgroup --no-loadscope-reorder
 # the quick loop: no real processes, no database server (about 100 s of CPU in all)
 FAST_TIERS := not e2e and not slow and not postgres and not mariadb
 

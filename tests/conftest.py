@@ -110,6 +110,55 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(mark)
 
 
+#: a rough cost in seconds on an idle 2-core machine, by tier, to put the long work first
+TIER_COST_S = {"e2e": 8.0, "contract": 0.15, "domain": 0.1, "unit": 0.05}
+
+
+def cost_s(item: pytest.Item) -> float:
+    """A test's rough cost: its own timeout mark says it is long (a third of it), a real
+    process costs seconds, a test of the contract tier on a database server about a second."""
+    timeout = item.get_closest_marker("timeout")
+    if timeout is not None and timeout.args:
+        return float(timeout.args[0]) / 3
+    tiers = [t for t in TIER_COST_S if item.get_closest_marker(t) is not None]
+    cost = TIER_COST_S[tiers[0]] if tiers else TIER_COST_S["unit"]
+    if item.get_closest_marker("chaos") is not None:
+        cost *= 3
+    elif item.get_closest_marker("slow") is not None and cost < 1:
+        cost = 30.0  # an in-process server driven hard (the schemathesis runs)
+    shared = item.get_closest_marker("xdist_group") is not None  # a module's server or deployment
+    if item.get_closest_marker("postgres") or item.get_closest_marker("mariadb"):
+        # a database of its own costs about a second; a cell of a shared server far less
+        cost = cost * 2 if shared else max(cost * 2, 1.0)
+    return cost / 3 if shared else cost
+
+
+class LongestFirst:
+    """A plugin: orders the collected tests, after pytest's own ordering by fixtures."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        longest_first(items)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(LongestFirst(), "xw-longest-first")
+
+
+def longest_first(items: list[pytest.Item]) -> None:
+    """The work units, longest first: a test, or the tests of one ``xdist_group`` (kept together
+    and in their order). pytest-xdist hands units out in this order (``make test`` passes
+    ``--no-loadscope-reorder``, else it would order them by their count of tests), so no
+    minute-long test starts last while the other worker has nothing left to do."""
+    units: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        group = item.get_closest_marker("xdist_group")
+        key = str(group.args[0] if group is not None and group.args else item.nodeid)
+        units.setdefault(key, []).append(item)
+    ordered = sorted(units.values(), key=lambda unit: -sum(cost_s(i) for i in unit))
+    items[:] = [item for unit in ordered for item in unit]
+
+
 @pytest.fixture
 def free_port() -> int:
     return _free_port()
