@@ -134,6 +134,9 @@ def test_a_user_logs_in_submits_a_job_a_worker_runs_and_downloads_its_result(
 
             page.click("text=Workers")
             assert "active" in page.inner_text("#workers")
+            assert (
+                page.inner_text("#workers tbody tr td:nth-child(9)") == "1"
+            )  # tasks done, next to its credit
             shot("08-workers")
             page.click("text=Users")
             assert "admin" in page.inner_text("#users")

@@ -84,7 +84,7 @@ async def test_every_page_renders_without_script_for_an_admin(xw: XW, browser: a
         ("/jobs", ["PENDING <b>1</b>", job["uid"]]),
         (f"/jobs/{job['uid']}", ["seen", "Not run yet"]),
         ("/submit", ['<option value="app">']),
-        ("/workers", ["active <b>1</b>"]),
+        ("/workers", ["active <b>1</b>", "Credit (CPU s)"]),
         ("/users", ["admin", "worker"]),
         ("/groups", ["User groups"]),
     ):

@@ -20,13 +20,13 @@ from sqlalchemy import func, select
 from xwcommon import __version__, defaults
 from xwcommon.errors import BadRequest, NotFound, PayloadTooLarge, XWError
 from xwcommon.levels import UserLevel
-from xwcommon.status import JobStatus
+from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import parse_uid
 
 from .. import apps, data, groups, hosts, jobs, jobsets, users
 from ..access import READ, Caller, may_sql
 from ..api.http import SERVER_KEY
-from ..db.models import Job
+from ..db.models import Host, Job, Task
 from ..state import Server
 from . import session as web_session
 from .session import SECURITY_HEADERS, NotLoggedIn
@@ -353,7 +353,30 @@ async def workers_page(request: web.Request, visit: Visit) -> web.StreamResponse
     states = {
         s: sum(1 for h in found if h["state"] == s) for s in ("active", "suspended", "lost", "disabled")
     }
-    return render("workers.html", visit=visit, hosts=found, states=states)
+    return render(
+        "workers.html", visit=visit, hosts=found, states=states, credit=await _credit(visit.srv, found)
+    )
+
+
+async def _credit(srv: Server, shown: list[dict[str, Any]]) -> dict[str, tuple[int, float]]:
+    """Per host shown: the tasks it completed and their CPU seconds (user + system), the
+    measure of a volunteer's contribution (BOINC's credit counts CPU time too)."""
+    uids = [h["uid"] for h in shown]
+    credit: dict[str, tuple[int, float]] = {}
+    cpu = func.coalesce(
+        func.sum(func.coalesce(Task.cpu_user_s, 0.0) + func.coalesce(Task.cpu_system_s, 0.0)), 0.0
+    )
+    async with srv.sessions() as db:
+        for start in range(0, len(uids), 500):
+            q = (
+                select(Host.uid, func.count(), cpu)
+                .join(Task, Task.host_id == Host.id)
+                .where(Host.uid.in_(uids[start : start + 500]), Task.status == TaskStatus.COMPLETED.value)
+                .group_by(Host.uid)
+            )
+            for uid, n, seconds in await db.execute(q):
+                credit[uid] = (int(n), float(seconds or 0.0))
+    return credit
 
 
 async def users_page(request: web.Request, visit: Visit) -> web.StreamResponse:
