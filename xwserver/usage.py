@@ -39,7 +39,12 @@ def parse_time(text: str | None, name: str) -> float | None:
         ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.timestamp()
+    try:
+        return when.astimezone(UTC).timestamp()
+    except (OverflowError, ValueError):  # 0001-01-01T00:00+23:59 is in year 0
+        raise BadRequest(
+            f"{name}: {text[:40]!r} is out of the range of dates (years 1 to 9999, UTC)"
+        ) from None
 
 
 def _within(column: Any, since: float | None, until: float) -> ColumnElement[bool]:

@@ -106,6 +106,8 @@ async def test_a_period_keeps_what_happened_in_it(xw: XW) -> None:
         ({"until": "2026-13-01"}, "until: '2026-13-01' is not an ISO 8601"),
         ({"since": "2026-12-02", "until": "2026-12-01"}, "since must come before until"),
         ({"since": ""}, "query parameter since is empty"),
+        ({"since": "0001-01-01T00:00+23:59"}, "out of the range of dates"),
+        ({"until": "9999-12-31T23:59-23:59"}, "out of the range of dates"),
     ],
 )
 async def test_a_bad_period_is_a_400_naming_the_parameter(xw: XW, params: dict[str, str], words: str) -> None:
