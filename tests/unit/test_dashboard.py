@@ -6,6 +6,7 @@ rule is checked on an in-process server with a cookie-keeping HTTPS client."""
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -134,6 +135,11 @@ async def test_jobs_page_by_keyset_newest_first_without_gaps_or_repeats(
     assert re.findall(r'href="/jobs/([0-9a-f-]{36})"', filtered) == []
     status, text, _ = await _get(xw, browser, "/jobs?status=FINISHED")
     assert status == 400 and "unknown status" in text
+    for bad in ("/jobs?label=a%00b", "/jobs?before=not-a-uid", "/jobs?session=nope", "/jobs/not-a-uid"):
+        status, text, _ = await _get(xw, browser, bad)
+        assert status == 400 and "<h1>Error</h1>" in text, (bad, status)
+    status, text, _ = await _get(xw, browser, f"/jobs/{uuid.uuid4()}")
+    assert status == 404 and "no job" in text
 
 
 async def test_a_job_submitted_by_the_form_has_its_arguments_and_input(

@@ -175,8 +175,8 @@ class JobFilter:
     def where(self, q: Any) -> Any:
         if self.status:
             q = q.where(Job.status == self.status.upper())
-        if self.label:
-            q = q.where(Job.label == self.label)
+        if self.label:  # checked as a name: a NUL would be a 500 on PostgreSQL
+            q = q.where(Job.label == data.check_name(self.label, "label"))
         for kind, ref in ((jobsets.SESSIONS, self.session), (jobsets.GROUPS, self.group)):
             if ref:
                 wanted = select(kind.model.id).where(kind.model.uid == parse_uid(ref, kind.name))
