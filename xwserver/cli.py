@@ -213,6 +213,31 @@ def cmd_keys_signing(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- installers -------------------------------------------------------------------------------------
+def cmd_installer(args: argparse.Namespace) -> int:
+    from .installer import write_bundles
+
+    settings = _load(args)
+    out = Path(args.out).expanduser().resolve()
+    bundles = write_bundles(
+        settings,
+        out,
+        wheel=Path(args.wheel).expanduser().resolve() if args.wheel else None,
+        worker_config=Path(args.worker_config).expanduser() if args.worker_config else None,
+        client_config=Path(args.client_config).expanduser() if args.client_config else None,
+    )
+    print(f"Bundles for {settings.url} in {out}:")
+    for b in bundles:
+        print(f"  {b.kind:<7} {b.folder}  ({b.archive.name}); install with: sh install.sh")
+    print(
+        "They hold passwords (the worker identity, and the client's if given): hand them over a "
+        "channel you trust."
+    )
+    if not args.client_config:
+        print("The client bundle carries no credentials: its users set login and password in etc/xwrc.")
+    return 0
+
+
 # -- run and manage -----------------------------------------------------------------------------------
 def _load(args: argparse.Namespace, *, warn: bool = True) -> ServerSettings:
     """The home's settings; their warnings (unknown keys) on stderr unless ``warn`` is false."""
@@ -513,4 +538,28 @@ def _parser() -> argparse.ArgumentParser:
         help="replace the deployment's signing key (every app must be signed again)",
     )
     p.set_defaults(func=cmd_keys_signing)
+
+    p = sub.add_parser(
+        "installer",
+        parents=[common],
+        help="write this deployment's worker and client bundles (venv install script, config, CA, wheel, "
+        "service units)",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="where to write the bundles")
+    p.add_argument(
+        "--wheel",
+        metavar="FILE",
+        help="the xtremweb_py wheel to ship (default: built from this installation's source checkout)",
+    )
+    p.add_argument(
+        "--worker-config",
+        metavar="FILE",
+        help="the worker identity to ship (default: the home's public worker, conf/xtremweb.worker.conf)",
+    )
+    p.add_argument(
+        "--client-config",
+        metavar="FILE",
+        help="the client identity to ship, an xwrc (xwsenduser --xwout writes one); default: none",
+    )
+    p.set_defaults(func=cmd_installer)
     return parser

@@ -24,6 +24,10 @@ PACKAGED = {
     "xwserver/share/conf/xtremweb.worker.conf": "conf/xtremweb.worker.conf",
     "xwserver/share/installers/systemd/xwworker.service": "installers/systemd/xwworker.service",
     "xwserver/share/installers/README.md": "installers/README.md",
+    "xwserver/share/installers/bundle/install.sh": "installers/bundle/install.sh",
+    "xwserver/share/installers/bundle/uninstall.sh": "installers/bundle/uninstall.sh",
+    "xwserver/share/installers/launchd/org.xtremweb.xwworker.plist": "installers/launchd/org.xtremweb.xwworker.plist",
+    "xwserver/share/installers/windows/README.md": "installers/windows/README.md",
 }
 
 
@@ -102,7 +106,15 @@ def test_init_writes_the_packaged_sample_with_its_url_and_database(db_url: str |
 
 def test_the_package_data_globs_name_the_files_the_code_reads() -> None:
     data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    for name in (packaged.SERVER_SAMPLE, packaged.WORKER_SAMPLE, packaged.SYSTEMD_UNIT):
+    for name in (
+        packaged.SERVER_SAMPLE,
+        packaged.WORKER_SAMPLE,
+        packaged.SYSTEMD_UNIT,
+        packaged.LAUNCHD_PLIST,
+        packaged.WINDOWS_README,
+        "installers/bundle/install.sh",
+        "installers/bundle/uninstall.sh",
+    ):
         assert packaged.path(name).is_file(), name
     assert "share/conf/*" in data["xwserver"] and "share/installers/**/*" in data["xwserver"]
     assert data["xwclient"] == ["py.typed"] and data["xwcommon"] == ["py.typed"]
