@@ -97,6 +97,7 @@ async def test_every_page_renders_without_script_for_an_admin(xw: XW, browser: a
     assert (await _get(xw, browser, "/static/style.css"))[0] == 200
 
 
+@pytest.mark.every_database
 async def test_a_standard_user_sees_its_own_jobs_only_and_no_user_list(
     xw: XW, browser: aiohttp.ClientSession
 ) -> None:
@@ -118,6 +119,7 @@ async def test_a_standard_user_sees_its_own_jobs_only_and_no_user_list(
     assert status == 403
 
 
+@pytest.mark.every_database
 async def test_jobs_page_by_keyset_newest_first_without_gaps_or_repeats(
     xw: XW, browser: aiohttp.ClientSession
 ) -> None:
