@@ -102,6 +102,10 @@ VALUE_OPTIONS = frozenset(
         "xwsign",
         "xwsha256",
         "xwsize",
+        "xwpriority",
+        "xwquorum",
+        "xwreplicas",
+        "xwdelaybound",
     }
 )
 #: value options that may be given several times (their values are kept in order, as a list)
@@ -125,6 +129,7 @@ FLAG_OPTIONS = frozenset(
         "xwerror",
         "xwcheckconfig",
         "xwlong",
+        "xwabort",
     }
 )
 #: with --xwmacro, the only other options (the macro's lines carry the rest)

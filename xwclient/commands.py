@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-from xwcommon.errors import BadRequest, Forbidden, XWError
+from xwcommon.errors import BadRequest, Forbidden, NotFound, XWError
 from xwcommon.levels import UserLevel
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.status import FINAL_JOB_STATUSES, JobStatus
@@ -458,6 +458,18 @@ SENDWORK_OPTIONS = (
     "xwminmemory",
     "xwmindisk",
     "xwwait",
+    "xwpriority",
+    "xwquorum",
+    "xwreplicas",
+    "xwdelaybound",
+)
+
+#: xwsendwork's number options: (option, job field, type, what it is)
+NUMBER_OPTIONS = (
+    ("xwpriority", "priority", int, "a priority: an integer, higher runs first"),
+    ("xwquorum", "min_quorum", int, "how many results must agree: an integer from 1 to 10"),
+    ("xwreplicas", "target_results", int, "how many copies to send at first: an integer from 1 to 100"),
+    ("xwdelaybound", "delay_bound_s", float, "seconds after which a running copy is sent again elsewhere"),
 )
 
 
@@ -478,6 +490,12 @@ def sendwork_spec(ctx: Context, *, read_stdin: bool = True) -> tuple[dict[str, A
     for option, key in (("xwminmemory", "min_memory_bytes"), ("xwmindisk", "min_disk_bytes")):
         if (given := inv.value(option)) is not None:
             spec[key] = parse_size(given, option)
+    for option, key, kind, what in NUMBER_OPTIONS:
+        if (given := inv.value(option)) is not None:
+            try:
+                spec[key] = kind(given)
+            except ValueError:
+                raise UsageError(f"--{option} {given}: expected {what}") from None
     envs = inv.values("xwenv")
     if envs:
         locals_ = [_local_file(ctx, e) for e in envs]
@@ -522,7 +540,8 @@ def sendwork_spec(ctx: Context, *, read_stdin: bool = True) -> tuple[dict[str, A
     "sendwork",
     "--xwsendwork APP [JOB ARGUMENTS…] [--xwlabel L] [--xwenv ZIP|DIR|FILE|URL…] [--xwstdin FILE|URI|URL] "
     "[--xwnostdin] [--xwsession UID] [--xwgroup UID] [--xwexpectedhost HOST_UID] [--xwminmemory SIZE] "
-    "[--xwmindisk SIZE] [--xwwait] [< FILE]",
+    "[--xwmindisk SIZE] [--xwpriority N] [--xwquorum N] [--xwreplicas N] [--xwdelaybound SECONDS] "
+    "[--xwwait] [< FILE]",
     "submit a job; every argument that is not an --xw option is the job's (use -- to pass --xw… "
     "ones too); a piped or redirected standard input becomes the job's; --xwenv (repeatable) packs "
     "zip files, folders (their contents) and files into one archive expanded in the job's scratch "
@@ -541,6 +560,7 @@ async def cmd_sendwork(ctx: Context) -> int:
     finally:
         if temp is not None:
             temp.unlink(missing_ok=True)
+    warn_unrunnable(ctx, [job])
     if not ctx.inv.flag("xwwait"):
         ctx.emit([job], "job", [job["uri"]])
         return 0
@@ -603,7 +623,7 @@ async def cmd_works(ctx: Context) -> int:
             session=_uid_arg(session) if session else None,
             group=_uid_arg(group) if group else None,
         )
-        ctx.emit(jobs, "job")
+        ctx.emit(_with_reasons(ctx, jobs), "job")
         return 0
     found: dict[str, dict[str, Any]] = {}
 
@@ -626,8 +646,35 @@ async def cmd_works(ctx: Context) -> int:
         and (wanted is None or found[u]["status"] in wanted)
         and all(v is None or found[u].get(k) == v for k, v in fields.items())
     ]
-    ctx.emit_unless_failed(jobs, "job", code)
+    ctx.emit_unless_failed(_with_reasons(ctx, jobs), "job", code)
     return code
+
+
+def _with_reasons(ctx: Context, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The text format's message column tells why a PENDING job cannot run (the other
+    formats carry ``pending_reason`` as a field of its own)."""
+    if ctx.fmt != "text":
+        return jobs
+    return [
+        {**j, "message": f"cannot run: {j['pending_reason']}"}
+        if j.get("pending_reason") and not j.get("message")
+        else j
+        for j in jobs
+    ]
+
+
+def warn_unrunnable(ctx: Context, jobs: list[dict[str, Any]]) -> None:
+    """At submission: one warning per reason that keeps jobs from every connected worker
+    (none with --xwnoverbose: errors only)."""
+    if ctx.inv.flag("xwnoverbose"):
+        return
+    reasons: dict[str, list[str]] = {}
+    for j in jobs:
+        if j.get("pending_reason"):
+            reasons.setdefault(str(j["pending_reason"]), []).append(str(j["uid"]))
+    for why, uids in reasons.items():
+        which = f"job {uids[0]}" if len(uids) == 1 else f"{len(uids)} jobs (the first {uids[0]})"
+        ctx.warn(f"warning: {which} cannot run now: {why}")
 
 
 @command(
@@ -747,11 +794,14 @@ RM_SELECTION = ("xwstatus", "xwlabel", "xwsession", "xwgroup", *STATUS_FLAGS)
     "delete jobs, data, applications, sessions and groups of jobs (with their jobs), users or user "
     "groups (a running job is aborted first); a name that is not a UID is tried as a user's login, "
     "then as a user group's label. With a selection instead (as condor_rm -constraint): every job "
-    "of yours with that label, status, session and group (all that are given)",
+    "of yours with that label, status, session and group (all that are given). With --xwabort, "
+    "jobs are aborted instead: they end ABORTED and stay listed, their running copies stop",
     aliases=("remove", "delete"),
-    options=RM_SELECTION,
+    options=(*RM_SELECTION, "xwabort"),
 )
 async def cmd_rm(ctx: Context) -> int:
+    if ctx.inv.flag("xwabort"):
+        return await _abort(ctx)
     selection = [name for name in RM_SELECTION if name in ctx.inv.options]
     keys = [_key_arg(k) for k in _listed(ctx.inv.args)]
     if selection and keys:
@@ -769,6 +819,34 @@ async def cmd_rm(ctx: Context) -> int:
     if rows or code == 0:
         ctx.emit(rows, "removed", [f"{r['uid']} removed ({r['kind']})" for r in rows])
     return code
+
+
+async def _abort(ctx: Context) -> int:
+    """``xwrm --xwabort``: jobs named, or selected as xwrm selects them, end ABORTED."""
+    selection = [name for name in RM_SELECTION if name in ctx.inv.options]
+    keys = _listed(ctx.inv.args)
+    if selection and keys:
+        raise UsageError(f"give the jobs to abort or a selection (--{selection[0]}), not both")
+    if selection:
+        session, group = ctx.inv.value("xwsession"), ctx.inv.value("xwgroup")
+        listed = await ctx.client.list_jobs(
+            status=_statuses(ctx),
+            label=ctx.inv.value("xwlabel"),
+            session=_uid_arg(session) if session else None,
+            group=_uid_arg(group) if group else None,
+        )
+        uids = [j["uid"] for j in listed]
+    elif keys:
+        uids = [_uid_arg(k) for k in keys]
+    else:
+        raise UsageError(f"nothing to abort; usage: {COMMANDS['rm'].usage}")
+    aborted, missing = await ctx.client.abort_jobs(uids)
+    for item in missing:
+        ctx.warn(f"error: {item.get('uid')}: {item.get('reason')}")
+    ctx.emit(
+        [{"uid": uid, "kind": "job"} for uid in aborted], "aborted", [f"{uid} aborted" for uid in aborted]
+    )
+    return exit_code_for(NotFound("")) if missing else 0
 
 
 async def _rm_selection(ctx: Context, rows: list[dict[str, Any]]) -> int:

@@ -39,7 +39,7 @@ from typing import Any
 from xwcommon.errors import BadRequest, XWError
 from xwcommon.uri import is_uid, parse_uid
 
-from .commands import COMMANDS, Command, Context, Invocation, UsageError, sendwork_spec
+from .commands import COMMANDS, Command, Context, Invocation, UsageError, sendwork_spec, warn_unrunnable
 from .exitcodes import describe_error, exit_code_for
 from .formats import check_format
 from .sdk import BULK_CHUNK
@@ -254,6 +254,7 @@ async def _run_batch(
                 _report(lead, path, number, message, first, done_until=batch[start].number)
                 return exit_code_for(exc)
             bar.close()
+            warn_unrunnable(lead, jobs)
             _emit_jobs(lead, jobs)
             bar.advance(len(jobs))
     return 0

@@ -418,6 +418,10 @@ class XWClient:
         expected_host_uid: str | None = None,
         min_memory_bytes: int | None = None,
         min_disk_bytes: int | None = None,
+        priority: int | None = None,
+        min_quorum: int | None = None,
+        target_results: int | None = None,
+        delay_bound_s: float | None = None,
         stdin_url: str | None = None,
         env_url: str | None = None,
     ) -> dict[str, Any]:
@@ -433,6 +437,10 @@ class XWClient:
         already on the server instead. ``session_uid`` and ``group_uid`` put the job in a
         session or a group of jobs; ``expected_host_uid`` runs it on that host only;
         ``min_memory_bytes`` and ``min_disk_bytes`` ask for a host with that much.
+        ``priority`` (higher first, within what the user's level allows); ``min_quorum``
+        results that must agree out of ``target_results`` copies sent at first (the
+        application's by default); ``delay_bound_s``: a copy still running that long after it
+        was sent is sent to another host as well.
         """
         spec = await self._spec(
             {
@@ -448,6 +456,10 @@ class XWClient:
                 "expected_host_uid": expected_host_uid,
                 "min_memory_bytes": min_memory_bytes,
                 "min_disk_bytes": min_disk_bytes,
+                "priority": priority,
+                "min_quorum": min_quorum,
+                "target_results": target_results,
+                "delay_bound_s": delay_bound_s,
                 "stdin_url": stdin_url,
                 "env_url": env_url,
             },
@@ -657,6 +669,21 @@ class XWClient:
             missing.extend(reply.get("missing", []))
         log.info("removed %d job(s) from the server (%d already gone)", len(deleted), len(missing))
         return deleted, missing
+
+    async def abort_jobs(self, uids: Iterable[str]) -> tuple[list[str], list[dict[str, Any]]]:
+        """Abort many jobs (``POST /jobs/abort``): they end ABORTED and stay listed; their
+        running copies stop at their workers' next heartbeat. ``(aborted, missing)``."""
+        todo = [parse_uid(u) for u in uids]
+        aborted: list[str] = []
+        missing: list[dict[str, Any]] = []
+        for start in range(0, len(todo), defaults.MAX_BULK_JOBS):
+            reply = await self.transport.request(
+                "POST", "/jobs/abort", json={"uids": todo[start : start + defaults.MAX_BULK_JOBS]}
+            )
+            aborted.extend(reply.get("aborted", []))
+            missing.extend(reply.get("missing", []))
+        log.info("aborted %d job(s)", len(aborted))
+        return aborted, missing
 
     async def delete_jobs_where(
         self,

@@ -26,8 +26,9 @@ from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.protocol.work import MAX_HOST_NAME, Registered, Registration
 from xwcommon.uri import new_uid, parse_uid
 
-from . import hot, lifecycle
+from . import credit, hot, lifecycle
 from .access import READ, Caller, may_sql
+from .db.engine import connection
 from .db.models import Host, Job, Task, Token, User
 from .passwords import host_key_digest, new_host_key
 from .state import HostInfo, Server, uid_maps
@@ -190,7 +191,7 @@ async def own_host(srv: Server, caller: Caller, uid: str) -> HostInfo:
     now = time.time()
     host = srv.hosts.get(uid, now)
     if host is None:
-        async with srv.engine.connect() as conn:
+        async with connection(srv.engine) as conn:
             row = (await conn.execute(hot.HOST_BY_UID, {"uid": uid})).first()
         if row is not None:
             host = HostInfo(
@@ -237,7 +238,15 @@ async def render(
 ) -> list[dict[str, Any]]:
     now = time.time() if now is None else now
     users = (await uid_maps(session, {"user": [h.owner_id for h in hosts]}))["user"]
-    return [srv.wire.host(h, users.get(h.owner_id, ""), state_of(srv, h, now)) for h in hosts]
+    credits = await credit.of_hosts(session, [h.id for h in hosts])
+    return [
+        {
+            **srv.wire.host(h, users.get(h.owner_id, ""), state_of(srv, h, now)),
+            **credits.get(h.id, credit.Credit()).shown(),
+            "valid_streak": h.valid_streak,
+        }
+        for h in hosts
+    ]
 
 
 def lost_after_s(srv: Server) -> float:

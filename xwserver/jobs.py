@@ -296,7 +296,11 @@ async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str
     # Wire.job only reads attributes: a plain namespace per row costs a tenth of an ORM Job
     # (whose instrumented constructor was most of a 5000-job bulk's time)
     unset = dict.fromkeys(("id", "exit_code", "message", "result_data_id", "started_at", "completed_at"))
-    return [srv.wire.job(cast(Job, SimpleNamespace(**unset, **r)), uids, names, {}) for r in rows]
+    made = [SimpleNamespace(**unset, **r) for r in rows]
+    shown = [srv.wire.job(cast(Job, j), uids, names, {}) for j in made]
+    async with srv.sessions() as session:  # a job that cannot run says so at once
+        await _explain(pending.Explainer(srv, session, budget=20), made, shown)
+    return shown
 
 
 async def render_jobs(srv: Server, session: AsyncSession, jobs: list[Job]) -> list[dict[str, Any]]:
@@ -384,7 +388,16 @@ async def list_jobs(
         if owner:
             q = q.where(Job.owner_id == await owner_id_of(db, caller, owner))
         jobs = list((await db.execute(q)).scalars())
-        return await render_jobs(srv, db, jobs)
+        shown = await render_jobs(srv, db, jobs)
+        await _explain(pending.Explainer(srv, db), jobs, shown)
+        return shown
+
+
+async def _explain(explainer: pending.Explainer, jobs: list[Any], shown: list[dict[str, Any]]) -> None:
+    """Each PENDING job that no connected worker can run says why (``pending_reason``)."""
+    for job, row in zip(jobs, shown, strict=True):
+        if job.status == JobStatus.PENDING.value and (why := await explainer.reason(job)) is not None:
+            row["pending_reason"] = why
 
 
 async def _job(session: AsyncSession, caller: Caller, uid_text: str, bit: int = READ) -> Job:

@@ -294,7 +294,10 @@ async def apply_reports(
         )
         for task, rep, _inline in items
     ]
-    judged = await lifecycle.finish(conn, finishes, now)
+    moved: set[int] = set()
+    judged = await lifecycle.finish(conn, finishes, now, moved)
+    if srv is not None and moved:  # their records of valid results changed: read them again
+        srv.hosts.drop_ids(moved)
     outcomes += [
         ReportOutcome(task_uid=f.task.uid, job_status=judged.get(f.task.job_id, f.job_status).value)
         for f in finishes

@@ -286,6 +286,7 @@ _FINISH_TASK = (
         wall_s=bindparam("b_wall_s"),
         max_rss_bytes=bindparam("b_max_rss_bytes"),
         digest=bindparam("b_digest"),
+        validity=bindparam("b_validity"),
     )
 )
 
@@ -327,7 +328,9 @@ class Finish:
         return JobStatus.COMPLETED if self.status is TaskStatus.COMPLETED else JobStatus.ERROR
 
 
-async def finish(conn: Conn, items: Sequence[Finish], now: float) -> dict[int, JobStatus]:
+async def finish(
+    conn: Conn, items: Sequence[Finish], now: float, judged: set[int] | None = None
+) -> dict[int, JobStatus]:
     """End tasks and their jobs: two statements for any number of jobs of one copy
     (executemany). A replicated job's copy ends its task only; the job is then revisited
     (:func:`revisit`). Returns the replicated jobs' statuses after that, by job id.
@@ -346,6 +349,11 @@ async def finish(conn: Conn, items: Sequence[Finish], now: float) -> dict[int, J
                 "now": now,
                 "b_exit_code": f.exit_code,
                 "b_digest": f.digest,
+                # a job of one copy accepts its result as it comes (credit is granted); a
+                # replicated job's copies are judged when a quorum agrees
+                "b_validity": (
+                    "valid" if f.status is TaskStatus.COMPLETED and not f.task.replicated else None
+                ),
                 **{f"b_{k}": v for k, v in f.accounting.items()},
             }
             for f in items
@@ -372,7 +380,7 @@ async def finish(conn: Conn, items: Sequence[Finish], now: float) -> dict[int, J
         if twice:
             await _abort_live_copies(conn, twice, now)
     replicated = [f.task.job_id for f in items if f.task.replicated]
-    return await revisit(conn, replicated, now) if replicated else {}
+    return await revisit(conn, replicated, now, judged) if replicated else {}
 
 
 # -- replicated jobs: the validator's decisions written ----------------------------------------------
@@ -438,12 +446,15 @@ _RESULTS_OF_JOBS = select(Data.id).where(
 _DROP_DATA = delete(Data).where(Data.id.in_(bindparam("ids", expanding=True)))
 
 
-async def revisit(conn: Conn, job_ids: Sequence[int], now: float) -> dict[int, JobStatus]:
+async def revisit(
+    conn: Conn, job_ids: Sequence[int], now: float, judged: set[int] | None = None
+) -> dict[int, JobStatus]:
     """Decide replicated (or re-sent) jobs again from their copies and write the outcome:
     quorum reached (COMPLETED, copies judged valid or invalid, hosts' records moved, the
     other copies stopped), caps reached (ERROR), or more copies to send (PENDING) or to
     wait for (RUNNING, WAITING). The jobs are locked first where the database locks rows,
-    so two copies reported at once are judged once."""
+    so two copies reported at once are judged once. ``judged`` collects the hosts whose
+    record of valid results moved (the caller's caches of them are stale)."""
     from . import validation
 
     ids = sorted(set(job_ids))
@@ -472,7 +483,9 @@ async def revisit(conn: Conn, job_ids: Sequence[int], now: float) -> dict[int, J
             if d is not None:
                 decisions.append(d)
                 out[job_id] = d.status
-        await _write_decisions(conn, decisions, now)
+        moved = await _write_decisions(conn, decisions, now)
+        if judged is not None:
+            judged |= moved
     return out
 
 
@@ -482,9 +495,10 @@ def _locks_rows(conn: Conn) -> bool:
     return dialect.name != "sqlite"
 
 
-async def _write_decisions(conn: Conn, decisions: Sequence[Any], now: float) -> None:
+async def _write_decisions(conn: Conn, decisions: Sequence[Any], now: float) -> set[int]:
+    """Write what :func:`revisit` decided; returns the hosts whose records moved."""
     if not decisions:
-        return
+        return set()
     canon = [d.canonical.id for d in decisions if d.canonical is not None]
     results: dict[int, int] = {}
     if canon:
@@ -523,6 +537,7 @@ async def _write_decisions(conn: Conn, decisions: Sequence[Any], now: float) -> 
         drop = [i for i in found if i not in keep]
         if drop:
             await conn.execute(_DROP_DATA, {"ids": drop})
+    return {c.host_id for c in valid} | {c.host_id for c in invalid}
 
 
 _ALONE_OF = (

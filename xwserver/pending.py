@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from xwcommon.levels import UserLevel, format_access_rights
@@ -59,60 +59,133 @@ def _may_read(identity: Any, data: Any, owner_group: int | None) -> bool:
     )
 
 
+class Explainer:
+    """Answers :func:`reason` for many jobs of one listing or submission: the hosts are read
+    once, and jobs alike (same app, needs, owner, rights and inputs) share one answer."""
+
+    def __init__(
+        self, srv: Server, session: AsyncSession, *, now: float | None = None, budget: int = 200
+    ) -> None:
+        self.srv, self.session = srv, session
+        #: at most this many distinct kinds of job are looked into (a listing of jobs that
+        #: each read their own stdin would otherwise cost a few queries per job)
+        self.budget = budget
+        self.now = time.time() if now is None else now
+        self._hosts: list[Any] | None = None
+        self._ever: tuple[int, int, int] | None = None
+        self._memo: dict[tuple[Any, ...], str | None] = {}
+
+    async def hosts(self) -> list[Any]:
+        if self._hosts is None:
+            since = self.now - self.srv.settings.lease_s  # a working host heartbeats well within it
+            self._hosts = list(
+                (await self.session.execute(_CONNECTED.where(Host.last_seen_at >= since))).all()
+            )
+        return self._hosts
+
+    async def ever(self) -> tuple[int, int, int]:
+        """How many hosts were ever registered, and the most memory and disk one offered."""
+        if self._ever is None:
+            row = (
+                await self.session.execute(
+                    select(func.count(Host.id), func.max(Host.memory_bytes), func.max(Host.disk_free_bytes))
+                )
+            ).first()
+            self._ever = (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)) if row else (0, 0, 0)
+        return self._ever
+
+    async def reason(self, job: Any) -> str | None:
+        if job.status != JobStatus.PENDING.value:
+            return None
+        key = (
+            job.app_id,
+            job.owner_id,
+            job.access_rights,
+            job.min_memory_bytes,
+            job.min_disk_bytes,
+            job.expected_host_id,
+            job.stdin_data_id,
+            job.env_data_id,
+            getattr(job, "min_quorum", 1),
+        )
+        if key not in self._memo:
+            if len(self._memo) >= self.budget:
+                return None
+            self._memo[key] = await self._reason(job)
+        return self._memo[key]
+
+    async def _reason(self, job: Any) -> str | None:
+        session = self.session
+        registered, most_memory, most_disk = await self.ever()
+        if registered and (job.min_memory_bytes > most_memory or job.min_disk_bytes > most_disk):
+            return (
+                f"no registered host has ever offered what it needs ({job.min_memory_bytes} bytes of "
+                f"memory, {job.min_disk_bytes} of disk; the most any offered: {most_memory} and {most_disk})"
+            )
+        hosts = await self.hosts()
+        if job.expected_host_id is not None:
+            known = (await session.execute(select(Host.id).where(Host.id == job.expected_host_id))).first()
+            if known is None:
+                return "the one host it may run on (expected_host_uid) was removed; it can never run"
+            hosts = [h for h in hosts if h.id == job.expected_host_id]
+            if not hosts:
+                return "the one host it may run on (expected_host_uid) is not connected"
+        if not hosts:
+            return "no worker is connected"
+        platforms = set(
+            (
+                await session.execute(
+                    select(AppBinary.os, AppBinary.cpu).where(AppBinary.app_id == job.app_id)
+                )
+            ).all()
+        )
+        hosts = [h for h in hosts if any(os in (h.os, ANY) and cpu in (h.cpu, ANY) for os, cpu in platforms)]
+        if not hosts:
+            return "no connected worker's platform has a binary of its application"
+        big_enough = [
+            h
+            for h in hosts
+            if h.memory_bytes >= job.min_memory_bytes and h.disk_free_bytes >= job.min_disk_bytes
+        ]
+        if not big_enough:
+            return (
+                f"it needs {job.min_memory_bytes} bytes of memory and {job.min_disk_bytes} of disk; "
+                f"the largest connected worker has {max(h.memory_bytes for h in hosts)} and "
+                f"{max(h.disk_free_bytes for h in hosts)}"
+            )
+        # the owners' user groups: one lookup each (group bits apply to members of the owner's group)
+        job_group = await owner_group(session, job.owner_id)
+        runners = [h for h in big_enough if _may_run(h, job, job_group)]
+        if not runners:
+            return (
+                f"no connected worker's identity may run it (its access rights are "
+                f"{format_access_rights(job.access_rights)})"
+            )
+        for what, data_id in (("stdin", job.stdin_data_id), ("env", job.env_data_id)):
+            if data_id is None:
+                continue
+            data = (
+                await session.execute(
+                    select(Data.uid, Data.owner_id, Data.access_rights).where(Data.id == data_id)
+                )
+            ).first()
+            if data is None:
+                continue
+            group = await owner_group(session, data.owner_id)
+            if not any(_may_read(h, data, group) for h in runners):
+                return (
+                    f"no connected worker may read its {what} (data {data.uid}, access rights "
+                    f"{format_access_rights(data.access_rights)})"
+                )
+        quorum = int(getattr(job, "min_quorum", 1) or 1)
+        if quorum > 1 and len(runners) < quorum:
+            return (
+                f"its results must agree on {quorum} distinct hosts and {len(runners)} connected "
+                "worker(s) may run it; it waits for more"
+            )
+        return None
+
+
 async def reason(srv: Server, session: AsyncSession, job: Job, *, now: float | None = None) -> str | None:
     """What keeps ``job`` from every connected worker, or None (it waits its turn, or runs)."""
-    if job.status != JobStatus.PENDING.value:
-        return None
-    now = time.time() if now is None else now
-    # connected: seen within a lease (a working host heartbeats well within it)
-    hosts = list(
-        (await session.execute(_CONNECTED.where(Host.last_seen_at >= now - srv.settings.lease_s))).all()
-    )
-    if job.expected_host_id is not None:
-        hosts = [h for h in hosts if h.id == job.expected_host_id]
-        if not hosts:
-            return "the one host it may run on (expected_host_uid) is not connected"
-    if not hosts:
-        return "no worker is connected"
-    platforms = set(
-        (
-            await session.execute(select(AppBinary.os, AppBinary.cpu).where(AppBinary.app_id == job.app_id))
-        ).all()
-    )
-    hosts = [h for h in hosts if any(os in (h.os, ANY) and cpu in (h.cpu, ANY) for os, cpu in platforms)]
-    if not hosts:
-        return "no connected worker's platform has a binary of its application"
-    big_enough = [
-        h for h in hosts if h.memory_bytes >= job.min_memory_bytes and h.disk_free_bytes >= job.min_disk_bytes
-    ]
-    if not big_enough:
-        return (
-            f"it needs {job.min_memory_bytes} bytes of memory and {job.min_disk_bytes} of disk; "
-            f"the largest connected worker has {max(h.memory_bytes for h in hosts)} and "
-            f"{max(h.disk_free_bytes for h in hosts)}"
-        )
-    # the owners' user groups: one lookup each (group bits apply to members of the owner's group)
-    job_group = await owner_group(session, job.owner_id)
-    runners = [h for h in big_enough if _may_run(h, job, job_group)]
-    if not runners:
-        return (
-            f"no connected worker's identity may run it (its access rights are "
-            f"{format_access_rights(job.access_rights)})"
-        )
-    for what, data_id in (("stdin", job.stdin_data_id), ("env", job.env_data_id)):
-        if data_id is None:
-            continue
-        data = (
-            await session.execute(
-                select(Data.uid, Data.owner_id, Data.access_rights).where(Data.id == data_id)
-            )
-        ).first()
-        if data is None:
-            continue
-        group = await owner_group(session, data.owner_id)
-        if not any(_may_read(h, data, group) for h in runners):
-            return (
-                f"no connected worker may read its {what} (data {data.uid}, access rights "
-                f"{format_access_rights(data.access_rights)})"
-            )
-    return None
+    return await Explainer(srv, session, now=now).reason(job)

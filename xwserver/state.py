@@ -133,13 +133,24 @@ class HostCache:
             return None
         return hit[0]
 
+    _uids: dict[int, str] = field(default_factory=dict)
+
     def put(self, host: HostInfo, now: float) -> None:
         if len(self._entries) > 100_000:
             self._entries.clear()
+            self._uids.clear()
         self._entries[host.uid] = (host, now)
+        self._uids[host.id] = host.uid
 
     def drop(self, uid: str) -> None:
         self._entries.pop(uid, None)
+
+    def drop_ids(self, ids: Iterable[int]) -> None:
+        """Forget hosts by id (their record of valid results changed in this process)."""
+        for host_id in ids:
+            uid = self._uids.pop(host_id, None)
+            if uid is not None:
+                self._entries.pop(uid, None)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from xwcommon.protocol import UID_PATTERN
 from xwcommon.status import TaskStatus
 from xwcommon.uri import is_uid, new_uid, parse_uid
 
-from . import groups, lifecycle
+from . import credit, groups, lifecycle
 from .access import Caller
 from .db.models import App, Data, Host, Job, JobGroup, JobSession, Task, Token, User, UserGroup
 from .passwords import (
@@ -147,7 +147,14 @@ async def render(srv: Server, session: AsyncSession, users: list[User]) -> list[
     if group_ids:
         rows = await session.execute(select(UserGroup.id, UserGroup.uid).where(UserGroup.id.in_(group_ids)))
         group_uids = {gid: guid for gid, guid in rows}
-    return [srv.wire.user(u, group_uids.get(u.group_id) if u.group_id else None) for u in users]
+    credits = await credit.of_owners(session, [u.id for u in users])
+    return [
+        {
+            **srv.wire.user(u, group_uids.get(u.group_id) if u.group_id else None),
+            **credits.get(u.id, credit.Credit()).shown(),
+        }
+        for u in users
+    ]
 
 
 async def _find(session: AsyncSession, key: str) -> User | None:

@@ -646,7 +646,11 @@ def test_verbose_says_what_the_client_does_and_noverbose_only_errors(dep: Deploy
     assert verbose.returncode == 0 and "xwclient.sdk: INFO: uploaded" in verbose.stderr
     assert "xwclient.sdk: INFO: submitted job" in verbose.stderr
     quiet = _process(dep, client, "--xwsendwork", "winonly", "--xwstdin", str(given))
-    assert quiet.returncode == 0 and quiet.stderr == ""
+    # no log lines; only the warning that no connected worker can run a windows-only job
+    assert quiet.returncode == 0 and quiet.stderr.splitlines() == [
+        f"xwclient: warning: job {quiet.stdout.strip().rsplit('/', 1)[1]} cannot run now: "
+        "no connected worker's platform has a binary of its application"
+    ], quiet.stderr
     cache = dep.home / "conf" / "xwclient.cache"
     (cache / "uploads.json").write_text("{damaged")
     warned = _process(dep, client, "--xwsendwork", "winonly", "--xwstdin", str(given))

@@ -24,16 +24,21 @@ J, T = JobStatus, TaskStatus
 
 #: every job transition the design names, and nothing else
 EXPECTED_JOB = {
-    (J.WAITING, J.PENDING),  # inputs became available
-    (J.WAITING, J.ABORTED),
-    (J.WAITING, J.ERROR),
-    (J.PENDING, J.RUNNING),  # claimed
-    (J.PENDING, J.ABORTED),
+    (J.PENDING, J.RUNNING),  # claimed: every copy it needs is out
+    (J.PENDING, J.WAITING),  # its last copy claimed while results are in (replicated)
+    (J.PENDING, J.COMPLETED),  # a copy past its delay bound finished while its twin waits
     (J.PENDING, J.ERROR),
-    (J.RUNNING, J.PENDING),  # lease expired (retry+1) or handed back
+    (J.PENDING, J.ABORTED),
+    (J.RUNNING, J.PENDING),  # lease expired (retry+1), handed back, or past its delay bound
+    (J.RUNNING, J.WAITING),  # a replicated job's first results are in, no quorum yet
     (J.RUNNING, J.COMPLETED),
     (J.RUNNING, J.ERROR),
     (J.RUNNING, J.ABORTED),
+    (J.WAITING, J.PENDING),  # results disagree or a copy failed: another copy to send
+    (J.WAITING, J.COMPLETED),  # a quorum agrees
+    (J.WAITING, J.ERROR),  # caps reached
+    (J.WAITING, J.ABORTED),
+    (J.COMPLETED, J.PENDING),  # sent alone to a trusted host that then cheated: checked again
 }
 EXPECTED_TASK = {(T.RUNNING, s) for s in (T.COMPLETED, T.ERROR, T.LOST, T.ABORTED)}
 
@@ -68,17 +73,19 @@ def test_check_task_transition_agrees_with_the_table(old: TaskStatus, new: TaskS
             check_task_transition(old, new)
 
 
-def test_final_job_statuses_lead_nowhere() -> None:
+def test_final_job_statuses_lead_nowhere_but_a_trusted_result_checked_again() -> None:
     assert {J.COMPLETED, J.ERROR, J.ABORTED} == FINAL_JOB_STATUSES
     for final in FINAL_JOB_STATUSES:
         for new in JobStatus:
+            if (final, new) == (J.COMPLETED, J.PENDING):
+                continue
             with pytest.raises(Conflict):
                 check_job_transition(final, new)
 
 
-def test_a_job_must_run_before_it_completes_and_a_task_never_runs_again() -> None:
+def test_a_job_never_runs_again_once_results_are_in_and_a_task_never_runs_again() -> None:
     with pytest.raises(Conflict):
-        check_job_transition(J.PENDING, J.COMPLETED)
+        check_job_transition(J.COMPLETED, J.RUNNING)
     with pytest.raises(Conflict):
         check_job_transition(J.WAITING, J.RUNNING)
     assert T.RUNNING not in sources_of(TASK_TRANSITIONS, T.RUNNING)
@@ -86,7 +93,7 @@ def test_a_job_must_run_before_it_completes_and_a_task_never_runs_again() -> Non
 
 
 def test_sources_of_lists_what_may_reach_a_status() -> None:
-    assert sources_of(JOB_TRANSITIONS, J.PENDING) == {J.WAITING, J.RUNNING}
+    assert sources_of(JOB_TRANSITIONS, J.PENDING) == {J.WAITING, J.RUNNING, J.COMPLETED}
     assert sources_of(JOB_TRANSITIONS, J.RUNNING) == {J.PENDING}
     assert sources_of(JOB_TRANSITIONS, J.ABORTED) == {J.WAITING, J.PENDING, J.RUNNING}
     assert sources_of(TASK_TRANSITIONS, T.LOST) == {T.RUNNING}

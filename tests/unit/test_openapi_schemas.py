@@ -455,7 +455,9 @@ async def test_every_endpoint_answers_its_declared_type(xw: XW) -> None:
     assert (await call("POST", f"/hosts/{host}/enable", token=admin))["enabled"]
     assert any(r["name"] == "admin" for r in (await call("GET", "/usage", token=admin))["usage"])
 
-    # removals
+    # aborts and removals
+    aborted = await call("POST", "/jobs/abort", token=admin, body=c.JobDeletion(uids=[others[1]["uid"]]))
+    assert aborted["aborted"] + [m["uid"] for m in aborted["missing"]] == [others[1]["uid"]]
     removal = c.JobDeletion(uids=[others[0]["uid"], str(uuid.uuid4())])
     gone = await call("POST", "/jobs/delete", token=admin, body=removal)
     assert gone["deleted"] == [others[0]["uid"]] and len(gone["missing"]) == 1
@@ -557,6 +559,8 @@ SAME_VERDICT: list[tuple[str, str, Any]] = [
     ("POST", "/jobs/delete", {"uids": ["nope"]}),
     ("POST", "/jobs/delete", {"uids": UID}),
     ("POST", "/jobs/delete", {"uids": [], "force": True}),
+    ("POST", "/jobs/abort", {"uids": ["nope"]}),
+    ("POST", "/jobs/abort", {"uids": UID}),
     ("POST", "/sessions", {"name": "s", "access_rights": "0750"}),
     ("POST", "/sessions", {"name": "s", "access_rights": "u+rwx,g=rx"}),
     ("POST", "/sessions", {"name": "s", "access_rights": 488}),

@@ -411,6 +411,19 @@ async def test_a_pending_job_says_what_keeps_it_from_every_connected_worker(xw: 
     )
     huge = await xw.submit(xw.admin, "work", min_memory_bytes=64 << 30)
     assert (await xw.job(huge["uid"]))["pending_reason"].startswith(
+        f"no registered host has ever offered what it needs ({64 << 30} bytes of memory, 0 of disk; "
+        f"the most any offered: {8 << 30}"
+    )
+    await xw.register(name="big")  # a big host, registered once, not connected any more
+    async with xw.srv.engine.begin() as conn:
+        from sqlalchemy import update
+
+        from xwserver.db.models import Host
+
+        await conn.execute(
+            update(Host).where(Host.name == "big").values(memory_bytes=128 << 30, last_seen_at=0)
+        )
+    assert (await xw.job(huge["uid"]))["pending_reason"].startswith(
         f"it needs {64 << 30} bytes of memory and 0 of disk; the largest connected worker has {8 << 30}"
     )
     bound = await xw.submit(xw.admin, "work", expected_host_uid=host)

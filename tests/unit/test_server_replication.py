@@ -37,7 +37,11 @@ async def report(
     xw: XW, host: str, task_uid: str, files: dict[str, bytes] | None, *, status: str = "COMPLETED"
 ) -> Any:
     """A copy's report alone (``POST /work/tasks/{uid}/report``: no new work claimed with it)."""
-    rep: dict[str, Any] = {"status": status, "exit_code": 0 if status == "COMPLETED" else 1}
+    rep: dict[str, Any] = {
+        "status": status,
+        "exit_code": 0 if status == "COMPLETED" else 1,
+        "accounting": {"cpu_user_s": 2.0, "cpu_system_s": 0.5, "wall_s": 3.0},
+    }
     if files is not None:
         rep["result_inline"] = inline(result_zip(files))
     body = await xw.ok("POST", f"/work/tasks/{task_uid}/report", token=xw.worker, json=rep)
@@ -112,6 +116,19 @@ async def test_results_that_disagree_send_another_copy_and_the_minority_is_inval
     async with xw.srv.engine.connect() as conn:
         streaks = dict((await conn.execute(select(Host.uid, Host.valid_streak))).all())
     assert (streaks[h1], streaks[h2], streaks[h3]) == (1, 0, 1)
+    # credit: the CPU seconds of valid results, per host (xwworkers) and per volunteer (xwusers)
+    shown = {h["uid"]: h for h in (await xw.ok("GET", "/hosts", token=xw.admin))["hosts"]}
+    assert [
+        (shown[h]["credit_cpu_s"], shown[h]["valid_results"], shown[h]["invalid_results"])
+        for h in (h1, h2, h3)
+    ] == [
+        (2.5, 1, 0),
+        (0.0, 0, 1),
+        (2.5, 1, 0),
+    ]
+    users = {u["login"]: u for u in (await xw.ok("GET", "/users", token=xw.admin))["users"]}
+    worker = next(u for u in users.values() if u["rights"] == "WORKER")
+    assert (worker["credit_cpu_s"], worker["valid_results"], worker["invalid_results"]) == (5.0, 2, 1)
 
 
 @pytest.mark.every_database
@@ -354,3 +371,27 @@ async def test_fair_share_lets_a_small_owner_run_beside_a_big_one(xw: XW) -> Non
     # the small owner's 10 jobs are among the next 20, interleaved with the big owner's
     assert sum(owners.get(uid) == "small" for uid in got) == 10
     assert owners.get(got[0]) is None or owners.get(got[1]) is None
+
+
+@pytest.mark.every_database
+async def test_jobs_that_cannot_run_say_why_in_listings_and_at_submission(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "sim")
+    submitted = await xw.submit(xw.admin, "sim", min_quorum=3)
+    assert submitted["pending_reason"] == "no worker is connected"  # the submitter hears at once
+    h1, h2 = await hosts(xw, 2)
+    listed = {j["uid"]: j for j in (await xw.ok("GET", "/jobs", token=xw.admin))["jobs"]}
+    assert listed[submitted["uid"]]["pending_reason"] == (
+        "its results must agree on 3 distinct hosts and 2 connected worker(s) may run it; it waits for more"
+    )
+    runnable = await xw.submit(xw.admin, "sim")
+    assert "pending_reason" not in runnable
+    bound = await xw.submit(xw.admin, "sim", expected_host_uid=h2)
+    assert "pending_reason" not in bound
+    await xw.ok("DELETE", f"/hosts/{h2}", token=xw.admin)
+    assert (await xw.job(bound["uid"]))["pending_reason"] == (
+        "the one host it may run on (expected_host_uid) was removed; it can never run"
+    )
+    listed = {j["uid"]: j for j in (await xw.ok("GET", "/jobs", token=xw.admin))["jobs"]}
+    assert "pending_reason" not in listed[runnable["uid"]]
+    assert listed[bound["uid"]]["pending_reason"].endswith("it can never run")
+    assert h1

@@ -260,6 +260,10 @@ class User(Answer, kw_only=True):
     rights: Level
     group_uid: Uid | None
     email: str
+    #: credit of the hosts this identity owns: CPU seconds of valid results, and the counts
+    credit_cpu_s: Seconds = 0.0
+    valid_results: Count = 0
+    invalid_results: Count = 0
 
 
 class LoginAnswer(Answer, kw_only=True):
@@ -388,6 +392,9 @@ class Task(Answer, kw_only=True):
     exit_code: int | None
     #: null when the worker reported none
     accounting: TaskAccounting | None
+    #: a replicated job's copy: "valid" (it agreed with the canonical result), "invalid", or
+    #: null (not judged: a job of one copy, or no quorum yet)
+    validity: Literal["valid", "invalid"] | None = None
 
 
 class HostActivation(Answer, kw_only=True):
@@ -425,6 +432,12 @@ class Host(Answer, kw_only=True):
     #: null before the worker reported any
     activation: HostActivation | None
     gpus: list[HostGpu]
+    #: credit: CPU seconds of its valid results; its valid and invalid results; and its
+    #: record of valid results in a row (adaptive trust)
+    credit_cpu_s: Seconds = 0.0
+    valid_results: Count = 0
+    invalid_results: Count = 0
+    valid_streak: Count = 0
 
 
 class JobSet(Answer, kw_only=True):
