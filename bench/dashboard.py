@@ -8,7 +8,8 @@ console``, its own process, real TLS) and a client that keeps cookies logs in th
 form and times each page ``--rounds`` times: the first page of the jobs, a filter by status,
 by label, a page deep in the list (keyset: it starts below a job 90 % down), a job's detail,
 the submission form, the workers. Printed: the median and the 95th percentile per page, in
-milliseconds, and whether the slowest median is within the 200 ms target.
+milliseconds, and whether the slowest median is within the 200 ms target; and what one
+refresh of /metrics' counts from the database costs with as many jobs.
 
     .venv/bin/python bench/dashboard.py                 # 100,000 jobs, embedded SQLite
     .venv/bin/python bench/dashboard.py --jobs 1000     # the same pages with few jobs
@@ -161,6 +162,27 @@ async def fill(settings: ServerSettings, n_jobs: int) -> tuple[str, str]:
     return uids[n_jobs // 10], detailed
 
 
+async def count_cost(settings: ServerSettings, rounds: int) -> list[float]:
+    """What one refresh of /metrics' database counts costs (jobs, tasks, hosts by status,
+    bytes stored), in milliseconds: done at most once per COUNTS_TTL_S whatever the scrapes."""
+    from xwserver.metrics import DatabaseCounts
+    from xwserver.state import Server
+    from xwserver.store import DataStore
+
+    srv = Server(settings, create_engine(settings.db_url), DataStore(settings.data_dir))
+    try:
+        counts = DatabaseCounts(srv, ttl_s=0.0)
+        await counts.refresh()  # warm
+        out = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            await counts.refresh()
+            out.append((time.perf_counter() - started) * 1000)
+        return out
+    finally:
+        await srv.engine.dispose()
+
+
 async def measure(url: str, ca_file: Path, pages: dict[str, str], rounds: int) -> dict[str, list[float]]:
     context = ssl.create_default_context(cafile=str(ca_file))
     jar = aiohttp.CookieJar(unsafe=True)
@@ -239,6 +261,11 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
                 server.wait()
+        counting = sorted(asyncio.run(count_cost(settings, args.rounds)))
+    print(
+        f"  /metrics counts          median {statistics.median(counting):7.1f} ms   "
+        f"(one refresh of jobs, tasks, hosts by status; at most once per 10 s)"
+    )
     medians = {}
     for name, values in times.items():
         values.sort()
