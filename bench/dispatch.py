@@ -137,6 +137,8 @@ class Server:
         self.pid: int | None = None
         #: server.processes (several server processes on one PostgreSQL database)
         self.processes = 1
+        #: more ``key=value`` lines for the server's config (``--server-conf``)
+        self.conf: list[str] = []
 
     def _xwserver(self, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
         cmd = [sys.executable, "-m", "xwserver", *args]
@@ -156,9 +158,12 @@ class Server:
         if self.db_url:
             args += ["--db", self.db_url]
         self._xwserver(*args, timeout_s=60)
+        lines = list(self.conf)
         if self.processes > 1:  # several server processes on one database (PostgreSQL)
+            lines.append(f"server.processes={self.processes}")
+        if lines:
             with (self.home / "conf" / "xwserver.conf").open("a", encoding="utf-8") as conf:
-                conf.write(f"server.processes={self.processes}\n")
+                conf.write("".join(f"{line}\n" for line in lines))
 
     def start(self) -> None:
         self._xwserver("start", "--home", str(self.home), timeout_s=SERVER_START_TIMEOUT_S)
@@ -326,8 +331,14 @@ class Tally:
     arrivals: dict[str, float] | None = None
     arrival: asyncio.Event = field(default_factory=asyncio.Event)
 
+    #: assignments in all (with replication, a job's copies)
+    copies: int = 0
+    #: jobs replicated (``--quorum``): their copies are not duplicates
+    replicated: bool = False
+
     def arrived(self, job_uid: str, now: float) -> None:
-        if job_uid in self.seen_jobs:
+        self.copies += 1
+        if job_uid in self.seen_jobs and not self.replicated:
             self.duplicates += 1
         self.seen_jobs.add(job_uid)
         if self.arrivals is not None:
@@ -442,8 +453,10 @@ class SimWorker:
             self.tally.released += answer.released
             for outcome in answer.reported:
                 self.holding.pop(outcome.task_uid, None)
-                if outcome.job_status is not None:
+                if outcome.job_status in FINAL:
                     self.tally.finished()
+                elif outcome.job_status is not None:
+                    pass  # a replicated job's copy: the job waits for its quorum
                 else:
                     self.tally.refused(outcome.error or "unknown")
                     log.warning("%s: report of task %s refused: %s", self.name, outcome.task_uid, outcome)
@@ -563,6 +576,8 @@ class Figures:
     errors: int = 0
     report_errors: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
+    #: assignments in all (copies of replicated jobs included)
+    copies: int = 0
     requests: int = 0
     heartbeats: int = 0
     released: int = 0
@@ -638,6 +653,17 @@ class Figures:
         return self.jobs_per_s / self.ceiling_req_per_s if self.ceilings else math.nan
 
 
+#: the job statuses that end a job (a replicated job's copy reports WAITING or PENDING first)
+FINAL = ("COMPLETED", "ERROR", "ABORTED")
+
+
+def replication(args: argparse.Namespace) -> dict[str, int]:
+    """The jobs' replication fields (``--quorum``, ``--replicas``): none by default."""
+    if args.quorum <= 1 and args.replicas <= 1:
+        return {}
+    return {"min_quorum": args.quorum, "target_results": max(args.quorum, args.replicas)}
+
+
 def chunks(n: int, size: int) -> Iterator[range]:
     for start in range(0, n, size):
         yield range(start, min(start + size, n))
@@ -653,6 +679,7 @@ async def full_cycle(
 ) -> None:
     label = f"bench-{os.getpid()}"
     tally.target, tally.reported = args.jobs, 0
+    tally.replicated = bool(replication(args))
     tally.done.clear()
     fleet.start(lambda i: 1 + i % args.capacity)
     await asyncio.sleep(0.5)  # let every worker's first long-poll reach the server
@@ -661,7 +688,7 @@ async def full_cycle(
     db_cpu0 = processes_cpu_s(db_names)
     t0 = time.perf_counter()
     for part in chunks(args.jobs, args.bulk):
-        specs = [{"app": APP_NAME, "args": [str(i)], "label": label} for i in part]
+        specs = [{"app": APP_NAME, "args": [str(i)], "label": label, **replication(args)} for i in part]
         body = await admin.request("POST", "/jobs/bulk", json={"jobs": specs}, timeout_s=120)
         if len(body.get("jobs", [])) != len(specs):
             raise BenchError(
@@ -730,6 +757,7 @@ async def latency(
 def collect(tally: Tally, fig: Figures) -> None:
     """The workers' tallies into the figures (cumulative over the phases)."""
     fig.errors, fig.duplicates, fig.requests = tally.errors, tally.duplicates, tally.requests
+    fig.copies = tally.copies
     fig.report_errors = dict(tally.report_errors)
     fig.heartbeats, fig.released = tally.heartbeats, tally.released
     fig.worker_5xx = server_errors(tally.statuses)
@@ -916,6 +944,7 @@ def print_table(fig: Figures, as_json: bool) -> None:
                     "db": fig.db,
                     "wall_s": round(fig.wall_s, 3),
                     "jobs_per_s": round(rate, 1),
+                    "copies_per_job": round(fig.copies / fig.jobs, 3) if fig.jobs else None,
                     "ceiling_req_per_s": round(fig.ceiling_req_per_s, 1) if fig.ceilings else None,
                     "full_cycle_ratio": round(fig.ratio, 4) if fig.ceilings else None,
                     "full_cycle_ratio_by_run": [round(r, 4) for r in fig.ratios],
@@ -1018,6 +1047,12 @@ def print_table(fig: Figures, as_json: bool) -> None:
             "(every answer, retried ones included)",
         ),
         (
+            "copies per job",
+            f"{fig.copies / fig.jobs:.3f} ({fig.copies} assignments for {fig.jobs} jobs)"
+            if fig.jobs
+            else "-",
+        ),
+        (
             "leases lost",
             f"{fig.lost_total} tasks LOST on the server ({fig.lost_full_cycle} after the full cycle); "
             f"{fig.released} handed back as not held",
@@ -1076,6 +1111,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="server processes (server.processes; PostgreSQL only; the server CPU figure then "
         "counts the supervisor alone)",
     )
+    p.add_argument(
+        "--quorum",
+        type=int,
+        default=1,
+        help="results that must agree per job (min_quorum; default 1: no replication); the "
+        "simulated workers all return the same (empty) result, so every quorum is reached",
+    )
+    p.add_argument(
+        "--replicas", type=int, default=1, help="copies sent at first (target_results, at least --quorum)"
+    )
+    p.add_argument(
+        "--server-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a line for the server's xwserver.conf (repeatable), e.g. trust_after=0",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     p.add_argument("--keep", action="store_true", help="keep the server home folder (its path is printed)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -1131,6 +1183,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="xwbench-"))
     server = Server(workdir / "server", args.db)
     server.processes = args.processes
+    server.conf = list(args.server_conf)
     if not with_server(
         "bench/dispatch.py", workdir, server, args.keep, lambda s: asyncio.run(run(args, s, fig))
     ):

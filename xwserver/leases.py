@@ -239,7 +239,10 @@ async def _digests(
     }
     out = {}
     for task, result_id in wanted:
-        path = srv.store.path_of(shas[result_id]) if result_id is not None and result_id in shas else None
+        if result_id is None or result_id not in shas:
+            out[task.uid] = validation.NO_RESULT
+            continue
+        path = srv.store.path_of(shas[result_id])
         out[task.uid] = await asyncio.to_thread(validation.result_digest, path, volatile.get(task.job_id, ()))
     return out
 

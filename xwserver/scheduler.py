@@ -97,7 +97,7 @@ async def claim(
         fit=resources.fit,
         offline=resources.offline,
         inputs=not caller.is_super,
-        alone=validation.sends_alone(host.valid_streak),
+        alone=validation.sends_alone(host.valid_streak, trust_after=srv.settings.trust_after),
         params=params,
         host_id=host.id,
         now=now,
@@ -287,25 +287,33 @@ async def request_work(
             if msg.held is not None:
                 keep = set(msg.held) | {r.task_uid for r in msg.reports if r.task_uid}
                 released = await lifecycle.release(conn, [t for u, t in live.items() if u not in keep], now)
-        got = await claim(srv, conn, caller, host, msg.capacity, resources)
+        got = await claim(srv, conn, caller, host, msg.capacity, resources) if admitted else []
         return reported, released, got
 
     # Admission: a crowd of work requests queued on the pool would starve heartbeats and
-    # reports (whose leases run meanwhile). A request that carries reports is always let
-    # in (it completes jobs); one that only asks for work is told to come back shortly.
-    if not msg.reports and srv.work_in_flight >= srv.settings.max_work_in_flight:
+    # reports (whose leases run meanwhile), and wait there beyond db_wait_s. A request that
+    # only asks for work is told to come back shortly; one that carries reports is always
+    # let in (it completes jobs), but past the cap its reports are all it does: it is told
+    # to come back for work. So the work requests queued on the pool stay about the cap,
+    # however many workers finish jobs at once (a fleet of short jobs keeps finishing).
+    admitted = srv.work_in_flight < srv.settings.max_work_in_flight
+    if not msg.reports and not admitted:
         return WorkAnswer(retry_after_s=come_back_s(srv, busy=True))
-    srv.work_in_flight += 1
+    if admitted:
+        srv.work_in_flight += 1
     try:
         # without reports, losing this transaction in a database crash loses nothing a user saw
         reported, released, got = await transaction(srv.engine, first, durable=bool(msg.reports))
     finally:
-        srv.work_in_flight -= 1
+        if admitted:
+            srv.work_in_flight -= 1
     if msg.reports:
         faults.point(faults.AFTER_REPORT_COMMIT)
     if released:
         log.info("host %s: %d task(s) it does not hold handed back", host.uid, released)
         srv.notifier.notify(released)
+    if not admitted:
+        return WorkAnswer(reported=reported, released=released, retry_after_s=come_back_s(srv, busy=True))
     if not got and msg.wait_s > 0:
         if srv.notifier.waiting >= srv.settings.max_waiting_requests:
             # no room to wait: come back later (BOINC's request delay), at once a

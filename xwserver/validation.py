@@ -29,7 +29,8 @@ from pathlib import Path
 
 from xwcommon.status import JobStatus, TaskStatus
 
-#: valid results in a row before a host may get replicated jobs alone
+#: valid results in a row before a host may get replicated jobs alone (the server's
+#: ``trust_after`` setting, this by default)
 TRUST_AFTER = 10
 #: how far back the jobs a host ran alone are sent again once it returns an invalid result
 RECHECK_ALONE_S = 7 * 24 * 3600.0
@@ -43,9 +44,10 @@ MAX_UNPACKED_BYTES = 64 * 2**30
 CHUNK = 1 << 20
 
 
-def sends_alone(valid_streak: int, rng: random.Random | None = None) -> bool:
-    """Whether a host with this record gets the replicated jobs of this claim alone."""
-    if valid_streak < TRUST_AFTER:
+def sends_alone(valid_streak: int, rng: random.Random | None = None, trust_after: int = TRUST_AFTER) -> bool:
+    """Whether a host with this record gets the replicated jobs of this claim alone
+    (``trust_after`` 0: never)."""
+    if trust_after <= 0 or valid_streak < max(trust_after, 2):
         return False
     return (rng or random).random() < 1.0 - 1.0 / valid_streak
 

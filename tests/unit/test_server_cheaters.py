@@ -70,14 +70,14 @@ async def _volunteer(xw: XW, host: str, cheat: bool, left: dict[str, int], rng: 
     return ran
 
 
-async def _run_fleet(xw: XW) -> tuple[dict[str, Any], list[str]]:
+async def _run_fleet(xw: XW, n: int = JOBS) -> tuple[dict[str, Any], list[str]]:
     await xw.insert_app(xw.admin, "square")
-    jobs = [{"app": "square", "args": [str(i)], "min_quorum": 2, "target_results": 3} for i in range(JOBS)]
-    for start in range(0, JOBS, 250):
+    jobs = [{"app": "square", "args": [str(i)], "min_quorum": 2, "target_results": 3} for i in range(n)]
+    for start in range(0, n, 250):
         await xw.ok("POST", "/jobs/bulk", token=xw.admin, json={"jobs": jobs[start : start + 250]})
     hosts = [await xw.register(name=f"v{i}") for i in range(HOSTS)]
     cheats = set(hosts[:CHEATERS])
-    left = {"jobs": JOBS}
+    left = {"jobs": n}
     rng = random.Random(13)
     ran = await asyncio.wait_for(
         asyncio.gather(*(_volunteer(xw, h, h in cheats, left, rng) for h in hosts)), timeout=240
@@ -133,3 +133,12 @@ async def test_no_wrong_result_is_accepted_from_a_fifth_of_cheating_hosts_and_ho
     assert out["alone"] > JOBS // 10, out
     assert out["copies_per_job"] < 3, out
     assert ran["ran"] == round(out["copies_per_job"] * JOBS)  # every copy sent was run and reported
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("server_conf", [{"trust_after": "0"}])
+async def test_with_adaptive_trust_off_every_job_gets_its_three_copies(xw: XW) -> None:
+    await _run_fleet(xw, 200)
+    out = await _outcome(xw)
+    assert out["wrong"] == 0 and out["alone"] == 0, out
+    assert out["copies_per_job"] >= 3, out
