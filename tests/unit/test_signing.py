@@ -114,3 +114,26 @@ async def test_the_executor_refuses_an_unsigned_or_altered_binary_before_running
         altered.message or ""
     )
     assert not list((tmp_path / "w").rglob("ran.txt"))
+
+
+def test_init_tells_a_new_home_to_make_its_key_and_keeps_signing_key_when_re_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from xwserver.cli import main
+
+    home = tmp_path / "home"
+    init = ["init", "--home", str(home), "--url", "https://localhost:14997", "--admin-password", "pw-admin-1"]
+    assert main(init) == 0
+    assert f"xwserver keys signing --home {home}" in capsys.readouterr().out
+    assert main(["check-config", "--home", str(home)]) == 0
+    assert "note: this deployment has no application-signing key" in capsys.readouterr().out
+    key = tmp_path / "offline.key"
+    assert main(["keys", "signing", "--home", str(home), "--out", str(key)]) == 0
+    out = capsys.readouterr().out
+    assert "must not stay on the server" in out and str(key) in out
+    assert main([*init, "--force"]) == 0
+    worker_conf = (home / "conf" / "xtremweb.worker.conf").read_text()
+    assert f"signing.key={home / 'keystore' / PUBLIC_KEY_NAME}" in worker_conf.splitlines()
+    assert "keys signing" not in capsys.readouterr().out
+    assert main(["check-config", "--home", str(home)]) == 0
+    assert "note:" not in capsys.readouterr().out
