@@ -5,6 +5,7 @@ rule is checked on an in-process server with a cookie-keeping HTTPS client."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -199,3 +200,25 @@ async def test_logout_revokes_the_sessions_token(xw: XW, browser: aiohttp.Client
 async def test_login_sends_back_to_a_local_page_only(xw: XW, browser: aiohttp.ClientSession) -> None:
     _, text, _ = await _get(xw, browser, "/login?next=//evil.example/x")
     assert 'name="next" value="/jobs"' in text
+
+
+@pytest.mark.parametrize(
+    "path", ["//api/v1/jobs", "/api/v1//jobs", "/./api/v1/jobs", "/api/v1/../v1/jobs", "/API/v1/jobs"]
+)
+async def test_no_spelling_of_an_api_path_escapes_the_token_check(xw: XW, path: str) -> None:
+    """Only paths outside /api/v1/ skip the API's bearer check: no odd spelling of an API
+    path reaches an API handler without a token."""
+    import ssl as ssl_module
+
+    await xw.insert_app(xw.admin, "app")
+    await xw.submit(xw.admin, "app")
+    context = ssl_module.create_default_context(cafile=str(xw.ca_file))
+    host, port = xw.url.removeprefix("https://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port), ssl=context, server_hostname=host)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    answer = (await reader.read()).decode(errors="replace")
+    writer.close()
+    status = int(answer.split(" ", 2)[1])
+    assert status in (401, 404), (path, answer[:300])
+    assert '"jobs"' not in answer
