@@ -289,12 +289,24 @@ class XWClient:
     ) -> Path:
         """Download a data's content to ``dest`` (a file, or a folder to write it in by its name).
 
-        The content is verified against the data's sha256 and written atomically.
+        The content is verified against the data's sha256 and written atomically. Data by
+        URL is fetched from its URL (for https, the system's certificate authorities, or those of
+        ``SSL_CERT_FILE``).
         """
         data = await self.get_data(uid)
         target = Path(dest)
         if target.is_dir():
             target = target / safe_file_name(data.get("name"), data["uid"])
+        if data.get("url"):
+            await urlfetch.fetch(
+                data["url"],
+                target,
+                max_bytes=int(data["size"]),
+                timeout_s=defaults.URL_DOWNLOAD_TIMEOUT_S,
+                expected_sha256=data.get("sha256"),
+                expected_size=int(data["size"]),
+            )
+            return target
         await self.transport.download(
             f"/data/{_uid_path(data['uid'])}/content",
             target,

@@ -49,3 +49,4 @@ HOST_PRUNE_AFTER_S = 30 * 24 * 3600.0  # a host LOST this long is removed (unles
 # data by URL (xwserver/urls.py, xwworker/cache.py)
 URL_FETCH_MAX_BYTES = 1024**3  # the largest document the server fetches to learn its digest
 URL_FETCH_TIMEOUT_S = 60.0  # the longest such a fetch may take, in all
+URL_DOWNLOAD_TIMEOUT_S = 3600.0  # the longest a worker's or a client's fetch of data by URL may take

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from xwcommon import urlfetch
+from xwcommon import defaults, urlfetch
 from xwcommon.protocol import MAX_BYTES
 from xwcommon.protocol.work import DataRef
 
@@ -27,9 +27,8 @@ log = logging.getLogger(__name__)
 
 #: a cached file: read-only, and for the worker's user alone
 CACHED_FILE_MODE = 0o400
-#: the longest a fetch of data by URL may take, in all (then the job fails: it is retried
-#: elsewhere only if the server says so)
-URL_TIMEOUT_S = 3600.0
+#: the longest a fetch of data by URL may take, in all (then the job fails)
+URL_TIMEOUT_S = defaults.URL_DOWNLOAD_TIMEOUT_S
 
 
 class Downloader(Protocol):

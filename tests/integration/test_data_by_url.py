@@ -63,6 +63,11 @@ def test_jobs_run_on_binaries_and_inputs_fetched_from_their_urls_and_fail_when_a
         stored = {p.name for p in dep.store_files()}
         assert binary["sha256"] not in stored and data["sha256"] not in stored
         assert "/sum.py" in web.requests and "/env.zip" in web.requests
+        # xwdownload fetches data by URL from its URL (https: the CAs of SSL_CERT_FILE here)
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("SSL_CERT_FILE", str(web.ca_file))
+            dep.client("--xwdownload", data["uid"])
+        assert (dep.workdir / "numbers.txt").read_bytes() == b"1 2 3 4\n"
 
         # a document that changes after its insertion: the job fails, saying so
         changing_url = web.put("changing.txt", b"5 6\n")
