@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from xwcommon import urlfetch
-from xwcommon.errors import BadRequest, Forbidden
+from xwcommon.errors import BadRequest, Busy, Forbidden
 from xwcommon.levels import UserLevel, parse_access_rights
 from xwcommon.protocol import client as c
 from xwcommon.status import DataStatus
@@ -32,6 +32,11 @@ from .db.models import Data
 from .state import Server
 
 log = logging.getLogger(__name__)
+
+#: fetches this server process runs at once; beyond, 503 with Retry-After: each may hold a
+#: connection and up to its time bound, and users could otherwise queue any number of them
+MAX_CONCURRENT_FETCHES = 4
+_fetching = 0
 
 
 def default_name(url: str) -> str:
@@ -81,13 +86,23 @@ async def fetch_digest(srv: Server, url: str) -> tuple[str, int]:
             "this server does not fetch URLs (data.url_fetch=false): give the document's sha256 "
             "and size (xwsenddata URL --xwsha256 HEX --xwsize BYTES)"
         )
+    global _fetching
+    if _fetching >= MAX_CONCURRENT_FETCHES:
+        raise Busy(
+            f"this server is fetching {_fetching} URLs already; try again shortly, or give the sha256 and size",
+            retry_after_s=max(1, int(s.url_fetch_timeout_s // 4)),
+        )
     ca_file = (s.home / s.url_ca_file) if s.url_ca_file else None
     log.info("fetching %s to learn its digest", url)
-    return await urlfetch.fetch(
-        url,
-        None,
-        max_bytes=s.url_fetch_max_bytes,
-        timeout_s=s.url_fetch_timeout_s,
-        ca_file=Path(ca_file) if ca_file else None,
-        public_only=not s.url_fetch_private,
-    )
+    _fetching += 1
+    try:
+        return await urlfetch.fetch(
+            url,
+            None,
+            max_bytes=s.url_fetch_max_bytes,
+            timeout_s=s.url_fetch_timeout_s,
+            ca_file=Path(ca_file) if ca_file else None,
+            public_only=not s.url_fetch_private,
+        )
+    finally:
+        _fetching -= 1

@@ -5,6 +5,7 @@ addresses only mode that keeps a server from fetching its own network."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ SHA = hashlib.sha256(DOC).hexdigest()
 
 
 @pytest.fixture
-def web(tmp_path: Path) -> WebServer:
+def web(tmp_path: Path) -> Iterator[WebServer]:
     with WebServer(tmp_path / "www", tls_dir=tmp_path / "tls") as server:
         yield server
 
@@ -103,3 +104,30 @@ async def test_public_only_refuses_loopback_by_address_and_by_name(tmp_path: Pat
 def test_what_is_not_a_plain_http_url_is_refused(url: str) -> None:
     with pytest.raises(BadRequest):
         urlfetch.check_url(url)
+
+
+async def test_the_server_fetches_only_when_allowed_public_addresses_only_and_a_few_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from xwcommon.errors import Busy, Forbidden
+    from xwserver import urls
+    from xwserver.settings import ServerSettings
+
+    with WebServer(tmp_path / "www") as web:
+        url = web.put("doc.txt", DOC)
+        closed = SimpleNamespace(settings=ServerSettings(home=tmp_path))
+        with pytest.raises(Forbidden, match="data.url_fetch=false"):
+            await urls.fetch_digest(closed, url)  # type: ignore[arg-type]
+        public = SimpleNamespace(settings=ServerSettings(home=tmp_path, url_fetch=True))
+        with pytest.raises(urlfetch.URLFetchError, match="not a public address"):
+            await urls.fetch_digest(public, url)  # type: ignore[arg-type]
+        private = SimpleNamespace(
+            settings=ServerSettings(home=tmp_path, url_fetch=True, url_fetch_private=True)
+        )
+        assert await urls.fetch_digest(private, url) == (SHA, len(DOC))  # type: ignore[arg-type]
+        monkeypatch.setattr(urls, "_fetching", urls.MAX_CONCURRENT_FETCHES)
+        with pytest.raises(Busy, match="fetching 4 URLs already"):
+            await urls.fetch_digest(private, url)  # type: ignore[arg-type]
+        assert web.requests == ["/doc.txt"]
