@@ -614,6 +614,7 @@ class Deployment:
             worker.host_uid = wait_until(
                 registered,
                 timeout_s=WORKER_REGISTER_TIMEOUT_S,
+                interval_s=0.05,  # a local file read: the test goes on as soon as the worker is in
                 what=f"{name} to register",
                 describe=lambda: worker.log_text(),
             )
