@@ -12,6 +12,9 @@ XWHEP's verbs, and two of our own for the volunteer:
   jobs are suspended (and handed back after ``max_suspend_s``), no work is requested, until
   ``resume``. It lasts across restarts (a file in ``path.tmpdir``) and takes effect within
   a second;
+- ``console --pilot [--max-idle-s N] [--max-lifetime-s M]`` runs the worker as a batch job's
+  payload (XWHEP's gliding-in, a pilot job): it exits with 0 once it has had no work for
+  N seconds, or after M seconds in all, handing its unfinished tasks back to the server;
 - ``check-config`` reads the config file and says what it sets: exit code 0 when it is
   fine, 1 when it holds unknown keys (each named with the nearest known key), 2 when it
   is invalid.
@@ -35,6 +38,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +63,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_MAX_BYTES = 10 * 1024 * 1024
 LOG_BACKUPS = 5
 EXIT_NOT_RUNNING = 3
+#: a pilot (``console --pilot``) with no --max-idle-s exits after this long without work
+PILOT_MAX_IDLE_S = 300.0
+#: how often a pilot looks at its limits
+PILOT_CHECK_S = 1.0
 #: ``check-config``: the config loads but holds keys the worker does not know
 EXIT_UNKNOWN_KEYS = 1
 
@@ -78,7 +86,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     # used by ``start`` for the background process: log to the log file only
     parser.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--pilot",
+        action="store_true",
+        help="console as a batch job's payload (a pilot): exit cleanly when idle for --max-idle-s "
+        f"(default {PILOT_MAX_IDLE_S:.0f}) or at --max-lifetime-s, handing back unfinished tasks",
+    )
+    parser.add_argument(
+        "--max-idle-s", type=float, metavar="SECONDS", help="with --pilot: exit after this long idle"
+    )
+    parser.add_argument(
+        "--max-lifetime-s", type=float, metavar="SECONDS", help="with --pilot: exit after this long in all"
+    )
     args = parser.parse_args(argv)
+    if (args.max_idle_s is not None or args.max_lifetime_s is not None) and not args.pilot:
+        parser.error("--max-idle-s and --max-lifetime-s go with --pilot")
+    if args.pilot and args.command != "console":
+        parser.error("--pilot runs in the foreground, as a batch job's payload: use it with console")
+    for given in (args.max_idle_s, args.max_lifetime_s):
+        if given is not None and given <= 0:
+            parser.error("--max-idle-s and --max-lifetime-s must be greater than 0")
     commands: dict[str, Callable[[WorkerSettings, argparse.Namespace], int]] = {
         "console": console,
         "start": start,
@@ -136,8 +163,12 @@ def console(settings: WorkerSettings, args: argparse.Namespace) -> int:
                 settings.tmpdir,
                 settings.log_file,
             )
+            pilot = None
+            if args.pilot:
+                idle_s = args.max_idle_s if args.max_idle_s is not None else PILOT_MAX_IDLE_S
+                pilot = PilotLimits(idle_s, args.max_lifetime_s)
             try:
-                asyncio.run(_run_worker(settings, lock))
+                asyncio.run(_run_worker(settings, lock, pilot))
             except XWError as exc:
                 log.critical("%s", exc.message)
                 return 2 if isinstance(exc, ConfigError) else 1
@@ -146,7 +177,51 @@ def console(settings: WorkerSettings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _run_worker(settings: WorkerSettings, lock: StateLock) -> None:
+@dataclass(frozen=True)
+class PilotLimits:
+    """When a pilot (a worker run as a batch job's payload) ends: idle this long (no task,
+    no report waiting), or alive this long in all; None: no such limit."""
+
+    max_idle_s: float | None
+    max_lifetime_s: float | None
+
+
+async def watch_pilot(
+    worker: Worker,
+    limits: PilotLimits,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Any] = asyncio.sleep,
+) -> str:
+    """Stop ``worker`` when ``limits`` say its pilot is over; why it stopped.
+
+    At its lifetime the pilot stops at once, without the grace period (a batch system's time
+    limit is near): its unfinished tasks are handed back, their jobs go back to the queue
+    without spending a retry, and the allocation ends cleanly."""
+    started = clock()
+    idle_since = started
+    while not worker.stopping:
+        await sleep(PILOT_CHECK_S)
+        now = clock()
+        if worker.tasks or worker.outbox:
+            idle_since = now
+        elif limits.max_idle_s is not None and now - idle_since >= limits.max_idle_s:
+            log.info("pilot: idle for %.0f s, exiting", now - idle_since)
+            worker.stop()
+            return "idle"
+        if limits.max_lifetime_s is not None and now - started >= limits.max_lifetime_s:
+            log.info(
+                "pilot: lifetime of %.0f s reached; handing back %d unfinished task(s) and exiting",
+                limits.max_lifetime_s,
+                len(worker.tasks),
+            )
+            worker.stop()
+            worker.stop()  # the second call skips the grace period
+            return "lifetime"
+    return "stopped"
+
+
+async def _run_worker(settings: WorkerSettings, lock: StateLock, pilot: PilotLimits | None = None) -> None:
     choice = choose_runner(enable=settings.sandbox_enable, network=settings.sandbox_network)
     if choice.warning:
         log.warning("%s", choice.warning)  # loudly: the volunteer must know
@@ -154,9 +229,12 @@ async def _run_worker(settings: WorkerSettings, lock: StateLock) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
+    watcher = asyncio.ensure_future(watch_pilot(worker, pilot)) if pilot is not None else None
     try:
         await worker.run()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
