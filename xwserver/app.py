@@ -16,6 +16,7 @@ from .accesslog import AccessLogFile, access_logger_class
 from .api.http import SERVER_KEY, auth_middleware, errors_middleware
 from .api.routes import add_routes
 from .collector import collector_loop
+from .comparing import validator_loop
 from .db.engine import WalCheckpointer, create_engine, migrate, sqlite_path
 from .leases import grant_restart_grace, reaper_loop
 from .planner import statistics_loop
@@ -60,7 +61,11 @@ def create_app(srv: Server) -> web.Application:
     install_dashboard(app, srv)  # the web pages, at /
 
     async def background(_app: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(reaper_loop(srv)), asyncio.create_task(collector_loop(srv))]
+        tasks = [
+            asyncio.create_task(reaper_loop(srv)),
+            asyncio.create_task(collector_loop(srv)),
+            asyncio.create_task(validator_loop(srv)),
+        ]
         if srv.backend == "postgresql":
             tasks.append(asyncio.create_task(statistics_loop(srv)))
         yield

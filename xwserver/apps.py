@@ -38,6 +38,7 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
         raise BadRequest('"needs_network" must be true or false')
     replicated = validation.replication(body, validation.DEFAULT_REPLICATION)
     volatile = validation.volatile_names(body.get("volatile"))
+    comparator = await _comparator(srv, caller, body.get("comparator_uid"))
     wanted: list[tuple[str, str, Data, str | None]] = []
     policy = SigningPolicy.of(srv.settings)
     for b in binaries:
@@ -62,6 +63,7 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                 created_at=time.time(),
                 needs_network=bool(needs_network),
                 volatile=volatile,
+                comparator_data_id=comparator,
                 **replicated,
             )
             session.add(app)
@@ -76,6 +78,8 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                     setattr(app, key, replicated[key])
             if "volatile" in body:
                 app.volatile = volatile
+            if "comparator_uid" in body:
+                app.comparator_data_id = comparator
         for os_name, cpu, data, signature in wanted:
             existing = (
                 await session.execute(
@@ -94,6 +98,22 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
         await session.flush()
         srv.binaries.clear()
         return (await render(srv, session, [app]))[0]
+
+
+async def _comparator(srv: Server, caller: Caller, ref: Any) -> int | None:
+    """The comparison program an app names (a data the caller may read), or None. It runs on
+    the server (in the validator's sandbox): only ADVANCED users and above may name one."""
+    if ref is None:
+        return None
+    if not isinstance(ref, str):
+        raise BadRequest('"comparator_uid" must be a data UID or URI')
+    if caller.rights < UserLevel.ADVANCED:
+        raise Forbidden(
+            f"a comparison program runs on the server: naming one needs ADVANCED rights; "
+            f"{caller.login} has {caller.rights.name}"
+        )
+    data = await get_readable(srv, caller, parse_uid(ref, "comparator_uid"))
+    return int(data.id)
 
 
 def app_rights(caller: Caller, asked: Any) -> int:
@@ -128,8 +148,19 @@ async def render(srv: Server, session: AsyncSession, apps: list[App]) -> list[di
         if signature:
             binary["signature"] = signature
         by_app.setdefault(app_id, []).append(binary)
-    users = (await uid_maps(session, {"user": [a.owner_id for a in apps]}))["user"]
-    return [srv.wire.app(a, users.get(a.owner_id, ""), by_app.get(a.id, [])) for a in apps]
+    maps = await uid_maps(
+        session, {"user": [a.owner_id for a in apps], "data": [a.comparator_data_id for a in apps]}
+    )
+    users, data = maps["user"], maps["data"]
+    return [
+        {
+            **srv.wire.app(a, users.get(a.owner_id, ""), by_app.get(a.id, [])),
+            **{key: getattr(a, key) for key in validation.DEFAULT_REPLICATION},
+            "volatile": validation.parse_volatile(a.volatile),
+            "comparator_uid": data.get(a.comparator_data_id) if a.comparator_data_id else None,
+        }
+        for a in apps
+    ]
 
 
 async def list_apps(srv: Server, caller: Caller) -> list[dict[str, Any]]:

@@ -217,7 +217,7 @@ async def _result_ids(
 
 _RESULT_SHAS = select(Data.id, Data.sha256).where(Data.id.in_(bindparam("ids", expanding=True)))
 _VOLATILE_OF = (
-    select(Job.id, App.volatile)
+    select(Job.id, App.volatile, App.comparator_data_id)
     .join(App, App.id == Job.app_id)
     .where(Job.id.in_(bindparam("ids", expanding=True)))
 )
@@ -233,12 +233,19 @@ async def _digests(
         return {}
     ids = [r for _t, r in wanted if r is not None]
     shas = dict((await conn.execute(_RESULT_SHAS, {"ids": ids})).all()) if ids else {}
-    volatile = {
-        job_id: validation.parse_volatile(text)
-        for job_id, text in await conn.execute(_VOLATILE_OF, {"ids": sorted({t.job_id for t, _ in wanted})})
-    }
+    volatile: dict[int, tuple[str, ...]] = {}
+    compared: set[int] = set()  # jobs whose app has a comparison program (judged later)
+    for job_id, text, comparator in await conn.execute(
+        _VOLATILE_OF, {"ids": sorted({t.job_id for t, _ in wanted})}
+    ):
+        volatile[job_id] = validation.parse_volatile(text)
+        if comparator is not None:
+            compared.add(job_id)
     out = {}
     for task, result_id in wanted:
+        if task.job_id in compared:
+            srv.compare_after_commit.append(task.id)
+            continue
         if result_id is None or result_id not in shas:
             out[task.uid] = validation.NO_RESULT
             continue
@@ -326,6 +333,7 @@ async def report(srv: Server, caller: Caller, task_uid: str, rep: Report) -> Rep
         )
 
     [outcome] = await transaction(srv.engine, work)
+    srv.queue_comparisons()
     if outcome.error == TaskGone.code:
         raise TaskGone(outcome.message or "the task is no longer live")
     if outcome.error is not None:

@@ -585,6 +585,24 @@ async def recheck_alone(conn: Conn, host_ids: Sequence[int], now: float) -> int:
     return len(ids)
 
 
+async def fail_live_jobs(conn: Conn, job_ids: Sequence[int], now: float, message: str) -> None:
+    """Jobs not over yet end in ERROR with ``message``; their live copies stop."""
+    for job_id in job_ids:
+        await conn.execute(
+            _set_job(JobStatus.ERROR),
+            {
+                "job_id": job_id,
+                "b_unsent": 0,
+                "b_done": 0,
+                "b_message": message,
+                "now": now,
+                "result_id": None,
+                "b_exit_code": None,
+            },
+        )
+    await _abort_live_copies(conn, job_ids, now)
+
+
 # -- abort: by the job's owner; its live copies are told to stop at their next heartbeat ----------
 
 _ABORT_JOBS = (

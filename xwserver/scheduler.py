@@ -307,6 +307,7 @@ async def request_work(
     finally:
         if admitted:
             srv.work_in_flight -= 1
+    srv.queue_comparisons()
     if msg.reports:
         faults.point(faults.AFTER_REPORT_COMMIT)
     if released:

@@ -203,10 +203,19 @@ class Server:
         #: fair share's virtual time: the highest share key this process claimed lately (None:
         #: read from the queue at the first submission), see jobs.share_keys
         self.queue_head: float | None = None
+        #: copies whose results a comparison program must judge (xwserver.comparing), queued
+        #: once their reports committed
+        self.to_compare: asyncio.Queue[int] = asyncio.Queue()
+        self.compare_after_commit: list[int] = []
         #: whether this process runs the background loops (one of several on PostgreSQL)
         self.leader = Leader(engine, self.backend)
         self.wire = Wire(settings.netloc)
         self.started_at = time.time()
+
+    def queue_comparisons(self) -> None:
+        """Hand the copies of the reports just committed to the validator."""
+        while self.compare_after_commit:
+            self.to_compare.put_nowait(self.compare_after_commit.pop())
 
     @property
     def skip_locked(self) -> bool:

@@ -143,7 +143,10 @@ def decide(job: JobState, copies: Sequence[Copy]) -> Decision | None:
     if job.status not in LIVE:
         return None
     quorum = 1 if job.trusted else max(1, job.min_quorum)
-    results = [c for c in copies if c.status == TaskStatus.COMPLETED.value and c.validity != "invalid"]
+    completed = [c for c in copies if c.status == TaskStatus.COMPLETED.value and c.validity != "invalid"]
+    # a result with no digest yet waits for the comparison program (xwserver/comparing.py)
+    results = [c for c in completed if c.digest is not None]
+    comparing = [c for c in completed if c.digest is None]
     running = [c for c in copies if c.status == TaskStatus.RUNNING.value]
     groups: dict[str, list[Copy]] = {}
     for c in sorted(results, key=lambda c: c.id):
@@ -177,13 +180,13 @@ def decide(job: JobState, copies: Sequence[Copy]) -> Decision | None:
             ),
             cancel=running,
         )
-    counted = [c for c in running if not c.overdue]
+    counted = [c for c in running if not c.overdue] + comparing
     unsent = job.unsent
     need = quorum - len(best) - len(counted) - unsent
     if need > 0:
         room = max(0, job.max_total_results - job.sent - unsent)
         unsent += min(need, room)
-        if unsent == 0 and not running:
+        if unsent == 0 and not running and not comparing:
             return Decision(
                 job.id,
                 JobStatus.ERROR,
@@ -196,7 +199,7 @@ def decide(job: JobState, copies: Sequence[Copy]) -> Decision | None:
             )
     if unsent > 0:
         status = JobStatus.PENDING
-    elif results:
+    elif completed:
         status = JobStatus.WAITING
     else:
         status = JobStatus.RUNNING

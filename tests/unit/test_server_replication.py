@@ -395,3 +395,81 @@ async def test_jobs_that_cannot_run_say_why_in_listings_and_at_submission(xw: XW
     assert "pending_reason" not in listed[runnable["uid"]]
     assert listed[bound["uid"]]["pending_reason"].endswith("it can never run")
     assert h1
+
+
+COMPARE_SCRIPT = b"""#!/usr/bin/python3
+# results agree when their out.txt numbers are within 0.001 of each other
+import sys
+a, b = (float(open(f"{d}/out.txt").read()) for d in sys.argv[1:3])
+sys.exit(0 if abs(a - b) < 0.001 else 1)
+"""
+
+
+async def wait_status(xw: XW, uid: str, wanted: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    import asyncio
+    import time
+
+    end = time.monotonic() + timeout_s
+    while True:
+        job = await xw.job(uid)
+        if job["status"] == wanted or time.monotonic() > end:
+            return job
+        await asyncio.sleep(0.1)
+
+
+async def test_a_comparison_program_judges_fuzzy_results_in_the_sandbox(xw: XW) -> None:
+    import shutil
+
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed: the server runs no comparison program without it")
+    binary = await xw.upload(xw.admin, b"#!/bin/sh\necho 1\n", name="fuzzy")
+    program = await xw.upload(xw.admin, COMPARE_SCRIPT, name="compare.sh")
+    app = await xw.ok(
+        "POST",
+        "/apps",
+        token=xw.admin,
+        json={
+            "name": "fuzzy",
+            "binaries": [{"os": "any", "cpu": "any", "data_uid": binary["uid"]}],
+            "min_quorum": 2,
+            "comparator_uid": program["uid"],
+        },
+    )
+    assert app["comparator_uid"] == program["uid"] and app["min_quorum"] == 2
+    close = await xw.submit(xw.admin, "fuzzy")
+    apart = await xw.submit(xw.admin, "fuzzy")
+    h1, h2, h3 = await hosts(xw, 3)
+    a1, b1 = await xw.request_work(h1, capacity=2)
+    a2, b2 = await xw.request_work(h2, capacity=2)
+    assert {a1["job_uid"], b1["job_uid"]} == {close["uid"], apart["uid"]}
+    by_job = {a1["job_uid"]: (a1, a2), b1["job_uid"]: (b1, b2)}
+    one, two = by_job[close["uid"]]
+    await report(xw, h1, one["task_uid"], {"out.txt": b"1.00001"})
+    await report(xw, h2, two["task_uid"], {"out.txt": b"1.00002"})
+    done = await wait_status(xw, close["uid"], "COMPLETED")
+    assert done["status"] == "COMPLETED" and done["message"] == "2 of 2 results agree"
+    one, two = by_job[apart["uid"]]
+    await report(xw, h1, one["task_uid"], {"out.txt": b"1.0"})
+    await report(xw, h2, two["task_uid"], {"out.txt": b"2.0"})
+    waiting = await wait_status(xw, apart["uid"], "PENDING")
+    assert waiting["status"] == "PENDING" and waiting["results"] == 2  # a third copy to settle it
+    [c3] = await xw.request_work(h3)
+    await report(xw, h3, c3["task_uid"], {"out.txt": b"2.0004"})
+    settled = await wait_status(xw, apart["uid"], "COMPLETED")
+    assert settled["status"] == "COMPLETED"
+    verdicts = [c["validity"] for c in await copies(xw, apart["uid"])]
+    assert verdicts == ["invalid", "valid", "valid"]
+    # a comparison program runs on the server: a STANDARD user may not name one
+    alice = await xw.add_user("alice")
+    mine = await xw.upload(alice, COMPARE_SCRIPT, name="compare.sh")
+    r = await xw.call(
+        "POST",
+        "/apps",
+        token=alice,
+        json={
+            "name": "alices",
+            "binaries": [{"os": "any", "cpu": "any", "data_uid": mine["uid"]}],
+            "comparator_uid": mine["uid"],
+        },
+    )
+    assert r.status == 403 and "ADVANCED" in r.body["message"]

@@ -323,6 +323,14 @@ class App(Answer, kw_only=True):
     #: its jobs need the network (a job copies it at submission)
     needs_network: bool
     binaries: list[AppBinary]
+    #: the replication its jobs get unless a job says otherwise, and how copies are compared
+    min_quorum: Count = 1
+    target_results: Count = 1
+    max_error_results: Count = 3
+    max_total_results: Count = 10
+    delay_bound_s: Seconds | None = None
+    volatile: list[str] = []
+    comparator_uid: Uid | None = None
 
 
 class Job(Answer, kw_only=True):
@@ -719,6 +727,10 @@ class AppInsert(Request, kw_only=True):
     delay_bound_s: DelayBound | None = None
     #: result files (fnmatch patterns, e.g. "stderr.txt", "*.log") left out when copies' results are compared
     volatile: Annotated[list[VolatileName], msgspec.Meta(max_length=50)] | None = None
+    #: a program (a data) that tells whether two results agree (fuzzy outputs): run by the
+    #: server's validator in a sandbox as ``PROGRAM DIR_A DIR_B``, exit code 0 when they
+    #: agree; ADVANCED users and above
+    comparator_uid: UidRef | None = None
 
     def __post_init__(self) -> None:
         if is_uid(self.name):

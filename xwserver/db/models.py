@@ -114,6 +114,9 @@ class App(Base):
     delay_bound_s: Mapped[float | None] = mapped_column(Double, nullable=True)
     #: JSON list of result file names (fnmatch patterns) left out when copies are compared
     volatile: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    #: a program (a data object) that tells whether two results agree, for fuzzy outputs
+    #: (floating point); null: results agree when their digests do. See xwserver/comparing.py
+    comparator_data_id: Mapped[int | None] = mapped_column(ForeignKey("data.id"), nullable=True)
 
 
 class AppBinary(Base):

@@ -34,6 +34,8 @@ def upgrade() -> None:
     with op.batch_alter_table("apps", schema=None) as batch_op:
         _replication(batch_op)
         batch_op.add_column(sa.Column("volatile", sa.Text(), server_default="[]", nullable=False))
+        batch_op.add_column(sa.Column("comparator_data_id", sa.Integer(), nullable=True))
+        batch_op.create_foreign_key("fk_apps_comparator_data_id_data", "data", ["comparator_data_id"], ["id"])
     with op.batch_alter_table("hosts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("valid_streak", sa.Integer(), server_default="0", nullable=False))
     with op.batch_alter_table("tasks", schema=None) as batch_op:
