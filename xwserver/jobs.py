@@ -225,9 +225,55 @@ _SET_SHARE_VTIME = update(User).where(User.id == bindparam("owner")).values(shar
 _QUEUE_HEAD = select(func.min(Job.share_key)).where(hot.status_is(Job.status, JobStatus.PENDING.value))
 
 
+#: how many of an owner's (and of everyone's) latest completed copies set its usage weight
+USAGE_WINDOW = 200
+USAGE_WEIGHT_TTL_S = 60.0
+MIN_WEIGHT, MAX_WEIGHT = 0.1, 10.0
+
+_CPU = func.coalesce(Task.cpu_user_s, 0.0) + func.coalesce(Task.cpu_system_s, 0.0)
+_LATEST_OF_OWNER = (
+    select(_CPU.label("cpu"))
+    .join(Job, Job.id == Task.job_id)
+    .where(Job.owner_id == bindparam("owner"), hot.status_is(Task.status, TaskStatus.COMPLETED.value))
+    .order_by(Task.id.desc())
+    .limit(USAGE_WINDOW)
+    .subquery()
+)
+_OWNER_MEAN = select(func.avg(_LATEST_OF_OWNER.c.cpu))
+_LATEST = (
+    select(_CPU.label("cpu"))
+    .where(hot.status_is(Task.status, TaskStatus.COMPLETED.value))
+    .order_by(Task.id.desc())
+    .limit(5 * USAGE_WINDOW)
+    .subquery()
+)
+_MEAN = select(func.avg(_LATEST.c.cpu))
+
+
+async def usage_weight(srv: Server, conn: Any, owner_id: int) -> float:
+    """How far one of the owner's jobs moves its share key: the CPU seconds its latest
+    completed copies took on average, against everyone's (1 when either is unknown), within
+    [MIN_WEIGHT, MAX_WEIGHT]. An owner whose jobs each take ten times the CPU of others' gets
+    a tenth of the jobs, so owners are served by usage, not by job counts. Kept a minute."""
+    now = time.monotonic()
+    hit = srv.usage_weights.get(owner_id)
+    if hit is not None and now - hit[1] < USAGE_WEIGHT_TTL_S:
+        return hit[0]
+    mine = (await conn.execute(_OWNER_MEAN, {"owner": owner_id})).scalar_one_or_none()
+    everyone = (await conn.execute(_MEAN)).scalar_one_or_none()
+    if not (mine and everyone):
+        return 1.0  # no history yet: asked again next time (not kept)
+    weight = min(MAX_WEIGHT, max(MIN_WEIGHT, float(mine) / float(everyone)))
+    if len(srv.usage_weights) > 100_000:
+        srv.usage_weights.clear()
+    srv.usage_weights[owner_id] = (weight, now)
+    return weight
+
+
 async def share_keys(srv: Server, conn: Any, owner_id: int, rows: list[dict[str, Any]]) -> None:
-    """Fair share across owners (start-time fair queuing): a submission's jobs take the
-    owner's next keys from max(the owner's virtual time, the queue's head), one per job. An
+    """Fair share across owners (start-time fair queuing, weighted by usage): a submission's
+    jobs take the owner's next keys from max(the owner's virtual time, the queue's head),
+    one step per job, the step being the owner's usage weight (:func:`usage_weight`). An
     owner with 1,000 jobs queued has keys far ahead; one who submits 10 now gets keys at the
     head, so their jobs run next to the big owner's rather than after them all. An owner who
     was idle gains no credit: the keys never start behind the head. The head is the highest
@@ -235,10 +281,11 @@ async def share_keys(srv: Server, conn: Any, owner_id: int, rows: list[dict[str,
     if srv.queue_head is None:
         srv.queue_head = float((await conn.execute(_QUEUE_HEAD)).scalar_one_or_none() or 0.0)
     vtime = float((await conn.execute(_SHARE_VTIME, {"owner": owner_id})).scalar_one_or_none() or 0.0)
+    step = await usage_weight(srv, conn, owner_id)
     start = max(vtime, srv.queue_head)
     for i, row in enumerate(rows, 1):
-        row["share_key"] = start + i
-    await conn.execute(_SET_SHARE_VTIME, {"owner": owner_id, "vtime": start + len(rows)})
+        row["share_key"] = start + i * step
+    await conn.execute(_SET_SHARE_VTIME, {"owner": owner_id, "vtime": start + len(rows) * step})
 
 
 async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str, Any]]:

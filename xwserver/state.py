@@ -203,6 +203,8 @@ class Server:
         #: fair share's virtual time: the highest share key this process claimed lately (None:
         #: read from the queue at the first submission), see jobs.share_keys
         self.queue_head: float | None = None
+        #: owner id -> (usage weight, when computed): see jobs.usage_weight
+        self.usage_weights: dict[int, tuple[float, float]] = {}
         #: copies whose results a comparison program must judge (xwserver.comparing), queued
         #: once their reports committed
         self.to_compare: asyncio.Queue[int] = asyncio.Queue()

@@ -473,3 +473,28 @@ async def test_a_comparison_program_judges_fuzzy_results_in_the_sandbox(xw: XW) 
         },
     )
     assert r.status == 403 and "ADVANCED" in r.body["message"]
+
+
+async def test_fair_share_weighs_owners_by_the_cpu_their_jobs_used(xw: XW) -> None:
+    data = await xw.upload(xw.admin, b"#!/bin/sh\n", name="shared")
+    await xw.ok(
+        "POST",
+        "/apps",
+        token=xw.admin,
+        json={"name": "shared", "binaries": [{"os": "any", "cpu": "any", "data_uid": data["uid"]}]},
+    )
+    heavy, light = await xw.add_user("heavy"), await xw.add_user("light")
+    [host] = await hosts(xw, 1)
+    # a history: the heavy owner's jobs took 10 CPU seconds each, the light one's 1
+    for token, cpu in ((heavy, 10.0), (light, 1.0)):
+        await xw.ok("POST", "/jobs/bulk", token=token, json={"jobs": [{"app": "shared"}] * 5})
+        for a in await xw.request_work(host, capacity=5):
+            rep = {"status": "COMPLETED", "exit_code": 0, "accounting": {"cpu_user_s": cpu, "wall_s": cpu}}
+            await xw.ok("POST", f"/work/tasks/{a['task_uid']}/report", token=xw.worker, json=rep)
+    owners: dict[str, str] = {}
+    for token, who in ((heavy, "heavy"), (light, "light")):
+        body = await xw.ok("POST", "/jobs/bulk", token=token, json={"jobs": [{"app": "shared"}] * 100})
+        owners.update({j["uid"]: who for j in body["jobs"]})
+    got = [owners[a["job_uid"]] for a in await xw.request_work(host, capacity=33)]
+    # weights 10/5.5 and 1/5.5: the light owner gets about ten jobs for each of the heavy one's
+    assert got.count("light") >= 25 and got.count("heavy") >= 1, got
