@@ -62,6 +62,13 @@ SERVER_KEYS: tuple[tuple[str, str, str], ...] = (
         "(keep it well below lease_s: a quarter is a good ratio).",
     ),
     ("max_retry", "max_retry", "How many times a lost job is rescheduled before it ends in ERROR."),
+    (
+        "trust_after",
+        "trust_after",
+        "Replicated jobs (min_quorum above 1): a host with this many valid results in a row\n"
+        "gets replicated jobs alone with probability 1 - 1/N (N: its record); an invalid\n"
+        "result resets its record and sends its recent lone jobs again. 0: always replicate.",
+    ),
     ("token_ttl_s", "token_ttl_s", "Seconds a login token stays valid."),
     ("max_body_bytes", "max_body_bytes", "Largest data upload accepted, in bytes."),
     (
@@ -224,6 +231,7 @@ _DEFAULTS: dict[str, object] = {
     "lease_s": defaults.LEASE_S,
     "heartbeat_interval_s": defaults.HEARTBEAT_INTERVAL_S,
     "max_retry": defaults.MAX_RETRY,
+    "trust_after": 10,
     "token_ttl_s": defaults.TOKEN_TTL_S,
     "max_body_bytes": defaults.MAX_BODY_BYTES,
     "max_json_bytes": defaults.MAX_JSON_BYTES,
