@@ -92,6 +92,26 @@ def shared_fixtures(item: pytest.Item) -> list[str]:
     )
 
 
+def in_group(item: pytest.Item, group: str) -> None:
+    """Give ``item`` the node id suffix ``@group`` by which pytest-xdist's ``loadgroup`` keeps a
+    group's tests in one worker.
+
+    pytest-xdist (3.8) adds it by setting ``item._nodeid``, which pytest 9 no longer reads (a
+    node's id is ``item._id``): the groups were silently ignored, each worker built every
+    module-scoped server and deployment of its own (the access matrix's, twice per database;
+    the CLI modules' deployments), and a group's tests were spread. Done here for both pytest
+    versions (on pytest 8 pytest-xdist adds the suffix once more: the last one names the group)."""
+    suffix = f"@{group}"
+    if item.nodeid.endswith(suffix):
+        return
+    node_id = getattr(item, "_id", None)
+    if node_id is not None and hasattr(type(node_id), "parse"):  # pytest 9
+        item._id = type(node_id).parse(item.nodeid + suffix)
+    else:  # pytest 8
+        item._nodeid = item.nodeid + suffix
+    assert item.nodeid.endswith(suffix), item.nodeid
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
@@ -100,7 +120,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if shared:
             # under ``pytest -n N --dist loadgroup`` the tests sharing a module's fixture run in
             # one worker process, which sets it up once (else each worker would build its own)
-            item.add_marker(pytest.mark.xdist_group(f"{item.path.name}:{'+'.join(shared)}"))
+            group = f"{item.path.name}:{'+'.join(shared)}"
+            item.add_marker(pytest.mark.xdist_group(group))
+            if getattr(config.option, "loadgroup", False):  # a worker of --dist loadgroup
+                in_group(item, group)
         if item.path.parent.name == "chaos":
             item.add_marker("chaos")
         params = getattr(getattr(item, "callspec", None), "params", {})
