@@ -462,6 +462,9 @@ SENDWORK_OPTIONS = (
     "xwquorum",
     "xwreplicas",
     "xwdelaybound",
+    "xwmincores",
+    "xwmingpus",
+    "xwtags",
 )
 
 #: xwsendwork's number options: (option, job field, type, what it is)
@@ -470,6 +473,8 @@ NUMBER_OPTIONS = (
     ("xwquorum", "min_quorum", int, "how many results must agree: an integer from 1 to 10"),
     ("xwreplicas", "target_results", int, "how many copies to send at first: an integer from 1 to 100"),
     ("xwdelaybound", "delay_bound_s", float, "seconds after which a running copy is sent again elsewhere"),
+    ("xwmincores", "min_cores", int, "a number of cores: an integer"),
+    ("xwmingpus", "min_gpus", int, "a number of GPUs: an integer"),
 )
 
 
@@ -490,6 +495,8 @@ def sendwork_spec(ctx: Context, *, read_stdin: bool = True) -> tuple[dict[str, A
     for option, key in (("xwminmemory", "min_memory_bytes"), ("xwmindisk", "min_disk_bytes")):
         if (given := inv.value(option)) is not None:
             spec[key] = parse_size(given, option)
+    if (given := inv.value("xwtags")) is not None:
+        spec["tags"] = [t.strip() for t in given.split(",") if t.strip()]
     for option, key, kind, what in NUMBER_OPTIONS:
         if (given := inv.value(option)) is not None:
             try:
@@ -540,7 +547,8 @@ def sendwork_spec(ctx: Context, *, read_stdin: bool = True) -> tuple[dict[str, A
     "sendwork",
     "--xwsendwork APP [JOB ARGUMENTS…] [--xwlabel L] [--xwenv ZIP|DIR|FILE|URL…] [--xwstdin FILE|URI|URL] "
     "[--xwnostdin] [--xwsession UID] [--xwgroup UID] [--xwexpectedhost HOST_UID] [--xwminmemory SIZE] "
-    "[--xwmindisk SIZE] [--xwpriority N] [--xwquorum N] [--xwreplicas N] [--xwdelaybound SECONDS] "
+    "[--xwmindisk SIZE] [--xwmincores N] [--xwmingpus N] [--xwtags T1,T2] [--xwpriority N] [--xwquorum N] "
+    "[--xwreplicas N] [--xwdelaybound SECONDS] "
     "[--xwwait] [< FILE]",
     "submit a job; every argument that is not an --xw option is the job's (use -- to pass --xw… "
     "ones too); a piped or redirected standard input becomes the job's; --xwenv (repeatable) packs "
@@ -1237,13 +1245,13 @@ def _moment(text: str | None, option: str, now: datetime) -> str | None:
     if age:
         return (now - timedelta(seconds=float(age.group(1)) * _AGE_S[age.group(2)])).isoformat()
     try:
-        datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        given = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UsageError(
             f"--{option}: {text!r} is neither an ISO 8601 date or time (2026-12-01, 2026-12-01T08:00Z) "
             "nor an age (7d, 12h, 30m)"
         ) from None
-    return text.strip()
+    return given.isoformat()  # 2026-12-01 08:00 as 2026-12-01T08:00:00, the server's spelling
 
 
 @command("ping", "--xwping", "check that the server answers, and how fast", max_args=0)

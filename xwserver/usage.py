@@ -8,6 +8,7 @@ tasks with it, so usage covers the jobs still on record.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -17,34 +18,32 @@ from sqlalchemy import func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from xwcommon.errors import BadRequest
+from xwcommon.protocol.usage import MOMENT_PATTERN
 
 from .access import Caller
 from .db.models import Data, Job, Task, User, UserGroup
 from .state import Server
 from .wire import iso
 
+MOMENT_PATTERN_RE = re.compile(MOMENT_PATTERN)
 #: fields of each row, summed per user then per group
 _SUMS = ("jobs", "tasks", "cpu_s", "wall_s", "bytes_up", "bytes_down")
 
 
 def parse_time(text: str | None, name: str) -> float | None:
-    """An ISO 8601 date or date-time (UTC unless it says otherwise) as epoch seconds."""
+    """An ISO 8601 date or date-time (UTC unless it says otherwise) as epoch seconds; exactly
+    what :data:`MOMENT_PATTERN` (the OpenAPI document's pattern) matches."""
     if text is None or text == "":
         return None
-    try:
-        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
+    if not MOMENT_PATTERN_RE.match(text):
         raise BadRequest(
-            f"{name}: {text[:40]!r} is not an ISO 8601 date or time (e.g. 2026-12-01 or 2026-12-01T08:00:00Z)"
-        ) from None
+            f"{name}: {text[:40]!r} is not an ISO 8601 date or time of the years 1000 to 8999 "
+            "(e.g. 2026-12-01, 2026-12-01T08:00:00Z or 2026-12-01T09:00+01:00)"
+        )
+    when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    try:
-        return when.astimezone(UTC).timestamp()
-    except (OverflowError, ValueError):  # 0001-01-01T00:00+23:59 is in year 0
-        raise BadRequest(
-            f"{name}: {text[:40]!r} is out of the range of dates (years 1 to 9999, UTC)"
-        ) from None
+    return when.timestamp()
 
 
 def _within(column: Any, since: float | None, until: float) -> ColumnElement[bool]:
@@ -60,13 +59,14 @@ async def usage(
     until: str | None = None,
     now: float | None = None,
 ) -> dict[str, Any]:
-    """A SUPER user sees every user and every group; any other user itself only."""
+    """A SUPER user sees every user and every group; any other user itself only. A period
+    with ``since`` not before ``until`` is empty: every count is 0."""
     start = parse_time(since, "since")
     end = parse_time(until, "until")
     if end is None:
         end = time.time() if now is None else now
     if start is not None and start >= end:
-        raise BadRequest("since must come before until")
+        end = start  # an empty period: nothing was used in it
     mine = None if caller.is_super else caller.id
     rows: dict[int, dict[str, Any]] = defaultdict(lambda: dict.fromkeys(_SUMS, 0))
 

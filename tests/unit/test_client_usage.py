@@ -55,3 +55,12 @@ async def test_a_period_the_client_cannot_read_is_refused_before_any_request(xw:
     code, _, err = await _run("--xwusage", "--xwsince", "last week", "--xwconfig", str(_xwrc(xw, tmp_path)))
     assert code != 0
     assert "--xwsince: 'last week' is neither an ISO 8601 date or time" in err
+
+
+async def test_a_time_in_another_iso_spelling_is_sent_as_the_servers(xw: XW, tmp_path: Path) -> None:
+    conf = str(_xwrc(xw, tmp_path))
+    code, out, err = await _run(
+        "--xwusage", "--xwsince", "2026-01-01 08:00", "--xwformat", "json", "--xwconfig", conf
+    )
+    assert (code, err) == (0, "")
+    assert formats.parse(out, "json")[0]["since"] == "2026-01-01T08:00:00Z"

@@ -102,12 +102,13 @@ async def test_a_period_keeps_what_happened_in_it(xw: XW) -> None:
 @pytest.mark.parametrize(
     ("params", "words"),
     [
-        ({"since": "yesterday"}, "since: 'yesterday' is not an ISO 8601 date"),
+        ({"since": "yesterday"}, "since: 'yesterday' is not an ISO 8601 date or time"),
         ({"until": "2026-13-01"}, "until: '2026-13-01' is not an ISO 8601"),
-        ({"since": "2026-12-02", "until": "2026-12-01"}, "since must come before until"),
+        ({"until": "2026-02-29"}, "until: '2026-02-29' is not an ISO 8601"),
+        ({"since": "2026-12-01 08:00"}, "since: '2026-12-01 08:00' is not an ISO 8601"),
+        ({"since": "0001-01-01T00:00+23:59"}, "of the years 1000 to 8999"),
+        ({"since": "2026-12-01\n"}, "is not an ISO 8601"),
         ({"since": ""}, "query parameter since is empty"),
-        ({"since": "0001-01-01T00:00+23:59"}, "out of the range of dates"),
-        ({"until": "9999-12-31T23:59-23:59"}, "out of the range of dates"),
     ],
 )
 async def test_a_bad_period_is_a_400_naming_the_parameter(xw: XW, params: dict[str, str], words: str) -> None:
@@ -118,3 +119,13 @@ async def test_a_bad_period_is_a_400_naming_the_parameter(xw: XW, params: dict[s
 async def test_a_worker_identity_may_not_read_usage(xw: XW) -> None:
     r = await xw.call("GET", "/usage", token=xw.worker)
     assert r.status == 403
+
+
+async def test_a_period_that_ends_before_it_starts_is_empty(xw: XW) -> None:
+    host = await xw.register()
+    app = await xw.insert_app(xw.admin, "reversed")
+    await _compute(xw, xw.admin, app["name"], host)
+    report = await xw.ok(
+        "GET", "/usage", token=xw.admin, params={"since": "2026-12-02", "until": "2026-12-01"}
+    )
+    assert all(r["jobs"] == r["tasks"] == 0 for r in report["usage"])

@@ -15,6 +15,7 @@ from xwcommon import __version__, defaults, errors
 from xwcommon.protocol import MAX_BYTES, schema_components
 from xwcommon.protocol import client as c
 from xwcommon.protocol.client import Error
+from xwcommon.protocol.usage import MOMENT_PATTERN
 from xwcommon.status import JobStatus, TaskStatus
 
 from .. import jobs
@@ -51,7 +52,11 @@ _UID_PATH = {
 #: a login or a user group label, or a UID (``/users/{key}``, ``/usergroups/{key}``)
 _KEY_PATH = {"type": "string", "pattern": r"^\w[\w.@+-]*$", "maxLength": 128}
 #: a moment: what xwserver.usage.parse_time takes
-_TIME = {"type": "string", "maxLength": 64, "description": "ISO 8601 date or date-time (UTC unless given)"}
+_TIME = {
+    "type": "string",
+    "pattern": MOMENT_PATTERN,
+    "description": "ISO 8601 date or date-time (UTC unless an offset is given), years 1000 to 8999",
+}
 #: the query parameters, as the handlers (and the domain functions they call) read them
 _QUERY: dict[str, dict[str, Any]] = {
     "size": {"type": "integer", "minimum": 0, "maximum": MAX_BYTES},
