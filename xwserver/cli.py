@@ -13,6 +13,8 @@
     xwserver check-config --home DIR  exit status 1 if the config holds unknown keys
     xwserver diagnostics  --home DIR [--format text|json]  version, config, database, keys,
                      disk, address, counts; exit status 1 if a check failed
+    xwserver bridge slurm --home DIR --workers N [--partition P] [--time T] [--account A]
+                     [--max-idle-s S] [--watch [--poll-s S]]  pilot workers in Slurm
 
 ``--home`` defaults to ``$XWSERVER_HOME``. Errors are one line on stderr: exit status 2
 for configuration errors, 1 for the others; never a traceback.
@@ -236,6 +238,20 @@ def cmd_installer(args: argparse.Namespace) -> int:
     if not args.client_config:
         print("The client bundle carries no credentials: its users set login and password in etc/xwrc.")
     return 0
+
+
+# -- Slurm pilots ----------------------------------------------------------------------------------
+def cmd_bridge_slurm(args: argparse.Namespace) -> int:
+    from .bridge import SlurmOptions, main_slurm, slurm_time_s
+
+    if args.workers < 1 or args.max_idle_s <= 0 or args.poll_s <= 0:
+        raise ConfigError("--workers must be 1 or more, --max-idle-s and --poll-s greater than 0")
+    if args.time is not None:
+        slurm_time_s(args.time)  # a clear error before anything is submitted
+    options = SlurmOptions(
+        args.workers, args.partition, args.time, args.account, max_idle_s=args.max_idle_s, poll_s=args.poll_s
+    )
+    return main_slurm(_load(args), options, watch=args.watch)
 
 
 # -- run and manage -----------------------------------------------------------------------------------
@@ -562,4 +578,36 @@ def _parser() -> argparse.ArgumentParser:
         help="the client identity to ship, an xwrc (xwsenduser --xwout writes one); default: none",
     )
     p.set_defaults(func=cmd_installer)
+
+    bridge = sub.add_parser("bridge", help="run pilot workers in a batch system (slurm)")
+    bridge_sub = bridge.add_subparsers(dest="bridge_command", required=True, metavar="SYSTEM")
+    p = bridge_sub.add_parser(
+        "slurm", parents=[common], help="submit pilot workers (xwworker console --pilot) to Slurm with sbatch"
+    )
+    p.add_argument(
+        "--workers", type=int, required=True, metavar="N", help="how many pilots to submit or keep up"
+    )
+    p.add_argument("--partition", metavar="P", help="sbatch --partition")
+    p.add_argument("--time", metavar="T", help="sbatch --time; pilots hand work back a minute before it")
+    p.add_argument("--account", metavar="A", help="sbatch --account")
+    p.add_argument(
+        "--max-idle-s",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="a pilot exits after this long idle (default 120)",
+    )
+    p.add_argument(
+        "--watch",
+        action="store_true",
+        help="keep N pilots queued or running while jobs are PENDING, until SIGTERM or SIGINT",
+    )
+    p.add_argument(
+        "--poll-s",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with --watch: how often to look (default 10)",
+    )
+    p.set_defaults(func=cmd_bridge_slurm)
     return parser

@@ -1,0 +1,145 @@
+"""``xwserver bridge slurm`` against a real single-node Slurm that the test starts itself
+(helpers.slurm): the bridge keeps pilots (``xwworker console --pilot``) in Slurm allocations
+while jobs are pending, 200 jobs complete on them, the pilots exit once idle, Slurm records
+their jobs COMPLETED and lists them no more, and the bridge removes each pilot's identity.
+
+Accounting storage (slurmdbd) is not configured, so ``sacct`` has no records here; the
+pilots' end is read from ``squeue`` (gone), ``scontrol show job`` and the job completion log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers.deployment import Deployment, MakeDeployment, python_program
+from helpers.slurm import SlurmCluster, require_slurm
+from helpers.waiting import wait_until
+
+from xwclient.sdk import XWClient
+
+JOBS = 200
+PILOTS = 2
+SQUARE = python_program("import sys\nn = int(sys.argv[1])\nprint(n * n)\n")
+
+
+@pytest.fixture
+def slurm(tmp_path: Path) -> Iterator[SlurmCluster]:
+    require_slurm()
+    cluster = SlurmCluster(tmp_path / "slurm")
+    try:
+        yield cluster.start()
+    finally:
+        cluster.close()
+
+
+def _submit(dep: Deployment, count: int) -> list[str]:
+    async def go() -> list[str]:
+        async with XWClient.from_config(dep.admin_conf) as client:
+            jobs = await client.submit_many([{"app": "square", "args": [str(i)]} for i in range(count)])
+        return [j["uid"] for j in jobs]
+
+    return asyncio.run(go())
+
+
+def _users(dep: Deployment) -> list[str]:
+    async def go() -> list[str]:
+        async with XWClient.from_config(dep.admin_conf) as client:
+            return [u["login"] for u in await client.list_users()]
+
+    return asyncio.run(go())
+
+
+@pytest.mark.slow
+def test_pilots_in_slurm_run_200_jobs_and_leave_when_idle(
+    deployment: MakeDeployment, slurm: SlurmCluster
+) -> None:
+    dep = deployment()
+    dep.send_app("square", SQUARE)
+    uids = _submit(dep, JOBS)
+    bridge_log = dep.root / "bridge.log"
+    with open(bridge_log, "wb") as out:
+        bridge = subprocess.Popen(
+            [sys.executable, "-m", "xwserver", "bridge", "slurm", "--home", str(dep.home)]
+            + ["--workers", str(PILOTS), "--max-idle-s", "3", "--watch", "--poll-s", "1", "--time", "10"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**dep._env(), "SLURM_CONF": str(slurm.conf)},
+        )
+    pilots_dir = dep.home / "var" / "bridge" / "slurm"
+
+    def describe() -> str:
+        outs = "\n".join(
+            f"--- {p}:\n{p.read_text(errors='replace')[-1500:]}" for p in pilots_dir.glob("*/slurm-*.out")
+        )
+        return f"--- bridge:\n{bridge_log.read_text(errors='replace')[-3000:]}\n{outs}\n{slurm.describe()}"
+
+    try:
+        jobs = dep.wait_for_jobs(uids, timeout_s=90)
+        assert {j["status"] for j in jobs.values()} == {"COMPLETED"}, describe()
+
+        pilots = sorted(p for p in pilots_dir.iterdir() if p.name.startswith("xwpilot-"))
+        assert len(pilots) >= PILOTS, describe()
+        job_ids = {(p / "slurm-job-id").read_text().strip() for p in pilots}
+
+        # idle pilots exit; Slurm lists them no more; the bridge then revokes their identities
+        wait_until(
+            lambda: all((p / "ended").exists() for p in pilots),
+            timeout_s=30,
+            what="the bridge to see every pilot gone from Slurm",
+            describe=describe,
+        )
+        assert not job_ids & slurm.queued().keys()
+        assert not [u for u in _users(dep) if u.startswith("xwpilot-")]
+        assert not [p for p in pilots if (p / "worker.conf").exists()], "a revoked password stayed on disk"
+
+        completions = slurm.completions()
+        for job_id in job_ids:
+            assert slurm.job(job_id).get("JobState") == "COMPLETED", slurm.job(job_id)
+            assert completions[job_id]["JobState"] == "COMPLETED", completions[job_id]
+            assert completions[job_id]["ExitCode"] == "0:0", completions[job_id]
+        logs = [out.read_text(errors="replace") for p in pilots for out in p.glob("slurm-*.out")]
+        assert len(logs) == len(pilots) and all("pilot: idle for" in text for text in logs), describe()
+        # all the work ran in the allocations, each pilot under its own identity
+        ran = [re.findall(r"worker stopped: (\d+) completed", text) for text in logs]
+        assert sum(int(n) for found in ran for n in found) == JOBS, describe()
+        for pilot, text in zip(pilots, logs, strict=True):
+            assert f"login {pilot.name}," in text, text[:500]
+
+        bridge.send_signal(signal.SIGTERM)
+        assert bridge.wait(timeout=30) == 0, describe()
+        assert "bridge: stopped" in bridge_log.read_text(errors="replace")
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+            bridge.wait(timeout=10)
+
+
+def test_bridge_refuses_bad_options_before_submitting(deployment: MakeDeployment) -> None:
+    dep = deployment(start=False)
+    for extra, said in (
+        (["--workers", "0"], "--workers must be 1 or more"),
+        (["--workers", "1", "--time", "soon"], "is not a Slurm time limit"),
+        (["--workers", "1", "--max-idle-s", "-1"], "greater than 0"),
+    ):
+        done = dep.xwserver("bridge", "slurm", "--home", str(dep.home), *extra, check=False)
+        assert done.returncode == 2, done
+        assert said in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (dep.home / "var" / "bridge").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("10", 600), ("1:30", 90), ("2:00:00", 7200), ("1-0", 86400), ("1-2:03", 93780), ("0-0:0:5", 5)],
+)
+def test_slurm_time_limits_are_read_as_sbatch_reads_them(text: str, seconds: float) -> None:
+    from xwserver.bridge import slurm_time_s
+
+    assert slurm_time_s(text) == seconds
