@@ -106,6 +106,9 @@ VALUE_OPTIONS = frozenset(
         "xwquorum",
         "xwreplicas",
         "xwdelaybound",
+        "xwmincores",
+        "xwmingpus",
+        "xwtags",
     }
 )
 #: value options that may be given several times (their values are kept in order, as a list)

@@ -452,7 +452,8 @@ class XWClient:
         ``priority`` (higher first, within what the user's level allows); ``min_quorum``
         results that must agree out of ``target_results`` copies sent at first (the
         application's by default); ``delay_bound_s``: a copy still running that long after it
-        was sent is sent to another host as well.
+        was sent is sent to another host as well. ``tags``, ``min_cores``, ``min_gpus``: what
+        its host must offer (besides its application's requirements).
         """
         spec = await self._spec(
             {

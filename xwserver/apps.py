@@ -14,7 +14,7 @@ from xwcommon.levels import UserLevel, format_access_rights, parse_access_rights
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.uri import is_uid, new_uid, parse_uid
 
-from . import validation
+from . import requirements, validation
 from .access import EXEC, READ, WRITE, Caller, default_app_rights, may_on, may_sql
 from .data import check_name, get_readable
 from .db.models import App, AppBinary, Data, Job
@@ -39,6 +39,7 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
     replicated = validation.replication(body, validation.DEFAULT_REPLICATION)
     volatile = validation.volatile_names(body.get("volatile"))
     comparator = await _comparator(srv, caller, body.get("comparator_uid"))
+    needs = requirements.of_app(body)
     wanted: list[tuple[str, str, Data, str | None]] = []
     policy = SigningPolicy.of(srv.settings)
     for b in binaries:
@@ -65,6 +66,7 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                 volatile=volatile,
                 comparator_data_id=comparator,
                 **replicated,
+                **needs,
             )
             session.add(app)
             await session.flush()
@@ -80,6 +82,9 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                 app.volatile = volatile
             if "comparator_uid" in body:
                 app.comparator_data_id = comparator
+            for key, value in needs.items():
+                if key in body or (key == "required_tags" and "tags" in body):
+                    setattr(app, key, value)
         for os_name, cpu, data, signature in wanted:
             existing = (
                 await session.execute(
@@ -158,6 +163,9 @@ async def render(srv: Server, session: AsyncSession, apps: list[App]) -> list[di
             **{key: getattr(a, key) for key in validation.DEFAULT_REPLICATION},
             "volatile": validation.parse_volatile(a.volatile),
             "comparator_uid": data.get(a.comparator_data_id) if a.comparator_data_id else None,
+            "tags": requirements.parse_tags(a.required_tags),
+            "min_cores": a.min_cores,
+            "min_gpus": a.min_gpus,
         }
         for a in apps
     ]
@@ -213,6 +221,9 @@ APP_ROW = (
     App.access_rights,
     App.needs_network,
     *(getattr(App, key) for key in validation.DEFAULT_REPLICATION),
+    App.required_tags,
+    App.min_cores,
+    App.min_gpus,
 )
 _APP_ROW_BY_UID = select(*APP_ROW).where(App.uid == bindparam("ref"))
 _APP_ROW_BY_NAME = select(*APP_ROW).where(App.name == bindparam("ref"))

@@ -202,6 +202,9 @@ async def own_host(srv: Server, caller: Caller, uid: str) -> HostInfo:
                 cpu=row.cpu,
                 enabled=row.enabled,
                 valid_streak=row.valid_streak,
+                cores=row.cores,
+                gpus=len(_json_list(row.gpus)),
+                tags=tuple(t for t in _json_list(row.tags) if isinstance(t, str)),
             )
             srv.hosts.put(host, now)
     if host is None or host.owner_id != caller.id:
@@ -211,6 +214,14 @@ async def own_host(srv: Server, caller: Caller, uid: str) -> HostInfo:
     if not host.enabled:
         raise HostDisabled(f"host {uid} is disabled by an administrator")
     return host
+
+
+def _json_list(text: str | None) -> list[Any]:
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 def default_host_rights(caller: Caller) -> int:

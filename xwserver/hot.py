@@ -18,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
+    func,
     literal_column,
     or_,
     select,
@@ -30,7 +31,7 @@ from xwcommon.platforms import ANY
 from xwcommon.status import JobStatus, TaskStatus
 
 from .access import READ
-from .db.models import App, AppBinary, Data, Host, Job, Task, User
+from .db.models import App, AppBinary, Data, Host, Job, JobTag, Task, User
 
 # Bind parameters of an UPDATE never take a column name of its table (SQLAlchemy reserves
 # those for the SET clause): hence b_host_id, b_status and such.
@@ -116,6 +117,25 @@ def _new_to_host() -> ColumnElement[bool]:
 #: the queue's order: priority (``nice`` = -priority), fair share across owners, submission
 QUEUE_ORDER = (Job.nice, Job.share_key, Job.id)
 
+#: what a host offers the claim (bind ``b_cores``, ``b_gpus`` and ``b_tags``, a list never
+#: empty: a host with no tag binds NO_TAG): a job's cores, GPUs and every one of its tags
+NO_TAG = " "  # never a tag: tags have no spaces (xwserver.requirements)
+
+
+@cache
+def _host_offers() -> ColumnElement[bool]:
+    held = (
+        select(func.count())
+        .select_from(JobTag)
+        .where(JobTag.job_id == Job.id, JobTag.tag.in_(bindparam("b_tags", expanding=True)))
+        .scalar_subquery()
+    )
+    return and_(
+        Job.min_cores <= bindparam("b_cores"),
+        Job.min_gpus <= bindparam("b_gpus"),
+        or_(Job.tag_count == 0, Job.tag_count == held),
+    )
+
 
 def claim_select(
     kind: str, skip_locked: bool, fit: bool = False, offline: bool = False, inputs: bool = True
@@ -142,6 +162,7 @@ def claim_select(
         rights,
         or_(Job.expected_host_id.is_(None), Job.expected_host_id == bindparam("host_id")),
         _new_to_host(),
+        _host_offers(),
     ]
     if fit:
         where += [
@@ -169,9 +190,17 @@ INPUTS = select(Data.id, Data.uid, Data.sha256, Data.size).where(
     Data.id.in_(bindparam("ids", expanding=True))
 )
 
-HOST_BY_UID = select(Host.id, Host.owner_id, Host.os, Host.cpu, Host.enabled, Host.valid_streak).where(
-    Host.uid == bindparam("uid")
-)
+HOST_BY_UID = select(
+    Host.id,
+    Host.owner_id,
+    Host.os,
+    Host.cpu,
+    Host.enabled,
+    Host.valid_streak,
+    Host.cores,
+    Host.gpus,
+    Host.tags,
+).where(Host.uid == bindparam("uid"))
 
 HOST_SEEN: Update = update(Host).where(Host.id == bindparam("host_id")).values(last_seen_at=bindparam("now"))
 

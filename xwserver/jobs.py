@@ -19,11 +19,11 @@ from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
 from . import apps as apps_mod
-from . import hot, jobsets, lifecycle, pending, validation
+from . import hot, jobsets, lifecycle, pending, requirements, validation
 from .access import EXEC, READ, WRITE, Caller, may_on, may_sql
 from .data import check_name, get_readable, owner_id_of
 from .db.engine import is_integrity_error, transaction
-from .db.models import App, Data, Host, Job, Task, User
+from .db.models import App, Data, Host, Job, JobTag, Task, User
 from .state import Server, uid_maps
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ JOB_FIELDS = frozenset(
         "expected_host_uid",
         "priority",
         *validation.DEFAULT_REPLICATION,
+        "tags",
+        "min_cores",
+        "min_gpus",
     }
 )
 
@@ -103,6 +106,8 @@ def _bytes(spec: dict[str, Any], key: str) -> int:
 #: the references of a job spec other than its app (they need the ORM's objects to resolve)
 _REFERENCES = ("stdin_uid", "env_uid", "session_uid", "group_uid", "expected_host_uid")
 _INSERT_JOBS = insert(Job)
+_INSERT_TAGS = insert(JobTag)
+_JOB_IDS = select(Job.uid, Job.id).where(Job.uid.in_(bindparam("uids", expanding=True)))
 
 
 class _Resolver:
@@ -166,7 +171,9 @@ class _Resolver:
         return self.data[ref].id
 
 
-async def _row(session: Any, srv: Server, res: _Resolver, spec: Any, now: float) -> dict[str, Any]:
+async def _row(
+    session: Any, srv: Server, res: _Resolver, spec: Any, now: float, tag_lists: list[list[str]]
+) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise BadRequest('a job is a JSON object {"app": ..., "args": [...], ...}')
     unknown = set(spec) - JOB_FIELDS
@@ -176,6 +183,8 @@ async def _row(session: Any, srv: Server, res: _Resolver, spec: Any, now: float)
     label = spec.get("label")
     if label is not None:
         label = check_name(label, "label")
+    needs, wanted = requirements.of_job(spec, app)
+    tag_lists.append(wanted)
     max_retry = spec.get("max_retry", srv.settings.max_retry)
     if max_retry is None:
         max_retry = srv.settings.max_retry
@@ -207,6 +216,7 @@ async def _row(session: Any, srv: Server, res: _Resolver, spec: Any, now: float)
         "done": 0,
         "trusted": False,
         **_replication(spec, app),
+        **needs,
     }
 
 
@@ -297,18 +307,28 @@ async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str
         raise BadRequest(f"at most {defaults.MAX_BULK_JOBS} jobs per request; split the batch")
     res = _Resolver(srv, caller)
     now = time.time()
+    shown_tags: dict[str, list[str]] = {}
 
     async def rows_of(conn: Any) -> list[dict[str, Any]]:
         rows = []
+        tag_lists: list[list[str]] = []
         for i, spec in enumerate(specs):
             try:
-                rows.append(await _row(conn, srv, res, spec, now))
+                rows.append(await _row(conn, srv, res, spec, now, tag_lists))
             except (BadRequest, Forbidden, NotFound) as exc:
                 if len(specs) > 1:
                     raise type(exc)(f"job #{i}: {exc.message}") from None
                 raise
         await share_keys(srv, conn, caller.id, rows)
         await conn.execute(_INSERT_JOBS, rows)
+        tagged = {r["uid"]: t for r, t in zip(rows, tag_lists, strict=True) if t}
+        shown_tags.update(tagged)
+        if tagged:  # the jobs' ids, for their tags' rows
+            ids = dict((await conn.execute(_JOB_IDS, {"uids": list(tagged)})).all())
+            await conn.execute(
+                _INSERT_TAGS,
+                [{"job_id": ids[uid], "tag": tag} for uid, wanted in tagged.items() for tag in wanted],
+            )
         return rows
 
     try:
@@ -343,8 +363,8 @@ async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str
     # Wire.job only reads attributes: a plain namespace per row costs a tenth of an ORM Job
     # (whose instrumented constructor was most of a 5000-job bulk's time)
     unset = dict.fromkeys(("id", "exit_code", "message", "result_data_id", "started_at", "completed_at"))
-    made = [SimpleNamespace(**unset, **r) for r in rows]
-    shown = [srv.wire.job(cast(Job, j), uids, names, {}) for j in made]
+    made = [SimpleNamespace(**unset, **r, tags_list=shown_tags.get(r["uid"], [])) for r in rows]
+    shown = [{**srv.wire.job(cast(Job, j), uids, names, {}), "tags": shown_tags.get(j.uid, [])} for j in made]
     async with srv.sessions() as session:  # a job that cannot run says so at once
         await _explain(pending.Explainer(srv, session, budget=20), made, shown)
     return shown
@@ -375,7 +395,15 @@ async def render_jobs(srv: Server, session: AsyncSession, jobs: list[Job]) -> li
         if result_ids
         else {}
     )
-    return [srv.wire.job(j, uids, names, shas) for j in jobs]
+    tags: dict[int, list[str]] = {}
+    tagged = [j.id for j in jobs if j.tag_count]
+    for start in range(0, len(tagged), 900):
+        rows = await session.execute(
+            select(JobTag.job_id, JobTag.tag).where(JobTag.job_id.in_(tagged[start : start + 900]))
+        )
+        for job_id, tag in rows:
+            tags.setdefault(job_id, []).append(tag)
+    return [{**srv.wire.job(j, uids, names, shas), "tags": sorted(tags.get(j.id, []))} for j in jobs]
 
 
 def _parse_statuses(text: str | None) -> list[str] | None:

@@ -38,7 +38,7 @@ from xwcommon.protocol.work import (
 from xwcommon.status import DataStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
-from . import hot, lifecycle, validation
+from . import hot, lifecycle, metrics, validation
 from .access import Caller
 from .data import store_upload
 from .db.engine import transaction
@@ -370,6 +370,7 @@ async def reap(srv: Server, *, now: float | None = None, batch: int = 1000) -> i
 
     lost, requeued = await transaction(srv.engine, work)
     if lost:
+        metrics.tasks_lost(lost)
         log.info("reaped %d lost tasks, %d jobs rescheduled", lost, requeued)
         srv.notifier.notify(requeued)
 

@@ -44,7 +44,7 @@ from xwcommon.status import (
 from xwcommon.uri import new_uid
 
 from . import hot
-from .db.models import AppBinary, Data, Host, Job, Task
+from .db.models import AppBinary, Data, Host, Job, JobTag, Task
 
 #: a transaction's connection or session: both run Core statements
 Conn = AsyncConnection | AsyncSession
@@ -817,6 +817,7 @@ async def remove_jobs(conn: Conn, job_ids: Sequence[int]) -> list[str]:
         if results:
             shas += (await conn.execute(select(Data.sha256).where(Data.id.in_(results)))).scalars()
         await conn.execute(delete(Task).where(Task.job_id.in_(chunk)))
+        await conn.execute(delete(JobTag).where(JobTag.job_id.in_(chunk)))
         await conn.execute(delete(Job).where(Job.id.in_(chunk)))
         if results:  # a result another job takes as its input stays (that job needs it)
             await conn.execute(delete(Data).where(Data.id.in_(results), ~_in_use(Data.id)))

@@ -7,6 +7,7 @@ is shown, never on the hot path: the answer walks the connected hosts, not the q
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -18,7 +19,7 @@ from xwcommon.platforms import ANY
 from xwcommon.status import JobStatus
 
 from .access import READ, owner_group
-from .db.models import AppBinary, Data, Host, Job, User
+from .db.models import AppBinary, Data, Host, Job, JobTag, User
 from .state import Server
 
 _CONNECTED = (
@@ -28,6 +29,9 @@ _CONNECTED = (
         Host.cpu,
         Host.memory_bytes,
         Host.disk_free_bytes,
+        Host.cores,
+        Host.gpus,
+        Host.tags,
         User.id.label("identity"),
         User.rights,
         User.group_id,
@@ -107,6 +111,9 @@ class Explainer:
             job.stdin_data_id,
             job.env_data_id,
             getattr(job, "min_quorum", 1),
+            getattr(job, "min_cores", 0),
+            getattr(job, "min_gpus", 0),
+            tuple(await self._tags(job)),
         )
         if key not in self._memo:
             if len(self._memo) >= self.budget:
@@ -153,9 +160,15 @@ class Explainer:
                 f"the largest connected worker has {max(h.memory_bytes for h in hosts)} and "
                 f"{max(h.disk_free_bytes for h in hosts)}"
             )
+        offering = [h for h in big_enough if await self._offers(h, job)]
+        if not offering:
+            return (
+                f"no connected worker offers what it requires: {job.min_cores} cores, {job.min_gpus} GPUs, "
+                f"tags {', '.join(await self._tags(job)) or '(none)'}"
+            )
         # the owners' user groups: one lookup each (group bits apply to members of the owner's group)
         job_group = await owner_group(session, job.owner_id)
-        runners = [h for h in big_enough if _may_run(h, job, job_group)]
+        runners = [h for h in offering if _may_run(h, job, job_group)]
         if not runners:
             return (
                 f"no connected worker's identity may run it (its access rights are "
@@ -184,6 +197,32 @@ class Explainer:
                 "worker(s) may run it; it waits for more"
             )
         return None
+
+    async def _tags(self, job: Any) -> list[str]:
+        if not getattr(job, "tag_count", 0):
+            return []
+        given = getattr(job, "tags_list", None)  # a job just submitted: its tags as given
+        if given is not None:
+            return sorted(given)
+        rows = await self.session.execute(select(JobTag.tag).where(JobTag.job_id == job.id))
+        return sorted(rows.scalars())
+
+    async def _offers(self, host: Any, job: Any) -> bool:
+        """hot._host_offers for one host."""
+        if host.cores < getattr(job, "min_cores", 0) or len(_json_list(host.gpus)) < getattr(
+            job, "min_gpus", 0
+        ):
+            return False
+        wanted = await self._tags(job)
+        return set(wanted) <= set(_json_list(host.tags))
+
+
+def _json_list(text: str | None) -> list[Any]:
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 async def reason(srv: Server, session: AsyncSession, job: Job, *, now: float | None = None) -> str | None:

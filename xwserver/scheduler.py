@@ -20,7 +20,7 @@ from xwcommon.platforms import ANY
 from xwcommon.protocol import MAX_BYTES
 from xwcommon.protocol.work import Assignment, DataRef, ReportOutcome, WorkAnswer, WorkRequest
 
-from . import faults, hot, leases, lifecycle, validation
+from . import faults, hot, leases, lifecycle, metrics, validation
 from . import signing as signed
 from .access import Caller
 from .db.engine import transaction
@@ -72,6 +72,7 @@ async def claim(
 ) -> list[Assignment]:
     """Inside the caller's transaction: pick, mark RUNNING, insert the tasks, describe what to fetch."""
     now = time.time()
+    started = time.perf_counter()
     lease_until = now + srv.settings.lease_s
     params = {
         "os": host.os,
@@ -83,6 +84,10 @@ async def claim(
         # distinct volunteers: a private worker's hosts are one volunteer's; a public or
         # group identity is shared by a fleet of volunteers (distinct hosts only)
         "b_volunteer": caller.id if caller.rights >= UserLevel.STANDARD else -1,
+        # what the host offers jobs' requirements
+        "b_cores": host.cores,
+        "b_gpus": host.gpus,
+        "b_tags": list(host.tags) or [hot.NO_TAG],
     }
     if resources.fit:  # one not said is no limit
         params["free_memory"] = (
@@ -103,6 +108,7 @@ async def claim(
         now=now,
         lease_until=lease_until,
     )
+    metrics.observe_claim(time.perf_counter() - started)
     if not claimed:
         return []
     jobs = [c.job for c in claimed]

@@ -118,6 +118,10 @@ class HostInfo:
     enabled: bool
     #: valid results in a row (adaptive trust: a long record gets replicated jobs alone)
     valid_streak: int = 0
+    #: what it offers jobs' requirements: cores, GPUs and tags (from its registration)
+    cores: int = 0
+    gpus: int = 0
+    tags: tuple[str, ...] = ()
 
 
 @dataclass

@@ -114,6 +114,8 @@ class Wire:
             "copies_sent": j.sent,
             "results": j.done,
             "trusted": bool(j.trusted),
+            "min_cores": j.min_cores,
+            "min_gpus": j.min_gpus,
         }
 
     def task(self, t: Task, job_uid: str, host_uid: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from sqlalchemy import select, update
 
+from xwcommon.protocol.work import Gpu, Registered, Registration
 from xwserver import leases, validation
 from xwserver.db.models import Host, Job, Task
 
@@ -498,3 +499,61 @@ async def test_fair_share_weighs_owners_by_the_cpu_their_jobs_used(xw: XW) -> No
     got = [owners[a["job_uid"]] for a in await xw.request_work(host, capacity=33)]
     # weights 10/5.5 and 1/5.5: the light owner gets about ten jobs for each of the heavy one's
     assert got.count("light") >= 25 and got.count("heavy") >= 1, got
+
+
+@pytest.mark.every_database
+async def test_a_job_goes_only_to_a_host_with_its_tags_cores_and_gpus(xw: XW) -> None:
+    data = await xw.upload(xw.admin, b"#!/bin/sh\n", name="render")
+    app = await xw.ok(
+        "POST",
+        "/apps",
+        token=xw.admin,
+        json={
+            "name": "render",
+            "binaries": [{"os": "any", "cpu": "any", "data_uid": data["uid"]}],
+            "tags": ["gpu"],
+        },
+    )
+    assert app["tags"] == ["gpu"]
+    plain_host = await xw.register(name="plain")  # 4 cores, no tag, no GPU
+    job = await xw.submit(xw.admin, "render", tags=["site-a"], min_cores=8)
+    assert (job["tags"], job["min_cores"]) == (["gpu", "site-a"], 8)  # the app's and its own
+    assert job["pending_reason"].startswith("no connected worker offers what it requires: 8 cores")
+    assert await xw.request_work(plain_host) == []
+    # a host with the tags but too few cores, then one with all it needs
+    small = Registration(
+        name="small",
+        os="linux",
+        cpu="x86_64",
+        cores=4,
+        memory_bytes=8 << 30,
+        disk_free_bytes=100 << 30,
+        tags=["gpu", "site-a"],
+        version="test",
+    )
+    small_uid = Registered.from_wire(
+        await xw.ok("POST", "/work/register", token=xw.worker, json=small.to_wire())
+    ).host_uid
+    assert await xw.request_work(small_uid) == []
+    big = Registration(
+        name="big",
+        os="linux",
+        cpu="x86_64",
+        cores=16,
+        memory_bytes=8 << 30,
+        disk_free_bytes=100 << 30,
+        tags=["gpu", "site-a", "bigmem"],
+        gpus=[Gpu(name="A100")],
+        version="test",
+    )
+    big_uid = Registered.from_wire(
+        await xw.ok("POST", "/work/register", token=xw.worker, json=big.to_wire())
+    ).host_uid
+    [a] = await xw.request_work(big_uid)
+    assert a["job_uid"] == job["uid"]
+    gpu_job = await xw.submit(xw.admin, "render", min_gpus=2)
+    assert gpu_job["pending_reason"].startswith(
+        "no connected worker offers what it requires: 0 cores, 2 GPUs"
+    )
+    r = await xw.call("POST", "/jobs", token=xw.admin, json={"app": "render", "tags": ["has space"]})
+    assert r.status == 400 and "tags" in r.body["message"]

@@ -331,6 +331,9 @@ class App(Answer, kw_only=True):
     delay_bound_s: Seconds | None = None
     volatile: list[str] = []
     comparator_uid: Uid | None = None
+    tags: list[str] = []
+    min_cores: Count = 0
+    min_gpus: Count = 0
 
 
 class Job(Answer, kw_only=True):
@@ -377,6 +380,10 @@ class Job(Answer, kw_only=True):
     results: Count = 0
     #: sent alone to a host trusted for its record of valid results (adaptive trust)
     trusted: bool = False
+    #: what its host must offer: every one of these tags, and so many cores and GPUs
+    tags: list[str] = []
+    min_cores: Count = 0
+    min_gpus: Count = 0
 
 
 class TaskAccounting(Answer, kw_only=True):
@@ -703,6 +710,7 @@ ErrorCap = Annotated[int, msgspec.Meta(ge=0, le=100)]
 DelayBound = Annotated[float, msgspec.Meta(ge=1, le=365 * 24 * 3600)]
 
 
+RequiredTag = Annotated[str, msgspec.Meta(pattern="^[\\x21-\\x7e]{1,127}$")]
 VolatileName = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern="^[^\\x00]+$")]
 
 
@@ -731,6 +739,10 @@ class AppInsert(Request, kw_only=True):
     #: server's validator in a sandbox as ``PROGRAM DIR_A DIR_B``, exit code 0 when they
     #: agree; ADVANCED users and above
     comparator_uid: UidRef | None = None
+    #: what a host must offer to run its jobs (a job adds its own): tags, cores, GPUs
+    tags: Annotated[list[RequiredTag], msgspec.Meta(max_length=64)] | None = None
+    min_cores: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] | None = None
+    min_gpus: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] | None = None
 
     def __post_init__(self) -> None:
         if is_uid(self.name):
@@ -767,6 +779,11 @@ class JobSpec(Request, kw_only=True):
     max_error_results: ErrorCap | None = None
     max_total_results: Copies | None = None
     delay_bound_s: DelayBound | None = None
+    #: what its host must offer besides memory and disk (with its application's): every one
+    #: of these tags (from the worker's ``worker.tags``), and at least so many cores and GPUs
+    tags: Annotated[list[RequiredTag], msgspec.Meta(max_length=64)] | None = None
+    min_cores: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] | None = None
+    min_gpus: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] | None = None
 
     def __post_init__(self) -> None:
         args = self.args

@@ -117,6 +117,11 @@ class App(Base):
     #: a program (a data object) that tells whether two results agree, for fuzzy outputs
     #: (floating point); null: results agree when their digests do. See xwserver/comparing.py
     comparator_data_id: Mapped[int | None] = mapped_column(ForeignKey("data.id"), nullable=True)
+    # migration 0008: what a host must offer to run its jobs (a job adds its own): tags (a
+    # JSON list: OMERO.grid's roles, "gpu", a site name), cores and GPUs
+    required_tags: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
+    min_cores: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    min_gpus: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AppBinary(Base):
@@ -261,6 +266,20 @@ class Job(Base):
     trusted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: a copy running this long after it was sent is sent to another host as well
     delay_bound_s: Mapped[float | None] = mapped_column(Double, nullable=True)
+    # migration 0008: what a host must offer (its app's requirements and its own): cores,
+    # GPUs, and the tags in job_tags (tag_count of them: 0 lets the claim skip the lookup)
+    min_cores: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    min_gpus: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tag_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class JobTag(Base):
+    """A tag a job's host must carry (hosts carry theirs in ``hosts.tags``)."""
+
+    __tablename__ = "job_tags"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    tag: Mapped[str] = mapped_column(String(127), primary_key=True)
 
 
 class Task(Base):
