@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.deployment import Deployment, MakeDeployment, python_program
+from helpers.deployment import Deployment, MakeDeployment, python_program, read_properties
 from helpers.slurm import SlurmCluster, require_slurm
 from helpers.waiting import wait_until
 
@@ -120,6 +120,44 @@ def test_pilots_in_slurm_run_200_jobs_and_leave_when_idle(
         if bridge.poll() is None:
             bridge.kill()
             bridge.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_bridge_run_without_watch_submits_pilots_and_the_next_run_reaps_them(
+    deployment: MakeDeployment, slurm: SlurmCluster
+) -> None:
+    dep = deployment()
+    dep.send_app("square", SQUARE)
+    uids = _submit(dep, 5)
+    env = {"SLURM_CONF": str(slurm.conf)}
+    args = ["bridge", "slurm", "--home", str(dep.home), "--workers", "1", "--max-idle-s", "2"]
+    first = dep.xwserver(*args, env=env).stdout
+    assert re.fullmatch(r"xwpilot-[0-9a-f]{10}  Slurm job \d+  \(.*\)\n", first), first
+    name, job_id = first.split()[0], first.split()[3]
+    folder = dep.home / "var" / "bridge" / "slurm" / name
+    conf = folder / "worker.conf"
+    assert conf.stat().st_mode & 0o777 == 0o600 and folder.stat().st_mode & 0o777 == 0o700
+    values = read_properties(conf)
+    public = read_properties(dep.worker_conf)
+    assert values["login"] == name and values["password"] != public["password"]
+    assert (
+        values["ca.file"] == public["ca.file"]
+        and values["dispatcher.servers"] == public["dispatcher.servers"]
+    )
+    assert "--partition" not in (folder / "pilot.sbatch").read_text()
+
+    dep.wait_for_jobs(uids, timeout_s=60)
+    wait_until(
+        lambda: job_id not in slurm.queued(), timeout_s=30, what="the pilot to leave", describe=slurm.describe
+    )
+    assert name in _users(dep)  # nothing watched it: its identity stays until the next run
+
+    second = dep.xwserver(*args, env=env).stdout
+    assert name not in _users(dep) and (folder / "ended").exists() and not conf.exists()
+    new_job = second.split()[3]
+    assert new_job != job_id
+    wait_until(lambda: new_job not in slurm.queued(), timeout_s=30, what="the idle pilot to leave")
+    assert slurm.completions()[new_job]["JobState"] == "COMPLETED"
 
 
 def test_bridge_refuses_bad_options_before_submitting(deployment: MakeDeployment) -> None:
