@@ -8,7 +8,8 @@ and the CA). For each pilot it
 2. writes ``var/bridge/slurm/<pilot>/`` (mode 0700): ``worker.conf`` (0600, a copy of the
    home's public worker config with that identity, its own ``path.tmpdir`` and
    ``worker.name``) and ``pilot.sbatch``, whose payload is
-   ``xwworker console --pilot --max-idle-s N [--max-lifetime-s M]``;
+   ``xwworker console --pilot --max-idle-s N [--max-lifetime-s M]`` with as many job slots
+   as the allocation has CPUs (``--cpus-per-task``, default 1);
 3. submits the script with ``sbatch`` and records the Slurm job id in the folder.
 
 Why an identity per pilot rather than the public worker's: the public worker's password is
@@ -74,6 +75,7 @@ class SlurmOptions:
     partition: str | None = None
     time_limit: str | None = None
     account: str | None = None
+    cpus_per_task: int = 1
     max_idle_s: float = DEFAULT_MAX_IDLE_S
     poll_s: float = DEFAULT_POLL_S
 
@@ -204,6 +206,7 @@ class SlurmBridge:
             f"--output={folder / 'slurm-%j.out'}",
             "--ntasks=1",
             "--nodes=1",
+            f"--cpus-per-task={opts.cpus_per_task}",
         ]
         if opts.partition:
             directives.append(f"--partition={opts.partition}")
@@ -230,6 +233,9 @@ class SlurmBridge:
                 *(f"#SBATCH {d}" for d in directives),
                 f"# An XtremWeb-Py pilot worker for {self.settings.url}, written by xwserver bridge slurm.",
                 f"cd {shlex.quote(str(folder))} || exit 1",
+                "# as many jobs at once as the allocation has CPUs, whatever the node has",
+                f"XWWORKER_WORKPOOL_SIZE=${{SLURM_CPUS_PER_TASK:-{opts.cpus_per_task}}}",
+                "export XWWORKER_WORKPOOL_SIZE",
                 "exec " + shlex.join(command),
                 "",
             ]

@@ -14,7 +14,8 @@
     xwserver diagnostics  --home DIR [--format text|json]  version, config, database, keys,
                      disk, address, counts; exit status 1 if a check failed
     xwserver bridge slurm --home DIR --workers N [--partition P] [--time T] [--account A]
-                     [--max-idle-s S] [--watch [--poll-s S]]  pilot workers in Slurm
+                     [--cpus-per-task C] [--max-idle-s S] [--watch [--poll-s S]]
+                     pilot workers in Slurm
 
 ``--home`` defaults to ``$XWSERVER_HOME``. Errors are one line on stderr: exit status 2
 for configuration errors, 1 for the others; never a traceback.
@@ -244,12 +245,20 @@ def cmd_installer(args: argparse.Namespace) -> int:
 def cmd_bridge_slurm(args: argparse.Namespace) -> int:
     from .bridge import SlurmOptions, main_slurm, slurm_time_s
 
-    if args.workers < 1 or args.max_idle_s <= 0 or args.poll_s <= 0:
-        raise ConfigError("--workers must be 1 or more, --max-idle-s and --poll-s greater than 0")
+    if args.workers < 1 or args.cpus_per_task < 1 or args.max_idle_s <= 0 or args.poll_s <= 0:
+        raise ConfigError(
+            "--workers and --cpus-per-task must be 1 or more, --max-idle-s and --poll-s greater than 0"
+        )
     if args.time is not None:
         slurm_time_s(args.time)  # a clear error before anything is submitted
     options = SlurmOptions(
-        args.workers, args.partition, args.time, args.account, max_idle_s=args.max_idle_s, poll_s=args.poll_s
+        args.workers,
+        args.partition,
+        args.time,
+        args.account,
+        cpus_per_task=args.cpus_per_task,
+        max_idle_s=args.max_idle_s,
+        poll_s=args.poll_s,
     )
     return main_slurm(_load(args), options, watch=args.watch)
 
@@ -590,6 +599,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--partition", metavar="P", help="sbatch --partition")
     p.add_argument("--time", metavar="T", help="sbatch --time; pilots hand work back a minute before it")
     p.add_argument("--account", metavar="A", help="sbatch --account")
+    p.add_argument(
+        "--cpus-per-task",
+        type=int,
+        default=1,
+        metavar="C",
+        help="sbatch --cpus-per-task; a pilot runs that many jobs at once (default 1)",
+    )
     p.add_argument(
         "--max-idle-s",
         type=float,

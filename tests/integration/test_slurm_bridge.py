@@ -111,7 +111,7 @@ def test_pilots_in_slurm_run_200_jobs_and_leave_when_idle(
         ran = [re.findall(r"worker stopped: (\d+) completed", text) for text in logs]
         assert sum(int(n) for found in ran for n in found) == JOBS, describe()
         for pilot, text in zip(pilots, logs, strict=True):
-            assert f"login {pilot.name}," in text, text[:500]
+            assert f"login {pilot.name}, 1 slot(s)" in text, text[:500]  # the allocation's one CPU
 
         bridge.send_signal(signal.SIGTERM)
         assert bridge.wait(timeout=30) == 0, describe()
@@ -163,7 +163,8 @@ def test_a_bridge_run_without_watch_submits_pilots_and_the_next_run_reaps_them(
 def test_bridge_refuses_bad_options_before_submitting(deployment: MakeDeployment) -> None:
     dep = deployment(start=False)
     for extra, said in (
-        (["--workers", "0"], "--workers must be 1 or more"),
+        (["--workers", "0"], "--workers and --cpus-per-task must be 1 or more"),
+        (["--workers", "1", "--cpus-per-task", "0"], "must be 1 or more"),
         (["--workers", "1", "--time", "soon"], "is not a Slurm time limit"),
         (["--workers", "1", "--max-idle-s", "-1"], "greater than 0"),
     ):
