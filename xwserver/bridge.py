@@ -22,7 +22,9 @@ show which allocation did the work, as XWHEP's gliding-in workers had their own 
 Every run of the bridge first reaps the pilots of earlier runs that Slurm no longer lists.
 ``--watch`` then keeps ``--workers`` pilots queued or running while the server has PENDING
 jobs (at most one pilot per pending job), polling ``squeue`` and the server every
-``--poll-s`` seconds, until SIGTERM or SIGINT; pilots left running end on their own once idle.
+``--poll-s`` seconds, until SIGTERM or SIGINT. It then cancels the pilots Slurm has not
+started and removes their identities; pilots that run end on their own once idle, and the
+next run of the bridge removes theirs.
 """
 
 from __future__ import annotations
@@ -339,7 +341,18 @@ class SlurmBridge:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self.options.poll_s)
             with contextlib.suppress(XWError):
+                await self.cancel_pending()
                 await self.reap(client, await self.queued())
+
+    async def cancel_pending(self) -> list[Pilot]:
+        """``scancel`` the pilots Slurm has not started yet: with no bridge watching, nothing
+        would remove their identities once they ran; those that run are left to end idle."""
+        queued = await self.queued()
+        waiting = [p for p in self.pilots() if queued.get(p.job_id) == "PENDING"]
+        if waiting:
+            await asyncio.to_thread(self.run, ["scancel", *(p.job_id for p in waiting)])
+            log.info("bridge: cancelled %d pilot(s) Slurm had not started", len(waiting))
+        return waiting
 
 
 def _write_private(path: Path, text: str) -> None:

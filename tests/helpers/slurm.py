@@ -33,6 +33,7 @@ from .net import free_port
 from .waiting import wait_until
 
 START_TIMEOUT_S = 40.0
+PARTITION = "debug"
 COMMAND_TIMEOUT_S = 20.0
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol")
 
@@ -131,7 +132,7 @@ class SlurmCluster:
         lines.append(
             f"NodeName=localhost NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={memory_mb} State=UNKNOWN"
         )
-        lines.append("PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP")
+        lines.append(f"PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP")
         self.conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def _spawn(self, name: str, argv: list[str]) -> None:
@@ -243,7 +244,23 @@ class SlurmCluster:
 
     # -- teardown -------------------------------------------------------------------------------------
     def close(self) -> None:
-        """SIGTERM each daemon (slurmd first), SIGKILL after a few seconds; by recorded pid only."""
+        """Cancel every job of this cluster (a batch job's processes outlive slurmd), then
+        SIGTERM each daemon (slurmd first), SIGKILL after a few seconds; by recorded pid only."""
+        if all(p.poll() is None for p in self.procs.values()) and len(self.procs) == 3:
+            try:
+                self.run("scancel", f"--partition={PARTITION}", check=False)
+                wait_until(
+                    lambda: not self.queued(),
+                    timeout_s=20,
+                    what="this cluster's jobs to end",
+                    tolerate=(OSError, AssertionError),
+                )
+            finally:
+                self._stop_daemons()
+        else:
+            self._stop_daemons()
+
+    def _stop_daemons(self) -> None:
         for name in ("slurmd", "slurmctld", "munged"):
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:

@@ -160,6 +160,59 @@ def test_a_bridge_run_without_watch_submits_pilots_and_the_next_run_reaps_them(
     assert slurm.completions()[new_job]["JobState"] == "COMPLETED"
 
 
+@pytest.mark.slow
+def test_a_stopped_bridge_cancels_the_pilots_slurm_has_not_started(
+    deployment: MakeDeployment, slurm: SlurmCluster
+) -> None:
+    dep = deployment()
+    dep.send_app("square", SQUARE)
+    _submit(dep, 5)
+    bridge_log = dep.root / "bridge.log"
+    # each pilot asks for every CPU of the node: one runs, the others wait in Slurm's queue
+    argv = ["bridge", "slurm", "--home", str(dep.home), "--workers", "3"]
+    argv += ["--cpus-per-task", str(slurm.cpus), "--max-idle-s", "60", "--watch", "--poll-s", "1"]
+    with open(bridge_log, "wb") as out:
+        bridge = subprocess.Popen(
+            [sys.executable, "-m", "xwserver", *argv],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**dep._env(), "SLURM_CONF": str(slurm.conf)},
+        )
+    try:
+
+        def one_running_two_waiting() -> dict[str, str] | None:
+            queued = slurm.queued()
+            return queued if sorted(queued.values()) == ["PENDING", "PENDING", "RUNNING"] else None
+
+        states = wait_until(
+            one_running_two_waiting,
+            timeout_s=30,
+            what="one pilot running and two waiting",
+            describe=lambda: bridge_log.read_text(errors="replace") + slurm.describe(),
+        )
+        bridge.send_signal(signal.SIGTERM)
+        assert bridge.wait(timeout=30) == 0, bridge_log.read_text(errors="replace")
+    finally:
+        if bridge.poll() is None:
+            bridge.kill()
+            bridge.wait(timeout=10)
+    text = bridge_log.read_text(errors="replace")
+    assert "bridge: cancelled 2 pilot(s) Slurm had not started" in text, text
+    waiting = {i for i, state in states.items() if state == "PENDING"}
+    running = set(states) - waiting
+    assert slurm.queued().keys() == running
+    for job_id in waiting:
+        assert slurm.job(job_id).get("JobState") == "CANCELLED", slurm.job(job_id)
+    folders = {
+        (p / "slurm-job-id").read_text().strip(): p for p in (dep.home / "var" / "bridge" / "slurm").iterdir()
+    }
+    pilots = [u for u in _users(dep) if u.startswith("xwpilot-")]
+    # the cancelled pilots' identities are gone; the running one keeps its own until it ends
+    assert pilots == [folders[j].name for j in running], (pilots, folders)
+    assert all((folders[j] / "ended").exists() for j in waiting)
+
+
 def test_bridge_refuses_bad_options_before_submitting(deployment: MakeDeployment) -> None:
     dep = deployment(start=False)
     for extra, said in (
