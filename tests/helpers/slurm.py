@@ -6,15 +6,17 @@ pid files in the folder; free loopback ports), then starts ``munged``, ``slurmct
 and ``slurmd -D -N localhost`` as children of the test and waits until ``sinfo`` shows the
 node idle. Nothing in /etc is read or changed: every Slurm command finds the config through
 ``SLURM_CONF`` (:attr:`SlurmCluster.env`) and munge through ``AuthInfo=socket=…``.
-:meth:`SlurmCluster.close` ends the three daemons by the pids it recorded.
+:meth:`SlurmCluster.close` cancels the cluster's jobs and ends the daemons by the pids it
+recorded.
 
-Accounting storage is not configured (it would need slurmdbd and a database), so ``sacct``
-has nothing to show; finished jobs are recorded by ``jobcomp/filetxt`` in
-:attr:`SlurmCluster.jobcomp_log` (one line per job, with its ``JobState``) and stay visible
-to ``scontrol show job`` for ``MinJobAge`` seconds.
+With ``accounting_db`` (a MariaDB database, made and dropped by the test) it also starts
+``slurmdbd`` on it, registers the cluster with ``sacctmgr`` and has ``slurmctld`` send its
+records there, so that ``sacct`` shows the jobs (:meth:`SlurmCluster.accounted`). Finished
+jobs are also written by ``jobcomp/filetxt`` to :attr:`SlurmCluster.jobcomp_log` and stay
+visible to ``scontrol show job`` for ``MinJobAge`` seconds.
 
 The daemons run as the current user, which must be root: slurmd starts each batch job as
-the user that submitted it. A machine without ``slurmctld`` skips the tests locally and fails
+the user that submitted it. A machine without Slurm (``slurm-wlm``, ``slurmdbd``, ``munge``) skips the tests locally and fails
 them in CI (``CI=true``), as the database servers do (helpers.databases).
 """
 
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import URL
 
 from .databases import in_ci
 from .net import free_port
@@ -35,7 +38,18 @@ from .waiting import wait_until
 START_TIMEOUT_S = 40.0
 PARTITION = "debug"
 COMMAND_TIMEOUT_S = 20.0
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scontrol")
+DAEMONS = (
+    "munged",
+    "slurmctld",
+    "slurmd",
+    "slurmdbd",
+    "sbatch",
+    "squeue",
+    "sinfo",
+    "scontrol",
+    "sacct",
+    "sacctmgr",
+)
 
 
 def require_slurm() -> None:
@@ -43,7 +57,7 @@ def require_slurm() -> None:
     missing = [d for d in DAEMONS if _which(d) is None]
     reason = ""
     if missing:
-        reason = f"Slurm is not installed (no {', '.join(missing)}; Debian: apt-get install slurm-wlm munge)"
+        reason = f"Slurm is not installed (no {', '.join(missing)}; Debian: apt-get install slurm-wlm slurmdbd munge)"
     elif os.geteuid() != 0:
         reason = "a test's own Slurm needs root (slurmd runs batch jobs as their submitter)"
     if reason:
@@ -67,8 +81,10 @@ def _memory_mb() -> int:
 class SlurmCluster:
     """munged, slurmctld and slurmd for one test, in ``root``; see the module doc."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, accounting_db: URL | None = None) -> None:
         self.root = root
+        self.accounting_db = accounting_db
+        self.dbd_port = free_port()
         self.conf = root / "slurm.conf"
         self.jobcomp_log = root / "jobcomp.log"
         self.munge_socket = root / "munge" / "munge.socket"
@@ -118,7 +134,7 @@ class SlurmCluster:
             "MpiDefault": "none",
             "SwitchType": "switch/none",
             "JobAcctGatherType": "jobacct_gather/none",
-            "AccountingStorageType": "accounting_storage/none",
+            **self._accounting(),
             "JobCompType": "jobcomp/filetxt",
             "JobCompLoc": self.jobcomp_log,
             "ReturnToService": 2,
@@ -134,6 +150,40 @@ class SlurmCluster:
         )
         lines.append(f"PartitionName={PARTITION} Nodes=localhost Default=YES MaxTime=INFINITE State=UP")
         self.conf.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        if self.accounting_db is not None:
+            db = self.accounting_db
+            dbd = {
+                "DbdHost": "localhost",
+                "DbdPort": self.dbd_port,
+                "SlurmUser": "root",
+                "AuthType": "auth/munge",
+                "AuthInfo": f"socket={self.munge_socket}",
+                "PidFile": self.root / "slurmdbd.pid",
+                "LogFile": self.root / "log" / "slurmdbd.log",
+                "StorageType": "accounting_storage/mysql",
+                "StorageHost": db.host or "127.0.0.1",
+                "StoragePort": db.port or 3306,
+                "StorageUser": db.username or "root",
+                "StorageLoc": db.database,
+            }
+            if db.password:
+                dbd["StoragePass"] = db.password
+            # slurmdbd reads slurmdbd.conf next to SLURM_CONF and wants it private
+            dbd_conf = self.root / "slurmdbd.conf"
+            fd = os.open(dbd_conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write("".join(f"{k}={v}\n" for k, v in dbd.items()))
+
+    def _accounting(self) -> dict[str, object]:
+        if self.accounting_db is None:
+            return {"AccountingStorageType": "accounting_storage/none"}
+        return {
+            "AccountingStorageType": "accounting_storage/slurmdbd",
+            "AccountingStorageHost": "localhost",
+            "AccountingStoragePort": self.dbd_port,
+            # to slurmdbd, Slurm's commands reach munge through this (AuthInfo is for the rest)
+            "AccountingStoragePass": self.munge_socket,
+        }
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         log = open(self.root / "log" / f"{name}.out", "wb")  # noqa: SIM115 - the child keeps it
@@ -168,6 +218,19 @@ class SlurmCluster:
             what="munged's socket",
             describe=self.describe,
         )
+        if self.accounting_db is not None:
+            self._spawn("slurmdbd", [str(_which("slurmdbd")), "-D"])
+            wait_until(
+                lambda: (
+                    self._check_alive()
+                    and self.run("sacctmgr", "--noheader", "list", "cluster", check=False).returncode == 0
+                ),
+                timeout_s=START_TIMEOUT_S,
+                interval_s=0.2,
+                what="slurmdbd to answer",
+                describe=self.describe,
+            )
+            self.run("sacctmgr", "--immediate", "add", "cluster", "xwtest")
         self._spawn("slurmctld", [str(_which("slurmctld")), "-D", "-c", "-f", str(self.conf)])
         self._spawn("slurmd", [str(_which("slurmd")), "-D", "-N", "localhost", "-f", str(self.conf)])
         wait_until(
@@ -220,6 +283,17 @@ class SlurmCluster:
                 fields.setdefault(key, value)
         return fields
 
+    def accounted(self, job_id: str) -> dict[str, str]:
+        """``sacct``'s record of a job (State, ExitCode), empty until slurmdbd has it."""
+        out = self.run(
+            "sacct", "--jobs", job_id, "--noheader", "--parsable2", "--format=JobID,State,ExitCode"
+        ).stdout
+        for line in out.splitlines():
+            fields = line.split("|")
+            if len(fields) == 3 and fields[0] == job_id:
+                return {"State": fields[1], "ExitCode": fields[2]}
+        return {}
+
     def completions(self) -> dict[str, dict[str, str]]:
         """The job completion log: job id -> its fields (JobState, ExitCode…)."""
         records: dict[str, dict[str, str]] = {}
@@ -232,7 +306,14 @@ class SlurmCluster:
 
     def describe(self) -> str:
         parts = []
-        for name in ("munged.out", "slurmctld.log", "slurmd.log", "slurmctld.out", "slurmd.out"):
+        for name in (
+            "munged.out",
+            "slurmdbd.log",
+            "slurmctld.log",
+            "slurmd.log",
+            "slurmctld.out",
+            "slurmd.out",
+        ):
             path = self.root / "log" / name
             if path.exists():
                 text = path.read_text(encoding="utf-8", errors="replace").splitlines()[-20:]
@@ -246,7 +327,7 @@ class SlurmCluster:
     def close(self) -> None:
         """Cancel every job of this cluster (a batch job's processes outlive slurmd), then
         SIGTERM each daemon (slurmd first), SIGKILL after a few seconds; by recorded pid only."""
-        if all(p.poll() is None for p in self.procs.values()) and len(self.procs) == 3:
+        if all(p.poll() is None for p in self.procs.values()) and "slurmd" in self.procs:
             try:
                 self.run("scancel", f"--partition={PARTITION}", check=False)
                 wait_until(
@@ -261,7 +342,7 @@ class SlurmCluster:
             self._stop_daemons()
 
     def _stop_daemons(self) -> None:
-        for name in ("slurmd", "slurmctld", "munged"):
+        for name in ("slurmd", "slurmctld", "slurmdbd", "munged"):
             proc = self.procs.get(name)
             if proc is None or proc.poll() is not None:
                 continue

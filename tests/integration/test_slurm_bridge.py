@@ -3,8 +3,10 @@
 while jobs are pending, 200 jobs complete on them, the pilots exit once idle, Slurm records
 their jobs COMPLETED and lists them no more, and the bridge removes each pilot's identity.
 
-Accounting storage (slurmdbd) is not configured, so ``sacct`` has no records here; the
-pilots' end is read from ``squeue`` (gone), ``scontrol show job`` and the job completion log.
+Slurm's accounting goes to slurmdbd on a MariaDB database made for the test, so ``sacct``
+shows the pilots' jobs COMPLETED (or CANCELLED); ``scontrol show job`` and the job completion
+log are checked too. Without MariaDB the tests skip locally and fail in CI, as the database
+tests do.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers.databases import mariadb_database
 from helpers.deployment import Deployment, MakeDeployment, python_program, read_properties
 from helpers.slurm import SlurmCluster, require_slurm
 from helpers.waiting import wait_until
+from sqlalchemy.engine import make_url
 
 from xwclient.sdk import XWClient
 
@@ -32,11 +36,12 @@ SQUARE = python_program("import sys\nn = int(sys.argv[1])\nprint(n * n)\n")
 @pytest.fixture
 def slurm(tmp_path: Path) -> Iterator[SlurmCluster]:
     require_slurm()
-    cluster = SlurmCluster(tmp_path / "slurm")
-    try:
-        yield cluster.start()
-    finally:
-        cluster.close()
+    with mariadb_database() as accounting:  # slurmdbd's, for sacct
+        cluster = SlurmCluster(tmp_path / "slurm", make_url(accounting))
+        try:
+            yield cluster.start()
+        finally:
+            cluster.close()
 
 
 def _submit(dep: Deployment, count: int) -> list[str]:
@@ -54,6 +59,11 @@ def _users(dep: Deployment) -> list[str]:
             return [u["login"] for u in await client.list_users()]
 
     return asyncio.run(go())
+
+
+def _accounted(slurm: SlurmCluster, job_id: str) -> dict[str, str]:
+    """sacct's record of a job, once slurmctld has sent it to slurmdbd."""
+    return wait_until(lambda: slurm.accounted(job_id), timeout_s=20, what=f"sacct's record of job {job_id}")
 
 
 @pytest.mark.slow
@@ -102,6 +112,8 @@ def test_pilots_in_slurm_run_200_jobs_and_leave_when_idle(
 
         completions = slurm.completions()
         for job_id in job_ids:
+            record = _accounted(slurm, job_id)
+            assert record == {"State": "COMPLETED", "ExitCode": "0:0"}, record
             assert slurm.job(job_id).get("JobState") == "COMPLETED", slurm.job(job_id)
             assert completions[job_id]["JobState"] == "COMPLETED", completions[job_id]
             assert completions[job_id]["ExitCode"] == "0:0", completions[job_id]
@@ -204,6 +216,8 @@ def test_a_stopped_bridge_cancels_the_pilots_slurm_has_not_started(
     assert slurm.queued().keys() == running
     for job_id in waiting:
         assert slurm.job(job_id).get("JobState") == "CANCELLED", slurm.job(job_id)
+        record = _accounted(slurm, job_id)
+        assert record["State"].startswith("CANCELLED"), record
     folders = {
         (p / "slurm-job-id").read_text().strip(): p for p in (dep.home / "var" / "bridge" / "slurm").iterdir()
     }
