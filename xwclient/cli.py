@@ -109,6 +109,8 @@ VALUE_OPTIONS = frozenset(
         "xwmincores",
         "xwmingpus",
         "xwtags",
+        "xwjob",
+        "xwhost",
     }
 )
 #: value options that may be given several times (their values are kept in order, as a list)

@@ -1232,6 +1232,25 @@ async def cmd_usage(ctx: Context) -> int:
     return 0
 
 
+@command(
+    "events",
+    "--xwevents [--xwjob UID] [--xwhost UID] [--xwsince T]",
+    "the history of changes, oldest first (who, when, from where, why): of one job and its tasks, "
+    "of one host, or of your objects and what you did (T: an ISO 8601 date or time, or an age such "
+    "as 7d, 12h); a SUPER user sees everyone's",
+    options=("xwjob", "xwhost", "xwsince"),
+    max_args=0,
+)
+async def cmd_events(ctx: Context) -> int:
+    since = _moment(ctx.inv.value("xwsince"), "xwsince", datetime.now(UTC))
+    job, host = ctx.inv.value("xwjob"), ctx.inv.value("xwhost")
+    rows = await ctx.client.events(
+        job=_uid_arg(job) if job else None, host=_uid_arg(host) if host else None, since=since
+    )
+    ctx.emit(rows, "event")
+    return 0
+
+
 _AGE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
 _AGE_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 

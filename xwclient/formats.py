@@ -87,6 +87,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "since",
         "until",
     ),
+    "event": (
+        "id",
+        "at",
+        "kind",
+        "object_uid",
+        "action",
+        "actor_uid",
+        "address",
+        "job_uid",
+        "host_uid",
+        "detail",
+    ),
     "app": ("uid", "name", "binaries", "needs_network", "owner_uid", "access_rights", "created_at", "uri"),
     "job": (
         "uid",
@@ -197,6 +209,14 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 #: the fields ``text`` shows by default for the wide kinds, each with its widest cell (None:
 #: never cut); a row then fits in :data:`TEXT_WIDTH` columns
 TEXT_COLUMNS: dict[str, tuple[tuple[str, int | None], ...]] = {
+    "event": (
+        ("at", None),
+        ("kind", None),
+        ("object_uid", None),
+        ("action", 10),
+        ("actor_uid", 8),
+        ("detail", 30),
+    ),
     "job": (
         ("uid", None),
         ("status", None),

@@ -16,6 +16,11 @@ def xwusage() -> None:
     raise SystemExit(main(["--xwusage", *sys.argv[1:]]))
 
 
+def xwevents() -> None:
+    """``xwevents``: ``xwclient --xwevents`` with this script's arguments."""
+    raise SystemExit(main(["--xwevents", *sys.argv[1:]]))
+
+
 def xwsendapp() -> None:
     """``xwsendapp``: ``xwclient --xwsendapp`` with this script's arguments."""
     raise SystemExit(main(["--xwsendapp", *sys.argv[1:]]))
@@ -183,5 +188,6 @@ SCRIPTS = {
         "xwsendgroup",
         "xwgroups",
         "xwusage",
+        "xwevents",
     )
 }

@@ -207,6 +207,23 @@ class XWClient:
         params = {k: v for k, v in (("since", since), ("until", until)) if v}
         return dict(await self.transport.request("GET", "/usage", params=params or None))
 
+    async def events(
+        self,
+        *,
+        job: str | None = None,
+        host: str | None = None,
+        since: str | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """The event history, oldest first: of one job and its tasks, of one host, or of your
+        objects and acts (a SUPER user: everyone's); ``since``: an ISO 8601 time."""
+        params = {
+            k: str(v)
+            for k, v in (("job", job), ("host", host), ("since", since), ("limit", limit))
+            if v is not None
+        }
+        return list((await self.transport.request("GET", "/events", params=params or None))["events"])
+
     async def ping(self) -> dict[str, Any]:
         """Time a request to the server; needs no login.
 

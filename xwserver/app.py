@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from . import metrics
+from . import events, metrics
 from .accesslog import AccessLogFile, access_logger_class
 from .api.http import SERVER_KEY, auth_middleware, errors_middleware
 from .api.routes import add_routes
@@ -52,6 +52,7 @@ logging.getLogger("aiohttp.server").addFilter(_MalformedRequestFilter())
 
 
 def create_app(srv: Server) -> web.Application:
+    events.ENABLED = srv.settings.events_record
     app = web.Application(
         middlewares=[metrics.middleware, errors_middleware, auth_middleware],
         client_max_size=srv.settings.max_json_bytes,

@@ -14,7 +14,7 @@ from xwcommon.levels import UserLevel, format_access_rights, parse_access_rights
 from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.uri import is_uid, new_uid, parse_uid
 
-from . import requirements, validation
+from . import events, requirements, validation
 from .access import EXEC, READ, WRITE, Caller, default_app_rights, may_on, may_sql
 from .data import check_name, get_readable
 from .db.models import App, AppBinary, Data, Job
@@ -70,6 +70,9 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
             )
             session.add(app)
             await session.flush()
+            await events.record(
+                session, [events.event("app", app.uid, "created", owner_id=caller.id, detail=name)]
+            )
         elif not await may_on(session, caller, WRITE, owner_id=app.owner_id, access_rights=app.access_rights):
             raise Conflict(f"application name {name!r} is taken by another user; choose another name")
         else:  # jobs already submitted keep the copies they took
@@ -255,5 +258,8 @@ async def delete(srv: Server, caller: Caller, ref: str) -> None:
         if jobs:
             raise Conflict(f"application {app.name!r} still has {jobs} jobs; remove them first")
         await session.execute(sa_delete(AppBinary).where(AppBinary.app_id == app.id))
+        await events.record(
+            session, [events.event("app", app.uid, "removed", owner_id=app.owner_id, detail=app.name)]
+        )
         await session.delete(app)
     srv.binaries.clear()

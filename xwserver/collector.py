@@ -18,7 +18,7 @@ from sqlalchemy import and_, delete, exists, select
 
 from xwcommon.status import TaskStatus
 
-from . import hosts
+from . import events, hosts
 from .db.models import Data, Job, Task
 from .state import Server
 
@@ -65,6 +65,7 @@ async def collector_loop(srv: Server) -> None:
         try:
             if await srv.leader.held():  # one process of several prunes
                 await hosts.prune_lost(srv)
+                await events.prune(srv)
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -21,6 +21,7 @@ from xwcommon.errors import BadRequest, Conflict, NotFound
 from xwcommon.levels import UserLevel
 from xwcommon.uri import is_uid, new_uid, parse_uid
 
+from . import events
 from .access import Caller
 from .db.models import User, UserGroup
 from .state import Server
@@ -112,6 +113,9 @@ async def create(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
             group = UserGroup(uid=new_uid(), label=label, owner_id=caller.id, created_at=time.time())
             session.add(group)
             await session.flush()
+            await events.record(
+                session, [events.event("usergroup", group.uid, "created", owner_id=caller.id, detail=label)]
+            )
     except DBIntegrityError:
         raise Conflict(f"user group {label!r} already exists; choose another label") from None
     log.info("user group %s created by %s", label, caller.login)
@@ -152,6 +156,14 @@ async def remove(srv: Server, caller: Caller, key: str) -> None:
                 raise Conflict(
                     f"user group {group.label!r} still has {members} member(s); move or remove them first"
                 )
+            await events.record(
+                session,
+                [
+                    events.event(
+                        "usergroup", group.uid, "removed", owner_id=group.owner_id, detail=group.label
+                    )
+                ],
+            )
             await session.delete(group)
     except DBIntegrityError:  # a member joined meanwhile: the foreign key refuses the delete
         raise Conflict(f"user group {key[:64]!r} just got a member; move or remove them first") from None

@@ -69,6 +69,17 @@ SERVER_KEYS: tuple[tuple[str, str, str], ...] = (
         "gets replicated jobs alone with probability 1 - 1/N (N: its record); an invalid\n"
         "result resets its record and sends its recent lone jobs again. 0: always replicate.",
     ),
+    (
+        "events.record",
+        "events_record",
+        "true: every change of a job, task, host, user, group or app is appended to the event\n"
+        "history (xwevents) in the transaction that made it. false: no history.",
+    ),
+    (
+        "events.retention_s",
+        "events_retention_s",
+        "Seconds events are kept (then the collector removes them).",
+    ),
     ("token_ttl_s", "token_ttl_s", "Seconds a login token stays valid."),
     ("max_body_bytes", "max_body_bytes", "Largest data upload accepted, in bytes."),
     (
@@ -232,6 +243,8 @@ _DEFAULTS: dict[str, object] = {
     "heartbeat_interval_s": defaults.HEARTBEAT_INTERVAL_S,
     "max_retry": defaults.MAX_RETRY,
     "trust_after": 10,
+    "events_record": "true",
+    "events_retention_s": 90 * 24 * 3600.0,
     "token_ttl_s": defaults.TOKEN_TTL_S,
     "max_body_bytes": defaults.MAX_BODY_BYTES,
     "max_json_bytes": defaults.MAX_JSON_BYTES,

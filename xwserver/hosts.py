@@ -26,7 +26,7 @@ from xwcommon.platforms import normalize_cpu, normalize_os
 from xwcommon.protocol.work import MAX_HOST_NAME, Registered, Registration
 from xwcommon.uri import new_uid, parse_uid
 
-from . import credit, hot, lifecycle
+from . import credit, events, hot, lifecycle
 from .access import READ, Caller, may_sql
 from .db.engine import connection
 from .db.models import Host, Job, Task, Token, User
@@ -101,6 +101,10 @@ async def _register(srv: Server, caller: Caller, msg: Registration, attempt: int
                 **values,
             )
             session.add(host)
+            await session.flush()
+            await events.record(
+                session, [events.event("host", host.uid, "registered", owner_id=caller.id, detail=host.name)]
+            )
         else:
             if not _named_after(host.name, msg.name):
                 host.name = await _free_name(session, msg.name, attempt)
@@ -291,6 +295,9 @@ async def set_enabled(srv: Server, caller: Caller, uid_text: str, enabled: bool)
         if host is None:
             raise NotFound(f"no host {uid}; list them with xwworkers")
         await lifecycle.set_host_enabled(session, host.id, enabled)
+        await events.record(
+            session, [events.event("host", uid, "enabled" if enabled else "disabled", owner_id=host.owner_id)]
+        )
         released = 0 if enabled else await lifecycle.release_host(session, host.id)
     srv.hosts.drop(uid)
     if not enabled:
@@ -322,6 +329,7 @@ async def remove(srv: Server, caller: Caller, uid_text: str) -> int:
             raise NotFound(f"no host {uid}; list them with xwworkers")
         host_id = host.id
         await lifecycle.set_host_enabled(session, host_id, False)
+        await events.record(session, [events.event("host", uid, "removed", owner_id=host.owner_id)])
         released = await lifecycle.release_host(session, host_id)
     srv.hosts.drop(uid)
     async with srv.sessions.begin() as session:

@@ -73,6 +73,7 @@ CLAIMED_COLUMNS = (
     Job.min_disk_bytes,
     Job.share_key,
     Job.nice,
+    Job.owner_id,
 )
 
 

@@ -19,7 +19,7 @@ from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import new_uid, parse_uid
 
 from . import apps as apps_mod
-from . import hot, jobsets, lifecycle, pending, requirements, validation
+from . import events, hot, jobsets, lifecycle, pending, requirements, validation
 from .access import EXEC, READ, WRITE, Caller, may_on, may_sql
 from .data import check_name, get_readable, owner_id_of
 from .db.engine import is_integrity_error, transaction
@@ -321,6 +321,9 @@ async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str
                 raise
         await share_keys(srv, conn, caller.id, rows)
         await conn.execute(_INSERT_JOBS, rows)
+        await events.record(
+            conn, [events.event("job", r["uid"], "created", owner_id=caller.id) for r in rows], now
+        )
         tagged = {r["uid"]: t for r, t in zip(rows, tag_lists, strict=True) if t}
         shown_tags.update(tagged)
         if tagged:  # the jobs' ids, for their tags' rows

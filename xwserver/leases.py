@@ -261,6 +261,8 @@ async def apply_reports(
     inlines: Sequence[_Inline | None],
     now: float,
     srv: Server | None = None,
+    *,
+    host_uid: str | None = None,
 ) -> list[ReportOutcome]:
     """Finish the reported tasks that are live on the host (``live``, read locked in this
     transaction), as sets; each report gets its own outcome (``task_gone`` for the others)."""
@@ -305,7 +307,7 @@ async def apply_reports(
         for task, rep, _inline in items
     ]
     moved: set[int] = set()
-    judged = await lifecycle.finish(conn, finishes, now, moved)
+    judged = await lifecycle.finish(conn, finishes, now, moved, host_uid)
     if srv is not None and moved:  # their records of valid results changed: read them again
         srv.hosts.drop_ids(moved)
     outcomes += [

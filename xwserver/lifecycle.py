@@ -43,7 +43,7 @@ from xwcommon.status import (
 )
 from xwcommon.uri import new_uid
 
-from . import hot
+from . import events, hot
 from .db.models import AppBinary, Data, Host, Job, JobTag, Task
 
 #: a transaction's connection or session: both run Core statements
@@ -178,6 +178,7 @@ async def claim(
     host_id: int,
     now: float,
     lease_until: float,
+    host_uid: str | None = None,
 ) -> list[Claimed]:
     """Mark up to ``params["k"]`` eligible PENDING jobs RUNNING and insert their tasks.
 
@@ -219,6 +220,14 @@ async def claim(
         seqs = [ids[t["uid"]] for t in tasks]
     else:
         seqs = list((await conn.execute(_INSERT_TASKS_RETURNING, tasks)).scalars())
+    await events.record(
+        conn,
+        [
+            events.event("task", t["uid"], "assigned", owner_id=j.owner_id, job_uid=j.uid, host_uid=host_uid)
+            for j, t in zip(jobs, tasks, strict=True)
+        ],
+        now,
+    )
     return [Claimed(j, t["uid"], seq) for j, t, seq in zip(jobs, tasks, seqs, strict=True)]
 
 
@@ -329,7 +338,11 @@ class Finish:
 
 
 async def finish(
-    conn: Conn, items: Sequence[Finish], now: float, judged: set[int] | None = None
+    conn: Conn,
+    items: Sequence[Finish],
+    now: float,
+    judged: set[int] | None = None,
+    host_uid: str | None = None,
 ) -> dict[int, JobStatus]:
     """End tasks and their jobs: two statements for any number of jobs of one copy
     (executemany). A replicated job's copy ends its task only; the job is then revisited
@@ -359,6 +372,22 @@ async def finish(
             for f in items
         ],
     )
+    await events.record(
+        conn,
+        [
+            events.event(
+                "task",
+                f.task.uid,
+                f.status.value.lower(),
+                owner_id=f.task.job_owner_id,
+                job_uid=f.task.job_uid,
+                host_uid=host_uid,
+                detail=_said(f),
+            )
+            for f in items
+        ],
+        now,
+    )
     single = [f for f in items if not f.task.replicated]
     if single:
         await conn.execute(
@@ -381,6 +410,14 @@ async def finish(
             await _abort_live_copies(conn, twice, now)
     replicated = [f.task.job_id for f in items if f.task.replicated]
     return await revisit(conn, replicated, now, judged) if replicated else {}
+
+
+def _said(f: Finish) -> str | None:
+    """What a report said, in words, for the event history."""
+    parts = [] if f.exit_code is None else [f"exit code {f.exit_code}"]
+    if f.message:
+        parts.append(f.message)
+    return "; ".join(parts) or None
 
 
 # -- replicated jobs: the validator's decisions written ----------------------------------------------
@@ -415,6 +452,8 @@ def _set_job(to: JobStatus) -> Any:
 
 _JOBS_FOR_REVISIT = select(
     Job.id,
+    Job.uid,
+    Job.owner_id,
     Job.status,
     Job.min_quorum,
     Job.max_error_results,
@@ -424,7 +463,15 @@ _JOBS_FOR_REVISIT = select(
     Job.trusted,
 ).where(Job.id.in_(bindparam("ids", expanding=True)))
 _COPIES = select(
-    Task.id, Task.job_id, Task.host_id, Task.status, Task.digest, Task.validity, Task.exit_code, Task.overdue
+    Task.id,
+    Task.job_id,
+    Task.host_id,
+    Task.status,
+    Task.digest,
+    Task.validity,
+    Task.exit_code,
+    Task.overdue,
+    Task.uid,
 ).where(Task.job_id.in_(bindparam("ids", expanding=True)))
 _RESULTS_OF = select(Data.task_id, Data.id).where(Data.task_id.in_(bindparam("ids", expanding=True)))
 _SET_VALIDITY = (
@@ -465,7 +512,9 @@ async def revisit(
         copies: dict[int, list[validation.Copy]] = {}
         for r in await conn.execute(_COPIES, {"ids": list(chunk)}):
             copies.setdefault(r.job_id, []).append(
-                validation.Copy(r.id, r.host_id, r.status, r.digest, r.validity, r.exit_code, bool(r.overdue))
+                validation.Copy(
+                    r.id, r.host_id, r.status, r.digest, r.validity, r.exit_code, bool(r.overdue), r.uid
+                )
             )
         decisions = []
         for job_id, j in jobs.items():
@@ -484,8 +533,39 @@ async def revisit(
                 decisions.append(d)
                 out[job_id] = d.status
         moved = await _write_decisions(conn, decisions, now)
+        await events.record(conn, _decision_events(jobs, decisions), now)
         if judged is not None:
             judged |= moved
+    return out
+
+
+#: what a decision that changes a job's status is called in the event history
+_DECIDED = {
+    JobStatus.COMPLETED: "validated",
+    JobStatus.ERROR: "error",
+    JobStatus.PENDING: "resent",
+    JobStatus.WAITING: "waiting",
+    JobStatus.RUNNING: "running",
+}
+
+
+def _decision_events(jobs: dict[int, Any], decisions: Sequence[Any]) -> list[dict[str, Any]]:
+    out = []
+    for d in decisions:
+        j = jobs[d.job_id]
+        if d.status.value != j.status:
+            out.append(events.event("job", j.uid, _DECIDED[d.status], owner_id=j.owner_id, detail=d.message))
+        out += [
+            events.event(
+                "task",
+                c.uid,
+                "invalid",
+                owner_id=j.owner_id,
+                job_uid=j.uid,
+                detail="its result disagreed with the quorum",
+            )
+            for c in d.invalid
+        ]
     return out
 
 
@@ -620,11 +700,23 @@ _ABORT_JOBS = (
 )
 
 
+_LIVE_JOBS_OF = select(Job.uid, Job.owner_id).where(
+    Job.id.in_(bindparam("ids", expanding=True)),
+    hot.status_is(Job.status, JobStatus.PENDING.value, JobStatus.RUNNING.value, JobStatus.WAITING.value),
+)
+
+
 async def abort_jobs(conn: Conn, job_ids: Sequence[int], now: float, message: str) -> int:
     """Jobs that are not over end ABORTED (kept for their owner to see); their live copies
     are ABORTED, which their workers learn at their next heartbeat. Returns how many."""
     n = 0
     for chunk in _chunks(job_ids):
+        live = (await conn.execute(_LIVE_JOBS_OF, {"ids": list(chunk)})).all()
+        await events.record(
+            conn,
+            [events.event("job", r.uid, "aborted", owner_id=r.owner_id, detail=message) for r in live],
+            now,
+        )
         result = await conn.execute(_ABORT_JOBS, {"ids": list(chunk), "now": now, "b_message": message})
         n += result.rowcount or 0  # type: ignore[attr-defined]
         await _abort_live_copies(conn, chunk, now)
@@ -645,7 +737,7 @@ async def _abort_live_copies(conn: Conn, job_ids: Sequence[int], now: float) -> 
 # -- deadlines: a copy running past its job's delay bound gets a twin on another host -------------
 
 _OVERDUE = (
-    select(Task.id, Task.job_id)
+    select(Task.id, Task.job_id, Task.uid, Job.uid.label("job_uid"), Job.owner_id)
     .join(Job, Job.id == Task.job_id)
     .where(
         hot.status_is(Task.status, RUNNING_TASK),
@@ -665,6 +757,21 @@ async def send_overdue_again(conn: Conn, now: float, *, batch: int = 1000) -> in
     if not rows:
         return 0
     await conn.execute(_MARK_OVERDUE, {"ids": [r.id for r in rows]})
+    await events.record(
+        conn,
+        [
+            events.event(
+                "task",
+                r.uid,
+                "overdue",
+                owner_id=r.owner_id,
+                job_uid=r.job_uid,
+                detail="past its job's delay bound: sent again",
+            )
+            for r in rows
+        ],
+        now,
+    )
     await revisit(conn, [r.job_id for r in rows], now)
     return len(rows)
 
@@ -694,6 +801,21 @@ async def release(conn: Conn, tasks: Sequence[LiveTask], now: float | None = Non
     for chunk in _chunks(tasks):
         await conn.execute(_ABORT_TASKS, {"ids": [t.id for t in chunk], "now": now})
         await conn.execute(_REQUEUE_JOBS, {"ids": [t.job_id for t in chunk]})
+    await events.record(
+        conn,
+        [
+            events.event(
+                "task",
+                t.uid,
+                "released",
+                owner_id=t.job_owner_id,
+                job_uid=t.job_uid,
+                detail="handed back: its job goes back to the queue",
+            )
+            for t in tasks
+        ],
+        now,
+    )
     replicated = [t.job_id for t in tasks if t.replicated]
     if replicated:
         await revisit(conn, replicated, now)
@@ -717,7 +839,7 @@ async def release_host(
 # -- reap: an expired lease; task LOST, job PENDING with retry+1 or ERROR when retries are spent ---
 
 _EXPIRED = (
-    select(Task.id, Task.job_id, Job.min_quorum)
+    select(Task.id, Task.job_id, Job.min_quorum, Task.uid, Job.uid.label("job_uid"), Job.owner_id)
     .join(Job, Job.id == Task.job_id)
     .where(hot.status_is(Task.status, RUNNING_TASK), Task.lease_expires_at < bindparam("now"))
 )
@@ -766,6 +888,21 @@ async def reap(conn: Conn, now: float, *, batch: int, skip_locked: bool) -> tupl
     task_ids = [r.id for r in rows]
     job_ids = [r.job_id for r in rows if r.min_quorum <= 1]
     await conn.execute(_LOSE_TASKS, {"ids": task_ids, "now": now})
+    await events.record(
+        conn,
+        [
+            events.event(
+                "task",
+                r.uid,
+                "lost",
+                owner_id=r.owner_id,
+                job_uid=r.job_uid,
+                detail="its lease expired: its worker stopped answering",
+            )
+            for r in rows
+        ],
+        now,
+    )
     requeued = 0
     if job_ids:
         requeued = (await conn.execute(_RETRY_JOBS, {"ids": job_ids})).rowcount or 0  # type: ignore[attr-defined]
@@ -807,6 +944,8 @@ async def remove_jobs(conn: Conn, job_ids: Sequence[int]) -> list[str]:
     them. Returns the removed results' sha256: their files are the caller's to collect."""
     shas: list[str] = []
     for chunk in _chunks(job_ids):
+        gone = (await conn.execute(select(Job.uid, Job.owner_id).where(Job.id.in_(chunk)))).all()
+        await events.record(conn, [events.event("job", r.uid, "removed", owner_id=r.owner_id) for r in gone])
         results = list(
             (
                 await conn.execute(

@@ -105,6 +105,7 @@ async def claim(
         alone=validation.sends_alone(host.valid_streak, trust_after=srv.settings.trust_after),
         params=params,
         host_id=host.id,
+        host_uid=host.uid,
         now=now,
         lease_until=lease_until,
     )
@@ -289,7 +290,9 @@ async def request_work(
         if msg.reports or msg.held is not None:
             live = await lifecycle.live_tasks(conn, host.id, lock=srv.skip_locked)
             if msg.reports:
-                reported = await leases.apply_reports(conn, live, msg.reports, inlines, now, srv)
+                reported = await leases.apply_reports(
+                    conn, live, msg.reports, inlines, now, srv, host_uid=host.uid
+                )
             if msg.held is not None:
                 keep = set(msg.held) | {r.task_uid for r in msg.reports if r.task_uid}
                 released = await lifecycle.release(conn, [t for u, t in live.items() if u not in keep], now)

@@ -7,6 +7,8 @@ Keys (``key=value``):
 - ``db.url``           SQLAlchemy URL; default ``sqlite+aiosqlite:///HOME/var/xwserver.db``
 - ``lease_s``          seconds a task's lease lasts without a heartbeat
 - ``max_retry``        how many times a lost job is rescheduled
+- ``events.record``    ``true`` (default): changes are appended to the event history
+- ``events.retention_s`` seconds events are kept
 - ``trust_after``      valid results in a row after which a host may get replicated jobs
   alone (BOINC's adaptive replication, with probability 1 - 1/N); 0: never
 - ``token_ttl_s``      lifetime of a login token
@@ -75,6 +77,8 @@ class ServerSettings:
     heartbeat_interval_s: float = defaults.HEARTBEAT_INTERVAL_S
     max_retry: int = defaults.MAX_RETRY
     trust_after: int = 10
+    events_record: bool = True
+    events_retention_s: float = 90 * 24 * 3600.0
     token_ttl_s: float = defaults.TOKEN_TTL_S
     max_body_bytes: int = defaults.MAX_BODY_BYTES
     max_json_bytes: int = defaults.MAX_JSON_BYTES
@@ -180,6 +184,8 @@ class ServerSettings:
             "heartbeat_interval_s": ("heartbeat_interval_s", float),
             "max_retry": ("max_retry", int),
             "trust_after": ("trust_after", int),
+            "events.record": ("events_record", bool),
+            "events.retention_s": ("events_retention_s", float),
             "token_ttl_s": ("token_ttl_s", float),
             "max_body_bytes": ("max_body_bytes", int),
             "max_json_bytes": ("max_json_bytes", int),

@@ -26,7 +26,7 @@ from xwcommon.protocol import UID_PATTERN
 from xwcommon.status import TaskStatus
 from xwcommon.uri import is_uid, new_uid, parse_uid
 
-from . import credit, groups, lifecycle
+from . import credit, events, groups, lifecycle
 from .access import Caller
 from .db.models import App, Data, Host, Job, JobGroup, JobSession, Task, Token, User, UserGroup
 from .passwords import (
@@ -131,6 +131,7 @@ async def create_user(
         await session.flush()
     except DBIntegrityError:
         raise Conflict(f"login {login!r} is already taken; choose another") from None
+    await events.record(session, [events.event("user", user.uid, "created", owner_id=user.id, detail=login)])
     return user
 
 
@@ -548,6 +549,9 @@ async def remove(srv: Server, caller: Caller, key: str) -> None:
             raise Forbidden("a user cannot remove itself; another SUPER may")
         await _refuse_if_owner(session, user)
         await _revoke_tokens(session, user.id)
+        await events.record(
+            session, [events.event("user", user.uid, "removed", owner_id=user.id, detail=user.login)]
+        )
         await lifecycle.disable_hosts_of(session, user.id)
         host_rows = (await session.execute(select(Host.id, Host.uid).where(Host.owner_id == user.id))).all()
     srv.tokens.drop_user(user.id)

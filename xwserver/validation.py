@@ -105,6 +105,7 @@ class Copy:
     validity: str | None
     exit_code: int | None
     overdue: bool = False
+    uid: str = ""
 
 
 @dataclass(frozen=True)

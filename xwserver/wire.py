@@ -118,6 +118,20 @@ class Wire:
             "min_gpus": j.min_gpus,
         }
 
+    def event(self, e: Any, actor_uid: str | None = None) -> dict[str, Any]:
+        return {
+            "id": e.id,
+            "at": iso(e.at),
+            "kind": e.kind,
+            "object_uid": e.object_uid,
+            "action": e.action,
+            "actor_uid": actor_uid,
+            "address": e.address,
+            "job_uid": e.job_uid,
+            "host_uid": e.host_uid,
+            "detail": e.detail,
+        }
+
     def task(self, t: Task, job_uid: str, host_uid: str) -> dict[str, Any]:
         return {
             "uid": t.uid,

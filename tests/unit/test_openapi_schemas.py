@@ -454,6 +454,7 @@ async def test_every_endpoint_answers_its_declared_type(xw: XW) -> None:
     assert not (await call("POST", f"/hosts/{host}/disable", token=admin))["enabled"]
     assert (await call("POST", f"/hosts/{host}/enable", token=admin))["enabled"]
     assert any(r["name"] == "admin" for r in (await call("GET", "/usage", token=admin))["usage"])
+    assert any(e["action"] == "created" for e in (await call("GET", "/events", token=admin))["events"])
 
     # aborts and removals
     aborted = await call("POST", "/jobs/abort", token=admin, body=c.JobDeletion(uids=[others[1]["uid"]]))

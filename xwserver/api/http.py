@@ -27,6 +27,7 @@ from xwcommon.errors import (
 from xwcommon.protocol import Message, decode_json
 from xwcommon.uri import LOCAL_SERVERS
 
+from .. import events
 from ..access import Caller
 from ..data import EMPTY_BODY
 from ..state import Server
@@ -176,9 +177,14 @@ async def _authenticated(request: web.Request, handler: Handler) -> web.StreamRe
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthenticationError("missing bearer token; log in with POST /api/v1/login")
-    request[CALLER_KEY] = await resolve_token(request.app[SERVER_KEY], token.strip())
+    caller = await resolve_token(request.app[SERVER_KEY], token.strip())
+    request[CALLER_KEY] = caller
     request[TOKEN_KEY] = token.strip()
-    return await handler(request)
+    acting = events.acting(caller.id, request.remote)  # who the event history names
+    try:
+        return await handler(request)
+    finally:
+        events.ACTOR.reset(acting)
 
 
 def server_of(request: web.Request) -> Server:

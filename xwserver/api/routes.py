@@ -20,6 +20,7 @@ from ..state import Server
 from ..wire import iso
 from .access_routes import ACCESS_ROUTES
 from .data_url_routes import DATA_URL_ROUTES
+from .events_routes import EVENT_ROUTES
 from .http import (
     ALLOW,
     BODY_TYPE_KEY,
@@ -484,7 +485,7 @@ CORE_ROUTES: list[Route] = [
 
 #: every route of the API; each area keeps its own list in its own module
 ROUTES: list[Route] = (
-    CORE_ROUTES + USER_ROUTES + ACCESS_ROUTES + JOBSET_ROUTES + DATA_URL_ROUTES + USAGE_ROUTES
+    CORE_ROUTES + USER_ROUTES + ACCESS_ROUTES + JOBSET_ROUTES + DATA_URL_ROUTES + USAGE_ROUTES + EVENT_ROUTES
 )
 
 

@@ -311,3 +311,37 @@ class Task(Base):
     digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     validity: Mapped[str | None] = mapped_column(String(16), nullable=True)
     overdue: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class Event(Base):
+    """The history: every change of a job, task, host, user, group or app, appended in the
+    transaction that made it (migration 0009). See xwserver/events.py."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_object", "object_uid", "id"),
+        Index("ix_events_job", "job_uid", "id"),
+        Index("ix_events_host", "host_uid", "id"),
+        Index("ix_events_owner", "owner_id", "id"),
+        Index("ix_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    at: Mapped[float] = mapped_column(Double)
+    #: job, task, host, user, usergroup, app
+    kind: Mapped[str] = mapped_column(String(16))
+    object_uid: Mapped[str] = mapped_column(UID)
+    #: created, assigned, completed, error, lost, retried, released, validated, invalid, ...
+    action: Mapped[str] = mapped_column(String(32))
+    #: who (a user id; null: the server itself) and from which address
+    actor_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: the object's owner (who may read the event besides SUPER users and the actor)
+    owner_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: a task's (or job's) job, and the host involved, when there is one
+    job_uid: Mapped[str | None] = mapped_column(UID, nullable=True)
+    host_uid: Mapped[str | None] = mapped_column(UID, nullable=True)
+    #: why, in words
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -1,4 +1,4 @@
-"""the event history and usage
+"""the event history
 
 Revision ID: 0009
 Revises: 0008
@@ -7,6 +7,9 @@ Create Date: 2026-12-13 00:00:00
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from alembic import op
+
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
@@ -14,8 +17,30 @@ depends_on = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "events",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("at", sa.Double(), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("object_uid", sa.String(length=36), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("actor_id", sa.Integer(), nullable=True),
+        sa.Column("address", sa.String(length=64), nullable=True),
+        sa.Column("owner_id", sa.Integer(), nullable=True),
+        sa.Column("job_uid", sa.String(length=36), nullable=True),
+        sa.Column("host_uid", sa.String(length=36), nullable=True),
+        sa.Column("detail", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_index("ix_events_object", ["object_uid", "id"], unique=False)
+        batch_op.create_index("ix_events_job", ["job_uid", "id"], unique=False)
+        batch_op.create_index("ix_events_host", ["host_uid", "id"], unique=False)
+        batch_op.create_index("ix_events_owner", ["owner_id", "id"], unique=False)
+        batch_op.create_index("ix_events_at", ["at"], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("events")

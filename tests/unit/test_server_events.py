@@ -1,0 +1,104 @@
+"""The event history: every change appended in its transaction, with who, when, from where
+and why; read back with the caller's rights; pruned after its retention."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from xwserver import events, leases
+from xwserver.db.models import Event, Task
+
+if TYPE_CHECKING:
+    from conftest import XW
+
+
+async def history(xw: XW, token: str, **query: Any) -> list[dict[str, Any]]:
+    return list((await xw.ok("GET", "/events", token=token, params=query))["events"])
+
+
+@pytest.mark.every_database
+async def test_a_jobs_history_names_who_did_what_from_where(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    job = await xw.submit(xw.admin, "work")
+    host = await xw.register(name="volunteer")
+    [a] = await xw.request_work(host)
+    await xw.ok(
+        "POST",
+        f"/work/tasks/{a['task_uid']}/report",
+        token=xw.worker,
+        json={"status": "ERROR", "exit_code": 3, "message": "boom"},
+    )
+    seen = await history(xw, xw.admin, job=job["uid"])
+    assert [(e["kind"], e["action"]) for e in seen] == [
+        ("job", "created"),
+        ("task", "assigned"),
+        ("task", "error"),
+    ]
+    admin = (await xw.ok("GET", "/users/admin", token=xw.admin))["uid"]
+    created, assigned, failed = seen
+    assert created["object_uid"] == job["uid"] and created["actor_uid"] == admin
+    assert created["address"] == "127.0.0.1"
+    assert assigned["object_uid"] == a["task_uid"] and assigned["job_uid"] == job["uid"]
+    assert assigned["host_uid"] == host and assigned["actor_uid"] not in (None, admin)  # the worker identity
+    assert failed["detail"] == "exit code 3; boom"
+    assert [e["action"] for e in await history(xw, xw.admin, host=host)][:2] == ["registered", "assigned"]
+
+
+@pytest.mark.every_database
+async def test_lost_aborted_and_removed_are_recorded_and_the_server_acts_alone_in_its_loops(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    lost = await xw.submit(xw.admin, "work")
+    aborted = await xw.submit(xw.admin, "work")
+    host = await xw.register()
+    [a] = await xw.request_work(host)
+    assert a["job_uid"] == lost["uid"]
+    async with xw.srv.engine.begin() as conn:
+        await conn.execute(update(Task).where(Task.uid == a["task_uid"]).values(lease_expires_at=0))
+    await leases.reap(xw.srv)
+    await xw.ok("POST", "/jobs/abort", token=xw.admin, json={"uids": [aborted["uid"]]})
+    await xw.ok("DELETE", f"/jobs/{aborted['uid']}", token=xw.admin)
+    [*_, lost_event] = await history(xw, xw.admin, job=lost["uid"])
+    assert (lost_event["action"], lost_event["actor_uid"]) == ("lost", None)  # the reaper, not a user
+    assert "lease expired" in lost_event["detail"]
+    gone = [e["action"] for e in await history(xw, xw.admin, job=aborted["uid"])]
+    assert gone == ["created", "aborted", "removed"]
+
+
+@pytest.mark.every_database
+async def test_a_user_sees_the_events_of_what_they_may_read_only(xw: XW) -> None:
+    alice, bob = await xw.add_user("alice"), await xw.add_user("bob")
+    await xw.insert_app(alice, "mine")  # a STANDARD user's app (and its jobs) is private
+    job = await xw.submit(alice, "mine")
+    assert [e["action"] for e in await history(xw, alice, job=job["uid"])] == ["created"]
+    r = await xw.call("GET", "/events", token=bob, params={"job": job["uid"]})
+    assert r.status == 404
+    assert all(e["object_uid"] != job["uid"] for e in await history(xw, bob))
+    own = {e["object_uid"] for e in await history(xw, alice)}
+    assert job["uid"] in own
+    everyone = {e["object_uid"] for e in await history(xw, xw.admin, limit=10000)}
+    assert job["uid"] in everyone  # a SUPER user sees every event
+    r = await xw.call("GET", "/events", token=alice, params={"since": "yesterday"})
+    assert r.status == 400 and "ISO 8601" in r.body["message"]
+    assert await history(xw, alice, since="2999-01-01T00:00:00Z") == []
+
+
+async def test_events_older_than_the_retention_are_pruned(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    await xw.submit(xw.admin, "work")
+    async with xw.srv.engine.connect() as conn:
+        before = (await conn.execute(select(func.count()).select_from(Event))).scalar_one()
+    assert before > 0
+    assert await events.prune(xw.srv, now=time.time() + 2 * xw.srv.settings.events_retention_s) == before
+    async with xw.srv.engine.connect() as conn:
+        assert (await conn.execute(select(func.count()).select_from(Event))).scalar_one() == 0
+
+
+@pytest.mark.parametrize("server_conf", [{"events.record": "false"}])
+async def test_the_history_can_be_turned_off(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    job = await xw.submit(xw.admin, "work")
+    assert await history(xw, xw.admin, job=job["uid"]) == []

@@ -1,0 +1,177 @@
+"""The event history: who did what to which job, task, host, user, group or app, when, from
+which address and why, appended in the transaction that made the change.
+
+Requests set who acts (:data:`ACTOR`, by the authentication middleware: the caller's user
+id and address); the background loops (the reaper, the validator) act as the server
+(null). :func:`record` adds the rows with one ``INSERT`` for any number (executemany), so
+the hot path pays one statement per transaction for its events, not one per job.
+
+A user sees the events of the objects they may read (``GET /events``, ``xwevents``); they
+are kept ``events.retention_s`` (90 days by default) and then removed by the collector.
+``events.record=false`` turns the history off (for a measurement of its cost).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from contextvars import ContextVar, Token
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from xwcommon.errors import BadRequest, NotFound
+from xwcommon.uri import parse_uid
+
+from .access import READ, Caller, may_on
+from .db.models import Event, Host, Job
+from .state import Server, uid_maps
+
+#: who acts in this request: (user id, address); (None, None) for the server's own loops
+ACTOR: ContextVar[tuple[int | None, str | None]] = ContextVar("xw_actor", default=(None, None))
+#: events.record (set at the server's start)
+ENABLED = True
+_INSERT = insert(Event)
+_FIELDS = ("kind", "object_uid", "action", "owner_id", "job_uid", "host_uid", "detail")
+MAX_DETAIL = 1000
+
+
+def acting(user_id: int | None, address: str | None) -> Token[tuple[int | None, str | None]]:
+    return ACTOR.set((user_id, (address or "")[:64] or None))
+
+
+def event(
+    kind: str,
+    object_uid: str,
+    action: str,
+    *,
+    owner_id: int | None = None,
+    job_uid: str | None = None,
+    host_uid: str | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "object_uid": object_uid,
+        "action": action,
+        "owner_id": owner_id,
+        "job_uid": job_uid,
+        "host_uid": host_uid,
+        "detail": detail[:MAX_DETAIL] if detail else None,
+    }
+
+
+async def record(conn: Any, rows: Iterable[dict[str, Any]], now: float | None = None) -> None:
+    """Append events (made by :func:`event`) in the caller's transaction."""
+    if not ENABLED:
+        return
+    rows = list(rows)
+    if not rows:
+        return
+    actor, address = ACTOR.get()
+    at = time.time() if now is None else now
+    await conn.execute(_INSERT, [{**r, "at": at, "actor_id": actor, "address": address} for r in rows])
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+MAX_LIST = 10_000
+
+
+def _since(text: str | None) -> float | None:
+    if not text:
+        return None
+    from datetime import datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"since={text[:40]!r}: give a date and time (ISO 8601, e.g. 2026-12-01T08:00:00Z) or epoch seconds"
+        ) from None
+    if moment.tzinfo is None:
+        from datetime import UTC
+
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+async def list_events(
+    srv: Server,
+    caller: Caller,
+    *,
+    job: str | None = None,
+    host: str | None = None,
+    since: str | None = None,
+    limit: str | None = None,
+) -> list[dict[str, Any]]:
+    """The events the caller may see, oldest first: of one job (and its tasks) it may read,
+    of one host it may read, or (no filter) of its own objects and its own acts; a SUPER
+    user sees every event."""
+    try:
+        n = int(limit) if limit else 1000
+    except ValueError:
+        raise BadRequest("limit must be an integer") from None
+    if not 1 <= n <= MAX_LIST:
+        raise BadRequest(f"limit must be 1..{MAX_LIST}")
+    q = select(Event).order_by(Event.id)
+    after = _since(since)
+    if after is not None:
+        q = q.where(Event.at >= after)
+    async with srv.sessions() as session:
+        if job:
+            uid = parse_uid(job, "job")
+            row = (
+                await session.execute(select(Job.owner_id, Job.access_rights).where(Job.uid == uid))
+            ).first()
+            if row is not None and not await may_on(
+                session, caller, READ, owner_id=row.owner_id, access_rights=row.access_rights
+            ):
+                raise NotFound(f"no job {uid}; list yours with xwworks")
+            if row is None and not caller.is_super:  # a removed job's history: its owner's
+                q = q.where(or_(Event.owner_id == caller.id, Event.actor_id == caller.id))
+            q = q.where(or_(Event.object_uid == uid, Event.job_uid == uid))
+        elif host:
+            uid = parse_uid(host, "host")
+            await _readable_host(session, caller, uid)
+            q = q.where(or_(Event.object_uid == uid, Event.host_uid == uid))
+        elif not caller.is_super:
+            q = q.where(or_(Event.owner_id == caller.id, Event.actor_id == caller.id))
+        rows = list((await session.execute(q.limit(n))).scalars())
+        actors = (await uid_maps(session, {"user": [e.actor_id for e in rows]}))["user"]
+    return [srv.wire.event(e, actors.get(e.actor_id) if e.actor_id else None) for e in rows]
+
+
+async def _readable_host(session: AsyncSession, caller: Caller, uid: str) -> None:
+    from xwcommon.levels import UserLevel
+
+    row = (await session.execute(select(Host.owner_id, Host.access_rights).where(Host.uid == uid))).first()
+    if caller.rights >= UserLevel.ADVANCED:
+        return
+    if row is None or not await may_on(
+        session, caller, READ, owner_id=row.owner_id, access_rights=row.access_rights
+    ):
+        raise NotFound(f"no host {uid} visible to you; list them with xwworkers")
+
+
+_EXPIRED = select(Event.id).where(Event.at < bindparam("before")).order_by(Event.id).limit(bindparam("batch"))
+_DROP = delete(Event).where(Event.id.in_(bindparam("ids", expanding=True)))
+
+
+async def prune(srv: Server, *, now: float | None = None, batch: int = 10_000) -> int:
+    """Remove the events older than ``events.retention_s``, in batches; how many went."""
+    before = (time.time() if now is None else now) - srv.settings.events_retention_s
+    gone = 0
+    while True:
+        async with srv.engine.begin() as conn:
+            ids = list((await conn.execute(_EXPIRED, {"before": before, "batch": batch})).scalars())
+            if ids:
+                await conn.execute(_DROP, {"ids": ids})
+        gone += len(ids)
+        if len(ids) < batch:
+            return gone
