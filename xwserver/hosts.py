@@ -122,6 +122,7 @@ async def _register(srv: Server, caller: Caller, msg: Registration, attempt: int
             host.activation_detail = activation.detail
         await session.flush()
     srv.hosts.drop(host.uid)
+    srv.connected_hosts = srv.registered_hosts = None  # pending reasons read the hosts again
     if released:
         log.info("host %s registered again; %d task(s) it no longer holds handed back", host.uid, released)
         srv.notifier.notify(released)
@@ -300,6 +301,7 @@ async def set_enabled(srv: Server, caller: Caller, uid_text: str, enabled: bool)
         )
         released = 0 if enabled else await lifecycle.release_host(session, host.id)
     srv.hosts.drop(uid)
+    srv.connected_hosts = srv.registered_hosts = None
     if not enabled:
         async with srv.sessions.begin() as session:
             released += await lifecycle.release_host(session, host.id)
@@ -337,6 +339,7 @@ async def remove(srv: Server, caller: Caller, uid_text: str) -> int:
         released += await lifecycle.release_host(session, host_id)
         await _delete_hosts(session, [host_id])
     srv.hosts.drop(uid)
+    srv.connected_hosts = srv.registered_hosts = None
     srv.tokens.drop_host(uid)
     srv.notifier.notify_all()
     log.info("host %s removed by %s; %d running task(s) handed back", uid, caller.login, released)

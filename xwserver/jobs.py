@@ -351,7 +351,6 @@ async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str
         raise Conflict(
             "an application, data, session or group these jobs name was removed meanwhile; nothing was submitted"
         ) from None
-    srv.notifier.notify(len(rows))
     by_id = {a.id: a for a in res.apps.values()}
     data_uids = {d.id: d.uid for d in res.data.values()}
     uids = {
@@ -370,6 +369,9 @@ async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str
     shown = [{**srv.wire.job(cast(Job, j), uids, names, {}), "tags": shown_tags.get(j.uid, [])} for j in made]
     async with srv.sessions() as session:  # a job that cannot run says so at once
         await _explain(pending.Explainer(srv, session, budget=20), made, shown)
+    # workers are woken once the answer is ready: nothing awaits between the two, so a
+    # worker's claim never runs before the submitter has its answer
+    srv.notifier.notify(len(rows))
     return shown
 
 

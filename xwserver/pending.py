@@ -63,6 +63,11 @@ def _may_read(identity: Any, data: Any, owner_group: int | None) -> bool:
     )
 
 
+#: the hosts an explanation looks at are read at most this often (a fleet of 10,000 hosts
+#: would otherwise be read at every submission): a host that connected since is seen late
+SNAPSHOT_TTL_S = 5.0
+
+
 class Explainer:
     """Answers :func:`reason` for many jobs of one listing or submission: the hosts are read
     once, and jobs alike (same app, needs, owner, rights and inputs) share one answer."""
@@ -96,6 +101,7 @@ class Explainer:
                 )
             ).first()
             self._ever = (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)) if row else (0, 0, 0)
+            self.srv.registered_hosts = (self.now, self._ever)
         return self._ever
 
     async def reason(self, job: Any) -> str | None:

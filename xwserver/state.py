@@ -207,6 +207,9 @@ class Server:
         #: fair share's virtual time: the highest share key this process claimed lately (None:
         #: read from the queue at the first submission), see jobs.share_keys
         self.queue_head: float | None = None
+        #: what pending reasons read of the hosts, with when (xwserver.pending.Explainer)
+        self.connected_hosts: tuple[float, list[Any]] | None = None
+        self.registered_hosts: tuple[float, tuple[int, int, int]] | None = None
         #: owner id -> (usage weight, when computed): see jobs.usage_weight
         self.usage_weights: dict[int, tuple[float, float]] = {}
         #: copies whose results a comparison program must judge (xwserver.comparing), queued
