@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from xwcommon import urlfetch
-from xwcommon.errors import BadRequest, Busy, Forbidden
+from xwcommon.errors import BadRequest, Busy, Forbidden, IntegrityError
 from xwcommon.levels import UserLevel, parse_access_rights
 from xwcommon.protocol import client as c
 from xwcommon.status import DataStatus
@@ -60,8 +60,12 @@ async def insert(srv: Server, caller: Caller, body: Any) -> Data:
     )
     if spec.sha256 is not None and spec.size is not None:
         sha, size = spec.sha256, spec.size
-    else:
+    else:  # what is not given is learnt by fetching; what is given must match
         sha, size = await fetch_digest(srv, url)
+        if spec.sha256 is not None and spec.sha256.lower() != sha:
+            raise IntegrityError(f"the document at {url} has sha256 {sha}, not the {spec.sha256} given")
+        if spec.size is not None and spec.size != size:
+            raise IntegrityError(f"the document at {url} is {size} bytes, not the {spec.size} given")
     data = Data(
         uid=new_uid(),
         name=name,

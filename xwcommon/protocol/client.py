@@ -661,8 +661,8 @@ class DataByUrl(Request, kw_only=True):
     """``POST /data/url``: data that stays where it is; workers fetch it from ``url``.
 
     Give ``sha256`` and ``size`` (what the document is: a worker refuses anything else), or
-    neither: then the server fetches the URL once to learn them, if its administrator allows
-    it (``data.url_fetch``), and refuses the insertion otherwise.
+    not both: then the server fetches the URL once to learn them (and checks the one given),
+    if its administrator allows it (``data.url_fetch``), and refuses the insertion otherwise.
     """
 
     wire_name = "data by URL"
@@ -680,12 +680,6 @@ class DataByUrl(Request, kw_only=True):
     sha256: Sha256 | None = None
     size: Bytes | None = None
     access_rights: AccessRights | None = None
-
-    def __post_init__(self) -> None:
-        if (self.sha256 is None) != (self.size is None):
-            raise ValueError(
-                'give "sha256" and "size" together, or neither (the server then fetches the URL)'
-            )
 
 
 #: an Ed25519 signature (64 bytes) in standard padded base64
