@@ -84,7 +84,7 @@ async def test_every_page_renders_without_script_for_an_admin(xw: XW, browser: a
     await _login(xw, browser)
     for path, words in (
         ("/jobs", ["PENDING <b>1</b>", job["uid"]]),
-        (f"/jobs/{job['uid']}", ["seen", "Not run yet"]),
+        (f"/jobs/{job['uid']}", ["seen", "Not run yet", "History", "<td>created</td>"]),
         ("/submit", ['<option value="app">']),
         ("/workers", ["active <b>1</b>", "Credit (CPU s)"]),
         ("/users", ["admin", "worker"]),

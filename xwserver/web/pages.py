@@ -23,7 +23,7 @@ from xwcommon.levels import UserLevel
 from xwcommon.status import JobStatus, TaskStatus
 from xwcommon.uri import parse_uid
 
-from .. import apps, data, groups, hosts, jobs, jobsets, users
+from .. import apps, data, events, groups, hosts, jobs, jobsets, users
 from ..access import READ, Caller, may_sql
 from ..api.http import SERVER_KEY
 from ..db.models import Host, Job, Task
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: jobs per page of the jobs list (keyset paging: the next page starts below the last job shown)
 PAGE_SIZE = 50
+#: events shown on a job's page (the oldest first: its history from its submission)
+EVENTS_SHOWN = 200
 #: tasks shown on a job's page
 TASKS_SHOWN = 100
 HERE = Path(__file__).resolve().parent
@@ -231,7 +233,8 @@ async def job_page(request: web.Request, visit: Visit) -> web.StreamResponse:
     uid = request.match_info["uid"]
     job = await jobs.get(visit.srv, visit.caller, uid)
     tasks = await jobs.list_tasks(visit.srv, visit.caller, job=job["uid"], limit=str(TASKS_SHOWN))
-    return render("job.html", visit=visit, job=job, tasks=tasks)
+    history = await events.list_events(visit.srv, visit.caller, job=job["uid"], limit=str(EVENTS_SHOWN))
+    return render("job.html", visit=visit, job=job, tasks=tasks, events=history)
 
 
 async def job_result(request: web.Request, visit: Visit) -> web.StreamResponse:
