@@ -56,8 +56,9 @@ def event(
         "object_uid": object_uid,
         "action": action,
         "owner_id": owner_id,
-        "job_uid": job_uid,
-        "host_uid": host_uid,
+        # a job's (a host's) own events carry its uid here too: one index finds its history
+        "job_uid": object_uid if kind == "job" else job_uid,
+        "host_uid": object_uid if kind == "host" else host_uid,
         "detail": detail[:MAX_DETAIL] if detail else None,
     }
 
@@ -135,11 +136,11 @@ async def list_events(
                 raise NotFound(f"no job {uid}; list yours with xwworks")
             if row is None and not caller.is_super:  # a removed job's history: its owner's
                 q = q.where(or_(Event.owner_id == caller.id, Event.actor_id == caller.id))
-            q = q.where(or_(Event.object_uid == uid, Event.job_uid == uid))
+            q = q.where(Event.job_uid == uid)
         elif host:
             uid = parse_uid(host, "host")
             await _readable_host(session, caller, uid)
-            q = q.where(or_(Event.object_uid == uid, Event.host_uid == uid))
+            q = q.where(Event.host_uid == uid)
         elif not caller.is_super:
             q = q.where(or_(Event.owner_id == caller.id, Event.actor_id == caller.id))
         rows = list((await session.execute(q.limit(n))).scalars())
@@ -159,7 +160,8 @@ async def _readable_host(session: AsyncSession, caller: Caller, uid: str) -> Non
         raise NotFound(f"no host {uid} visible to you; list them with xwworkers")
 
 
-_EXPIRED = select(Event.id).where(Event.at < bindparam("before")).order_by(Event.id).limit(bindparam("batch"))
+#: the oldest events, by the primary key (appended in time order)
+_OLDEST = select(Event.id, Event.at).order_by(Event.id).limit(bindparam("batch"))
 _DROP = delete(Event).where(Event.id.in_(bindparam("ids", expanding=True)))
 
 
@@ -169,9 +171,10 @@ async def prune(srv: Server, *, now: float | None = None, batch: int = 10_000) -
     gone = 0
     while True:
         async with srv.engine.begin() as conn:
-            ids = list((await conn.execute(_EXPIRED, {"before": before, "batch": batch})).scalars())
+            rows = (await conn.execute(_OLDEST, {"batch": batch})).all()
+            ids = [event_id for event_id, at in rows if at < before]
             if ids:
                 await conn.execute(_DROP, {"ids": ids})
         gone += len(ids)
-        if len(ids) < batch:
+        if len(ids) < batch:  # a newer event was reached, or none is left
             return gone

@@ -319,11 +319,12 @@ class Event(Base):
 
     __tablename__ = "events"
     __table_args__ = (
-        Index("ix_events_object", "object_uid", "id"),
+        # three lookups, each an index the hot path's inserts maintain: a job's history (a
+        # job's own events carry its uid as job_uid too), a host's (likewise), an owner's.
+        # Pruning walks the primary key (events are appended in time order).
         Index("ix_events_job", "job_uid", "id"),
         Index("ix_events_host", "host_uid", "id"),
         Index("ix_events_owner", "owner_id", "id"),
-        Index("ix_events_at", "at"),
     )
 
     id: Mapped[int] = mapped_column(

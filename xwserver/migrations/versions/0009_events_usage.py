@@ -35,11 +35,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_index("ix_events_object", ["object_uid", "id"], unique=False)
         batch_op.create_index("ix_events_job", ["job_uid", "id"], unique=False)
         batch_op.create_index("ix_events_host", ["host_uid", "id"], unique=False)
         batch_op.create_index("ix_events_owner", ["owner_id", "id"], unique=False)
-        batch_op.create_index("ix_events_at", ["at"], unique=False)
 
 
 def downgrade() -> None:
