@@ -13,7 +13,7 @@ from xwcommon.protocol.work import WorkAnswer
 from xwcommon.transport import pinned_ssl_context
 from xwserver.db.engine import transaction
 from xwserver.hosts import own_host
-from xwserver.scheduler import claim
+from xwserver.scheduler import MAX_COME_BACK_S, claim, come_back_s
 from xwserver.users import resolve_token
 
 if TYPE_CHECKING:
@@ -101,3 +101,48 @@ async def test_work_requests_beyond_the_admission_cap_come_back_soon_and_reports
     )
     assert [o["task_uid"] for o in body["reported"]] == [a.task_uid]
     assert (await xw.job(job["uid"]))["status"] == "COMPLETED"
+    # past the cap its reports are all it does: it takes no new job and comes back for one
+    other = await xw.submit(xw.admin, "work")
+    [b] = await transaction(xw.srv.engine, take)
+    report = {"task_uid": b.task_uid, "status": "COMPLETED", "exit_code": 0}
+    answer = WorkAnswer.from_wire(
+        await xw.ok(
+            "POST",
+            "/work/request",
+            token=xw.worker,
+            json={"host_uid": host, "capacity": 1, "wait_s": 0, "reports": [report]},
+        )
+    )
+    assert [o.task_uid for o in answer.reported] == [b.task_uid]
+    assert answer.assignments == [] and answer.retry_after_s is not None
+    assert (await xw.job(other["uid"]))["status"] == "COMPLETED"  # b was the other job
+
+
+@pytest.mark.parametrize("server_conf", [{"max_waiting_requests": "1", "come_back_s": "8"}])
+async def test_a_worker_told_to_come_back_later_has_its_connection_closed(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    first, second = await xw.register(name="first"), await xw.register(name="second")
+    waiting = asyncio.create_task(xw.request_work(first, wait_s=3))
+    await asyncio.sleep(0.3)
+    reply = await xw.call(
+        "POST", "/work/request", token=xw.worker, json={"host_uid": second, "capacity": 1, "wait_s": 20}
+    )
+    assert reply.status == 200 and WorkAnswer.from_wire(reply.body).retry_after_s is not None
+    # idle until it comes back: its TLS connection is not kept open meanwhile
+    assert reply.headers.get("Connection", "").lower() == "close"
+    assert await asyncio.wait_for(waiting, 10) == []
+
+
+@pytest.mark.parametrize("server_conf", [{"max_waiting_requests": "10", "come_back_s": "2"}])
+async def test_the_come_back_delay_grows_with_the_workers_away_and_falls_back_when_they_are_due(
+    xw: XW,
+) -> None:
+    # 10 waiters, 2 s: the workers turned away come back at 5 requests a second in all
+    now = 1_000_000.0
+    few = [come_back_s(xw.srv, now=now) for _ in range(10)]
+    assert all(1.0 <= d <= 3.0 for d in few)  # come_back_s, jittered
+    for _ in range(490):
+        come_back_s(xw.srv, now=now)
+    assert 50.0 <= come_back_s(xw.srv, now=now) <= 150.0  # 500 away / 5 per s = 100 s, jittered
+    later = now + MAX_COME_BACK_S + 1  # every one of them is due by then
+    assert 1.0 <= come_back_s(xw.srv, now=later) <= 3.0
