@@ -44,7 +44,7 @@ from xwcommon.status import (
 from xwcommon.uri import new_uid
 
 from . import events, hot
-from .db.models import AppBinary, Data, Host, Job, JobTag, Task
+from .db.models import AppBinary, Data, Host, Job, JobTag, Task, UsageLedger
 
 #: a transaction's connection or session: both run Core statements
 Conn = AsyncConnection | AsyncSession
@@ -945,6 +945,7 @@ async def remove_jobs(conn: Conn, job_ids: Sequence[int]) -> list[str]:
     shas: list[str] = []
     for chunk in _chunks(job_ids):
         gone = (await conn.execute(select(Job.uid, Job.owner_id).where(Job.id.in_(chunk)))).all()
+        await _keep_usage(conn, chunk)
         await events.record(conn, [events.event("job", r.uid, "removed", owner_id=r.owner_id) for r in gone])
         results = list(
             (
@@ -961,6 +962,56 @@ async def remove_jobs(conn: Conn, job_ids: Sequence[int]) -> list[str]:
         if results:  # a result another job takes as its input stays (that job needs it)
             await conn.execute(delete(Data).where(Data.id.in_(results), ~_in_use(Data.id)))
     return shas
+
+
+HOUR = 3600.0
+_USED = (
+    select(Job.owner_id, Task.ended_at, Task.cpu_user_s, Task.cpu_system_s, Task.wall_s)
+    .join(Job, Job.id == Task.job_id)
+    .where(Task.job_id.in_(bindparam("ids", expanding=True)), Task.ended_at.is_not(None))
+)
+_CREATED = select(Job.owner_id, Job.created_at).where(Job.id.in_(bindparam("ids", expanding=True)))
+_RESULTS_MADE = (
+    select(Job.owner_id, Data.created_at, Data.size)
+    .join(Task, Task.job_id == Job.id)
+    .join(Data, Data.task_id == Task.id)
+    .where(Job.id.in_(bindparam("ids", expanding=True)))
+)
+_INSERT_LEDGER = insert(UsageLedger)
+
+
+async def _keep_usage(conn: Conn, job_ids: Sequence[int]) -> None:
+    """Before jobs go, what they used goes to the usage ledger, summed per owner and hour
+    (usage reports read it beside the jobs still on record)."""
+    sums: dict[tuple[int, float], dict[str, Any]] = {}
+
+    def row(owner: int, at: float) -> dict[str, Any]:
+        key = (owner, at - at % HOUR)
+        return sums.setdefault(
+            key,
+            {
+                "owner_id": owner,
+                "at": key[1],
+                "jobs": 0,
+                "tasks": 0,
+                "cpu_s": 0.0,
+                "wall_s": 0.0,
+                "bytes_down": 0,
+            },
+        )
+
+    ids = {"ids": list(job_ids)}
+    for owner, created in await conn.execute(_CREATED, ids):
+        row(owner, created)["jobs"] += 1
+    for owner, ended, user_s, system_s, wall_s in await conn.execute(_USED, ids):
+        r = row(owner, float(ended or 0.0))
+        r["tasks"] += 1
+        r["cpu_s"] += (user_s or 0.0) + (system_s or 0.0)
+        r["wall_s"] += wall_s or 0.0
+    for owner, created, size in await conn.execute(_RESULTS_MADE, ids):
+        row(owner, created)["bytes_down"] += int(size or 0)
+    if sums:
+        await conn.execute(_INSERT_LEDGER, list(sums.values()))
 
 
 async def remove_host_tasks(conn: Conn, host_ids: Sequence[int]) -> None:

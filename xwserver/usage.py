@@ -3,7 +3,9 @@
 Read from what is on record: jobs (``created_at``), their tasks' accounting (``ended_at``,
 ``cpu_user_s``, ``cpu_system_s``, ``wall_s``) and data (``created_at``; a result is data with
 ``task_id`` set). A job removed (as ``xwresults`` does once it fetched the result) takes its
-tasks with it, so usage covers the jobs still on record.
+tasks and result with it: what they used is kept first in the usage ledger, summed per owner
+and hour (``lifecycle.remove_jobs``), and read here beside what is on record (so a period
+boundary cuts removed jobs' usage to the hour).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from xwcommon.errors import BadRequest
 from xwcommon.protocol.usage import MOMENT_PATTERN
 
 from .access import Caller
-from .db.models import Data, Job, Task, User, UserGroup
+from .db.models import Data, Job, Task, UsageLedger, User, UserGroup
 from .state import Server
 from .wire import iso
 
@@ -103,6 +105,25 @@ async def usage(
         )
         for owner, uploaded, size in await session.execute(q_data):
             rows[owner]["bytes_up" if uploaded else "bytes_down"] += int(size)
+        q_ledger = (  # what removed jobs had used (lifecycle.remove_jobs keeps it, per hour)
+            select(
+                UsageLedger.owner_id,
+                func.sum(UsageLedger.jobs),
+                func.sum(UsageLedger.tasks),
+                func.sum(UsageLedger.cpu_s),
+                func.sum(UsageLedger.wall_s),
+                func.sum(UsageLedger.bytes_down),
+            )
+            .where(_within(UsageLedger.at, start, end), owned(UsageLedger.owner_id))
+            .group_by(UsageLedger.owner_id)
+        )
+        for owner, n_jobs, n_tasks, cpu_s, wall_s, down in await session.execute(q_ledger):
+            r = rows[owner]
+            r["jobs"] += int(n_jobs or 0)
+            r["tasks"] += int(n_tasks or 0)
+            r["cpu_s"] += float(cpu_s or 0)
+            r["wall_s"] += float(wall_s or 0)
+            r["bytes_down"] += int(down or 0)
         ids = set(rows) | ({caller.id} if mine is not None else set())
         q_users = select(User.id, User.login, UserGroup.label).outerjoin(
             UserGroup, UserGroup.id == User.group_id

@@ -129,3 +129,26 @@ async def test_a_period_that_ends_before_it_starts_is_empty(xw: XW) -> None:
         "GET", "/usage", token=xw.admin, params={"since": "2026-12-02", "until": "2026-12-01"}
     )
     assert all(r["jobs"] == r["tasks"] == 0 for r in report["usage"])
+
+
+@pytest.mark.every_database
+async def test_usage_keeps_what_removed_jobs_used(xw: XW) -> None:
+    # xwresults removes a job once it fetched the result: its usage must stay on record
+    alice = await _member(xw, "alice", "physics")
+    host = await xw.register()
+    app = await xw.insert_app(xw.admin, "shared")
+    for _ in range(2):
+        await _compute(xw, alice, app["name"], host)
+    before = _rows(await xw.ok("GET", "/usage", token=xw.admin))[("user", "alice")]
+    mine = [j["uid"] for j in (await xw.ok("GET", "/jobs", token=alice, params={"owner": "me"}))["jobs"]]
+    await xw.ok("POST", "/jobs/delete", token=alice, json={"uids": mine})
+    assert (await xw.ok("GET", "/jobs", token=alice, params={"owner": "me"}))["jobs"] == []
+    after = _rows(await xw.ok("GET", "/usage", token=xw.admin))[("user", "alice")]
+    assert (
+        {k: after[k] for k in ("jobs", "tasks", "cpu_s", "wall_s")}
+        == {k: before[k] for k in ("jobs", "tasks", "cpu_s", "wall_s")}
+        == {"jobs": 2, "tasks": 2, "cpu_s": 4.0, "wall_s": 6.0}
+    )
+    # a period after them holds nothing of them
+    later = _rows(await xw.ok("GET", "/usage", token=xw.admin, params={"since": "2999-01-01"}))
+    assert later[("user", "alice")]["jobs"] == 0

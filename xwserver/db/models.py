@@ -346,3 +346,21 @@ class Event(Base):
     host_uid: Mapped[str | None] = mapped_column(UID, nullable=True)
     #: why, in words
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class UsageLedger(Base):
+    """What removed jobs had used, kept for usage reports (migration 0009): removing a job
+    (as xwresults does once it fetched the result) takes its tasks and result with it, so
+    their sums are kept here first, per owner and hour (``at``: the hour's start)."""
+
+    __tablename__ = "usage_ledger"
+    __table_args__ = (Index("ix_usage_ledger_owner_at", "owner_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    owner_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[float] = mapped_column(Double)
+    jobs: Mapped[int] = mapped_column(Integer, default=0)
+    tasks: Mapped[int] = mapped_column(Integer, default=0)
+    cpu_s: Mapped[float] = mapped_column(Double, default=0.0)
+    wall_s: Mapped[float] = mapped_column(Double, default=0.0)
+    bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)

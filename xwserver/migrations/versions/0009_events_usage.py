@@ -1,4 +1,4 @@
-"""the event history
+"""the event history, and the usage of removed jobs
 
 Revision ID: 0009
 Revises: 0008
@@ -39,6 +39,22 @@ def upgrade() -> None:
         batch_op.create_index("ix_events_host", ["host_uid", "id"], unique=False)
         batch_op.create_index("ix_events_owner", ["owner_id", "id"], unique=False)
 
+    op.create_table(
+        "usage_ledger",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("owner_id", sa.Integer(), nullable=False),
+        sa.Column("at", sa.Double(), nullable=False),
+        sa.Column("jobs", sa.Integer(), nullable=False),
+        sa.Column("tasks", sa.Integer(), nullable=False),
+        sa.Column("cpu_s", sa.Double(), nullable=False),
+        sa.Column("wall_s", sa.Double(), nullable=False),
+        sa.Column("bytes_down", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("usage_ledger", schema=None) as batch_op:
+        batch_op.create_index("ix_usage_ledger_owner_at", ["owner_id", "at"], unique=False)
+
 
 def downgrade() -> None:
+    op.drop_table("usage_ledger")
     op.drop_table("events")
