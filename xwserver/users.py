@@ -141,14 +141,18 @@ def caller_of(user: User) -> Caller:
     )
 
 
-async def render(srv: Server, session: AsyncSession, users: list[User]) -> list[dict[str, Any]]:
+async def render(
+    srv: Server, session: AsyncSession, users: list[User], *, credit_of: bool = False
+) -> list[dict[str, Any]]:
     """User JSON, ``group_uid`` filled in with one query."""
     group_ids = sorted({u.group_id for u in users if u.group_id is not None})
     group_uids: dict[int, str] = {}
     if group_ids:
         rows = await session.execute(select(UserGroup.id, UserGroup.uid).where(UserGroup.id.in_(group_ids)))
         group_uids = {gid: guid for gid, guid in rows}
-    credits = await credit.of_owners(session, [u.id for u in users])
+    # credit sums the tasks of the users' hosts: for a listing, never on a login's answer (a
+    # fleet's logins would each add up every task of the public worker identity)
+    credits = await credit.of_owners(session, [u.id for u in users]) if credit_of else {}
     return [
         {
             **srv.wire.user(u, group_uids.get(u.group_id) if u.group_id else None),
@@ -435,7 +439,7 @@ async def list_users(srv: Server, caller: Caller) -> list[dict[str, Any]]:
         q = select(User).order_by(User.id)
         if not caller.is_super:
             q = q.where(User.id == caller.id)
-        return await render(srv, session, list((await session.execute(q)).scalars()))
+        return await render(srv, session, list((await session.execute(q)).scalars()), credit_of=True)
 
 
 def _not_found(key: str) -> NotFound:
@@ -451,7 +455,7 @@ async def get(srv: Server, caller: Caller, key: str) -> dict[str, Any]:
         user = await _find(session, key)
         if user is None:
             raise _not_found(key)
-        return (await render(srv, session, [user]))[0]
+        return (await render(srv, session, [user], credit_of=True))[0]
 
 
 async def modify(srv: Server, caller: Caller, key: str, body: Any) -> dict[str, Any]:
