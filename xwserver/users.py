@@ -150,13 +150,14 @@ async def render(
     if group_ids:
         rows = await session.execute(select(UserGroup.id, UserGroup.uid).where(UserGroup.id.in_(group_ids)))
         group_uids = {gid: guid for gid, guid in rows}
-    # credit sums the tasks of the users' hosts: for a listing, never on a login's answer (a
-    # fleet's logins would each add up every task of the public worker identity)
+    # credit sums the tasks of the users' hosts: in listings (xwusers) only, never on a
+    # login's answer (a fleet's logins would each add up every task of the public worker
+    # identity); one user shown alone is shown as its login shows it
     credits = await credit.of_owners(session, [u.id for u in users]) if credit_of else {}
     return [
         {
             **srv.wire.user(u, group_uids.get(u.group_id) if u.group_id else None),
-            **credits.get(u.id, credit.Credit()).shown(),
+            **(credits.get(u.id, credit.Credit()).shown() if credit_of else {}),
         }
         for u in users
     ]
@@ -455,7 +456,13 @@ async def get(srv: Server, caller: Caller, key: str) -> dict[str, Any]:
         user = await _find(session, key)
         if user is None:
             raise _not_found(key)
-        return (await render(srv, session, [user], credit_of=True))[0]
+        return (
+            await render(
+                srv,
+                session,
+                [user],
+            )
+        )[0]
 
 
 async def modify(srv: Server, caller: Caller, key: str, body: Any) -> dict[str, Any]:

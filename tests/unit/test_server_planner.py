@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import text
 
-from xwserver import jobs, lifecycle, planner
+from xwserver import hot, jobs, lifecycle, planner
 from xwserver.db.direct import PgConnection
 from xwserver.users import resolve_token
 
@@ -37,7 +37,18 @@ async def test_the_server_analyzes_jobs_after_a_burst_and_the_claim_walks_the_pe
     await jobs.submit(xw.srv, caller, [{"app": "burst", "args": [str(i)]} for i in range(3000)])
 
     claim = lifecycle._claim_update("public", True, False, False)
-    params = {"os": "linux", "cpu": "x86_64", "host_id": 1, "k": 4, "now": 0.0}
+    # what scheduler.claim binds for a public worker's host (no tags: hot.NO_TAG)
+    params = {
+        "os": "linux",
+        "cpu": "x86_64",
+        "host_id": 1,
+        "k": 4,
+        "now": 0.0,
+        "b_volunteer": -1,
+        "b_cores": 4,
+        "b_gpus": 0,
+        "b_tags": [hot.NO_TAG],
+    }
     deadline = time.monotonic() + 6 * planner.INTERVAL_S
     while True:
         async with xw.srv.engine.connect() as conn:
