@@ -105,6 +105,7 @@ async def insert(srv: Server, caller: Caller, body: Any) -> dict[str, Any]:
                 existing.signature = signature
         await session.flush()
         srv.binaries.clear()
+        srv.app_platforms.clear()
         return (await render(srv, session, [app]))[0]
 
 
@@ -263,3 +264,4 @@ async def delete(srv: Server, caller: Caller, ref: str) -> None:
         )
         await session.delete(app)
     srv.binaries.clear()
+    srv.app_platforms.clear()

@@ -22,7 +22,7 @@ from . import apps as apps_mod
 from . import events, hot, jobsets, lifecycle, pending, requirements, validation
 from .access import EXEC, READ, WRITE, Caller, may_on, may_sql
 from .data import check_name, get_readable, owner_id_of
-from .db.engine import is_integrity_error, transaction
+from .db.engine import connection, is_integrity_error, transaction
 from .db.models import App, Data, Host, Job, JobTag, Task, User
 from .state import Server, uid_maps
 
@@ -367,8 +367,8 @@ async def submit(srv: Server, caller: Caller, specs: list[Any]) -> list[dict[str
     unset = dict.fromkeys(("id", "exit_code", "message", "result_data_id", "started_at", "completed_at"))
     made = [SimpleNamespace(**unset, **r, tags_list=shown_tags.get(r["uid"], [])) for r in rows]
     shown = [{**srv.wire.job(cast(Job, j), uids, names, {}), "tags": shown_tags.get(j.uid, [])} for j in made]
-    async with srv.sessions() as session:  # a job that cannot run says so at once
-        await _explain(pending.Explainer(srv, session, budget=20), made, shown)
+    async with connection(srv.engine) as conn:  # a job that cannot run says so at once
+        await _explain(pending.Explainer(srv, conn, budget=20), made, shown)
     # workers are woken once the answer is ready: nothing awaits between the two, so a
     # worker's claim never runs before the submitter has its answer
     srv.notifier.notify(len(rows))

@@ -72,9 +72,8 @@ class Explainer:
     """Answers :func:`reason` for many jobs of one listing or submission: the hosts are read
     once, and jobs alike (same app, needs, owner, rights and inputs) share one answer."""
 
-    def __init__(
-        self, srv: Server, session: AsyncSession, *, now: float | None = None, budget: int = 200
-    ) -> None:
+    def __init__(self, srv: Server, session: Any, *, now: float | None = None, budget: int = 200) -> None:
+        """``session``: an ORM session or a connection (both run these Core statements)."""
         self.srv, self.session = srv, session
         #: at most this many distinct kinds of job are looked into (a listing of jobs that
         #: each read their own stdin would otherwise cost a few queries per job)
@@ -145,13 +144,7 @@ class Explainer:
                 return "the one host it may run on (expected_host_uid) is not connected"
         if not hosts:
             return "no worker is connected"
-        platforms = set(
-            (
-                await session.execute(
-                    select(AppBinary.os, AppBinary.cpu).where(AppBinary.app_id == job.app_id)
-                )
-            ).all()
-        )
+        platforms = await self._platforms(job.app_id)
         hosts = [h for h in hosts if any(os in (h.os, ANY) and cpu in (h.cpu, ANY) for os, cpu in platforms)]
         if not hosts:
             return "no connected worker's platform has a binary of its application"
@@ -173,7 +166,9 @@ class Explainer:
                 f"tags {', '.join(await self._tags(job)) or '(none)'}"
             )
         # the owners' user groups: one lookup each (group bits apply to members of the owner's group)
-        job_group = await owner_group(session, job.owner_id)
+        # the owner's user group matters to group workers only: looked up for them alone
+        grouped = any(h.group_id is not None and UserLevel(h.rights) < UserLevel.STANDARD for h in offering)
+        job_group = await owner_group(session, job.owner_id) if grouped else None
         runners = [h for h in offering if _may_run(h, job, job_group)]
         if not runners:
             return (
@@ -203,6 +198,21 @@ class Explainer:
                 "worker(s) may run it; it waits for more"
             )
         return None
+
+    async def _platforms(self, app_id: int) -> set[tuple[str, str]]:
+        """The (os, cpu) an app has binaries for, kept a few seconds (apps.py clears it when
+        an app changes): a submission's explanation then asks the database nothing more."""
+        cached = self.srv.app_platforms.get(app_id)
+        if cached is not None and self.now - cached[0] < SNAPSHOT_TTL_S:
+            return cached[1]
+        rows = await self.session.execute(
+            select(AppBinary.os, AppBinary.cpu).where(AppBinary.app_id == app_id)
+        )
+        found = {(os_name, cpu) for os_name, cpu in rows}
+        if len(self.srv.app_platforms) > 10_000:
+            self.srv.app_platforms.clear()
+        self.srv.app_platforms[app_id] = (self.now, found)
+        return found
 
     async def _tags(self, job: Any) -> list[str]:
         if not getattr(job, "tag_count", 0):

@@ -210,6 +210,7 @@ class Server:
         #: what pending reasons read of the hosts, with when (xwserver.pending.Explainer)
         self.connected_hosts: tuple[float, list[Any]] | None = None
         self.registered_hosts: tuple[float, tuple[int, int, int]] | None = None
+        self.app_platforms: dict[int, tuple[float, set[tuple[str, str]]]] = {}
         #: owner id -> (usage weight, when computed): see jobs.usage_weight
         self.usage_weights: dict[int, tuple[float, float]] = {}
         #: copies whose results a comparison program must judge (xwserver.comparing), queued
