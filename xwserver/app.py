@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -116,7 +117,7 @@ TLS_READ_BUFFER_BYTES = 64 * 1024
 
 
 def _shared_tls_read_buffer() -> None:
-    """One TLS read buffer for every connection of the process instead of one each.
+    """One TLS read buffer for every connection of a thread's event loop instead of one each.
 
     On the selector event loop a socket read is synchronous from end to end: the transport
     asks the protocol for a buffer, ``recv_into`` fills it and ``buffer_updated`` copies
@@ -137,14 +138,20 @@ def _shared_tls_read_buffer() -> None:
     # what asyncio's __init__ allocates (and zero-fills) for the buffer replaced at once:
     # 1 byte, not a buffer's worth for every new connection (a reconnecting fleet's cost)
     cls.max_size = 1
-    shared = bytearray(TLS_READ_BUFFER_BYTES)
-    shared_view = memoryview(shared)
+    # one buffer per thread, not per process: each event loop reads in its own thread, and
+    # a process may run several (a client in a thread of its own beside the server, as the
+    # tests do): two loops sharing one buffer corrupted TLS records ("bad record mac")
+    local = threading.local()
     original_init = cls.__init__
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         self.max_size = TLS_READ_BUFFER_BYTES
-        self._ssl_buffer, self._ssl_buffer_view = shared, shared_view
+        buffers = getattr(local, "buffers", None)
+        if buffers is None:
+            shared = bytearray(TLS_READ_BUFFER_BYTES)
+            buffers = local.buffers = (shared, memoryview(shared))
+        self._ssl_buffer, self._ssl_buffer_view = buffers
 
     cls.__init__ = __init__
     cls._xw_shared_buffer = True
