@@ -477,7 +477,9 @@ class Executor:
         if user is not None:
             _give_to(scratch, user)
         if self.cgroups is not None and cgroup is not None:
-            name = f"xwjob-{scratch.name}"
+            # the worker's pid too: another worker on this host (another deployment, or
+            # the same task handed to two workers) never shares, nor clears, this one's
+            name = f"xwjob-{os.getpid()}-{scratch.name}"
             try:
                 cgroup.append(self.cgroups.create(name, self.limits, self.runner.overhead_processes))
             except OSError as exc:

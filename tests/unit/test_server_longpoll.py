@@ -11,6 +11,7 @@ import pytest
 from xwcommon import defaults
 from xwcommon.protocol.work import WorkAnswer
 from xwcommon.transport import pinned_ssl_context
+from xwserver import scheduler
 from xwserver.db.engine import transaction
 from xwserver.hosts import own_host
 from xwserver.scheduler import MAX_COME_BACK_S, claim, come_back_s
@@ -118,7 +119,8 @@ async def test_work_requests_beyond_the_admission_cap_come_back_soon_and_reports
     assert (await xw.job(other["uid"]))["status"] == "COMPLETED"  # b was the other job
 
 
-@pytest.mark.parametrize("server_conf", [{"max_waiting_requests": "1", "come_back_s": "8"}])
+# come_back_s 20: the jittered delay (10 to 30 s) is always past CLOSE_IDLE_AFTER_S
+@pytest.mark.parametrize("server_conf", [{"max_waiting_requests": "1", "come_back_s": "20"}])
 async def test_a_worker_told_to_come_back_later_has_its_connection_closed(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     first, second = await xw.register(name="first"), await xw.register(name="second")
@@ -127,7 +129,8 @@ async def test_a_worker_told_to_come_back_later_has_its_connection_closed(xw: XW
     reply = await xw.call(
         "POST", "/work/request", token=xw.worker, json={"host_uid": second, "capacity": 1, "wait_s": 20}
     )
-    assert reply.status == 200 and WorkAnswer.from_wire(reply.body).retry_after_s is not None
+    told = WorkAnswer.from_wire(reply.body).retry_after_s
+    assert reply.status == 200 and told is not None and told >= scheduler.CLOSE_IDLE_AFTER_S
     # idle until it comes back: its TLS connection is not kept open meanwhile
     assert reply.headers.get("Connection", "").lower() == "close"
     assert await asyncio.wait_for(waiting, 10) == []

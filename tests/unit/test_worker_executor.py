@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -238,3 +239,43 @@ async def test_a_hostile_task_uid_stays_one_path_component(tmp_path: Path) -> No
     assert outcome.status is TaskStatus.COMPLETED
     assert ex.scratch_of("../../etc").parent == tmp_path / "work" / "tasks"
     assert os.listdir(tmp_path / "work" / "results") == ["______etc.zip"]
+
+
+_SHOW_CGROUP = "import time\ntime.sleep(1.0)\nprint(open('/proc/self/cgroup').read())\n"
+
+
+async def test_two_workers_on_one_host_running_the_same_task_uid_keep_their_own_cgroups(
+    tmp_path: Path,
+) -> None:
+    """A second worker on the host (another deployment's, or a worker given the same task)
+    must neither share nor clear this worker's job cgroup: both jobs complete, each in its
+    own cgroup named after its worker."""
+    from xwworker.sandbox import Cgroups
+
+    if Cgroups.probe() is None:
+        pytest.skip("job cgroups need root and a cgroup hierarchy this process may write")
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    other = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import asyncio, sys\n"
+        "from pathlib import Path\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_worker_executor import assignment, script, _SHOW_CGROUP\n"
+        "from xwworker.executor import Executor\n"
+        f"d = Path({str(other_dir)!r})\n"
+        "out = asyncio.run(Executor(d / 'work').run(assignment(), script(d, _SHOW_CGROUP)))\n"
+        "import zipfile\n"
+        "print(out.status.value, zipfile.ZipFile(out.result_zip).read('stdout.txt').decode())\n",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    await asyncio.sleep(0.3)  # its job has made its cgroup and joined it
+    mine = await Executor(tmp_path / "work").run(assignment(), script(tmp_path, _SHOW_CGROUP))
+    theirs, _ = await asyncio.wait_for(other.communicate(), 30)
+    assert other.returncode == 0 and theirs.decode().startswith("COMPLETED"), theirs
+    assert mine.status is TaskStatus.COMPLETED, zip_members(mine.result_zip or Path("/dev/null"))
+    assert mine.result_zip is not None
+    my_cgroups = zip_members(mine.result_zip)["stdout.txt"].decode()
+    assert f"xwjob-{os.getpid()}-" in my_cgroups
+    assert f"xwjob-{other.pid}-" in theirs.decode()
