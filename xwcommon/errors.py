@@ -57,6 +57,14 @@ class Conflict(XWError):
     http_status = 409
 
 
+class Unprocessable(BadRequest):
+    """Raised when each value is well formed but together they say something impossible
+    (a cap below the target it caps): the request's shape is right, its content is not."""
+
+    code = "unprocessable"
+    http_status = 422
+
+
 class HostDisabled(Forbidden):
     """Raised when a worker calls for a host an administrator disabled (it waits, then asks again)."""
 
@@ -162,6 +170,7 @@ _BY_CODE: dict[str, type[XWError]] = {
     cls.code: cls
     for cls in (
         BadRequest,
+        Unprocessable,
         AuthenticationError,
         Forbidden,
         NotFound,

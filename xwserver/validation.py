@@ -225,7 +225,7 @@ def replication(spec: dict[str, object], base: dict[str, object], where: str = "
     ``target_results`` is at least ``min_quorum`` (raised to it when only the quorum is
     asked), ``max_total_results`` at least ``target_results``. Raises BadRequest naming the
     field."""
-    from xwcommon.errors import BadRequest
+    from xwcommon.errors import BadRequest, Unprocessable
 
     out = dict(base)
     for key, (low, high) in REPLICATION_BOUNDS.items():
@@ -239,15 +239,17 @@ def replication(spec: dict[str, object], base: dict[str, object], where: str = "
     if spec.get("target_results") is None:
         out["target_results"] = max(quorum, int(out["target_results"]))  # type: ignore[call-overload]
     elif int(out["target_results"]) < quorum:  # type: ignore[call-overload]
-        raise BadRequest(
-            f'{where}"target_results" ({out["target_results"]}) is below "min_quorum" ({quorum})'
+        raise Unprocessable(
+            f'{where}"target_results" ({out["target_results"]}) is below "min_quorum" ({quorum}): '
+            "send at least as many copies as the quorum needs"
         )
     target = int(out["target_results"])  # type: ignore[call-overload]
     if spec.get("max_total_results") is None:
         out["max_total_results"] = max(target, int(out["max_total_results"]))  # type: ignore[call-overload]
     elif int(out["max_total_results"]) < target:  # type: ignore[call-overload]
-        raise BadRequest(
-            f'{where}"max_total_results" ({out["max_total_results"]}) is below "target_results" ({target})'
+        raise Unprocessable(
+            f'{where}"max_total_results" ({out["max_total_results"]}) is below "target_results" ({target}): '
+            "allow at least as many copies in all as are sent at first"
         )
     if "delay_bound_s" in spec:
         bound = spec["delay_bound_s"]

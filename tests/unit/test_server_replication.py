@@ -557,3 +557,29 @@ async def test_a_job_goes_only_to_a_host_with_its_tags_cores_and_gpus(xw: XW) ->
     )
     r = await xw.call("POST", "/jobs", token=xw.admin, json={"app": "render", "tags": ["has space"]})
     assert r.status == 400 and "tags" in r.body["message"]
+
+
+async def test_replication_fields_that_contradict_each_other_answer_422_naming_both_and_store_nothing(
+    xw: XW,
+) -> None:
+    """Each value is valid by the API's document; together they cannot be honoured: 422
+    (well-formed, not processable), never a 400 that says the request was malformed."""
+    app = await xw.insert_app(xw.admin, "sim")
+    binaries = [{"os": "any", "cpu": "any", "data_uid": app["binaries"][0]["data_uid"]}]
+    for spec, names in [
+        (
+            {"target_results": 13, "max_total_results": 2},
+            ('"max_total_results" (2)', '"target_results" (13)'),
+        ),
+        ({"min_quorum": 3, "target_results": 2}, ('"target_results" (2)', '"min_quorum" (3)')),
+    ]:
+        r = await xw.call(
+            "POST", "/apps", token=xw.admin, json={"name": "sim2", "binaries": binaries, **spec}
+        )
+        assert r.status == 422 and r.body["error"] == "unprocessable", r.body
+        assert all(name in r.body["message"] for name in names), r.body
+        r = await xw.call("POST", "/jobs", token=xw.admin, json={"app": "sim", **spec})
+        assert r.status == 422 and r.body["error"] == "unprocessable", r.body
+    apps = await xw.ok("GET", "/apps", token=xw.admin)
+    assert [a["name"] for a in apps["apps"]] == ["sim"]
+    assert (await xw.ok("GET", "/jobs", token=xw.admin))["jobs"] == []
