@@ -157,10 +157,19 @@ def _shared_tls_read_buffer() -> None:
     cls._xw_shared_buffer = True
 
 
+#: at stop, how long in-flight requests may take to finish before their connections are cut
+SHUTDOWN_TIMEOUT_S = 30.0
+
+
 async def serve(
-    settings: ServerSettings, *, stop: asyncio.Event | None = None, reuse_port: bool = False
+    settings: ServerSettings,
+    *,
+    stop: asyncio.Event | None = None,
+    reuse_port: bool = False,
+    shutdown_timeout_s: float = SHUTDOWN_TIMEOUT_S,
 ) -> None:
-    """Run until SIGTERM/SIGINT (or ``stop``); in-flight requests finish before exit.
+    """Run until SIGTERM/SIGINT (or ``stop``); in-flight requests finish before exit, within
+    ``shutdown_timeout_s``.
 
     ``reuse_port``: one of several processes on the same address (xwserver.processes)."""
     from .keystore import server_ssl_context
@@ -174,7 +183,7 @@ async def serve(
         app,
         access_log=log,
         access_log_class=access_logger_class(access_log),
-        shutdown_timeout=30.0,
+        shutdown_timeout=shutdown_timeout_s,
         handle_signals=False,
         # room for long query strings, so that our handlers (not the HTTP parser) refuse
         # an over-long name with a JSON error that says which field

@@ -58,6 +58,9 @@ from xwserver.store import DataStore
 
 ADMIN_PASSWORD = "admin-" + secrets.token_hex(8)
 START_TIMEOUT_S = 20.0
+#: the in-process server's stop: the client session is closed first, so what is still open
+#: then is a connection the test cut (aiohttp lingers on a half-read body for 10 s)
+SHUTDOWN_TIMEOUT_S = 1.0
 
 #: the backends a test marked ``every_database`` runs on (the others: SQLite)
 BACKENDS = [
@@ -334,7 +337,9 @@ async def _served(home: Path, backend: str, db_url: str, conf: dict[str, str]) -
         srv: Server | None = None
         try:
             for attempt in range(3):
-                task = asyncio.create_task(server_app.serve(settings, stop=stop))
+                task = asyncio.create_task(
+                    server_app.serve(settings, stop=stop, shutdown_timeout_s=SHUTDOWN_TIMEOUT_S)
+                )
                 try:
                     await _wait_until_listening(session, settings.url, task)
                     break
