@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -45,15 +46,31 @@ def _run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[
     return done
 
 
+def _run_side_by_side(*runs: tuple[list[str], Path]) -> None:
+    """Run each ``(args, cwd)`` as :func:`_run` does, all at once (two machines installing
+    at the same time: most of an install waits for the package index)."""
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        for done in [pool.submit(_run, args, cwd) for args, cwd in runs]:
+            done.result()
+
+
 def test_bundles_install_in_fresh_venvs_run_a_job_and_uninstall(
     deployment: MakeDeployment, tmp_path: Path
 ) -> None:
-    dep = deployment()
-    alice_conf = dep.workdir / "alice.xwrc"
-    dep.client(
-        "--xwsenduser", "alice", "alice-s3cret!", "alice@example.org", "ADVANCED", "--xwout", str(alice_conf)
-    )
-    wheel = build_wheel(tmp_path / "build")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        building = pool.submit(build_wheel, tmp_path / "build")  # meanwhile, the server starts
+        dep = deployment()
+        alice_conf = dep.workdir / "alice.xwrc"
+        dep.client(
+            "--xwsenduser",
+            "alice",
+            "alice-s3cret!",
+            "alice@example.org",
+            "ADVANCED",
+            "--xwout",
+            str(alice_conf),
+        )
+        wheel = building.result()
     out = tmp_path / "bundles"
     made = dep.xwserver(
         "installer",
@@ -89,13 +106,15 @@ def test_bundles_install_in_fresh_venvs_run_a_job_and_uninstall(
     shutil.move(worker_bundle, machine / worker_bundle.name)
     shutil.move(client_bundle, machine / client_bundle.name)
     worker_prefix, client_prefix = machine / "opt" / "worker", machine / "opt" / "client"
-    _run(
-        ["sh", "install.sh", "--prefix", str(worker_prefix), "--no-service", "--python", _python()],
-        machine / worker_bundle.name,
-    )
-    _run(
-        ["sh", "install.sh", "--prefix", str(client_prefix), "--python", _python()],
-        machine / client_bundle.name,
+    _run_side_by_side(
+        (
+            ["sh", "install.sh", "--prefix", str(worker_prefix), "--no-service", "--python", _python()],
+            machine / worker_bundle.name,
+        ),
+        (
+            ["sh", "install.sh", "--prefix", str(client_prefix), "--python", _python()],
+            machine / client_bundle.name,
+        ),
     )
     where = _run(
         [str(client_prefix / "venv" / "bin" / "python"), "-c", "import xwclient; print(xwclient.__file__)"],
