@@ -2,19 +2,36 @@
 
 The admin is the SUPER of ``xwserver init`` (its ``conf/xwrc``); other users get the config
 ``xwsenduser`` prints, as an administrator would hand it over.
+
+The tests that run no worker share one server (``shared``), each with users, groups and
+apps of its own names; those with a worker get one of their own.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers.deployment import FAST_LEASES, Deployment, MakeDeployment, python_program
 from helpers.waiting import wait_until
 
 #: exit codes of xwclient (xwclient/exitcodes.py)
 ERROR, AUTH, NOT_FOUND = 1, 3, 4
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """One server for the tests without a worker: each uses names of its own."""
+    d = Deployment(tmp_path_factory.mktemp("cli-users"))
+    try:
+        d.init()
+        d.start_server()
+        yield d
+    finally:
+        d.close()
 
 
 def add_user(dep: Deployment, login: str, rights: str = "STANDARD", *group: str) -> Path:
@@ -30,8 +47,8 @@ def as_json(dep: Deployment, *args: str, config: Path | None = None) -> Any:
     return json.loads(dep.client(*args, "--xwformat", "json", config=config).stdout)
 
 
-def test_senduser_prints_a_config_with_which_the_new_user_works(deployment: MakeDeployment) -> None:
-    dep = deployment()
+def test_senduser_prints_a_config_with_which_the_new_user_works(shared: Deployment) -> None:
+    dep = shared
 
     conf = add_user(dep, "alice", "STANDARD_USER")
 
@@ -46,16 +63,16 @@ def test_senduser_prints_a_config_with_which_the_new_user_works(deployment: Make
     assert everyone["alice"]["uid"] == me[0]["uid"]
 
 
-def test_senduser_in_json_prints_the_user_not_a_config(deployment: MakeDeployment) -> None:
-    dep = deployment()
+def test_senduser_in_json_prints_the_user_not_a_config(shared: Deployment) -> None:
+    dep = shared
     rows = as_json(dep, "--xwsenduser", "bob", "pw-of-bob", "bob@example.org", "ADVANCED")
     assert [(r["login"], r["rights"]) for r in rows] == [("bob", "ADVANCED")]
     assert "pw-of-bob" not in json.dumps(rows)
 
 
-def test_a_standard_user_may_neither_insert_users_nor_see_others(deployment: MakeDeployment) -> None:
-    dep = deployment()
-    conf = add_user(dep, "alice")
+def test_a_standard_user_may_neither_insert_users_nor_see_others(shared: Deployment) -> None:
+    dep = shared
+    conf = add_user(dep, "amy")
 
     done = dep.client("--xwsenduser", "mallory", "pw", "m@example.org", "SUPER", config=conf, check=False)
 
@@ -63,25 +80,25 @@ def test_a_standard_user_may_neither_insert_users_nor_see_others(deployment: Mak
     assert "permission refused" in done.stderr and "SUPER" in done.stderr, done.stderr
     assert done.stdout == ""
     assert "mallory" not in {u["login"] for u in as_json(dep, "--xwusers")}
-    assert [u["login"] for u in as_json(dep, "--xwusers", config=conf)] == ["alice"]
+    assert [u["login"] for u in as_json(dep, "--xwusers", config=conf)] == ["amy"]
     seen = dep.client("--xwusers", "admin", config=conf, check=False)
     assert seen.returncode == NOT_FOUND, seen
 
 
-def test_works_lists_ones_own_jobs_not_the_public_jobs_of_others(deployment: MakeDeployment) -> None:
-    dep = deployment()
+def test_works_lists_ones_own_jobs_not_the_public_jobs_of_others(shared: Deployment) -> None:
+    dep = shared
     dep.send_app("hello", python_program("print('hello')\n"))  # public: the admin is SUPER
-    alice, bob = add_user(dep, "alice"), add_user(dep, "bob")
-    job = dep.client("--xwsendwork", "hello", config=alice).stdout.strip().rsplit("/", 1)[1]
+    wendy, walt = add_user(dep, "wendy"), add_user(dep, "walt")
+    job = dep.client("--xwsendwork", "hello", config=wendy).stdout.strip().rsplit("/", 1)[1]
 
-    assert [j["uid"] for j in as_json(dep, "--xwworks", config=alice)] == [job]
-    assert as_json(dep, "--xwworks", config=bob) == []
-    assert as_json(dep, "--xwworks", job, config=bob)[0]["uid"] == job  # readable when asked for
+    assert [j["uid"] for j in as_json(dep, "--xwworks", config=wendy)] == [job]
+    assert as_json(dep, "--xwworks", config=walt) == []
+    assert as_json(dep, "--xwworks", job, config=walt)[0]["uid"] == job  # readable when asked for
     assert as_json(dep, "--xwworks") == []  # the admin's own: none
 
 
-def test_user_groups_are_made_listed_joined_and_removed(deployment: MakeDeployment) -> None:
-    dep = deployment()
+def test_user_groups_are_made_listed_joined_and_removed(shared: Deployment) -> None:
+    dep = shared
     uri = dep.client("--xwsendusergroup", "physics").stdout.strip()
     assert uri.startswith("xw://"), uri
     group_uid = uri.rsplit("/", 1)[1]
@@ -104,8 +121,8 @@ def test_user_groups_are_made_listed_joined_and_removed(deployment: MakeDeployme
     assert gone.returncode == AUTH, gone
 
 
-def test_chmod_changes_a_datas_rights_and_never_an_apps(deployment: MakeDeployment) -> None:
-    dep = deployment()
+def test_chmod_changes_a_datas_rights_and_never_an_apps(shared: Deployment) -> None:
+    dep = shared
     source = dep.workdir / "input.txt"
     source.write_text("42\n")
     data_uid = dep.client("--xwsenddata", str(source)).stdout.strip().rsplit("/", 1)[1]
@@ -117,7 +134,7 @@ def test_chmod_changes_a_datas_rights_and_never_an_apps(deployment: MakeDeployme
     as_json(dep, "--xwchmod", "o+r", data_uid)
     assert as_json(dep, "--xwdatas", data_uid)[0]["access_rights"] == "0754"
 
-    app_uid = dep.send_app("hello", python_program("print('hello')\n")).rsplit("/", 1)[1]
+    app_uid = dep.send_app("hello-chmod", python_program("print('hello')\n")).rsplit("/", 1)[1]
     before = as_json(dep, "--xwapps", app_uid)[0]["access_rights"]
     refused = dep.client("--xwchmod", "0700", app_uid, check=False)
     assert refused.returncode != 0 and "app" in refused.stderr.lower(), refused
@@ -127,13 +144,13 @@ def test_chmod_changes_a_datas_rights_and_never_an_apps(deployment: MakeDeployme
     assert bad.returncode == 2 and "0755" in bad.stderr, bad
 
 
-def test_xwrm_removes_any_kind_by_uid(deployment: MakeDeployment) -> None:
-    dep = deployment()
+def test_xwrm_removes_any_kind_by_uid(shared: Deployment) -> None:
+    dep = shared
     source = dep.workdir / "x.txt"
     source.write_text("x")
     data_uid = dep.client("--xwsenddata", str(source)).stdout.strip().rsplit("/", 1)[1]
-    app_uid = dep.send_app("hello", python_program("print('hello')\n")).rsplit("/", 1)[1]
-    job_uid = dep.submit("hello")  # no worker: it stays PENDING
+    app_uid = dep.send_app("hello-rm", python_program("print('hello')\n")).rsplit("/", 1)[1]
+    job_uid = dep.submit("hello-rm")  # no worker: it stays PENDING
     add_user(dep, "dave")
     dave_uid = as_json(dep, "--xwusers", "dave")[0]["uid"]
 
@@ -207,8 +224,8 @@ def test_a_job_whose_input_no_worker_may_read_stays_pending_and_says_why(deploym
     assert final["status"] == "COMPLETED", final
 
 
-def test_passwd_changes_ones_own_password_and_super_resets_anyones(deployment: MakeDeployment) -> None:
-    dep = deployment()
+def test_passwd_changes_ones_own_password_and_super_resets_anyones(shared: Deployment) -> None:
+    dep = shared
     conf = add_user(dep, "erin")
     renewed = dep.root / "erin-new.rc"
     renewed.write_text(conf.read_text().replace("password=pw-of-erin", "password=n3w-pass"))
