@@ -8,19 +8,31 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from collections.abc import Iterator
 
 import pytest
-from helpers.deployment import Deployment, MakeDeployment, write_config
+from helpers.deployment import Deployment, write_config
 from helpers.net import RecordingListener
 
 WORKER_EXIT_TIMEOUT_S = 30.0
 
 
-@pytest.fixture
-def ours_and_foreign(deployment: MakeDeployment) -> tuple[Deployment, Deployment]:
-    ours = deployment(start=False)  # only its configs and CA are needed
-    foreign = deployment()
-    return ours, foreign
+@pytest.fixture(scope="module")
+def ours_and_foreign(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Deployment, Deployment]]:
+    """Our deployment (only its configs and CA are needed: never started) and a foreign one,
+    running; the module's tests share them, each with configs and workers of its own names."""
+    root = tmp_path_factory.mktemp("tls-pinning")
+    ours, foreign = Deployment(root / "ours"), Deployment(root / "foreign")
+    try:
+        ours.init()
+        foreign.init()
+        foreign.start_server()
+        yield ours, foreign
+    finally:
+        try:
+            foreign.close()
+        finally:
+            ours.close()
 
 
 def _requests_seen_by(dep: Deployment) -> str:
@@ -68,8 +80,10 @@ def test_a_worker_refuses_a_server_whose_certificate_is_not_from_the_deployment_
     assert "/login" not in _requests_seen_by(foreign), "the worker sent its password to a foreign server"
 
 
-def test_the_client_refuses_a_plaintext_server_url_without_connecting(deployment: MakeDeployment) -> None:
-    ours = deployment(start=False)
+def test_the_client_refuses_a_plaintext_server_url_without_connecting(
+    ours_and_foreign: tuple[Deployment, Deployment],
+) -> None:
+    ours, _ = ours_and_foreign
     with RecordingListener() as plain:
         conf = write_config(
             ours.root / "xwrc-plain",
@@ -82,8 +96,10 @@ def test_the_client_refuses_a_plaintext_server_url_without_connecting(deployment
     assert plain.connections == 0, f"the client connected to a plaintext server: {plain.received!r}"
 
 
-def test_a_worker_refuses_a_plaintext_server_url_without_connecting(deployment: MakeDeployment) -> None:
-    ours = deployment(start=False)
+def test_a_worker_refuses_a_plaintext_server_url_without_connecting(
+    ours_and_foreign: tuple[Deployment, Deployment],
+) -> None:
+    ours, _ = ours_and_foreign
     with RecordingListener() as plain:
         code, log = _worker_exit(
             ours, {"dispatcher.servers": f"http://127.0.0.1:{plain.port}"}, "plain-worker"
@@ -93,8 +109,8 @@ def test_a_worker_refuses_a_plaintext_server_url_without_connecting(deployment: 
     assert plain.connections == 0, f"the worker connected to a plaintext server: {plain.received!r}"
 
 
-def test_the_server_does_not_answer_plain_http(deployment: MakeDeployment) -> None:
-    dep = deployment()
+def test_the_server_does_not_answer_plain_http(ours_and_foreign: tuple[Deployment, Deployment]) -> None:
+    _, dep = ours_and_foreign  # a server as any deployment's
     request = f"GET /api/v1/version HTTP/1.1\r\nHost: 127.0.0.1:{dep.port}\r\nConnection: close\r\n\r\n"
     answer = b""
     with socket.create_connection(("127.0.0.1", dep.port), timeout=5) as sock:
