@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 from helpers.api import ApiError
-from helpers.deployment import MakeDeployment
+from helpers.deployment import Deployment, MakeDeployment
 from helpers.waiting import wait_until
 
 #: Common Log Format: host ident authuser [date] "request" status bytes
@@ -19,12 +20,24 @@ CLF = re.compile(
 )
 
 
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """A running server for the tests that only look at it (the stop test has its own)."""
+    d = Deployment(tmp_path_factory.mktemp("cli-server"))
+    try:
+        d.init()
+        d.start_server()
+        yield d
+    finally:
+        d.close()
+
+
 def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_status_says_the_server_runs_with_its_pid_and_url(deployment: MakeDeployment) -> None:
-    dep = deployment()
+def test_status_says_the_server_runs_with_its_pid_and_url(running: Deployment) -> None:
+    dep = running
     pid = dep.server_pid()
 
     done = dep.xwserver("status", "--home", str(dep.home))
@@ -51,10 +64,8 @@ def test_stop_ends_the_server_gracefully_and_removes_its_pid_file(deployment: Ma
     assert status.returncode == 3 and "not running" in status.stdout, status
 
 
-def test_init_on_an_existing_home_refuses_without_force_and_keeps_the_keys(
-    deployment: MakeDeployment,
-) -> None:
-    dep = deployment(start=False)
+def test_init_on_an_existing_home_refuses_without_force_and_keeps_the_keys(running: Deployment) -> None:
+    dep = running
     before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(dep.keystore.iterdir())}
     confs = {p: p.read_bytes() for p in (dep.server_conf, dep.admin_conf, dep.worker_conf)}
 
@@ -68,8 +79,8 @@ def test_init_on_an_existing_home_refuses_without_force_and_keeps_the_keys(
     assert {p: p.read_bytes() for p in confs} == confs, "init without --force touched the configs"
 
 
-def test_private_keys_and_configs_holding_passwords_are_private(deployment: MakeDeployment) -> None:
-    dep = deployment(start=False)
+def test_private_keys_and_configs_holding_passwords_are_private(running: Deployment) -> None:
+    dep = running
     for key in ("ca.key", "server.key"):
         assert _mode(dep.keystore / key) == 0o600, key
     for conf in (dep.admin_conf, dep.worker_conf, dep.server_conf):
@@ -77,8 +88,8 @@ def test_private_keys_and_configs_holding_passwords_are_private(deployment: Make
     assert _mode(dep.keystore) & 0o077 == 0
 
 
-def test_the_server_keeps_an_access_log_in_common_log_format(deployment: MakeDeployment) -> None:
-    dep = deployment()
+def test_the_server_keeps_an_access_log_in_common_log_format(running: Deployment) -> None:
+    dep = running
     dep.client("--xwversion")
     dep.client("--xwworks")
     with pytest.raises(ApiError) as missing:
