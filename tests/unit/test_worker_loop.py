@@ -396,11 +396,15 @@ def assignment(stub: StubServer, name: str, binary: bytes, *args: str, **extra: 
 
 # -- tests -----------------------------------------------------------------------------------------------
 async def run_until(grid: Grid, worker: Worker, predicate: Callable[[], bool]) -> None:
-    """Run ``worker`` until ``predicate`` holds, then stop it and wait for its end."""
+    """Run ``worker`` until ``predicate`` holds, then stop it and wait for its end.
+
+    The stub answers the stopping worker's pending long-poll at once (a stop waits for it):
+    how a worker stops while a request is in flight is what the stopping tests look at."""
     run = asyncio.create_task(worker.run())
     try:
         await grid.stub.wait_for(predicate)
     finally:
+        grid.stub.closing.set()
         worker.stop()
         await asyncio.wait_for(run, 20)
 
