@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from contextvars import ContextVar
 
@@ -16,7 +18,23 @@ LOCAL_SERVERS: ContextVar[frozenset[str] | None] = ContextVar("xw_local_servers"
 
 
 def new_uid() -> str:
-    return str(uuid.uuid4())
+    """A new UUID of version 7 (RFC 9562): 48 bits of Unix time in milliseconds, then 74
+    random bits. Objects made together have neighbouring UIDs, so every index keyed by UID
+    (jobs, tasks, data, the event history) takes new keys at its end instead of all over
+    it: a transaction dirties a page or two per index rather than one per key, which is
+    most of what an index costs SQLite's write-ahead log. Unique as a version 4 UUID is
+    for all purposes here (74 random bits within one millisecond), and still unguessable:
+    no right is ever granted by knowing a UID."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")  # 80 bits, of which 74 are used
+    value = (
+        (ms & 0xFFFF_FFFF_FFFF) << 80
+        | 0x7 << 76  # version
+        | (rand >> 68) << 64  # rand_a, 12 bits
+        | 0b10 << 62  # variant
+        | (rand & (1 << 62) - 1)  # rand_b, 62 bits
+    )
+    return str(uuid.UUID(int=value))
 
 
 def make_uri(server: str, uid: str) -> str:

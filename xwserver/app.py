@@ -68,6 +68,7 @@ def create_app(srv: Server) -> web.Application:
             asyncio.create_task(reaper_loop(srv)),
             asyncio.create_task(collector_loop(srv)),
             asyncio.create_task(validator_loop(srv)),
+            asyncio.create_task(events.settle_loop(srv)),
         ]
         if srv.backend == "postgresql":
             tasks.append(asyncio.create_task(statistics_loop(srv)))

@@ -12,10 +12,24 @@ from xwcommon.uri import is_uid, make_uri, new_uid, parse_uid
 UID = "0b6f7a5e-3c2d-4e1f-8a9b-1c2d3e4f5a6b"
 
 
-def test_new_uids_are_distinct_uuid4_strings() -> None:
-    uids = {new_uid() for _ in range(1000)}
-    assert len(uids) == 1000
-    assert all(uuid.UUID(u).version == 4 and str(uuid.UUID(u)) == u for u in uids)
+def test_new_uids_are_distinct_time_ordered_uuid7_strings() -> None:
+    import time
+
+    before = time.time_ns() // 1_000_000
+    made = [new_uid() for _ in range(1000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(made)) == 1000
+    parsed = [uuid.UUID(u) for u in made]
+    assert all(
+        p.version == 7 and p.variant == uuid.RFC_4122 and str(p) == u
+        for p, u in zip(parsed, made, strict=True)
+    )
+    stamps = [p.int >> 80 for p in parsed]  # the 48-bit millisecond time in front
+    assert before <= stamps[0] and stamps[-1] <= after and stamps == sorted(stamps)
+    later = new_uid()
+    time.sleep(0.002)
+    assert new_uid() > later  # a later millisecond sorts after, as text too
+    assert all(is_uid(u) for u in made)
 
 
 @pytest.mark.parametrize(

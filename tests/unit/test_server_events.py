@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from xwserver import events, leases
-from xwserver.db.models import Event, Task
+from xwserver.db.models import Event, NewEvent, Task
 
 if TYPE_CHECKING:
     from conftest import XW
@@ -86,15 +86,61 @@ async def test_a_user_sees_the_events_of_what_they_may_read_only(xw: XW) -> None
     assert await history(xw, alice, since="2999-01-01T00:00:00Z") == []
 
 
-async def test_events_older_than_the_retention_are_pruned(xw: XW) -> None:
+async def counts(xw: XW) -> tuple[int, int]:
+    """(events in the history, events waiting to be moved there)."""
+    async with xw.srv.engine.connect() as conn:
+        return (
+            (await conn.execute(select(func.count()).select_from(Event))).scalar_one(),
+            (await conn.execute(select(func.count()).select_from(NewEvent))).scalar_one(),
+        )
+
+
+async def test_events_older_than_the_retention_are_pruned_the_newest_settled_first(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     await xw.submit(xw.admin, "work")
-    async with xw.srv.engine.connect() as conn:
-        before = (await conn.execute(select(func.count()).select_from(Event))).scalar_one()
-    assert before > 0
-    assert await events.prune(xw.srv, now=time.time() + 2 * xw.srv.settings.events_retention_s) == before
-    async with xw.srv.engine.connect() as conn:
-        assert (await conn.execute(select(func.count()).select_from(Event))).scalar_one() == 0
+    settled, waiting = await counts(xw)
+    assert settled + waiting > 0
+    later = time.time() + 2 * xw.srv.settings.events_retention_s
+    assert await events.prune(xw.srv, now=later) == settled + waiting
+    assert await counts(xw) == (0, 0)
+
+
+@pytest.mark.every_database
+async def test_new_events_wait_unindexed_then_settle_in_order_and_reads_see_them_all_along(xw: XW) -> None:
+    """A change appends its events to the unindexed table in its own transaction; the settler
+    moves them, oldest first, in batches, to the indexed history; a reader sees every event
+    at every moment, in the order they happened."""
+    await xw.insert_app(xw.admin, "work")
+    jobs = [await xw.submit(xw.admin, "work") for _ in range(3)]
+    host = await xw.register(name="volunteer")
+    [a] = await xw.request_work(host)
+    while await events.settle(xw.srv):  # what the server's loop may have left
+        pass
+    await xw.ok(
+        "POST",
+        f"/work/tasks/{a['task_uid']}/report",
+        token=xw.worker,
+        json={"status": "COMPLETED", "exit_code": 0},
+    )
+    first = jobs[0]["uid"]
+    settled, waiting = await counts(xw)
+    assert waiting >= 1 and settled >= 5  # completed waits; 3 created, registered, assigned are settled
+    seen = [e["action"] for e in await history(xw, xw.admin, job=first)]
+    assert seen == ["created", "assigned", "completed"]  # across both tables, in order
+    everyone = await history(xw, xw.admin, limit=10000)
+    assert [e["at"] for e in everyone] == sorted(e["at"] for e in everyone)
+    assert [e["action"] for e in await history(xw, xw.admin, job=first, limit=2)] == ["created", "assigned"]
+    old_batch = events.SETTLE_BATCH
+    events.SETTLE_BATCH = 1  # one event a transaction: order and completeness at each step
+    try:
+        while await events.settle(xw.srv):
+            assert [e["action"] for e in await history(xw, xw.admin, job=first)] == seen
+            assert await history(xw, xw.admin, limit=10000) == everyone
+    finally:
+        events.SETTLE_BATCH = old_batch
+    assert (await counts(xw))[1] == 0
+    assert [e["action"] for e in await history(xw, xw.admin, job=first)] == seen
+    assert [e["object_uid"] for e in await history(xw, xw.admin, host=host)][0] == host
 
 
 @pytest.mark.parametrize("server_conf", [{"events.record": "false"}])

@@ -32,3 +32,53 @@ async def test_the_migrated_schema_is_the_models_schema(domain: Server) -> None:
     async with domain.engine.connect() as conn:
         differences = await conn.run_sync(_differences)
     assert differences == []
+
+
+def _to(revision: str) -> Any:
+    from alembic import command
+    from alembic.config import Config
+
+    from xwserver.db.engine import MIGRATIONS_DIR
+
+    def run(sync_conn: Any) -> None:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.attributes["connection"] = sync_conn
+        if revision == "head":
+            command.upgrade(cfg, "head")
+        else:
+            command.downgrade(cfg, revision)
+
+    return run
+
+
+async def test_an_upgraded_history_goes_on_numbering_its_events_past_the_ones_it_had(domain: Server) -> None:
+    """Migration 0010 adds the table of the newest events: on a database that already holds
+    a history, the new events' ids start past it, so that moving them keeps every id."""
+    from sqlalchemy import insert, select
+
+    from xwserver import events
+    from xwserver.db.engine import transaction
+    from xwserver.db.models import Event
+
+    async with domain.engine.begin() as conn:
+        await conn.run_sync(_to("0009"))
+        await conn.execute(
+            insert(Event),
+            [
+                {"id": i, "at": float(i), "kind": "job", "object_uid": f"old-{i}", "action": "created"}
+                for i in (1, 7)
+            ],
+        )
+    async with domain.engine.begin() as conn:
+        await conn.run_sync(_to("head"))
+
+    async def record(conn: Any) -> None:
+        await events.record(conn, [events.event("job", "new-1", "created")])
+
+    await transaction(domain.engine, record)
+    assert await events.settle(domain) == 1
+    async with domain.engine.connect() as conn:
+        rows = (await conn.execute(select(Event.id, Event.object_uid).order_by(Event.id))).all()
+    assert [tuple(r) for r in rows][:2] == [(1, "old-1"), (7, "old-7")]
+    assert rows[-1].object_uid == "new-1" and rows[-1].id > 7

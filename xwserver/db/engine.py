@@ -74,6 +74,10 @@ def create_engine(url: str, *, pool_size: int = 10, wait_s: float = defaults.DB_
     return engine
 
 
+#: the SQLite connection's page cache, at most (KiB)
+SQLITE_CACHE_KIB = 64 * 1024
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -85,6 +89,10 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         # checkpoints (and their fsync) run in a thread of their own: see WalCheckpointer
         cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # SQLite's default page cache is 2 MiB: past a few tens of thousands of jobs the hot
+        # path's indexes (random UIDs) no longer fit and each statement reads pages back
+        # from the OS. Pages are cached as they are read, up to this bound.
+        cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
         # Short: with statements in the loop's thread, waiting on another process's lock
         # blocks the whole server (one server process per SQLite database is the rule).
         cursor.execute("PRAGMA busy_timeout=5000")
