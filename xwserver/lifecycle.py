@@ -549,7 +549,7 @@ _DECIDED = {
 }
 
 
-def _decision_events(jobs: dict[int, Any], decisions: Sequence[Any]) -> list[dict[str, Any]]:
+def _decision_events(jobs: dict[int, Any], decisions: Sequence[Any]) -> list[events.Made]:
     out = []
     for d in decisions:
         j = jobs[d.job_id]

@@ -306,6 +306,7 @@ async def request_work(
     # to come back for work. So the work requests queued on the pool stay about the cap,
     # however many workers finish jobs at once (a fleet of short jobs keeps finishing).
     admitted = srv.work_in_flight < srv.settings.max_work_in_flight
+    srv.work_requests += 1
     if not msg.reports and not admitted:
         return WorkAnswer(retry_after_s=come_back_s(srv, busy=True))
     if admitted:

@@ -204,6 +204,8 @@ class Server:
         self.binaries = BinaryCache()
         #: work requests of this process in their database transaction now (admission)
         self.work_in_flight = 0
+        #: work requests of this process so far (the event settler waits for quiet moments)
+        self.work_requests = 0
         #: fair share's virtual time: the highest share key this process claimed lately (None:
         #: read from the queue at the first submission), see jobs.share_keys
         self.queue_head: float | None = None

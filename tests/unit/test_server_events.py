@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 
 from xwserver import events, leases
 from xwserver.db.models import Event, NewEvent, Task
@@ -88,10 +88,11 @@ async def test_a_user_sees_the_events_of_what_they_may_read_only(xw: XW) -> None
 
 async def counts(xw: XW) -> tuple[int, int]:
     """(events in the history, events waiting to be moved there)."""
+    waiting = select(func.count()).select_from(NewEvent).where(~exists().where(Event.id == NewEvent.id))
     async with xw.srv.engine.connect() as conn:
         return (
             (await conn.execute(select(func.count()).select_from(Event))).scalar_one(),
-            (await conn.execute(select(func.count()).select_from(NewEvent))).scalar_one(),
+            (await conn.execute(waiting)).scalar_one(),
         )
 
 
@@ -140,6 +141,17 @@ async def test_new_events_wait_unindexed_then_settle_in_order_and_reads_see_them
         events.SETTLE_BATCH = old_batch
     assert (await counts(xw))[1] == 0
     assert [e["action"] for e in await history(xw, xw.admin, job=first)] == seen
+    async with xw.srv.engine.connect() as conn:  # the newest moved row alone stays, unseen
+        kept = (await conn.execute(select(NewEvent.id))).scalars().all()
+    assert kept == [everyone[-1]["id"]]
+    # ids never go back: SQLite numbers past the kept row, and every event keeps its id
+    later = await xw.submit(xw.admin, "work")
+    [created] = await history(xw, xw.admin, job=later["uid"])
+    assert created["id"] > everyone[-1]["id"]
+    while await events.settle(xw.srv):
+        pass
+    assert await history(xw, xw.admin, job=later["uid"]) == [created]
+    assert await history(xw, xw.admin, limit=10000) == [*everyone, created]
     assert [e["object_uid"] for e in await history(xw, xw.admin, host=host)][0] == host
 
 

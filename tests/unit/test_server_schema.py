@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
@@ -52,12 +53,16 @@ def _to(revision: str) -> Any:
     return run
 
 
-async def test_an_upgraded_history_goes_on_numbering_its_events_past_the_ones_it_had(domain: Server) -> None:
+async def test_an_upgraded_history_goes_on_numbering_its_events_past_the_ones_it_had(
+    domain: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Migration 0010 adds the table of the newest events: on a database that already holds
     a history, the new events' ids start past it, so that moving them keeps every id."""
     from sqlalchemy import insert, select
 
     from xwserver import events
+
+    monkeypatch.setattr(events, "ENABLED", True)  # a server started before may have set it off
     from xwserver.db.engine import transaction
     from xwserver.db.models import Event
 

@@ -160,6 +160,11 @@ class _DirectConnection:
     async def _run_many(self, compiled: Any, params: Sequence[Mapping[str, Any]]) -> Result:
         raise NotImplementedError
 
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """``INSERT INTO table (columns)`` of ``rows``, tuples in the columns' order: for the
+        hottest appends (the event history), without a dict per row."""
+        raise NotImplementedError
+
 
 def _fixed(compiled: Any, names: Iterable[str]) -> dict[str, Any]:
     """The values of the parameters a statement carries itself (literals, guard statuses)."""
@@ -202,6 +207,10 @@ class SQLiteConnection(_DirectConnection):
         cursor = self._conn.executemany(sql, [compiled.args(p) for p in params])
         return Result([], cursor.rowcount)
 
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        places = ", ".join("?" * len(columns))
+        self._conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({places})", rows)
+
 
 _PG_TOKEN = re.compile(r"\$\d+|IN \(__\[POSTCOMPILE_(\w+)\]\)")
 
@@ -243,6 +252,10 @@ class PgConnection(_DirectConnection):
     async def _run_many(self, compiled: _PgCompiled, params: Sequence[Mapping[str, Any]]) -> Result:
         await self._conn.executemany(compiled.sql, [compiled.args(p) for p in params])
         return Result([], len(params))
+
+    async def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        places = ", ".join(f"${n}" for n in range(1, len(columns) + 1))
+        await self._conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({places})", rows)
 
     async def _run(self, compiled: _PgCompiled, params: Mapping[str, Any]) -> Result:
         args = compiled.args(params)

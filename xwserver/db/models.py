@@ -357,13 +357,14 @@ class Event(_EventColumns, Base):
 class NewEvent(_EventColumns, Base):
     """The newest events, appended by the transactions that made the changes (migration
     0010). No index but the primary key: an append here costs the hot path next to nothing,
-    where the history's three indexes cost a claim a quarter of its time. The server moves
-    them to :class:`Event` in batches within a second or so; readers read both."""
+    where maintaining the history's indexes in each claim and report cost the full cycle a
+    quarter of its server CPU. The server moves them to :class:`Event` in batches in its
+    quiet moments (xwserver/events.py); readers read both."""
 
     __tablename__ = "events_new"
-    # an event keeps its id when it moves: ids here must never be used twice, as SQLite's
-    # rowids would be once the table is emptied (a sequence elsewhere never goes back)
-    __table_args__ = {"sqlite_autoincrement": True}
+    # no AUTOINCREMENT on SQLite (it updates sqlite_sequence with every insert, a page more
+    # in each transaction's commit: that, not the append, was the hot path's cost); ids
+    # are kept from going back by never emptying the table (events.settle)
 
 
 class UsageLedger(Base):

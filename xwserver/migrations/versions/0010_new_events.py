@@ -36,24 +36,26 @@ def upgrade() -> None:
         sa.Column("host_uid", sa.String(length=36), nullable=True),
         sa.Column("detail", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
-        sqlite_autoincrement=True,
     )
-    # the ids go on from the history's: an event keeps its id when it is moved there
+    # the ids go on from the history's: an event keeps its id when it is moved there.
+    # SQLite numbers rows one past the highest in the table, so the history's newest event
+    # is put there too (already moved, as events.settle leaves the newest); a sequence is
+    # set past it (PostgreSQL, MariaDB).
     bind = op.get_bind()
     last = bind.execute(sa.text("SELECT MAX(id) FROM events")).scalar()
     if last:
+        columns = "id, at, kind, object_uid, action, actor_id, address, owner_id, job_uid, host_uid, detail"
+        op.execute(
+            sa.text(
+                f"INSERT INTO events_new ({columns}) SELECT {columns} FROM events WHERE id = :n"
+            ).bindparams(n=last)
+        )
         dialect = bind.dialect.name
-        if dialect == "sqlite":
-            op.execute(
-                sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES ('events_new', :n)").bindparams(
-                    n=last
-                )
-            )
-        elif dialect == "postgresql":
+        if dialect == "postgresql":
             op.execute(
                 sa.text("SELECT setval(pg_get_serial_sequence('events_new', 'id'), :n)").bindparams(n=last)
             )
-        else:
+        elif dialect != "sqlite":
             op.execute(sa.text(f"ALTER TABLE events_new AUTO_INCREMENT = {int(last) + 1}"))
 
 
