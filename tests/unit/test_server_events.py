@@ -160,3 +160,21 @@ async def test_the_history_can_be_turned_off(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work")
     assert await history(xw, xw.admin, job=job["uid"]) == []
+
+
+async def test_the_server_settles_the_newest_events_by_itself_once_quiet(
+    xw: XW, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    monkeypatch.setattr(events, "SETTLE_INTERVAL_S", 0.05)
+    await asyncio.sleep(1.1)  # the loop's sleep in progress (1 s) ends, the next ones are short
+    await xw.insert_app(xw.admin, "work")
+    job = await xw.submit(xw.admin, "work")
+    for _ in range(100):
+        if (await counts(xw))[1] == 0:
+            break
+        await asyncio.sleep(0.05)
+    settled, waiting = await counts(xw)
+    assert waiting == 0 and settled > 0
+    assert [e["action"] for e in await history(xw, xw.admin, job=job["uid"])] == ["created"]
