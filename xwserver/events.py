@@ -38,7 +38,7 @@ from xwcommon.errors import BadRequest, NotFound
 from xwcommon.uri import parse_uid
 
 from .access import READ, Caller, may_on
-from .db.engine import transaction
+from .db.engine import connection, transaction
 from .db.models import Event, Host, Job, NewEvent
 from .state import Server, uid_maps
 
@@ -303,6 +303,6 @@ _OLDEST_WAITING = select(NewEvent.at).where(_NOT_MOVED).order_by(NewEvent.id).li
 
 
 async def _overdue(srv: Server) -> bool:
-    async with srv.engine.connect() as conn:
+    async with connection(srv.engine) as conn:  # no shielded close: this runs while busy
         oldest = (await conn.execute(_OLDEST_WAITING)).scalar()
     return oldest is not None and time.time() - oldest > SETTLE_MAX_DELAY_S

@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -690,3 +690,24 @@ class Deployment:
 
 #: the ``deployment`` fixture: ``deployment(db_url=None, *, start=True, **server_settings)``
 MakeDeployment = Callable[..., Deployment]
+
+
+@contextlib.contextmanager
+def running_deployment(root: Path) -> Iterator[Deployment]:
+    """A deployment in ``root`` with its server initialised and started, stopped with all it
+    started on the way out: what a module's shared server fixture yields."""
+    d = Deployment(root)
+    try:
+        d.init()
+        d.start_server()
+        yield d
+    finally:
+        d.close()
+
+
+def send_windows_only_app(d: Deployment, note: str = "a binary for a platform no worker has") -> None:
+    """``winonly``: an app for x86_64 Windows only, whose jobs no Linux worker can take."""
+    d.workdir.mkdir(parents=True, exist_ok=True)
+    never = d.workdir / "winonly.exe"
+    never.write_text(note)
+    d.client("--xwsendapp", "winonly", "x86_64", "windows", str(never))

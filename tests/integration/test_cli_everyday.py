@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from helpers.api import ApiError
-from helpers.deployment import Deployment
+from helpers.deployment import Deployment, running_deployment, send_windows_only_app
 from helpers.waiting import wait_until
 
 from xwclient import cli, formats
@@ -32,17 +32,9 @@ ACCESS_LOG_FLUSH_S = 1.5
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    d = Deployment(tmp_path_factory.mktemp("everyday"))
-    try:
-        d.init()
-        d.start_server()
-        d.workdir.mkdir(parents=True, exist_ok=True)
-        never = d.workdir / "winonly.exe"
-        never.write_text("a binary for a platform no worker has: its jobs stay PENDING")
-        d.client("--xwsendapp", "winonly", "x86_64", "windows", str(never))
+    with running_deployment(tmp_path_factory.mktemp("everyday")) as d:
+        send_windows_only_app(d, "a binary for a platform no worker has: its jobs stay PENDING")
         yield d
-    finally:
-        d.close()
 
 
 class Run:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers.deployment import Deployment
+from helpers.deployment import Deployment, running_deployment, send_windows_only_app
 
 from xwclient import cli
 
@@ -19,17 +19,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    d = Deployment(tmp_path_factory.mktemp("replication"))
-    try:
-        d.init()
-        d.start_server()
-        d.workdir.mkdir(parents=True, exist_ok=True)
-        never = d.workdir / "winonly.exe"
-        never.write_text("a binary for a platform no worker has: its jobs stay PENDING")
-        d.client("--xwsendapp", "winonly", "x86_64", "windows", str(never))
+    with running_deployment(tmp_path_factory.mktemp("replication")) as d:
+        send_windows_only_app(d, "a binary for a platform no worker has: its jobs stay PENDING")
         yield d
-    finally:
-        d.close()
 
 
 def xw(dep: Deployment, *args: str) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 from helpers.api import ApiError
-from helpers.deployment import Deployment, MakeDeployment
+from helpers.deployment import Deployment, MakeDeployment, running_deployment
 from helpers.waiting import wait_until
 
 #: Common Log Format: host ident authuser [date] "request" status bytes
@@ -23,13 +23,8 @@ CLF = re.compile(
 @pytest.fixture(scope="module")
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """A running server for the tests that only look at it (the stop test has its own)."""
-    d = Deployment(tmp_path_factory.mktemp("cli-server"))
-    try:
-        d.init()
-        d.start_server()
+    with running_deployment(tmp_path_factory.mktemp("cli-server")) as d:
         yield d
-    finally:
-        d.close()
 
 
 def _mode(path: Path) -> int:

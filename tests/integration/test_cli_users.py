@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.deployment import FAST_LEASES, Deployment, MakeDeployment, python_program
+from helpers.deployment import FAST_LEASES, Deployment, MakeDeployment, python_program, running_deployment
 from helpers.waiting import wait_until
 
 #: exit codes of xwclient (xwclient/exitcodes.py)
@@ -25,13 +25,8 @@ ERROR, AUTH, NOT_FOUND = 1, 3, 4
 @pytest.fixture(scope="module")
 def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """One server for the tests without a worker: each uses names of its own."""
-    d = Deployment(tmp_path_factory.mktemp("cli-users"))
-    try:
-        d.init()
-        d.start_server()
+    with running_deployment(tmp_path_factory.mktemp("cli-users")) as d:
         yield d
-    finally:
-        d.close()
 
 
 def add_user(dep: Deployment, login: str, rights: str = "STANDARD", *group: str) -> Path:

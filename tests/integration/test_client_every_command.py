@@ -25,7 +25,13 @@ from typing import Any
 
 import pytest
 from helpers.api import ApiError
-from helpers.deployment import Deployment, python_program, write_config
+from helpers.deployment import (
+    Deployment,
+    python_program,
+    running_deployment,
+    send_windows_only_app,
+    write_config,
+)
 from helpers.waiting import wait_until
 
 from xwclient import cli, formats
@@ -60,19 +66,12 @@ print("stdin=" + sys.stdin.read().strip())
 
 @pytest.fixture(scope="module")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    d = Deployment(tmp_path_factory.mktemp("client"))
-    try:
-        d.init()
-        d.start_server()
+    with running_deployment(tmp_path_factory.mktemp("client")) as d:
         d.start_worker(workpool_size=2)
         d.send_app("show", SHOW)
         d.send_app("echo", ECHO)
-        never = d.workdir / "winonly.exe"
-        never.write_text("a binary for a platform no worker of these tests has")
-        d.client("--xwsendapp", "winonly", "x86_64", "windows", str(never))
+        send_windows_only_app(d, "a binary for a platform no worker of these tests has")
         yield d
-    finally:
-        d.close()
 
 
 class Run:
