@@ -314,6 +314,10 @@ class Tally:
     errors: int = 0
     #: refused reports by the server's error code (``task_gone``, ...)
     report_errors: Counter[str] = field(default_factory=Counter)
+    #: failed calls by what failed and the error's code (``work request: timeout``, ...)
+    call_errors: Counter[str] = field(default_factory=Counter)
+    #: the first error message of each kind of ``call_errors``
+    call_error_examples: dict[str, str] = field(default_factory=dict)
     requests: int = 0
     heartbeats: int = 0
     #: work answers that said "no room: come back after N s"
@@ -353,6 +357,13 @@ class Tally:
     def refused(self, code: str) -> None:
         self.errors += 1
         self.report_errors[code] += 1
+
+    def failed(self, call: str, exc: XWError) -> None:
+        """A call that failed after the transport's retries."""
+        self.errors += 1
+        kind = f"{call}: {exc.code}"
+        self.call_errors[kind] += 1
+        self.call_error_examples.setdefault(kind, str(exc)[:300])
 
     def stop_all(self, reason: str) -> None:
         if self.fatal is None:
@@ -441,7 +452,7 @@ class SimWorker:
                 )
             except XWError as exc:
                 # the reports stay: they ride on the next request
-                self.tally.errors += 1
+                self.tally.failed("work request", exc)
                 log.warning("%s: work request failed: %s", self.name, exc)
                 await asyncio.sleep(delay_s)
                 delay_s = min(delay_s * 2, 2.0)
@@ -517,7 +528,7 @@ class SimWorker:
             try:
                 body = await self.t.request("POST", "/work/heartbeat", json=heartbeat.to_wire())
             except XWError as exc:
-                self.tally.errors += 1
+                self.tally.failed("heartbeat", exc)
                 log.warning("%s: heartbeat failed: %s", self.name, exc)
                 continue
             try:

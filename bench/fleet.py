@@ -106,6 +106,9 @@ async def child(conf: Path, first: int, count: int, wait_s: float, progress_file
                 "seen": sorted(tally.seen_jobs),
                 "duplicates": tally.duplicates,
                 "errors": tally.errors,
+                "call_errors": dict(tally.call_errors),
+                "call_error_examples": tally.call_error_examples,
+                "report_errors": dict(tally.report_errors),
                 "statuses": {str(k): v for k, v in tally.statuses.items()},
                 "released": tally.released,
                 "requests": tally.requests,
@@ -274,9 +277,19 @@ async def run(args: argparse.Namespace, server: Server) -> int:
         print(
             f"  5xx answers        workers {dict(fivexx) or 0}, submitter {dict(server_errors(submitter)) or 0}"
         )
+        kinds: Counter[str] = Counter()
+        examples: dict[str, str] = {}
+        for t in tallies:
+            for k, text in t["call_error_examples"].items():
+                examples.setdefault(k, text)
+            kinds.update(t["call_errors"])
+            kinds.update({f"report refused: {k}": v for k, v in t["report_errors"].items()})
         print(
             f"  leases lost        {lost}; duplicates {duplicates}; worker errors {sum(t['errors'] for t in tallies)}"
+            + (f" ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})" if kinds else "")
         )
+        for k, text in examples.items():
+            print(f"    {k}, e.g.: {text}")
         ok = (
             done == args.jobs
             and not fivexx

@@ -15,8 +15,7 @@ import re
 import time
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, true
-from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy import bindparam, delete, exists, func, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -28,7 +27,7 @@ from xwcommon.uri import new_uid, parse_uid
 
 from . import credit, events, hot, lifecycle
 from .access import READ, Caller, may_sql
-from .db.engine import connection
+from .db.engine import connection, is_integrity_error, transaction
 from .db.models import Host, Job, Task, Token, User
 from .passwords import host_key_digest, new_host_key
 from .state import HostInfo, Server, uid_maps
@@ -54,7 +53,9 @@ async def register(srv: Server, caller: Caller, msg: Registration) -> Registered
     for attempt in range(_NAME_ATTEMPTS):
         try:
             return await _register(srv, caller, msg, attempt)
-        except DBIntegrityError:
+        except Exception as exc:
+            if not is_integrity_error(exc):
+                raise
             # another host took the name meanwhile: look again (else a real conflict: say so)
             if attempt + 1 == _NAME_ATTEMPTS:
                 raise Conflict(f"host name {msg.name!r} is being taken by others; try again") from None
@@ -65,8 +66,51 @@ async def register(srv: Server, caller: Caller, msg: Registration) -> Registered
 _NAME_ATTEMPTS = 16
 
 
+_HOST_TO_RESUME = select(
+    Host.id,
+    Host.uid,
+    Host.owner_id,
+    Host.enabled,
+    Host.name,
+    Host.key_hash,
+    Host.key_issued_at,
+    Host.activation_state,
+    Host.activation_since,
+    Host.activation_detail,
+).where(Host.uid == bindparam("uid"))
+_NEW_HOST = insert(Host)
+_RESUME_HOST = (
+    update(Host)
+    .where(Host.id == bindparam("b_id"))
+    .values(
+        name=bindparam("name"),
+        os=bindparam("os"),
+        cpu=bindparam("cpu"),
+        cores=bindparam("cores"),
+        memory_bytes=bindparam("memory_bytes"),
+        disk_free_bytes=bindparam("disk_free_bytes"),
+        tags=bindparam("tags"),
+        version=bindparam("version"),
+        gpus=bindparam("gpus"),
+        last_seen_at=bindparam("last_seen_at"),
+        key_hash=bindparam("key_hash"),
+        key_issued_at=bindparam("key_issued_at"),
+        activation_state=bindparam("activation_state"),
+        activation_since=bindparam("activation_since"),
+        activation_detail=bindparam("activation_detail"),
+    )
+)
+_LOCK_OWNER = select(User.id).where(User.id == bindparam("owner_id")).with_for_update()
+_HOSTS_OF_OWNER = select(func.count()).select_from(Host).where(Host.owner_id == bindparam("owner_id"))
+_NAME_TAKEN = select(Host.id).where(Host.name == bindparam("name")).limit(1)
+_NAMES_LIKE = select(Host.name).where(Host.name.like(bindparam("like"), escape="\\"))
+
+
 async def _register(srv: Server, caller: Caller, msg: Registration, attempt: int = 0) -> Registered:
-    values = dict(
+    """One try, in one short transaction of prebuilt statements (a fleet registers by the
+    thousand: no ORM session, which would hold SQLite's one connection across turns of the
+    event loop)."""
+    values: dict[str, Any] = dict(
         os=normalize_os(msg.os),
         cpu=normalize_cpu(msg.cpu),
         cores=msg.cores,
@@ -75,75 +119,91 @@ async def _register(srv: Server, caller: Caller, msg: Registration, attempt: int
         tags=json.dumps(msg.tags),
         version=msg.version,
         gpus=json.dumps([g.to_wire() for g in msg.gpus]),
+        last_seen_at=time.time(),
     )
+    now = values["last_seen_at"]
     activation = msg.activation
-    now = time.time()
-    released = 0
     key = None if caller.host_uid is not None else new_host_key()
-    async with srv.sessions.begin() as session:
+    if key is not None:
+        values.update(key_hash=host_key_digest(key), key_issued_at=now)
+
+    def activated(state: str | None, since: float | None, detail: str | None) -> dict[str, Any]:
+        if activation is None:  # absent: the host keeps what it said before
+            return dict(activation_state=state, activation_since=since, activation_detail=detail)
+        return dict(
+            activation_state=activation.state,
+            activation_since=now if state != activation.state else since,
+            activation_detail=activation.detail,
+        )
+
+    async def work(conn: Any) -> tuple[str, str, int]:
         host = None
         if msg.host_uid:
-            host = (await session.execute(select(Host).where(Host.uid == msg.host_uid))).scalar_one_or_none()
+            host = (await conn.execute(_HOST_TO_RESUME, {"uid": msg.host_uid})).first()
             if host is not None and host.owner_id != caller.id:
                 raise Forbidden(f"host {msg.host_uid} belongs to another identity")
             if host is not None and not host.enabled:
                 raise HostDisabled(f"host {msg.host_uid} is disabled by an administrator")
         if host is None:
-            await _within_cap(srv, session, caller)
-            host = Host(
-                uid=new_uid(),
-                name=await _free_name(session, msg.name, attempt),
-                owner_id=caller.id,
-                enabled=True,
-                access_rights=default_host_rights(caller),
-                registered_at=now,
-                last_seen_at=now,
-                **values,
+            await _within_cap(srv, conn, caller)
+            uid, name = new_uid(), await _free_name(conn, msg.name, attempt)
+            await conn.execute(
+                _NEW_HOST,
+                {
+                    **values,
+                    **activated(None, None, None),
+                    "uid": uid,
+                    "name": name,
+                    "owner_id": caller.id,
+                    "enabled": True,
+                    "access_rights": default_host_rights(caller),
+                    "registered_at": now,
+                    "valid_streak": 0,
+                },
             )
-            session.add(host)
-            await session.flush()
             await events.record(
-                session, [events.event("host", host.uid, "registered", owner_id=caller.id, detail=host.name)]
+                conn, [events.event("host", uid, "registered", owner_id=caller.id, detail=name)]
             )
-        else:
-            if not _named_after(host.name, msg.name):
-                host.name = await _free_name(session, msg.name, attempt)
-            for k, v in values.items():
-                setattr(host, k, v)
-            host.last_seen_at = now
-            if msg.held is not None:
-                released = await lifecycle.release_host(session, host.id, keep=msg.held)
-        if key is not None:
-            host.key_hash, host.key_issued_at = host_key_digest(key), now
-        if activation is not None:  # absent: the host keeps what it said before
-            if host.activation_state != activation.state:
-                host.activation_since = now
-            host.activation_state = activation.state
-            host.activation_detail = activation.detail
-        await session.flush()
-    srv.hosts.drop(host.uid)
+            return uid, name, 0
+        name = host.name if _named_after(host.name, msg.name) else await _free_name(conn, msg.name, attempt)
+        await conn.execute(
+            _RESUME_HOST,
+            {
+                "key_hash": host.key_hash,
+                "key_issued_at": host.key_issued_at,
+                **values,
+                **activated(host.activation_state, host.activation_since, host.activation_detail),
+                "b_id": host.id,
+                "name": name,
+            },
+        )
+        released = 0 if msg.held is None else await lifecycle.release_host(conn, host.id, keep=msg.held)
+        return str(host.uid), name, released
+
+    uid, name, released = await transaction(srv.engine, work)
+    srv.hosts.drop(uid)
     srv.connected_hosts = srv.registered_hosts = None  # pending reasons read the hosts again
     if released:
-        log.info("host %s registered again; %d task(s) it no longer holds handed back", host.uid, released)
+        log.info("host %s registered again; %d task(s) it no longer holds handed back", uid, released)
         srv.notifier.notify(released)
     return Registered(
-        host_uid=host.uid,
+        host_uid=uid,
         lease_s=srv.settings.lease_s,
         heartbeat_interval_s=srv.settings.heartbeat_interval_s,
         released=released,
         host_key=key,
-        name=host.name,
+        name=name,
     )
 
 
-async def _within_cap(srv: Server, session: AsyncSession, caller: Caller) -> None:
+async def _within_cap(srv: Server, conn: Any, caller: Caller) -> None:
     """403 when the identity has as many hosts as ``max_hosts_per_identity`` allows."""
     cap = srv.settings.max_hosts_per_identity
     if not cap:
         return
     # registrations of one identity queue on its row here, so none passes the cap by racing
-    await session.execute(select(User.id).where(User.id == caller.id).with_for_update())
-    n = (await session.execute(select(func.count()).where(Host.owner_id == caller.id))).scalar_one()
+    await conn.execute(_LOCK_OWNER, {"owner_id": caller.id})
+    n = (await conn.execute(_HOSTS_OF_OWNER, {"owner_id": caller.id})).first()[0]
     if n >= cap:
         raise Forbidden(
             f"{caller.login} has registered {n} hosts, the most this server allows "
@@ -164,17 +224,17 @@ def _suffixed(wanted: str, n: int) -> str:
     return wanted[: MAX_HOST_NAME - len(suffix)] + suffix
 
 
-async def _free_name(session: AsyncSession, wanted: str, attempt: int = 0) -> str:
+async def _free_name(conn: Any, wanted: str, attempt: int = 0) -> str:
     """``wanted`` if no host has it, else ``wanted-N`` with the smallest free N from 2. Tried
     again after a concurrent registration took that name (``attempt``), one of the first few
     free N at random, so that clones registering at once do not all race for the same one."""
-    taken = (await session.execute(select(Host.id).where(Host.name == wanted).limit(1))).first()
+    taken = (await conn.execute(_NAME_TAKEN, {"name": wanted})).first()
     if taken is None:
         return wanted
     # every wanted-N starts with this (the longest suffix cuts the most)
     prefix = wanted[: MAX_HOST_NAME - 10]
     like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%-%"
-    names = (await session.execute(select(Host.name).where(Host.name.like(like, escape="\\")))).scalars()
+    names = (await conn.execute(_NAMES_LIKE, {"like": like})).scalars()
     used = {
         n for name in names if (m := _SUFFIX.search(name)) and name == _suffixed(wanted, n := int(m.group(1)))
     }

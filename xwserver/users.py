@@ -13,10 +13,10 @@ import asyncio
 import logging
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,7 @@ from xwcommon.uri import is_uid, new_uid, parse_uid
 
 from . import credit, events, groups, lifecycle
 from .access import Caller
+from .db.engine import transaction
 from .db.models import App, Data, Host, Job, JobGroup, JobSession, Task, Token, User, UserGroup
 from .passwords import (
     hash_password,
@@ -197,6 +198,83 @@ async def _revoke_tokens(session: AsyncSession, user_id: int) -> None:
 
 
 # -- login and tokens --------------------------------------------------------------------------------------
+# A fleet's workers log in and register by the thousand: these paths run prebuilt Core
+# statements in short transactions (db.engine.transaction), like the work path, not ORM
+# sessions (whose close lets the event loop turn while SQLite's one connection is held).
+
+
+@dataclass(frozen=True)
+class Account:
+    """A user as a login shows it (``wire.user``) and acts (:meth:`caller`)."""
+
+    id: int
+    uid: str
+    login: str
+    rights: int
+    email: str
+    group_id: int | None
+    group_uid: str | None
+
+
+_ACCOUNT = (
+    User.id,
+    User.uid,
+    User.login,
+    User.rights,
+    User.email,
+    User.group_id,
+    UserGroup.uid.label("group_uid"),
+)
+_ACCOUNT_BY_LOGIN = (
+    select(*_ACCOUNT, User.password_hash)
+    .outerjoin(UserGroup, UserGroup.id == User.group_id)
+    .where(User.login == bindparam("login"))
+)
+_HOST_TO_BIND = (
+    select(Host.id, Host.owner_id, Host.enabled).where(Host.uid == bindparam("uid")).with_for_update()
+)
+_SET_HOST_KEY = (
+    update(Host)
+    .where(Host.id == bindparam("b_id"))
+    .values(key_hash=bindparam("key_hash"), key_issued_at=bindparam("key_issued_at"))
+)
+_ROTATE_HOST_KEY = (
+    update(Host)
+    .where(Host.id == bindparam("b_id"), Host.key_hash == bindparam("b_key_hash"))
+    .values(key_hash=bindparam("key_hash"), key_issued_at=bindparam("key_issued_at"))
+)
+_HOST_LOGIN = (
+    select(*_ACCOUNT, Host.id.label("host_id"), Host.enabled, Host.key_hash, Host.key_issued_at)
+    .join(User, User.id == Host.owner_id)
+    .outerjoin(UserGroup, UserGroup.id == User.group_id)
+    .where(Host.uid == bindparam("uid"))
+)
+_NEW_TOKEN = insert(Token)
+_TOKEN_CALLER = (
+    select(
+        User.id,
+        User.uid,
+        User.login,
+        User.rights,
+        User.group_id,
+        Token.host_id,
+        Token.expires_at,
+        Host.uid.label("host_uid"),
+    )
+    .join(Token, Token.user_id == User.id)
+    .outerjoin(Host, Host.id == Token.host_id)
+    .where(
+        Token.token_hash == bindparam("digest"),
+        Token.revoked.is_(False),
+        Token.expires_at > bindparam("now"),
+    )
+)
+
+
+def _account(row: Any) -> Account:
+    return Account(row.id, row.uid, row.login, row.rights, row.email, row.group_id, row.group_uid)
+
+
 @dataclass(frozen=True)
 class LoggedIn:
     """A login's outcome: a token (bound to a host when ``host_uid`` is set) and, when the
@@ -204,7 +282,7 @@ class LoggedIn:
 
     token: str
     expires_at: float
-    user: User
+    user: Account
     host_uid: str | None = None
     host_key: str | None = None
 
@@ -227,64 +305,58 @@ async def login(
         raise BadRequest('"host_uid" must be a host UID')
     user = await _password_login(srv, login_name, password, address)
     now = time.time()
-    key = bound = None
-    async with srv.sessions.begin() as session:
-        host = await _own_enabled_host(session, user, host_uid) if host_uid else None
-        if host is not None:
-            key, bound = new_host_key(), host
-            host.key_hash, host.key_issued_at = host_key_digest(key), now
-        token, expires_at = _new_token(srv, session, user.id, bound.id if bound else None, now)
-    return LoggedIn(token, expires_at, user, bound.uid if bound else None, key)
+    token, expires_at = new_token(), now + srv.settings.token_ttl_s
+    wanted = parse_uid(host_uid) if host_uid and is_uid(host_uid) else None
+    key = new_host_key() if wanted else None
+
+    async def work(conn: Any) -> bool:
+        host_id = None
+        if key is not None:
+            host = (await conn.execute(_HOST_TO_BIND, {"uid": wanted})).first()
+            if host is not None and host.owner_id == user.id and host.enabled:
+                host_id = host.id
+                await conn.execute(
+                    _SET_HOST_KEY, {"b_id": host_id, "key_hash": host_key_digest(key), "key_issued_at": now}
+                )
+        await conn.execute(_NEW_TOKEN, _token_row(token, user.id, host_id, now, expires_at))
+        return host_id is not None
+
+    if await transaction(srv.engine, work):  # bound to the host, which has a new credential
+        return LoggedIn(token, expires_at, user, wanted, key)
+    return LoggedIn(token, expires_at, user)
 
 
-async def _password_login(srv: Server, login_name: str, password: str, address: str | None) -> User:
+async def _password_login(srv: Server, login_name: str, password: str, address: str | None) -> Account:
     throttle = srv.login_throttle
     throttle.refuse_if_blocked(login_name, address)
-    user = await _user_named(srv, login_name)
-    if user is not None and srv.passwords.matches(login_name, password, user.password_hash):
+    found = await _account_named(srv, login_name)
+    stored = found[1] if found else None
+    if found is not None and srv.passwords.matches(login_name, password, found[1]):
         throttle.succeeded(login_name)  # known right: no slow hash, no place among attempts
-        return user
+        return found[0]
     throttle.admit(login_name, address)
     verdict: bool | None = None
     try:
-        verdict = await _verify(srv, login_name, password, user)
+        verdict = await _verify(srv, login_name, password, stored)
     finally:
         throttle.record(login_name, address, verdict)
-    if user is None or not verdict:
+    if found is None or not verdict:
         log.info("failed login for %r from %s", login_name[:64], address)
         raise AuthenticationError("wrong login or password")
-    return user
+    return found[0]
 
 
-def _new_token(
-    srv: Server, session: AsyncSession, user_id: int, host_id: int | None, now: float
-) -> tuple[str, float]:
-    token = new_token()
-    expires_at = now + srv.settings.token_ttl_s
-    session.add(
-        Token(
-            token_hash=token_digest(token),
-            user_id=user_id,
-            host_id=host_id,
-            created_at=now,
-            expires_at=expires_at,
-            revoked=False,
-        )
-    )
-    return token, expires_at
-
-
-async def _own_enabled_host(session: AsyncSession, user: User, host_uid: str) -> Host | None:
-    """The user's enabled host ``host_uid``, else None: a worker whose host was removed or
-    disabled logs in all the same (its registration then says what became of the host)."""
-    if not is_uid(host_uid):
-        return None
-    host = (
-        await session.execute(select(Host).where(Host.uid == parse_uid(host_uid)).with_for_update())
-    ).scalar_one_or_none()
-    if host is None or host.owner_id != user.id or not host.enabled:
-        return None
-    return host
+def _token_row(
+    token: str, user_id: int, host_id: int | None, now: float, expires_at: float
+) -> dict[str, Any]:
+    return {
+        "token_hash": token_digest(token),
+        "user_id": user_id,
+        "host_id": host_id,
+        "created_at": now,
+        "expires_at": expires_at,
+        "revoked": False,
+    }
 
 
 async def host_login(srv: Server, login_name: Any, host_uid: Any, key: Any, address: str | None) -> LoggedIn:
@@ -308,38 +380,51 @@ async def _host_login(srv: Server, login_name: str, host_uid: str, key: str, add
     )
     if not is_uid(host_uid) or not _could_exist(login_name):
         raise refused
+    uid = parse_uid(host_uid)
     now = time.time()
     digest = host_key_digest(key)
-    async with srv.sessions.begin() as session:
-        row = (
-            await session.execute(
-                select(Host, User).join(User, User.id == Host.owner_id).where(Host.uid == parse_uid(host_uid))
-            )
-        ).first()
-        if row is None or row.User.login != login_name or not same_digest(row.Host.key_hash, digest):
+    token, expires_at = new_token(), now + srv.settings.token_ttl_s
+    fresh_key = new_host_key()
+
+    async def work(conn: Any) -> tuple[Account, bool]:
+        row = (await conn.execute(_HOST_LOGIN, {"uid": uid})).first()
+        if row is None or row.login != login_name or not same_digest(row.key_hash, digest):
             log.info("refused host key for host %s of %r from %s", host_uid[:40], login_name[:64], address)
             raise refused
-        host, user = row.Host, row.User
-        if not host.enabled:
-            raise HostDisabled(f"host {host.uid} is disabled by an administrator")
-        fresh = None
-        if now - (host.key_issued_at or 0.0) >= srv.settings.host_key_rotate_s:
+        if not row.enabled:
+            raise HostDisabled(f"host {uid} is disabled by an administrator")
+        rotated = False
+        if now - (row.key_issued_at or 0.0) >= srv.settings.host_key_rotate_s:
             # replaced only if still the key presented: of two logins with it, one rotates
-            fresh = new_host_key()
-            rotated = await session.execute(
-                update(Host)
-                .where(Host.id == host.id, Host.key_hash == digest)
-                .values(key_hash=host_key_digest(fresh), key_issued_at=now)
-                .execution_options(synchronize_session=False)
+            done = await conn.execute(
+                _ROTATE_HOST_KEY,
+                {
+                    "b_id": row.host_id,
+                    "b_key_hash": digest,
+                    "key_hash": host_key_digest(fresh_key),
+                    "key_issued_at": now,
+                },
             )
-            if not rotated.rowcount:  # type: ignore[attr-defined]
-                fresh = None
-        token, expires_at = _new_token(srv, session, user.id, host.id, now)
-    if fresh is not None:
-        log.info(
-            "host %s: its credential is replaced (older than %gs)", host.uid, srv.settings.host_key_rotate_s
-        )
-    return LoggedIn(token, expires_at, user, host.uid, fresh)
+            rotated = bool(done.rowcount)
+        await conn.execute(_NEW_TOKEN, _token_row(token, row.id, row.host_id, now, expires_at))
+        return _account(row), rotated
+
+    user, rotated = await transaction(srv.engine, work)
+    if rotated:
+        log.info("host %s: its credential is replaced (older than %gs)", uid, srv.settings.host_key_rotate_s)
+    return LoggedIn(token, expires_at, user, uid, fresh_key if rotated else None)
+
+
+async def _account_named(srv: Server, login_name: str) -> tuple[Account, str] | None:
+    """The user of a login and its password's hash, in one short read."""
+    if not _could_exist(login_name):
+        return None
+
+    async def read(conn: Any) -> Any:
+        return (await conn.execute(_ACCOUNT_BY_LOGIN, {"login": login_name})).first()
+
+    row = await transaction(srv.engine, read)
+    return None if row is None else (_account(row), row.password_hash)
 
 
 async def _user_named(srv: Server, login_name: str) -> User | None:
@@ -349,22 +434,23 @@ async def _user_named(srv: Server, login_name: str) -> User | None:
         return (await session.execute(select(User).where(User.login == login_name))).scalar_one_or_none()
 
 
-async def _verify(srv: Server, login_name: str, password: str, user: User | None) -> bool:
-    """Whether ``password`` is ``user``'s, with the slow hash, in the same time whether the user
-    exists or not; a success is remembered (:attr:`Server.passwords`)."""
+async def _verify(srv: Server, login_name: str, password: str, stored: str | None) -> bool:
+    """Whether ``password`` matches ``stored`` (the user's hash; None: no such user), with the
+    slow hash, in the same time whether the user exists or not; a success is remembered
+    (:attr:`Server.passwords`)."""
     if len(password) > MAX_PASSWORD or not _encodable(password):
         return False
-    stored = user.password_hash if user is not None else _DUMMY_HASH
-    ok = await asyncio.to_thread(verify_password, password, stored)
-    if ok and user is not None:
+    ok = await asyncio.to_thread(verify_password, password, stored if stored is not None else _DUMMY_HASH)
+    if ok and stored is not None:
         srv.passwords.remember(login_name, password, stored)
-    return ok and user is not None
+    return ok and stored is not None
 
 
 async def _check_password(srv: Server, login_name: str, password: str) -> User | None:
     """The user if ``password`` is theirs; None otherwise (always with the slow hash)."""
     user = await _user_named(srv, login_name)
-    return user if await _verify(srv, login_name, password, user) else None
+    stored = user.password_hash if user is not None else None
+    return user if await _verify(srv, login_name, password, stored) else None
 
 
 async def resolve_token(srv: Server, token: str) -> Caller:
@@ -373,20 +459,22 @@ async def resolve_token(srv: Server, token: str) -> Caller:
     cached = srv.tokens.get(digest, now)
     if cached is not None:
         return cached
-    async with srv.sessions() as session:
-        row = (
-            await session.execute(
-                select(User, Token.expires_at, Token.host_id, Host.uid)
-                .join(Token, Token.user_id == User.id)
-                .outerjoin(Host, Host.id == Token.host_id)
-                .where(Token.token_hash == digest, Token.revoked.is_(False), Token.expires_at > now)
-            )
-        ).first()
-    if row is None or (row.host_id is not None and row.uid is None):  # its host is gone
+
+    async def read(conn: Any) -> Any:
+        return (await conn.execute(_TOKEN_CALLER, {"digest": digest, "now": now})).first()
+
+    row = await transaction(srv.engine, read)
+    if row is None or (row.host_id is not None and row.host_uid is None):  # its host is gone
         raise AuthenticationError("token unknown, expired or revoked; log in again")
-    user, expires_at, _, host_uid = row
-    caller = replace(caller_of(user), host_uid=host_uid)
-    srv.tokens.put(digest, caller, expires_at, now)
+    caller = Caller(
+        id=row.id,
+        uid=row.uid,
+        login=row.login,
+        rights=UserLevel(row.rights),
+        group_id=row.group_id,
+        host_uid=row.host_uid,
+    )
+    srv.tokens.put(digest, caller, row.expires_at, now)
     return caller
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from xwcommon.levels import UserLevel, format_access_rights
 from xwcommon.uri import make_uri
 
-from .db.models import App, Data, Host, Job, Task, User
+from .db.models import App, Data, Host, Job, Task
 
 
 def iso(ts: float | None) -> str | None:
@@ -29,6 +29,19 @@ def _accounting(t: Task) -> dict[str, Any] | None:
     return shown if any(v is not None for v in shown.values()) else None
 
 
+class Shown(Protocol):
+    """What a user's JSON shows: a ``User`` row, or a login's ``users.Account``."""
+
+    @property
+    def uid(self) -> str: ...
+    @property
+    def login(self) -> str: ...
+    @property
+    def rights(self) -> int: ...
+    @property
+    def email(self) -> str: ...
+
+
 class Wire:
     """Renders rows for one server (which names the URIs)."""
 
@@ -38,7 +51,7 @@ class Wire:
     def uri(self, uid: str) -> str:
         return make_uri(self.netloc, uid)
 
-    def user(self, u: User, group_uid: str | None = None) -> dict[str, Any]:
+    def user(self, u: Shown, group_uid: str | None = None) -> dict[str, Any]:
         return {
             "uid": u.uid,
             "uri": self.uri(u.uid),

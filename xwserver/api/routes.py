@@ -66,8 +66,7 @@ async def host_login(request: web.Request) -> web.Response:
 
 
 async def _logged_in(srv: Server, done: users.LoggedIn) -> web.Response:
-    async with srv.sessions() as session:
-        [shown] = await users.render(srv, session, [done.user])
+    shown = srv.wire.user(done.user, done.user.group_uid)
     answer = {"token": done.token, "expires_at": iso(done.expires_at), "user": shown}
     if done.host_uid is not None:
         answer["host_uid"] = done.host_uid
