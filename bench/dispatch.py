@@ -43,6 +43,7 @@ import logging
 import math
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -83,6 +84,7 @@ from xwcommon.protocol.work import (  # noqa: E402
     WorkRequest,
 )
 from xwcommon.transport import Transport  # noqa: E402
+from xwworker.loop import heartbeat_wait_s  # noqa: E402
 
 if str(HERE) not in sys.path:  # bench/ceiling.py, when this module is imported from elsewhere
     sys.path.insert(0, str(HERE))
@@ -515,13 +517,17 @@ class SimWorker:
         self.tally.finished()
 
     async def heartbeats(self, stop: asyncio.Event) -> None:
-        """Every ``heartbeat_interval_s``: renew the tasks held, name the highest ``seq`` seen."""
+        """Every ``heartbeat_interval_s`` (jittered as the real worker's): renew the tasks
+        held, name the highest ``seq`` seen. The first beat comes at a random moment of the
+        first interval: volunteers' workers start at different times, not all in one second."""
+        wait_s = self.heartbeat_interval_s * random.random()
         while True:
             try:
-                await asyncio.wait_for(stop.wait(), self.heartbeat_interval_s)
+                await asyncio.wait_for(stop.wait(), wait_s)
                 return
             except TimeoutError:
                 pass
+            wait_s = heartbeat_wait_s(self.heartbeat_interval_s)
             heartbeat = Heartbeat(
                 host_uid=self.host_uid, task_uids=list(self.holding), seen_seq=self.seen_seq
             )

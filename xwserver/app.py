@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -158,6 +158,46 @@ def _shared_tls_read_buffer() -> None:
     cls._xw_shared_buffer = True
 
 
+#: how often the C heap's free pages are handed back to the system (glibc only)
+TRIM_INTERVAL_S = 2.0
+
+
+def _libc_trim() -> Callable[[], object] | None:
+    """glibc's ``malloc_trim(0)``, or None where the C library has none (macOS, musl).
+
+    TLS connections allocate their OpenSSL state and record buffers from the C heap, and
+    free them when they close or go idle. glibc keeps what was freed inside its heap, so a
+    fleet's reconnections left the server's memory at its peak for good (739 MiB of C heap,
+    most of it free, after 10,000 simulated workers: bench/fleet.py). ``malloc_trim``
+    returns the free pages to the system (it also releases whole free pages in the middle
+    of the heap, not just at its top)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
+async def _trim_c_heap(trim: Callable[[], object]) -> None:
+    while True:
+        await asyncio.sleep(TRIM_INTERVAL_S)
+        trim()
+
+
+#: connections the kernel completes and queues for the server to accept. Beyond, it drops
+#: new connections' SYNs and their clients retry with backoff: the backpressure of a server
+#: that is busy. A larger queue let a reconnecting fleet of 10,000 simulated workers in at
+#: once and the server ran out of file descriptors (bench/fleet.py).
+LISTEN_BACKLOG = 1024
+
+
 #: at stop, how long in-flight requests may take to finish before their connections are cut
 SHUTDOWN_TIMEOUT_S = 30.0
 
@@ -192,13 +232,15 @@ async def serve(
         max_field_size=MAX_HTTP_LINE_BYTES,
     )
     flusher = asyncio.create_task(access_log.run())
+    trim = _libc_trim()
+    trimmer = asyncio.create_task(_trim_c_heap(trim)) if trim else None
     await runner.setup()
     site = web.TCPSite(
         runner,
         host=settings.listen or settings.host,
         port=settings.port,
         ssl_context=server_ssl_context(settings.keystore_dir),
-        backlog=1024,
+        backlog=LISTEN_BACKLOG,
         reuse_address=True,
         reuse_port=reuse_port or None,
     )
@@ -214,6 +256,8 @@ async def serve(
         log.info("xwserver stopping: finishing in-flight requests")
     finally:
         await runner.cleanup()
+        if trimmer is not None:
+            trimmer.cancel()
         flusher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await flusher

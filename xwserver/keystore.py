@@ -149,6 +149,9 @@ def server_ssl_context(keystore_dir: str | os.PathLike[str]) -> ssl.SSLContext:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.set_ciphers(TLS12_CIPHERS)
     ctx.options |= ssl.OP_CIPHER_SERVER_PREFERENCE | ssl.OP_NO_COMPRESSION
+    # no TLS 1.3 session tickets: our clients never resume a session, and making and sending
+    # two tickets after each handshake was about a seventh of its server CPU
+    ctx.num_tickets = 0
     try:
         ctx.load_cert_chain(certfile=str(paths.server_cert), keyfile=str(paths.server_key))
     except (ssl.SSLError, OSError) as exc:

@@ -117,6 +117,16 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: a heartbeat goes out after the interval times a random factor between 1 - this and 1
+HEARTBEAT_JITTER = 0.2
+
+
+def heartbeat_wait_s(interval_s: float) -> float:
+    """How long until the next heartbeat: the interval, less up to HEARTBEAT_JITTER of it (a
+    lease is renewed a little more often than the interval, never less)."""
+    return interval_s * (1.0 - HEARTBEAT_JITTER * random.random())
+
+
 #: time limit of one small JSON call (register, heartbeat, report, release)
 JSON_TIMEOUT_S = 60.0
 #: a long-poll work request may take this much longer than the wait it asked for
@@ -908,10 +918,12 @@ class Worker:
     async def _heartbeat_loop(self) -> None:
         while True:
             # the interval, or less when the activation state changed (the server shows it).
+            # Jittered (HEARTBEAT_JITTER) so that a fleet started together, or sent back
+            # together by a server restart, does not keep beating in the same second.
             # Not wait_for: on Python 3.11 it swallows a cancel that lands as the event is set
             beat = asyncio.ensure_future(self._beat_now.wait())
             try:
-                await asyncio.wait({beat}, timeout=self.heartbeat_interval_s)
+                await asyncio.wait({beat}, timeout=heartbeat_wait_s(self.heartbeat_interval_s))
             finally:
                 beat.cancel()
             self._beat_now.clear()
