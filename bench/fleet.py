@@ -132,10 +132,11 @@ async def parent(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="xwbench-fleet-") as tmp:
         server = Server(Path(tmp) / "server", args.db)
         server.init()
-        extra = {"max_waiting_requests": str(args.workers + 100)} if args.room else {}
+        extra = [f"max_waiting_requests={args.workers + 100}"] if args.room else []
+        extra += args.server_conf
         if extra:
             with (server.home / "conf" / "xwserver.conf").open("a", encoding="utf-8") as conf:
-                conf.writelines(f"{k}={v}\n" for k, v in extra.items())
+                conf.writelines(f"{line}\n" for line in extra)
         server.start()
         try:
             return await run(args, server)
@@ -333,6 +334,13 @@ def main() -> int:
         "--room",
         action="store_true",
         help="let every worker long-poll (max_waiting_requests above the fleet)",
+    )
+    p.add_argument(
+        "--server-conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a line for the server's xwserver.conf (repeatable), e.g. heartbeat_interval_s=30",
     )
     p.add_argument("--keep-logs", type=Path, help="copy the server's logs to this folder at the end")
     args = p.parse_args()

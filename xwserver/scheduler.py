@@ -227,9 +227,14 @@ def come_back_s(srv: Server, *, busy: bool = False, now: float | None = None) ->
     return delay
 
 
-#: a worker told to come back after this many seconds or more gets its connection closed
-#: (it reconnects when it comes back: a TLS handshake, about a millisecond of server CPU)
-CLOSE_IDLE_AFTER_S = 5.0
+#: a worker told to come back after this many seconds or more gets its connection closed:
+#: its transport would drop it itself, idle that long (xwcommon.transport keeps idle
+#: connections 60 s). A shorter absence keeps it: a reconnection is a TLS handshake and a
+#: new connection's setup, 2-3 ms of the server's event loop, and a fleet turned away by
+#: a few seconds at a time then reconnected faster than the server could accept
+#: (10,000 simulated workers with a 5 s threshold: about 500 connections a second, the
+#: kernel's queue of new connections full, workers timing out on connect: bench/fleet.py)
+CLOSE_IDLE_AFTER_S = 60.0
 
 
 def leaves_idle(answer: WorkAnswer) -> bool:
