@@ -113,6 +113,8 @@ async def child(conf: Path, first: int, count: int, wait_s: float, progress_file
                 "released": tally.released,
                 "requests": tally.requests,
                 "turned_away": tally.turned_away,
+                "heartbeats": tally.heartbeats,
+                "beats_skipped": tally.beats_skipped,
             }
         ),
         flush=True,
@@ -291,6 +293,11 @@ async def run(args: argparse.Namespace, server: Server) -> int:
         )
         for k, text in examples.items():
             print(f"    {k}, e.g.: {text}")
+        print(
+            f"  calls              {sum(t['requests'] for t in tallies)} work requests answered, "
+            f"{sum(t['heartbeats'] for t in tallies)} heartbeats, "
+            f"{sum(t['beats_skipped'] for t in tallies)} not sent (a work request was out)"
+        )
         ok = (
             done == args.jobs
             and not fivexx

@@ -288,10 +288,11 @@ async def request_work(
     resources = Resources(msg.free_memory_bytes, msg.free_disk_bytes, msg.network)
     inlines = await leases.store_inlines(srv, msg.reports)
 
-    async def first(conn: AsyncConnection) -> tuple[list[ReportOutcome], int, list[Assignment]]:
+    async def first(conn: AsyncConnection) -> tuple[list[ReportOutcome], int, list[str], list[Assignment]]:
         now = time.time()
         reported: list[ReportOutcome] = []
         released = 0
+        cancel: list[str] = []
         if msg.reports or msg.held is not None:
             live = await lifecycle.live_tasks(conn, host.id, lock=srv.skip_locked)
             if msg.reports:
@@ -301,8 +302,15 @@ async def request_work(
             if msg.held is not None:
                 keep = set(msg.held) | {r.task_uid for r in msg.reports if r.task_uid}
                 released = await lifecycle.release(conn, [t for u, t in live.items() if u not in keep], now)
+                # a heartbeat's work: the worker sends none while this request is out
+                held = set(msg.held)
+                await lifecycle.renew(
+                    conn, [t.id for u, t in live.items() if u in held], now + srv.settings.lease_s
+                )
+                await conn.execute(hot.HOST_SEEN, {"host_id": host.id, "now": now})
+                cancel = [u for u in msg.held if u not in live]
         got = await claim(srv, conn, caller, host, msg.capacity, resources) if admitted else []
-        return reported, released, got
+        return reported, released, cancel, got
 
     # Admission: a crowd of work requests queued on the pool would starve heartbeats and
     # reports (whose leases run meanwhile), and wait there beyond db_wait_s. A request that
@@ -318,7 +326,7 @@ async def request_work(
         srv.work_in_flight += 1
     try:
         # without reports, losing this transaction in a database crash loses nothing a user saw
-        reported, released, got = await transaction(srv.engine, first, durable=bool(msg.reports))
+        reported, released, cancel, got = await transaction(srv.engine, first, durable=bool(msg.reports))
     finally:
         if admitted:
             srv.work_in_flight -= 1
@@ -329,16 +337,20 @@ async def request_work(
         log.info("host %s: %d task(s) it does not hold handed back", host.uid, released)
         srv.notifier.notify(released)
     if not admitted:
-        return WorkAnswer(reported=reported, released=released, retry_after_s=come_back_s(srv, busy=True))
+        return WorkAnswer(
+            reported=reported, released=released, cancel=cancel, retry_after_s=come_back_s(srv, busy=True)
+        )
     if not got and msg.wait_s > 0:
         if srv.notifier.waiting >= srv.settings.max_waiting_requests:
             # no room to wait: come back later (BOINC's request delay), at once a
             # definite answer rather than a connection held open
-            return WorkAnswer(reported=reported, released=released, retry_after_s=come_back_s(srv))
+            return WorkAnswer(
+                reported=reported, released=released, cancel=cancel, retry_after_s=come_back_s(srv)
+            )
         got = await _wait_and_claim(srv, caller, host, msg, connected, resources)
     else:
         got = await _deliverable(srv, caller, host, got, connected)
-    return WorkAnswer(assignments=got, reported=reported, released=released)
+    return WorkAnswer(assignments=got, reported=reported, released=released, cancel=cancel)
 
 
 async def _claim_once(

@@ -359,6 +359,8 @@ class Worker:
         self._policy_asked_at: float | None = None
         #: set to send a heartbeat at once (the activation state changed)
         self._beat_now = asyncio.Event()
+        #: when the work request out now was sent (monotonic); None: none is out
+        self._polling_since: float | None = None
         #: fire-and-forget calls (hand-backs) kept referenced until they end
         self._background: set[asyncio.Future[Any]] = set()
         #: reports sent alone, in flight
@@ -693,12 +695,14 @@ class Worker:
             free_disk_bytes=free_disk,
             network=self.settings.sandbox_network,
         )
+        self._polling_since = time.monotonic()
         try:
             answer = await self.transport.request(
                 "POST", "/work/request", json=request.to_wire(), timeout_s=request.wait_s + LONG_POLL_MARGIN_S
             )
             assignments, work = _parse_work_answer(answer)
         except BaseException as exc:
+            self._polling_since = None
             # never lost: they stay in the outbox for the next request (or alone, when this
             # request was refused for a reason that one of them may be)
             for d in carried.values():
@@ -708,7 +712,9 @@ class Worker:
                     d.alone = True
                 self._send_alone(carried.values())
             raise
+        self._polling_since = None
         self._come_back_s = work.retry_after_s
+        self._stop_cancelled(work.cancel)
         if work.released:
             log.info("the server released %d task(s) this host no longer holds", work.released)
         self._reported(carried, work.reported)
@@ -926,13 +932,26 @@ class Worker:
                 await asyncio.wait({beat}, timeout=heartbeat_wait_s(self.heartbeat_interval_s))
             finally:
                 beat.cancel()
+            forced = self._beat_now.is_set()
             self._beat_now.clear()
+            if not forced and self._long_poll_beats():
+                self._write_state()  # the status file stays fresh all the same
+                continue
             try:
                 await self.heartbeat()
             except TLSError:
                 raise
             except Exception:
                 log.exception("heartbeat failed")
+
+    def _long_poll_beats(self) -> bool:
+        """Whether the work request out now does the heartbeat's work: the server renewed the
+        held tasks' leases and saw the host when it took it in. So a worker waiting for work
+        holds one connection, not a second one for heartbeats. Only for half a lease after
+        it was sent: a request that stays out longer (queued, a long ``wait_s``) may not
+        have been taken in yet, and the lease must not run out meanwhile."""
+        since = self._polling_since
+        return since is not None and time.monotonic() - since < self.lease_s / 2
 
     async def heartbeat(self) -> None:
         """One heartbeat: extend the leases of all the tasks held; stop those the server cancelled."""
@@ -965,7 +984,12 @@ class Worker:
             log.info("the server released %d task(s) this host no longer holds", answer.released)
         self._enabled_again(asked_at)
         self._write_state()
-        for uid in answer.cancel:
+        self._stop_cancelled(answer.cancel)
+
+    def _stop_cancelled(self, uids: Collection[str]) -> None:
+        """Stop the tasks the server no longer counts as live (a heartbeat's or a work
+        request's ``cancel``): no report, no hand-back."""
+        for uid in uids:
             run = self.tasks.get(uid)
             if run is not None and run.task is not None and not run.task.done():
                 log.info("task %s: the server cancelled it (%s); stopping it", uid, run.phase)

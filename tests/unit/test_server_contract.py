@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import pytest
 
+from xwcommon.protocol.work import WorkAnswer
 from xwcommon.status import JobStatus, TaskStatus, check_job_transition, check_task_transition
 from xwcommon.transport import Transport, pinned_ssl_context
 from xwserver import leases
@@ -236,6 +237,39 @@ async def test_a_heartbeat_extends_the_lease_and_names_unknown_tasks_to_cancel(x
     [after] = await xw.tasks(job["uid"])
     assert after["lease_expires_at"] > before["lease_expires_at"]
     # past the first lease's end, the extended one is still live
+    first_end = datetime.fromisoformat(before["lease_expires_at"]).timestamp()
+    assert await leases.reap(xw.srv, now=first_end + 0.01) == 0
+    assert [t["status"] for t in await xw.tasks(job["uid"])] == ["RUNNING"]
+
+
+@pytest.mark.every_database
+async def test_a_work_request_naming_its_held_tasks_does_a_heartbeats_work(xw: XW) -> None:
+    # a worker waiting for work sends no heartbeat: its request renews, sees and cancels
+    await xw.insert_app(xw.admin, "work")
+    job, host, a = await _one_running_job(xw)
+    [before] = await xw.tasks(job["uid"])
+
+    async def last_seen() -> float:
+        hosts = (await xw.ok("GET", "/hosts", token=xw.admin))["hosts"]
+        [shown] = [h for h in hosts if h["uid"] == host]
+        return datetime.fromisoformat(shown["last_seen_at"]).timestamp()
+
+    seen_before = await last_seen()
+    await asyncio.sleep(0.05)
+    stranger = str(uuid.uuid4())
+    answer = WorkAnswer.from_wire(
+        await xw.ok(
+            "POST",
+            "/work/request",
+            token=xw.worker,
+            json={"host_uid": host, "capacity": 1, "wait_s": 0, "held": [a["task_uid"], stranger]},
+        )
+    )
+    assert answer.cancel == [stranger] and answer.assignments == []
+    [after] = await xw.tasks(job["uid"])
+    assert after["lease_expires_at"] > before["lease_expires_at"]
+    assert await last_seen() > seen_before
+    # past the first lease's end, the renewed one is still live
     first_end = datetime.fromisoformat(before["lease_expires_at"]).timestamp()
     assert await leases.reap(xw.srv, now=first_end + 0.01) == 0
     assert [t["status"] for t in await xw.tasks(job["uid"])] == ["RUNNING"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -156,6 +157,8 @@ class StubServer:
     report_via: dict[str, str] = field(default_factory=dict)
     released: list[str] = field(default_factory=list)
     cancel: set[str] = field(default_factory=set)
+    #: whether heartbeat answers name the cancelled tasks too (work answers always do)
+    cancel_in_heartbeats: bool = True
     #: an error code every report gets (``task_gone``, or an older server's ``conflict``)
     report_error: str | None = None
     #: work requests still to fail with a 500, before doing anything
@@ -191,10 +194,15 @@ class StubServer:
         self.changed.set()
 
     async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+        """Until ``predicate`` holds: looked at after every call, and every 50 ms (what it
+        reads may change in the worker without a call: a worker waiting for work sends no
+        heartbeats)."""
+
         async def loop() -> None:
             while not predicate():
                 self.changed.clear()
-                await self.changed.wait()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), 0.05)
 
         await asyncio.wait_for(loop(), timeout_s)
 
@@ -279,14 +287,16 @@ class StubServer:
             self.polling.clear()
             got.cancel()
             closing.cancel()
-        return web.json_response(WorkAnswer(assignments=out, reported=reported).to_wire())
+        # as the real server: held tasks that are not live (here: cancelled) are named
+        cancel = [u for u in msg.held or () if u in self.cancel]
+        return web.json_response(WorkAnswer(assignments=out, reported=reported, cancel=cancel).to_wire())
 
     async def heartbeat(self, request: web.Request) -> web.Response:
         msg = Heartbeat.decode(await request.read())
         self._record("heartbeat", msg)
         if self.disabled:
             return self._disabled()
-        cancel = [u for u in msg.task_uids if u in self.cancel]
+        cancel = [u for u in msg.task_uids if u in self.cancel and self.cancel_in_heartbeats]
         return web.json_response(HeartbeatAnswer(lease_s=60, cancel=cancel).to_wire())
 
     async def result(self, request: web.Request) -> web.Response:
@@ -651,6 +661,8 @@ async def test_work_requests_and_heartbeats_name_every_task_held(grid: Grid) -> 
     run = asyncio.create_task(worker.run())
     await stub.wait_for(lambda: U("slow") in worker.tasks)
     seq = stub.seq
+    # told to come back later, the worker has no work request out: it heartbeats
+    stub.turned_away = 1000
     await stub.wait_for(lambda: any(U("slow") in hb.task_uids for hb in stub.called("heartbeat")))
     await stub.wait_for(lambda: any(r.held == [U("slow")] for r in stub.called("request")))
     worker.stop()
@@ -668,6 +680,47 @@ async def test_work_requests_and_heartbeats_name_every_task_held(grid: Grid) -> 
     first = seen.index(seq) if seq in seen else len(seen)
     assert all(s is None for s in seen[:first]) and all(s == seq for s in seen[first:]), seen
     assert stub.released == [U("slow")]
+
+
+async def test_a_worker_sends_no_heartbeat_while_its_work_request_is_out(grid: Grid) -> None:
+    # the request names the tasks held: the server renews their leases and sees the host
+    # then, so the worker holds one connection while it waits for work, not two
+    stub = grid.stub
+    stub.queue.put_nowait(assignment(stub, "slow", script("import time\ntime.sleep(600)\n")))
+    worker = grid.worker(workpool_size=2, work_request_wait_s=2.0, shutdown_grace_s=0.1)
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: U("slow") in worker.tasks)
+    await stub.wait_for(lambda: stub.polling.is_set() and stub.called("request")[-1].held == [U("slow")])
+    beats = len(stub.called("heartbeat"))
+    await asyncio.sleep(1.0)  # five heartbeat intervals, the request still out
+    assert stub.polling.is_set() and len(stub.called("heartbeat")) == beats
+    # told to come back later, none is out: the heartbeats go again, naming the task
+    stub.turned_away = 1000
+    await stub.wait_for(lambda: any(U("slow") in hb.task_uids for hb in stub.called("heartbeat")[beats:]))
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+
+
+async def test_a_task_cancelled_on_the_server_is_stopped_at_the_next_work_request(
+    grid: Grid, tmp_path: Path
+) -> None:
+    stub = grid.stub
+    pid_file = tmp_path / "job.pid"
+    binary = script(
+        f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)\n"
+    )
+    stub.queue.put_nowait(assignment(stub, "t1", binary))
+    worker = grid.worker(workpool_size=2, work_request_wait_s=0.3)
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: pid_file.exists() and pid_file.read_text() != "")
+    pid = int(pid_file.read_text())
+    stub.cancel_in_heartbeats = False  # only a work answer can say it
+    stub.cancel.add(U("t1"))
+    await stub.wait_for(lambda: U("t1") not in worker.tasks)
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    assert stub.reports == {} and stub.released == []
 
 
 async def test_heartbeats_say_the_highest_seq_received(grid: Grid) -> None:
@@ -710,7 +763,7 @@ async def test_a_task_the_server_cancels_is_killed_and_not_reported(grid: Grid, 
     stub.queue.put_nowait(assignment(stub, "t1", binary))
     worker = grid.worker()
     run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: any(U("t1") in hb.task_uids for hb in stub.called("heartbeat")))
+    await stub.wait_for(lambda: any(U("t1") in (r.held or ()) for r in stub.called("request")))
     await stub.wait_for(lambda: pid_file.exists() and pid_file.read_text() != "")
     pid = int(pid_file.read_text())
     stub.cancel.add(U("t1"))
@@ -790,7 +843,7 @@ async def test_a_server_certificate_from_another_ca_is_fatal(grid: Grid) -> None
 async def test_state_file_shows_the_host_and_is_removed_on_exit(grid: Grid) -> None:
     worker = grid.worker()
     run = asyncio.create_task(worker.run())
-    await grid.stub.wait_for(lambda: len(grid.stub.called("heartbeat")) >= 1)
+    await grid.stub.wait_for(lambda: worker.settings.state_file.is_file() and worker.host_uid is not None)
     state = json.loads(worker.settings.state_file.read_text())
     assert state["host_uid"] == U("host-1")
     assert state["server"] == grid.url

@@ -250,7 +250,11 @@ class WorkRequest(Request, kw_only=True):
     """``POST /work/request``: finished reports, the tasks still held, room for ``capacity``.
 
     ``held`` None: the worker does not say (the server releases nothing); a list: every
-    task this worker holds besides those reported here.
+    task this worker holds besides those reported here. A request naming ``held`` does a
+    heartbeat's work when the server takes it in (not when it turns it away at once with
+    ``retry_after_s`` and nothing else): the leases of the held tasks are renewed, the host
+    counts as seen, and held tasks that are no longer live come back in ``cancel``. A
+    worker need not heartbeat while such a request is out (one connection per worker).
     """
 
     wire_name = "work request"
@@ -284,6 +288,8 @@ class WorkAnswer(Answer, kw_only=True):
     #: no assignment and no room to wait on the server: ask again after this many seconds
     #: (chosen by the server from its load, with jitter, so a fleet does not come back at once)
     retry_after_s: float | None = None
+    #: held tasks that are not live any more: stop them, report nothing (as a heartbeat's)
+    cancel: list[Uid] = []
 
 
 class Heartbeat(Request, kw_only=True):
