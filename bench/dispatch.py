@@ -538,8 +538,9 @@ class SimWorker:
                 pass
             wait_s = heartbeat_wait_s(self.heartbeat_interval_s)
             since = self.polling_since
-            if since is not None and time.monotonic() - since < self.lease_s / 2:
-                # the work request out now did a heartbeat's work, as the real worker counts it
+            if since is not None and not self.holding and time.monotonic() - since < self.lease_s / 2:
+                # holding nothing, the work request out now did a heartbeat's work, as the
+                # real worker counts it
                 self.tally.beats_skipped += 1
                 continue
             heartbeat = Heartbeat(

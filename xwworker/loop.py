@@ -945,13 +945,20 @@ class Worker:
                 log.exception("heartbeat failed")
 
     def _long_poll_beats(self) -> bool:
-        """Whether the work request out now does the heartbeat's work: the server renewed the
-        held tasks' leases and saw the host when it took it in. So a worker waiting for work
-        holds one connection, not a second one for heartbeats. Only for half a lease after
-        it was sent: a request that stays out longer (queued, a long ``wait_s``) may not
-        have been taken in yet, and the lease must not run out meanwhile."""
+        """Whether the work request out now does the heartbeat's work: the worker holds no
+        task (nothing to renew, nothing the server could cancel) and the server saw the host
+        when it took the request in. So an idle worker waiting for work holds one connection,
+        not a second one for heartbeats. A worker holding tasks keeps beating: a long-poll's
+        answer comes only when it ends, and an aborted job must stop within a heartbeat
+        interval. Only for half a lease after the request was sent: one out longer (queued,
+        a long ``wait_s``) may not have been taken in yet."""
         since = self._polling_since
-        return since is not None and time.monotonic() - since < self.lease_s / 2
+        return (
+            since is not None
+            and not self.tasks
+            and not self.outbox
+            and time.monotonic() - since < self.lease_s / 2
+        )
 
     async def heartbeat(self) -> None:
         """One heartbeat: extend the leases of all the tasks held; stop those the server cancelled."""

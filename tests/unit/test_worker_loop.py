@@ -682,20 +682,21 @@ async def test_work_requests_and_heartbeats_name_every_task_held(grid: Grid) -> 
     assert stub.released == [U("slow")]
 
 
-async def test_a_worker_sends_no_heartbeat_while_its_work_request_is_out(grid: Grid) -> None:
-    # the request names the tasks held: the server renews their leases and sees the host
-    # then, so the worker holds one connection while it waits for work, not two
+async def test_an_idle_worker_sends_no_heartbeat_while_its_work_request_is_out(grid: Grid) -> None:
+    # the request says the host holds nothing and the server sees the host then: an idle
+    # worker holds one connection while it waits for work, not two
     stub = grid.stub
-    stub.queue.put_nowait(assignment(stub, "slow", script("import time\ntime.sleep(600)\n")))
     worker = grid.worker(workpool_size=2, work_request_wait_s=2.0, shutdown_grace_s=0.1)
     run = asyncio.create_task(worker.run())
-    await stub.wait_for(lambda: U("slow") in worker.tasks)
-    await stub.wait_for(lambda: stub.polling.is_set() and stub.called("request")[-1].held == [U("slow")])
+    await stub.wait_for(lambda: stub.polling.is_set())
     beats = len(stub.called("heartbeat"))
     await asyncio.sleep(1.0)  # five heartbeat intervals, the request still out
     assert stub.polling.is_set() and len(stub.called("heartbeat")) == beats
-    # told to come back later, none is out: the heartbeats go again, naming the task
-    stub.turned_away = 1000
+    # holding a task, it beats while it waits for more: a long-poll's answer comes only
+    # when it ends, and a job aborted on the server must stop within a heartbeat interval
+    stub.queue.put_nowait(assignment(stub, "slow", script("import time\ntime.sleep(600)\n")))
+    await stub.wait_for(lambda: U("slow") in worker.tasks)
+    await stub.wait_for(lambda: stub.polling.is_set() and stub.called("request")[-1].held == [U("slow")])
     await stub.wait_for(lambda: any(U("slow") in hb.task_uids for hb in stub.called("heartbeat")[beats:]))
     worker.stop()
     await asyncio.wait_for(run, 20)

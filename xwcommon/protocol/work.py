@@ -254,7 +254,8 @@ class WorkRequest(Request, kw_only=True):
     heartbeat's work when the server takes it in (not when it turns it away at once with
     ``retry_after_s`` and nothing else): the leases of the held tasks are renewed, the host
     counts as seen, and held tasks that are no longer live come back in ``cancel``. A
-    worker need not heartbeat while such a request is out (one connection per worker).
+    worker holding no task need not heartbeat while such a request is out (an idle worker
+    holds one connection).
     """
 
     wire_name = "work request"
