@@ -119,9 +119,9 @@ async def test_work_requests_beyond_the_admission_cap_come_back_soon_and_reports
     assert (await xw.job(other["uid"]))["status"] == "COMPLETED"  # b was the other job
 
 
-# come_back_s 130: the jittered delay (65 to 195 s) is always past CLOSE_IDLE_AFTER_S
-@pytest.mark.parametrize("server_conf", [{"max_waiting_requests": "1", "come_back_s": "130"}])
-async def test_a_worker_told_to_come_back_later_has_its_connection_closed(xw: XW) -> None:
+async def _turned_away(xw: XW) -> tuple[float, str]:
+    """A second worker's request while the only waiting room is taken: the delay it is
+    told and its answer's Connection header."""
     await xw.insert_app(xw.admin, "work")
     first, second = await xw.register(name="first"), await xw.register(name="second")
     waiting = asyncio.create_task(xw.request_work(first, wait_s=3))
@@ -130,27 +130,27 @@ async def test_a_worker_told_to_come_back_later_has_its_connection_closed(xw: XW
         "POST", "/work/request", token=xw.worker, json={"host_uid": second, "capacity": 1, "wait_s": 20}
     )
     told = WorkAnswer.from_wire(reply.body).retry_after_s
-    assert reply.status == 200 and told is not None and told >= scheduler.CLOSE_IDLE_AFTER_S
-    # idle until it comes back: its TLS connection is not kept open meanwhile
-    assert reply.headers.get("Connection", "").lower() == "close"
+    assert reply.status == 200 and told is not None
     assert await asyncio.wait_for(waiting, 10) == []
+    return told, reply.headers.get("Connection", "").lower()
+
+
+# come_back_s 130: the jittered delay (65 to 195 s) is always past CLOSE_IDLE_AFTER_S
+@pytest.mark.parametrize("server_conf", [{"max_waiting_requests": "1", "come_back_s": "130"}])
+async def test_a_worker_told_to_come_back_later_has_its_connection_closed(xw: XW) -> None:
+    told, connection = await _turned_away(xw)
+    assert told >= scheduler.CLOSE_IDLE_AFTER_S
+    # idle until it comes back: its TLS connection is not kept open meanwhile
+    assert connection == "close"
 
 
 # come_back_s 20: the jittered delay (10 to 30 s) is always short of CLOSE_IDLE_AFTER_S
 @pytest.mark.parametrize("server_conf", [{"max_waiting_requests": "1", "come_back_s": "20"}])
 async def test_a_worker_told_to_come_back_soon_keeps_its_connection(xw: XW) -> None:
-    await xw.insert_app(xw.admin, "work")
-    first, second = await xw.register(name="first"), await xw.register(name="second")
-    waiting = asyncio.create_task(xw.request_work(first, wait_s=3))
-    await asyncio.sleep(0.3)
-    reply = await xw.call(
-        "POST", "/work/request", token=xw.worker, json={"host_uid": second, "capacity": 1, "wait_s": 20}
-    )
-    told = WorkAnswer.from_wire(reply.body).retry_after_s
-    assert reply.status == 200 and told is not None and told < scheduler.CLOSE_IDLE_AFTER_S
+    told, connection = await _turned_away(xw)
+    assert told < scheduler.CLOSE_IDLE_AFTER_S
     # back in seconds: a reconnection would cost the server more than the idle connection
-    assert reply.headers.get("Connection", "").lower() != "close"
-    assert await asyncio.wait_for(waiting, 10) == []
+    assert connection != "close"
 
 
 @pytest.mark.parametrize("server_conf", [{"max_waiting_requests": "10", "come_back_s": "2"}])
