@@ -302,7 +302,7 @@ async def request_work(
             if msg.held is not None:
                 keep = set(msg.held) | {r.task_uid for r in msg.reports if r.task_uid}
                 released = await lifecycle.release(conn, [t for u, t in live.items() if u not in keep], now)
-                # a heartbeat's work: the worker sends none while this request is out
+                # a heartbeat's work (a worker holding no task sends none while this is out)
                 held = set(msg.held)
                 await lifecycle.renew(
                     conn, [t.id for u, t in live.items() if u in held], now + srv.settings.lease_s

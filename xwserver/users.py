@@ -136,12 +136,6 @@ async def create_user(
     return user
 
 
-def caller_of(user: User) -> Caller:
-    return Caller(
-        id=user.id, uid=user.uid, login=user.login, rights=UserLevel(user.rights), group_id=user.group_id
-    )
-
-
 async def render(
     srv: Server, session: AsyncSession, users: list[User], *, credit_of: bool = False
 ) -> list[dict[str, Any]]:
@@ -205,7 +199,8 @@ async def _revoke_tokens(session: AsyncSession, user_id: int) -> None:
 
 @dataclass(frozen=True)
 class Account:
-    """A user as a login shows it (``wire.user``) and acts (:meth:`caller`)."""
+    """A user as a login reads it: what its answer shows (``wire.user``) and who the token
+    acts as."""
 
     id: int
     uid: str
@@ -329,21 +324,20 @@ async def login(
 async def _password_login(srv: Server, login_name: str, password: str, address: str | None) -> Account:
     throttle = srv.login_throttle
     throttle.refuse_if_blocked(login_name, address)
-    found = await _account_named(srv, login_name)
-    stored = found[1] if found else None
-    if found is not None and srv.passwords.matches(login_name, password, found[1]):
+    account, stored = await _account_named(srv, login_name)
+    if account is not None and stored is not None and srv.passwords.matches(login_name, password, stored):
         throttle.succeeded(login_name)  # known right: no slow hash, no place among attempts
-        return found[0]
+        return account
     throttle.admit(login_name, address)
     verdict: bool | None = None
     try:
         verdict = await _verify(srv, login_name, password, stored)
     finally:
         throttle.record(login_name, address, verdict)
-    if found is None or not verdict:
+    if account is None or not verdict:
         log.info("failed login for %r from %s", login_name[:64], address)
         raise AuthenticationError("wrong login or password")
-    return found[0]
+    return account
 
 
 def _token_row(
@@ -415,23 +409,16 @@ async def _host_login(srv: Server, login_name: str, host_uid: str, key: str, add
     return LoggedIn(token, expires_at, user, uid, fresh_key if rotated else None)
 
 
-async def _account_named(srv: Server, login_name: str) -> tuple[Account, str] | None:
-    """The user of a login and its password's hash, in one short read."""
+async def _account_named(srv: Server, login_name: str) -> tuple[Account | None, str | None]:
+    """The user of a login and its password's hash, in one short read; (None, None) if none."""
     if not _could_exist(login_name):
-        return None
+        return None, None
 
     async def read(conn: Any) -> Any:
         return (await conn.execute(_ACCOUNT_BY_LOGIN, {"login": login_name})).first()
 
     row = await transaction(srv.engine, read)
-    return None if row is None else (_account(row), row.password_hash)
-
-
-async def _user_named(srv: Server, login_name: str) -> User | None:
-    if not _could_exist(login_name):
-        return None
-    async with srv.sessions() as session:
-        return (await session.execute(select(User).where(User.login == login_name))).scalar_one_or_none()
+    return (None, None) if row is None else (_account(row), row.password_hash)
 
 
 async def _verify(srv: Server, login_name: str, password: str, stored: str | None) -> bool:
@@ -446,11 +433,10 @@ async def _verify(srv: Server, login_name: str, password: str, stored: str | Non
     return ok and stored is not None
 
 
-async def _check_password(srv: Server, login_name: str, password: str) -> User | None:
-    """The user if ``password`` is theirs; None otherwise (always with the slow hash)."""
-    user = await _user_named(srv, login_name)
-    stored = user.password_hash if user is not None else None
-    return user if await _verify(srv, login_name, password, stored) else None
+async def _check_password(srv: Server, login_name: str, password: str) -> bool:
+    """Whether ``password`` is the user's (always with the slow hash)."""
+    _, stored = await _account_named(srv, login_name)
+    return await _verify(srv, login_name, password, stored)
 
 
 async def resolve_token(srv: Server, token: str) -> Caller:
@@ -612,7 +598,7 @@ async def change_password(srv: Server, caller: Caller, key: str, body: Any, addr
         srv.login_throttle.admit(caller.login, address)
         verdict: bool | None = None
         try:
-            verdict = await _check_password(srv, caller.login, old) is not None
+            verdict = await _check_password(srv, caller.login, old)
         finally:
             srv.login_throttle.record(caller.login, address, verdict)
         if not verdict:

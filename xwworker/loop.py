@@ -702,7 +702,6 @@ class Worker:
             )
             assignments, work = _parse_work_answer(answer)
         except BaseException as exc:
-            self._polling_since = None
             # never lost: they stay in the outbox for the next request (or alone, when this
             # request was refused for a reason that one of them may be)
             for d in carried.values():
@@ -712,7 +711,8 @@ class Worker:
                     d.alone = True
                 self._send_alone(carried.values())
             raise
-        self._polling_since = None
+        finally:
+            self._polling_since = None
         self._come_back_s = work.retry_after_s
         self._stop_cancelled(work.cancel)
         if work.released:
