@@ -12,6 +12,12 @@ back-off doubling to its cap, and never less than a ``Retry-After`` a busy serve
 A fleet's transports pass ``jitter`` so that workers cut off together do not come back
 together, and ``fail_back_s`` so that a worker that moved away from the first server of
 its list tries it again that long after (it came back: the load spreads as configured).
+
+A wait ends early when another request of the same transport gets an answer (any status
+but 502/503/504): the server is back, and a request that failed through several outages
+in a row (its back-off doubled each time) does not sleep on for seconds after it. A busy
+server's answers wake no one. Only the transport's own requests are woken, so a fleet's
+workers still come back as their own back-off and jitter spread them.
 """
 
 from __future__ import annotations
@@ -124,6 +130,8 @@ class Transport:
         self._token: str | None = None
         self._login_lock = asyncio.Lock()
         self.user: dict[str, Any] = {}
+        #: requests waiting to retry: woken when a server answers another request
+        self._retry_waits: set[asyncio.Future[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -324,6 +332,8 @@ class Transport:
                 ) as resp:
                     if resp.status in _RETRYABLE_STATUSES:
                         raise _Retry(f"{url} answered {resp.status}", _retry_after_s(resp))
+                    if self._retry_waits:
+                        self._server_answered()
                     if resp.status >= 400:
                         raise await _wire_error(resp)
                     if consumer is not None:
@@ -365,7 +375,7 @@ class Transport:
                         self.server,
                         wait_s,
                     )
-                    await self._sleep(wait_s)
+                    await self._wait_to_retry(wait_s)
                     failed = 0
                     delay = min(delay * 2, self.backoff_cap_s)
                 else:
@@ -375,6 +385,26 @@ class Transport:
                         str(exc) or type(exc).__name__,
                         self.server,
                     )
+
+    async def _wait_to_retry(self, wait_s: float) -> None:
+        """Sleep ``wait_s`` before a retry, or less: until a server answers another request."""
+        answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._retry_waits.add(answered)
+        sleep = asyncio.ensure_future(self._sleep(wait_s))
+        try:
+            await asyncio.wait((answered, sleep), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._retry_waits.discard(answered)
+            sleep.cancel()
+        if answered.done():
+            log.info("server %s answered another request: retrying now", self.server)
+
+    def _server_answered(self) -> None:
+        """Wake every request waiting to retry."""
+        waits, self._retry_waits = self._retry_waits, set()
+        for answered in waits:
+            if not answered.done():
+                answered.set_result(None)
 
     def _maybe_fail_back(self) -> None:
         """Back to the first server of the list once ``fail_back_s`` passed since the failover

@@ -305,6 +305,57 @@ async def test_a_busy_servers_retry_after_is_waited_once_every_server_of_the_lis
     assert calls == ["a", "b", "a"] and slept == [10.5]
 
 
+async def test_a_retry_waiting_out_its_back_off_goes_at_once_when_another_request_is_answered(
+    keystore_dir: Path,
+) -> None:
+    """A request that failed through several outages waits long (its back-off doubled each
+    time); once the server is back and answers another request of the transport, it retries
+    at once. An answer of a busy server (503) wakes no one."""
+    from helpers.net import free_port
+
+    port = free_port()
+    url = f"https://127.0.0.1:{port}"
+    calls: list[str] = []
+
+    async def version(request: web.Request) -> web.Response:
+        calls.append("version")
+        return web.json_response({"v": 1})
+
+    async def busy(request: web.Request) -> web.Response:
+        calls.append("busy")
+        return web.json_response(
+            {"error": "busy", "message": "busy"}, status=503, headers={"Retry-After": "60"}
+        )
+
+    app = web.Application()
+    app.router.add_get(defaults.API_PREFIX + "/version", version)
+    app.router.add_get(defaults.API_PREFIX + "/busy", busy)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    async with Transport(url, keystore_dir / CA_CERT, "a", "p", retry_for_s=None, backoff_start_s=60) as t:
+        # the server is down: the request fails to connect and waits 60 s to retry
+        waiting = asyncio.create_task(t.request("GET", "/version", auth=False))
+        await asyncio.sleep(0.3)
+        assert not waiting.done() and calls == []
+        site = web.TCPSite(runner, "127.0.0.1", port, ssl_context=server_ssl_context(keystore_dir))
+        await site.start()
+        try:
+            # the server is back but busy: its 503 sends no one back early
+            busy_call = asyncio.create_task(t.request("GET", "/busy", auth=False))
+            await asyncio.sleep(0.5)
+            assert calls == ["busy"] and not waiting.done()
+            # another request is answered: the waiting one goes at once
+            assert await asyncio.wait_for(t.request("GET", "/version", auth=False), 5) == {"v": 1}
+            assert await asyncio.wait_for(waiting, 5) == {"v": 1}
+            assert calls.count("version") == 2
+            # the busy request was woken too, and met 503 again
+            await asyncio.sleep(0.3)
+            assert calls.count("busy") == 2 and not busy_call.done()
+            busy_call.cancel()
+        finally:
+            await runner.cleanup()
+
+
 async def test_a_worker_that_failed_over_tries_the_first_server_again_after_fail_back_s(
     https: Any, keystore_dir: Path
 ) -> None:
