@@ -418,7 +418,7 @@ class Worker:
                 with contextlib.suppress(OSError):
                     self.settings.state_file.unlink()
                 if self._undertaker is not None:
-                    # while the lock is held: it then knows this was no death and leaves
+                    # while the lock is held: it is told this was no death (STOPPED) and leaves
                     await asyncio.to_thread(self._undertaker.stop)
                 self._lock.release()
         finally:

@@ -70,6 +70,10 @@ SCRATCH_VARIABLE = b"XWSCRATCHPATH="
 #: of a worker that just died holds it for the moment it takes to kill what is left
 LOCK_WAIT_S = 2.0
 LOCK_RETRY_S = 0.05
+#: what a worker that stops normally tells its undertaker before closing the pipe
+STOPPED = b"stopped\n"
+#: how long the undertaker of a dead worker waits for the folder's lock (see Undertaker)
+DEATH_LOCK_WAIT_S = 5.0
 
 
 class StateLock:
@@ -259,9 +263,12 @@ class Undertaker:
     """A process that outlives its worker for a moment, to kill the jobs the worker left.
 
     It reads a pipe from the worker until its end: the kernel closes the pipe when the worker
-    exits, even by SIGKILL. Then, if it can take the folder's lock (no new worker took it),
-    it kills what runs under the scratch folders and exits. A worker that stops normally
-    closes the pipe while it still holds the lock: the undertaker then just exits.
+    exits, even by SIGKILL. A worker that stops normally writes :data:`STOPPED` first, while
+    it still holds the folder's lock: the undertaker then just exits. Otherwise the worker
+    died: the undertaker takes the folder's lock, kills what runs under the scratch folders
+    and exits. A dying process's files are closed one by one, so the lock may still be held
+    for a moment after the pipe ended: it waits for it up to :data:`DEATH_LOCK_WAIT_S`
+    (longer, a new worker took the folder, and that one kills the leftovers as it starts).
     """
 
     def __init__(self, folder: Path, tasks_dir: Path) -> None:
@@ -290,7 +297,11 @@ class Undertaker:
         if proc is None:
             return
         if proc.stdin is not None:
-            proc.stdin.close()
+            with contextlib.suppress(OSError):  # an undertaker gone already: nothing to tell
+                proc.stdin.write(STOPPED)
+                proc.stdin.flush()
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
         try:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -300,12 +311,17 @@ class Undertaker:
 
 def _undertake(folder: Path, tasks_dir: Path) -> None:
     """The undertaker's body: wait for the worker's end, then kill what it left."""
+    said = b""
     with contextlib.suppress(OSError):
-        while sys.stdin.buffer.read(4096):
-            pass
+        while chunk := sys.stdin.buffer.read(4096):
+            said = (said + chunk)[-len(STOPPED) :]
+    if said == STOPPED:
+        return  # the worker stopped normally
     lock = StateLock(folder)
-    if not lock.try_acquire():
-        return  # the worker stopped normally (it still holds the lock) or a new one took over
+    try:
+        lock.acquire(wait_s=DEATH_LOCK_WAIT_S)
+    except ConfigError:
+        return  # a new worker took the folder over
     try:
         kill_leftover_jobs(tasks_dir)
     finally:

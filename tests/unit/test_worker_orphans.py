@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from xwworker.sandbox import probe_bwrap
-from xwworker.statedir import StateLock, kill_leftover_jobs, leftover_jobs
+from xwworker.statedir import StateLock, Undertaker, kill_leftover_jobs, leftover_jobs
 
 WORKER = """import asyncio, sys
 from pathlib import Path
@@ -33,7 +33,8 @@ async def main() -> None:
     runner = BubblewrapRunner(bwrap) if bwrap else LocalRunner()
     StateLock(work).acquire()
     if not runner.dies_with_parent:
-        Undertaker(work, work / "tasks").start()
+        undertaker = Undertaker(work, work / "tasks")
+        undertaker.start()
     a = Assignment(
         task_uid="0ad1e5f0-0000-4000-8000-000000000001", job_uid="0ad1e5f0-0000-4000-8000-000000000002",
         seq=1, app_name="job", args=[], lease_expires_at="2099-01-01T00:00:00Z",
@@ -121,3 +122,74 @@ def test_the_next_worker_kills_what_jobs_of_its_folder_left(tmp_path: Path) -> N
             if p.poll() is None:
                 p.kill()
             p.wait()
+
+
+def test_a_worker_that_stops_normally_sends_its_undertaker_away_without_a_kill(tmp_path: Path) -> None:
+    """A normal stop tells the undertaker so (the worker ends its jobs itself): it exits at
+    once, kills nothing and does not wait for the folder's lock, which the worker still holds."""
+    work = tmp_path / "work"
+    scratch = work / "tasks" / "some-task"
+    scratch.mkdir(parents=True)
+    job = subprocess.Popen(
+        ["sleep", "600"], env={"PATH": "/usr/bin:/bin", "XWSCRATCHPATH": str(scratch)}, start_new_session=True
+    )
+    try:
+        with StateLock(work):
+            undertaker = Undertaker(work, work / "tasks")
+            undertaker.start()
+            proc = undertaker._proc
+            assert proc is not None
+            undertaker.stop()
+        assert proc.returncode == 0, "the undertaker had to be killed: it waited for the lock"
+        assert job.poll() is None, "the undertaker of a worker that stopped normally killed a job"
+    finally:
+        job.kill()
+        job.wait()
+
+
+#: a worker whose death closes the undertaker's pipe a moment before its lock goes (the
+#: kernel closes a dying process's files one by one): the exact point of the race
+DYING_WORKER = """import subprocess, sys, time
+from pathlib import Path
+from xwworker.statedir import StateLock, Undertaker
+
+work, scratch = Path(sys.argv[1]), Path(sys.argv[2])
+lock = StateLock(work)
+lock.acquire()
+undertaker = Undertaker(work, work / "tasks")
+undertaker.start()
+job = subprocess.Popen(["sleep", "600"], env={"PATH": "/usr/bin:/bin", "XWSCRATCHPATH": str(scratch)},
+                       start_new_session=True)
+print(job.pid, flush=True)
+sys.stdin.readline()
+undertaker._proc.stdin.close()  # the pipe ends first, no word of a normal stop...
+time.sleep(0.5)  # ...and the lock goes half a second later, as the process exits
+"""
+
+
+def test_the_undertaker_of_a_dead_worker_waits_for_the_lock_its_death_has_not_released_yet(
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "work"
+    scratch = work / "tasks" / "some-task"
+    scratch.mkdir(parents=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-c", DYING_WORKER, str(work), str(scratch)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert worker.stdin is not None and worker.stdout is not None
+    job = int(worker.stdout.readline())
+    try:
+        worker.stdin.write("die\n")
+        worker.stdin.close()
+        assert worker.wait(10) == 0
+        _wait(lambda: not _alive(job), timeout_s=10)
+    finally:
+        if _alive(job):
+            os.kill(job, signal.SIGKILL)
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        worker.stdout.close()
