@@ -87,3 +87,28 @@ async def test_an_upgraded_history_goes_on_numbering_its_events_past_the_ones_it
         rows = (await conn.execute(select(Event.id, Event.object_uid).order_by(Event.id))).all()
     assert [tuple(r) for r in rows][:2] == [(1, "old-1"), (7, "old-7")]
     assert rows[-1].object_uid == "new-1" and rows[-1].id > 7
+
+
+def test_the_revision_the_server_checks_at_start_is_the_newest_migration() -> None:
+    """``migrate`` skips Alembic for a database at ``SCHEMA_REVISION``: a new migration
+    must move it, else a database left at the old revision would never be upgraded."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from xwserver.db.engine import MIGRATIONS_DIR, SCHEMA_REVISION
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(cfg).get_heads() == [SCHEMA_REVISION]
+
+
+async def test_a_database_behind_the_newest_migration_is_upgraded_at_start(domain: Server) -> None:
+    from xwserver.db.engine import SCHEMA_REVISION, migrate, schema_revision
+
+    async with domain.engine.begin() as conn:
+        await conn.run_sync(_to("0009"))
+        assert await conn.run_sync(schema_revision) == "0009"
+    await migrate(domain.engine)
+    async with domain.engine.connect() as conn:
+        assert await conn.run_sync(schema_revision) == SCHEMA_REVISION
+        assert await conn.run_sync(_differences) == []
