@@ -305,6 +305,13 @@ async def test_a_busy_servers_retry_after_is_waited_once_every_server_of_the_lis
     assert calls == ["a", "b", "a"] and slept == [10.5]
 
 
+async def _until(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
 async def test_a_retry_waiting_out_its_back_off_goes_at_once_when_another_request_is_answered(
     keystore_dir: Path,
 ) -> None:
@@ -342,17 +349,15 @@ async def test_a_retry_waiting_out_its_back_off_goes_at_once_when_another_reques
         try:
             # the server is back but busy: its 503 sends no one back early
             busy_call = asyncio.create_task(t.request("GET", "/busy", auth=False))
-            await asyncio.sleep(0.5)
+            await _until(lambda: "busy" in calls)
+            await asyncio.sleep(0.3)  # time for a wrong wake-up to show
             assert calls == ["busy"] and not waiting.done()
             # another request is answered: the waiting one goes at once
             assert await asyncio.wait_for(t.request("GET", "/version", auth=False), 5) == {"v": 1}
             assert await asyncio.wait_for(waiting, 5) == {"v": 1}
             assert calls.count("version") == 2
             # the busy request was woken too (by one answer or both) and met 503 again
-            for _ in range(100):
-                if calls.count("busy") >= 2:
-                    break
-                await asyncio.sleep(0.05)
+            await _until(lambda: calls.count("busy") >= 2)
             assert calls.count("busy") in (2, 3) and not busy_call.done()
             busy_call.cancel()
         finally:
