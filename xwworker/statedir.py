@@ -93,8 +93,10 @@ class StateLock:
         another process holds it."""
         deadline = time.monotonic() + wait_s
         while not self.try_acquire():
-            if time.monotonic() >= deadline:
-                other = self.holder()
+            other = self.holder()
+            # only an undertaker lets go soon (it holds the lock for the moment it takes to kill
+            # what a dead worker left): a live worker holding it is refused at once
+            if time.monotonic() >= deadline or (other is not None and _live_worker(other)):
                 by = f" (pid {other})" if other else ""
                 raise ConfigError(
                     f"path.tmpdir: {self.folder} is in use by another worker process{by}; two workers "
@@ -307,6 +309,21 @@ class Undertaker:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _live_worker(pid: int) -> bool:
+    """Whether ``pid`` runs a worker program (``xwworker ...``, ``python -m xwworker ...``),
+    not an undertaker (``python -m xwworker.statedir``)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        argv = proc.cmdline()[:3]
+    except psutil.Error:
+        return False
+    return any(Path(part).name == "xwworker" for part in argv)
 
 
 def _undertake(folder: Path, tasks_dir: Path) -> None:

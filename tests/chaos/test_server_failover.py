@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,13 @@ def _second_home(first: Deployment, root: Path) -> Deployment:
 def test_workers_listing_two_servers_fail_over_and_come_back_and_complete_every_job_once(
     deployment: MakeDeployment, database: str | None, tmp_path: Path
 ) -> None:
-    a = deployment(database, **SETTINGS)
+    a = deployment(database, start=False, **SETTINGS)
     b = _second_home(a, tmp_path / "second")
     try:
-        b.start_server()
+        # the two servers start side by side: each start is seconds of a process's own work
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for starting in [pool.submit(a.start_server), pool.submit(b.start_server)]:
+                starting.result()
         a.send_app("echo", ECHO)
         macro = a.workdir / "jobs.macro"
         macro.write_text("".join(f"--xwsendwork echo {i}\n" for i in range(N_JOBS)), encoding="utf-8")

@@ -16,9 +16,9 @@ from helpers.waiting import wait_until
 #: real processes, many jobs or waits for leases: seconds each
 pytestmark = pytest.mark.slow
 
-N_JOBS = 20
-#: how long the server stays dead: long enough for workers to notice, finish jobs and retry
-DOWN_S = 2.0
+N_JOBS = 12
+#: how long the jobs running at the kill may take to end and wait in the workers' outboxes
+HELD_WITHIN_S = 30.0
 
 SQUARE_SLOWLY = python_program(
     """
@@ -36,7 +36,12 @@ def test_a_killed_and_restarted_server_loses_no_job_and_completes_none_twice(
 ) -> None:
     dep = deployment(lease_s=5, heartbeat_interval_s=0.5, reaper_interval_s=0.5)
     dep.send_app("square", SQUARE_SLOWLY)
-    inputs = {dep.submit("square", str(n)): n for n in range(N_JOBS)}
+    macro = dep.workdir / "jobs.macro"
+    macro.write_text("".join(f"--xwsendwork square {n}\n" for n in range(N_JOBS)), encoding="utf-8")
+    out = dep.client("--xwmacro", str(macro)).stdout
+    uids = [line.rsplit("/", 1)[1] for line in out.splitlines() if line.startswith("xw://")]
+    assert len(uids) == N_JOBS, out
+    inputs = dict(zip(uids, range(N_JOBS), strict=True))
     workers = [dep.start_worker(workpool_size=2), dep.start_worker(workpool_size=2)]
     worker_pids = [w.pid for w in workers]
 
@@ -46,7 +51,20 @@ def test_a_killed_and_restarted_server_loses_no_job_and_completes_none_twice(
 
     wait_until(mid_run, timeout_s=60, interval_s=0.1, what="the run to be under way", describe=dep.describe)
     old_pid = dep.kill_server()
-    time.sleep(DOWN_S)
+
+    def results_held() -> bool:
+        """Every job the workers had when the server died ended, its result kept to deliver."""
+        phases = [p for w in workers for p in w.state().get("tasks", {}).values()]
+        return bool(phases) and all(p == "reporting" for p in phases)
+
+    # the server stays dead until the workers hold finished results it has not heard of
+    wait_until(
+        results_held,
+        timeout_s=HELD_WITHIN_S,
+        interval_s=0.05,
+        what="finished results held",
+        describe=dep.describe,
+    )
     restarted_at = time.time()
     assert dep.start_server() != old_pid
 

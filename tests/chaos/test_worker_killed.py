@@ -20,16 +20,19 @@ from helpers.waiting import wait_until
 #: real processes, many jobs or waits for leases: seconds each
 pytestmark = pytest.mark.slow
 
-#: long enough to be killed in the middle of, short enough for a fast test
+#: a job that runs until a wall-clock time (epoch seconds): long enough for its first run to be
+#: killed in the middle of, while the run that replaces it only waits out what is left
 SLEEPER = python_program(
     """
 import sys
 import time
 
-time.sleep(float(sys.argv[1]))
-print("slept", sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
+print("slept until", sys.argv[1])
 """
 )
+#: the first run of the rescue test ends this long after its submission (if not killed)
+RESCUE_JOB_S = 6.0
 
 
 def test_a_job_whose_worker_is_killed_is_rescheduled_and_completed_once_by_another_worker(
@@ -38,7 +41,8 @@ def test_a_job_whose_worker_is_killed_is_rescheduled_and_completed_once_by_anoth
     dep = deployment(**FAST_LEASES)  # lease 3 s, heartbeats every 0.5 s, reaper every 0.5 s
     dep.send_app("sleeper", SLEEPER)
     doomed = dep.start_worker()
-    uid = dep.submit("sleeper", "4")
+    until = f"{time.time() + RESCUE_JOB_S:.3f}"
+    uid = dep.submit("sleeper", until)
 
     dep.wait_for_status(uid, "RUNNING", timeout_s=30)
     [first] = dep.api.tasks(uid)
@@ -53,6 +57,7 @@ def test_a_job_whose_worker_is_killed_is_rescheduled_and_completed_once_by_anoth
 
     rescuer = dep.start_worker()  # only now: the job is already the first worker's
     doomed.kill()
+    assert time.time() < float(until), "the job could have ended before its worker died: raise RESCUE_JOB_S"
 
     job = dep.wait_for_jobs([uid], timeout_s=45)[uid]
     assert job["status"] == "COMPLETED", job
@@ -64,14 +69,15 @@ def test_a_job_whose_worker_is_killed_is_rescheduled_and_completed_once_by_anoth
     assert by_status["LOST"]["uid"] == first["uid"]
     assert by_status["LOST"]["host_uid"] == doomed.host_uid
     assert by_status["COMPLETED"]["host_uid"] == rescuer.host_uid
-    assert (dep.results(uid) / "stdout.txt").read_text() == "slept 4\n"
+    assert (dep.results(uid) / "stdout.txt").read_text() == f"slept until {until}\n"
     assert rescuer.alive, "the rescuing worker must carry on"
 
 
 #: leases far longer than the bound: a job that waits for its lease fails the test
 LONG_LEASE: dict[str, object] = {"lease_s": 60, "heartbeat_interval_s": 1, "reaper_interval_s": 0.5}
-#: the job sleeps this long: long enough to outlive the checks made right after the kill
-JOB_S = 8
+#: the job runs until this long after its submission: its first run must outlive the check
+#: made right after the kill (asserted), the second one only waits out what is left
+JOB_S = 6
 #: from the restarted worker's registration to the job COMPLETED: one run of the job and
 #: some seconds, far less than one lease
 RESTART_BOUND_S = JOB_S + 14.0
@@ -112,7 +118,8 @@ def test_a_worker_killed_and_restarted_in_its_folder_gets_its_job_back_at_once_a
     dep.send_app("sleeper", SLEEPER)
     doomed = dep.start_worker()
     marker = f"chaos-{secrets.token_hex(6)}"  # names this job's processes on the machine
-    uid = dep.submit("sleeper", str(JOB_S), marker)
+    until = f"{time.time() + JOB_S:.3f}"
+    uid = dep.submit("sleeper", until, marker)
 
     dep.wait_for_status(uid, "RUNNING", timeout_s=30)
     [first] = dep.api.tasks(uid)
@@ -139,6 +146,8 @@ def test_a_worker_killed_and_restarted_in_its_folder_gets_its_job_back_at_once_a
         what="the killed worker's job processes to end",
         describe=lambda: f"still running: {_still_alive(job_procs)}\n{dep.describe()}",
     )
+    # seen gone while the job would still have been running: they were killed, not done
+    assert time.time() < float(until), "the job's processes ended no sooner than the job would have"
 
     job = dep.wait_for_jobs([uid], timeout_s=RESTART_BOUND_S)[uid]
     took_s = time.monotonic() - registered_at
@@ -153,5 +162,5 @@ def test_a_worker_killed_and_restarted_in_its_folder_gets_its_job_back_at_once_a
     [done] = [t for t in tasks.values() if t["status"] == "COMPLETED"]
     assert done["host_uid"] == again.host_uid
     assert len(dep.api.hosts()) == 1, "the restarted worker is the same host, not a second one"
-    assert (dep.results(uid) / "stdout.txt").read_text() == f"slept {JOB_S}\n"
+    assert (dep.results(uid) / "stdout.txt").read_text() == f"slept until {until}\n"
     assert again.alive, dep.describe()

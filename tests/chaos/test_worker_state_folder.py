@@ -20,6 +20,9 @@ pytestmark = pytest.mark.slow
 #: how long the refused worker may take to start and give up
 REFUSED_WITHIN_S = 30.0
 
+#: the first worker's job: it must outlive the second worker (asserted), which is refused at once
+JOB_S = 3
+
 SLEEPER = python_program(
     """
 import sys
@@ -42,7 +45,7 @@ def test_a_second_worker_on_the_same_state_folder_is_refused_and_the_first_keeps
     assert host_file.read_text(encoding="ascii").strip() == first.host_uid
 
     # the first worker is in the middle of a job when the second one starts
-    running = dep.submit("sleeper", "4")
+    running = dep.submit("sleeper", str(JOB_S))
     dep.wait_for_status(running, "RUNNING", timeout_s=30)
     [task] = dep.api.tasks(running)
     wait_until(
@@ -69,6 +72,10 @@ def test_a_second_worker_on_the_same_state_folder_is_refused_and_the_first_keeps
             + dep.describe()
         ) from None
     said = twin.log_text()
+    # the job ran all the time the second worker lived: it could have wiped its folder
+    assert first.state().get("tasks", {}).get(task["uid"]) == "running", (
+        f"the job ended before the second worker was refused: raise JOB_S\n{dep.describe()}"
+    )
     assert code != 0, f"the second worker exited {code}:\n{said}"
     assert str(first.tmpdir) in said or "path.tmpdir" in said, f"the refusal names no folder:\n{said}"
     assert "Traceback" not in said, said
@@ -87,5 +94,5 @@ def test_a_second_worker_on_the_same_state_folder_is_refused_and_the_first_keeps
         [done] = dep.api.tasks(uid)
         assert done["status"] == "COMPLETED" and done["host_uid"] == first.host_uid, done
     dep.client("--xwresults", running, later)
-    assert (dep.workdir / f"ResultsOf_{running}" / "stdout.txt").read_text() == "slept 4\n"
+    assert (dep.workdir / f"ResultsOf_{running}" / "stdout.txt").read_text() == f"slept {JOB_S}\n"
     assert (dep.workdir / f"ResultsOf_{later}" / "stdout.txt").read_text() == "slept 0\n"

@@ -18,6 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from xwcommon.errors import ConfigError
 from xwworker.sandbox import probe_bwrap
 from xwworker.statedir import StateLock, Undertaker, kill_leftover_jobs, leftover_jobs
 
@@ -193,3 +194,41 @@ def test_the_undertaker_of_a_dead_worker_waits_for_the_lock_its_death_has_not_re
             worker.kill()
             worker.wait()
         worker.stdout.close()
+
+
+HOLDER = """import sys, time
+from pathlib import Path
+from xwworker.statedir import StateLock
+
+StateLock(Path(sys.argv[1])).acquire()
+print("held", flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("program", ["xwworker", "undertaker.py"])
+def test_a_folder_a_live_worker_holds_is_refused_at_once_and_another_holder_is_waited_for(
+    tmp_path: Path, program: str
+) -> None:
+    """Only an undertaker lets go of a folder soon: a worker program holding it is refused at
+    once; another holder (an undertaker, a process that is not a worker) is waited for."""
+    wait_s = 4.0
+    script = tmp_path / program
+    script.write_text(HOLDER)
+    folder = tmp_path / "state"
+    holder = subprocess.Popen([sys.executable, str(script), str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None
+    try:
+        assert holder.stdout.readline() == "held\n"
+        started = time.monotonic()
+        with pytest.raises(ConfigError, match=f"in use by another worker process \\(pid {holder.pid}\\)"):
+            StateLock(folder).acquire(wait_s=wait_s)
+        took_s = time.monotonic() - started
+        if program == "xwworker":
+            assert took_s < wait_s / 2, f"a live worker's folder was refused only after {took_s:.1f}s"
+        else:
+            assert took_s >= wait_s
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
