@@ -391,7 +391,12 @@ def cmd_console(args: argparse.Namespace) -> int:
         except KeyboardInterrupt:
             pass
         log.info("xwserver stopped")
-    return 0
+    # everything is closed (connections, database, pid file): skip the interpreter's teardown
+    # of a server's thousands of modules and objects, most of a second of CPU at every stop
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def cmd_start(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ database stop honouring them within the cache's TTL.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -51,8 +52,12 @@ RESERVED_LOGINS = {"me"}
 _USER_FIELDS = {"login", "password", "email", "rights", "group"}
 _PATCH_FIELDS = {"rights", "group", "email"}
 
-# Verified against when the login is unknown, so both answers take the same time.
-_DUMMY_HASH = hash_password("no such user")
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the login is unknown, so both answers take the same time (made
+    at the first such login: a hash at import cost every server and CLI start ~0.1 s of CPU)."""
+    return hash_password("no such user")
 
 
 # -- validation ----------------------------------------------------------------------------------------
@@ -427,7 +432,9 @@ async def _verify(srv: Server, login_name: str, password: str, stored: str | Non
     (:attr:`Server.passwords`)."""
     if len(password) > MAX_PASSWORD or not _encodable(password):
         return False
-    ok = await asyncio.to_thread(verify_password, password, stored if stored is not None else _DUMMY_HASH)
+    ok = await asyncio.to_thread(
+        lambda: verify_password(password, stored if stored is not None else _dummy_hash())
+    )
     if ok and stored is not None:
         srv.passwords.remember(login_name, password, stored)
     return ok and stored is not None
