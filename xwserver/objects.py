@@ -161,6 +161,11 @@ async def chmod(srv: Server, caller: Caller, uid_text: str, body: Any) -> dict[s
         answer = await render(srv, session, found)
     if found.kind == "host":
         srv.hosts.drop(row.uid)
+    if row.access_rights & ~before:
+        # rights widened: a PENDING job that no worker could take (its input unreadable,
+        # say) may be claimable now; the waiting work requests claim again at once rather
+        # than at their next re-check
+        srv.notifier.notify_all()
     _log_change(caller, found, before)
     return answer
 

@@ -49,6 +49,25 @@ async def test_a_work_request_whose_worker_went_away_takes_no_job(xw: XW) -> Non
     assert (await xw.job(job["uid"]))["retry"] == 0
 
 
+# the re-check far beyond the test: only a wake-up answers the waiting request in time
+@pytest.mark.every_database
+@pytest.mark.parametrize("server_conf", [{"work_request_recheck_s": "60"}])
+async def test_a_waiting_work_request_takes_a_job_as_soon_as_its_input_is_made_readable(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    secret = await xw.upload(xw.admin, b"secret input", name="in.txt", access_rights="0700")
+    job = await xw.submit(xw.admin, "work", stdin_uid=secret["uid"])
+    host = await xw.register()
+    assert await xw.request_work(host) == []  # no worker may read its input
+    waiting = asyncio.create_task(xw.request_work(host, wait_s=60))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    started = asyncio.get_running_loop().time()
+    await xw.ok("POST", f"/objects/{secret['uid']}/chmod", token=xw.admin, json={"rights": "0744"})
+    got = await asyncio.wait_for(waiting, 10)
+    assert [a["job_uid"] for a in got] == [job["uid"]]
+    assert asyncio.get_running_loop().time() - started < 3  # at once, not at the re-check
+
+
 @pytest.mark.parametrize("server_conf", [{"max_waiting_requests": "1", "come_back_s": "8"}])
 async def test_a_work_request_that_finds_no_room_to_wait_is_told_when_to_come_back(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
