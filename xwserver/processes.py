@@ -19,14 +19,14 @@ import os
 import signal
 import subprocess
 import time
-from typing import Any
-
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import TYPE_CHECKING, Any
 
 from xwcommon.errors import ConfigError
 
 from .settings import ServerSettings
+
+if TYPE_CHECKING:  # the launcher (xwserver start) checks its settings without the database's libraries
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,8 @@ class Leader:
     async def held(self) -> bool:
         if self._backend != "postgresql":
             return True
+        from sqlalchemy import text
+
         try:
             if self._conn is not None:
                 await self._conn.execute(text("SELECT 1"))  # still ours: the session is alive
