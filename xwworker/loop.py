@@ -349,6 +349,8 @@ class Worker:
         #: the server refuses this host's calls until an administrator enables it again
         self.disabled = False
         self._disabled_since = 0.0
+        #: set when a call finds the host enabled again: it ends the pull loop's back-off
+        self._enabled = asyncio.Event()
         #: the activation policy (and ``xwworker pause``) lets this machine compute now
         self.active = True
         self.activation_since = time.time()
@@ -687,7 +689,8 @@ class Worker:
             host_uid=host_uid,
             capacity=capacity,
             # a request carrying reports does not wait: its answer acknowledges them
-            wait_s=0.0 if carried else self.settings.work_request_wait_s,
+            # nor does one from a host seen disabled: its answer says at once if it is enabled again
+            wait_s=0.0 if carried or self.disabled else self.settings.work_request_wait_s,
             reports=[d.riding() for d in carried.values()],
             held=self.held(besides=carried),
             # the server only assigns jobs whose declared needs fit in these
@@ -1032,11 +1035,21 @@ class Worker:
         seen disabled, it is enabled again (a long-poll sent before proves nothing)."""
         if self.disabled and asked_at > self._disabled_since:
             self.disabled = False
+            self._enabled.set()
             log.warning("host %s is enabled again; asking for work", self.host_uid)
 
     async def _wait_while_disabled(self, exc: XWError) -> None:
+        """Back off while disabled; a heartbeat that finds the host enabled again ends the wait
+        (the back-off grows to half a minute: the host would stay idle that long once enabled)."""
         self._disabled_by_server(exc)
-        await self._sleep(self._backoff.next())
+        self._enabled.clear()
+        sleep = asyncio.ensure_future(self._sleep(self._backoff.next()))
+        enabled = asyncio.ensure_future(self._enabled.wait())
+        try:
+            await asyncio.wait({sleep, enabled}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            await _cancel(sleep)
+            await _cancel(enabled)
 
     def _state_changed(self) -> None:
         """A task's change for the state file: written within ``STATE_WRITE_DELAY_S``, with

@@ -977,9 +977,11 @@ async def test_a_disabled_host_stops_its_tasks_and_works_again_once_enabled(
     await stub.wait_for(lambda: U("slow") in worker.tasks and worker.tasks[U("slow")].phase == "running")
     stub.disabled = True  # host_disabled
     await stub.wait_for(lambda: worker.disabled and not worker.tasks)
-    n = len(stub.calls)
-    await stub.wait_for(lambda: len(stub.called("request")) >= 3 and len(stub.calls) > n + 3)
+    n, k = len(stub.calls), len(stub.called("request"))
+    await stub.wait_for(lambda: len(stub.called("request")) >= k + 3 and len(stub.calls) > n + 3)
     assert not run.done()  # refused, not dead
+    # sent while disabled, a request does not wait for work: its answer says at once if enabled
+    assert all(r.wait_s == 0 for r in stub.called("request")[k + 1 :])
     stub.disabled = False
     stub.queue.put_nowait(assignment(stub, "next", script("print(1)\n")))
     await stub.wait_for(lambda: U("next") in stub.reports)
@@ -991,6 +993,25 @@ async def test_a_disabled_host_stops_its_tasks_and_works_again_once_enabled(
     assert len(said) == 1, said  # said once, however many refusals followed
     assert "asking again until it is enabled" in said[0]
     assert any("is enabled again" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_disabled_worker_asks_for_work_as_soon_as_a_heartbeat_finds_it_enabled(grid: Grid) -> None:
+    """Its back-off while disabled (here 30 s) ends when a call finds the host enabled again."""
+    stub = grid.stub
+    stub.disabled = True
+    worker = Worker(grid.settings(), backoff=Backoff(30.0, 30.0))
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(lambda: worker.disabled and len(stub.called("heartbeat")) >= 2)
+    asked = len(stub.called("request"))
+    stub.disabled = False
+    stub.queue.put_nowait(assignment(stub, "next", script("print(1)\n")))
+    enabled_at = time.monotonic()
+    await stub.wait_for(lambda: U("next") in stub.reports, timeout_s=10)
+    assert time.monotonic() - enabled_at < 5  # a heartbeat interval or two, not the back-off
+    assert len(stub.called("request")) > asked
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert not worker.disabled
 
 
 async def test_an_input_the_jobs_owner_may_no_longer_read_fails_the_task_at_once(grid: Grid) -> None:
