@@ -347,6 +347,8 @@ async def release(srv: Server, caller: Caller, msg: Release) -> Released:
     """A stopping worker hands tasks back: their jobs return to PENDING, no retry spent."""
     caller.require(UserLevel.WORKER, "handing tasks back")
     host = await own_host(srv, caller, msg.host_uid)
+    if msg.withdraw:
+        srv.notifier.withdraw(host.id)
     return Released(released=await release_tasks(srv, host, msg.task_uids))
 
 

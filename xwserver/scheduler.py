@@ -395,7 +395,8 @@ async def _wait_and_claim(
         remaining = deadline - loop.time()
         if remaining <= 0 or srv.notifier.closing:
             return []
-        await srv.notifier.wait(min(recheck_s(srv), remaining))
+        if await srv.notifier.wait(min(recheck_s(srv), remaining), host.id):
+            return []  # the worker is stopping: it asked to hear no more
         if not connected():
             srv.notifier.notify(1)  # pass a wake-up this request may have taken to a live one
             return []

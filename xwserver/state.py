@@ -28,6 +28,14 @@ LONG_TOKEN_TTL_S = 600.0
 LONG_HOST_TTL_S = 60.0
 
 
+class Waiter(asyncio.Event):
+    """The wake-up of one waiting work request; ``withdrawn`` when its worker is stopping."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.withdrawn = False
+
+
 class WorkNotifier:
     """Wakes long-polling work requests when jobs become PENDING in this process.
 
@@ -36,24 +44,49 @@ class WorkNotifier:
     """
 
     def __init__(self) -> None:
-        self._waiters: collections.deque[asyncio.Event] = collections.deque()
+        self._waiters: collections.deque[Waiter] = collections.deque()
+        #: the waiting request of each host that has one (a worker long-polls once at a time)
+        self._by_host: dict[int, Waiter] = {}
         self.closing = False
 
-    async def wait(self, timeout_s: float) -> None:
+    async def wait(self, timeout_s: float, host_id: int | None = None) -> bool:
+        """Until a wake-up or ``timeout_s``; whether the host withdrew the wait meanwhile."""
         if self.closing:
-            return
-        event = asyncio.Event()
-        self._waiters.append(event)
+            return False
+        waiter = Waiter()
+        self._waiters.append(waiter)
+        if host_id is not None:
+            self._by_host[host_id] = waiter
         try:
-            await asyncio.wait_for(event.wait(), timeout_s)
+            await asyncio.wait_for(waiter.wait(), timeout_s)
         except TimeoutError:
             pass
         finally:
-            if not event.is_set():
+            if host_id is not None and self._by_host.get(host_id) is waiter:
+                del self._by_host[host_id]
+            if not waiter.is_set():
                 try:
-                    self._waiters.remove(event)
+                    self._waiters.remove(waiter)
                 except ValueError:
                     pass
+        return waiter.withdrawn
+
+    def withdraw(self, host_id: int) -> None:
+        """The host is stopping: its waiting request, if any, ends now without claiming.
+
+        Only a request that waits at this moment is ended: a withdraw that finds none (the
+        request is claiming, or already answered) leaves nothing behind for the host's next
+        one. The waiter leaves the queue unwoken, so no submission's wake-up is spent on it.
+        """
+        waiter = self._by_host.pop(host_id, None)
+        if waiter is None or waiter.is_set():
+            return
+        try:
+            self._waiters.remove(waiter)
+        except ValueError:
+            pass
+        waiter.withdrawn = True
+        waiter.set()
 
     def notify(self, n: int = 1) -> None:
         while n > 0 and self._waiters:

@@ -1393,7 +1393,9 @@ class Worker:
         if poll is None:
             return []
         if not poll.done() and not self._hurry.is_set():
+            withdraw = asyncio.ensure_future(self._withdraw())
             await self._wait_unless_hurried([poll], LATE_POLL_WAIT_S)
+            await _cancel(withdraw)
         if not poll.done():
             await _cancel(poll)
             return []
@@ -1413,6 +1415,19 @@ class Worker:
         await asyncio.wait({all_done, hurry}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         await _cancel(all_done)
         await _cancel(hurry)
+
+    async def _withdraw(self) -> None:
+        """Ask the server to end the work request out now: a waiting one is answered at once
+        (one claiming meanwhile brings its jobs, which the stop hands back). Best effort: a
+        server that does not know the field refuses it, and the wait for the request is
+        bounded anyway."""
+        if self.host_uid is None:
+            return
+        release = Release(host_uid=self.host_uid, withdraw=True)
+        with contextlib.suppress(XWError, TimeoutError):
+            await self.transport.request(
+                "POST", "/work/release", json=release.to_wire(), timeout_s=LATE_POLL_WAIT_S
+            )
 
     async def _release(self, uids: list[str]) -> None:
         """Hand tasks back to the server (best effort, bounded in time)."""

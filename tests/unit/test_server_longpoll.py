@@ -49,6 +49,39 @@ async def test_a_work_request_whose_worker_went_away_takes_no_job(xw: XW) -> Non
     assert (await xw.job(job["uid"]))["retry"] == 0
 
 
+async def _withdraw(xw: XW, host: str) -> None:
+    """What a stopping worker sends: ``POST /work/release`` with ``withdraw``."""
+    await xw.ok("POST", "/work/release", token=xw.worker, json={"host_uid": host, "withdraw": True})
+
+
+async def test_a_withdrawn_work_request_ends_at_once_and_another_hosts_keeps_waiting(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    stopping, staying = await xw.register(name="stopping"), await xw.register(name="staying")
+    withdrawn = asyncio.create_task(xw.request_work(stopping, wait_s=30))
+    waiting = asyncio.create_task(xw.request_work(staying, wait_s=30))
+    await asyncio.sleep(0.3)
+    assert not withdrawn.done() and not waiting.done()
+    await _withdraw(xw, stopping)
+    assert await asyncio.wait_for(withdrawn, 3) == []  # at once, not after wait_s
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    # the submission's one wake-up goes to the request still waiting, not to the withdrawn one
+    # that queued first (the re-check, 5 s on SQLite, would come too late)
+    job = await xw.submit(xw.admin, "work")
+    assert [a["job_uid"] for a in await asyncio.wait_for(waiting, 3)] == [job["uid"]]
+
+
+async def test_a_withdraw_while_no_request_waits_changes_nothing_for_the_next_one(xw: XW) -> None:
+    await xw.insert_app(xw.admin, "work")
+    host = await xw.register()
+    await _withdraw(xw, host)  # nothing waits: nothing is left behind for the next request
+    waiting = asyncio.create_task(xw.request_work(host, wait_s=30))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    job = await xw.submit(xw.admin, "work")
+    assert [a["job_uid"] for a in await asyncio.wait_for(waiting, 3)] == [job["uid"]]
+
+
 # the re-check far beyond the test: only a wake-up answers the waiting request in time
 @pytest.mark.every_database
 @pytest.mark.parametrize("server_conf", [{"work_request_recheck_s": "60"}])

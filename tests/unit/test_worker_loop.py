@@ -60,6 +60,7 @@ from xwcommon.protocol.work import (
     WorkAnswer,
     WorkRequest,
 )
+from xwworker import loop as worker_loop
 from xwworker.activation import ActivationPolicy
 from xwworker.executor import Outcome
 from xwworker.loop import DELIVERY_ATTEMPTS, Backoff, TaskRun, Worker
@@ -174,6 +175,10 @@ class StubServer:
     turned_away: int = 0
     #: set while a work request waits, so a test can act at that moment
     polling: asyncio.Event = field(default_factory=asyncio.Event)
+    #: set by a release that withdraws the waiting work request: it ends at once, as on the server
+    withdrawn: asyncio.Event = field(default_factory=asyncio.Event)
+    #: False: withdraws change nothing (an older server, or a request claiming at that moment)
+    withdraws: bool = True
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     hosts: int = 0
     seq: int = 0
@@ -274,11 +279,15 @@ class StubServer:
             self.turned_away -= 1
             return web.json_response(WorkAnswer(reported=reported, retry_after_s=7.0).to_wire())
         out: list[Assignment] = []
+        self.withdrawn.clear()
         self.polling.set()
         got = asyncio.ensure_future(self.queue.get())
         closing = asyncio.ensure_future(self.closing.wait())
+        withdrawn = asyncio.ensure_future(self.withdrawn.wait())
         try:
-            await asyncio.wait({got, closing}, timeout=msg.wait_s, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {got, closing, withdrawn}, timeout=msg.wait_s, return_when=asyncio.FIRST_COMPLETED
+            )
             if got.done():
                 out.append(got.result())
                 while len(out) < msg.capacity and not self.queue.empty():
@@ -287,6 +296,7 @@ class StubServer:
             self.polling.clear()
             got.cancel()
             closing.cancel()
+            withdrawn.cancel()
         # as the real server: held tasks that are not live (here: cancelled) are named
         cancel = [u for u in msg.held or () if u in self.cancel]
         return web.json_response(WorkAnswer(assignments=out, reported=reported, cancel=cancel).to_wire())
@@ -326,6 +336,8 @@ class StubServer:
     async def release(self, request: web.Request) -> web.Response:
         msg = Release.decode(await request.read())
         self._record("release", msg)
+        if msg.withdraw and self.withdraws and self.polling.is_set():
+            self.withdrawn.set()
         self.released.extend(msg.task_uids)
         return web.json_response(Released(released=len(msg.task_uids)).to_wire())
 
@@ -794,6 +806,7 @@ async def test_stopping_hands_back_unfinished_tasks_after_the_grace_period(grid:
 
 async def test_a_job_handed_out_while_the_worker_stops_is_handed_back(grid: Grid) -> None:
     stub = grid.stub
+    stub.withdraws = False  # the stop's withdraw finds the request claiming this job
     worker = grid.worker(work_request_wait_s=5.0)
     run = asyncio.create_task(worker.run())
     await asyncio.wait_for(stub.polling.wait(), 10)
@@ -965,6 +978,25 @@ async def test_a_second_stop_skips_the_grace_period(grid: Grid) -> None:
     worker.stop()
     await asyncio.wait_for(run, 10)
     assert stub.released == [U("slow")]
+
+
+async def test_an_idle_worker_stops_at_once_when_the_server_ends_its_long_poll(
+    grid: Grid, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop withdraws the waiting work request instead of waiting LATE_POLL_WAIT_S for it."""
+    monkeypatch.setattr(
+        worker_loop, "LATE_POLL_WAIT_S", 10.0
+    )  # without the withdraw, the stop waits this long
+    stub = grid.stub
+    worker = grid.worker(work_request_wait_s=60.0)
+    run = asyncio.create_task(worker.run())
+    await stub.wait_for(stub.polling.is_set)
+    started = time.monotonic()
+    worker.stop()
+    await asyncio.wait_for(run, 20)
+    assert time.monotonic() - started < 5
+    [release] = stub.called("release")
+    assert release.withdraw and release.task_uids == []
 
 
 async def test_a_disabled_host_stops_its_tasks_and_works_again_once_enabled(

@@ -319,6 +319,8 @@ class Release(Request, kw_only=True):
 
     host_uid: Uid
     task_uids: TaskUids = []
+    #: the worker is stopping: its waiting work request, if any, ends now without assignments
+    withdraw: bool = False
 
 
 class Released(Answer, kw_only=True):
