@@ -106,6 +106,7 @@ class Transport:
         sleep: Callable[[float], Any] = asyncio.sleep,
         jitter: Callable[[float], float] | None = None,
         fail_back_s: float | None = None,
+        on_unreachable: Callable[[str], None] | None = None,
     ) -> None:
         if isinstance(servers, str):
             servers = servers.split()
@@ -124,6 +125,8 @@ class Transport:
         self._sleep = sleep
         self._jitter = jitter
         self.fail_back_s = fail_back_s
+        #: told why each time every server of the list failed in turn, before the wait to retry
+        self.on_unreachable = on_unreachable
         #: when (monotonic) to try the first server again after a failover; None: on it
         self._fail_back_at: float | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -368,6 +371,10 @@ class Transport:
                     back_s = self._jitter(self.fail_back_s) if self._jitter else self.fail_back_s
                     self._fail_back_at = time.monotonic() + back_s
                 if wait_s > 0:
+                    if self.on_unreachable is not None:
+                        self.on_unreachable(
+                            f"server {failing} unreachable ({str(exc) or type(exc).__name__})"
+                        )
                     log.warning(
                         "server %s unreachable (%s); retrying %s in %.1fs",
                         failing,

@@ -251,7 +251,9 @@ def start(settings: WorkerSettings, args: argparse.Namespace) -> int:
     if state.get("pid") == pid and state.get("host_uid"):
         print(f"{NAME} started (pid {pid}), registered at {state.get('server')} as host {state['host_uid']}")
     else:
-        print(f"{NAME} started (pid {pid}), not registered yet; see {settings.log_file}")
+        unreachable = state.get("unreachable") if state.get("pid") == pid else None
+        why = f" ({unreachable}; it keeps trying)" if unreachable else ""
+        print(f"{NAME} started (pid {pid}), not registered yet{why}; see {settings.log_file}")
     return 0
 
 
@@ -376,11 +378,14 @@ def daemon_spec(settings: WorkerSettings, *, verbose: bool = False) -> daemon.Da
     started_at = time.monotonic()
 
     def ready() -> bool:
-        # registered, or still trying after a few seconds (a down server is not a failed start)
+        # registered, or still trying after a few seconds (a down server is not a failed start);
+        # a server that does not answer is known at the first try: no need to wait to say so
         pid = daemon.read_pid(pid_file)
         state = read_state(settings)
-        registered = pid is not None and state.get("pid") == pid and bool(state.get("host_uid"))
-        return registered or time.monotonic() - started_at > START_READY_WAIT_S
+        ours = pid is not None and state.get("pid") == pid
+        if ours and (state.get("host_uid") or state.get("unreachable")):
+            return True
+        return time.monotonic() - started_at > START_READY_WAIT_S
 
     return daemon.DaemonSpec(
         name=NAME,

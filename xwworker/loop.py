@@ -302,6 +302,11 @@ class Worker:
         self.transport = (
             transport if transport is not None else make_transport(settings, lambda: self.host_uid)
         )
+        #: why the first registration has not succeeded yet: the state file says it, so that
+        #: ``xwworker start`` need not wait to report a server that does not answer
+        self.unreachable: str | None = None
+        if self._owns_transport:
+            self.transport.on_unreachable = self._unreachable
         self.executor = Executor(
             settings.tmpdir,
             runner or LocalRunner(),
@@ -373,6 +378,11 @@ class Worker:
         self._state_write: asyncio.TimerHandle | None = None
         #: the state file is removed: nothing writes it again
         self._state_ended = False
+
+    def _unreachable(self, why: str) -> None:
+        if self.registered_at is None and self.unreachable is None:
+            self.unreachable = why
+            self._write_state()
 
     # -- control -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -1072,7 +1082,8 @@ class Worker:
         tasks.update({uid: Phase.REPORTING.value for uid in self.outbox})
         state = {
             "pid": os.getpid(),
-            "host_uid": self.host_uid,
+            # a host uid kept from an earlier run is not a registration yet (xwworker start)
+            "host_uid": self.host_uid if self.registered_at is not None else None,
             "server": self.transport.server,
             "registered_at": self.registered_at,
             "updated_at": time.time(),
@@ -1080,6 +1091,8 @@ class Worker:
             "activation": self.activation().to_wire(),
             "workpool_size": self.settings.workpool_size,
         }
+        if self.registered_at is None and self.unreachable:
+            state["unreachable"] = self.unreachable
         path = self.settings.state_file
         tmp = path.with_name(path.name + ".tmp")
         try:

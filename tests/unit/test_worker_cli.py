@@ -92,6 +92,8 @@ def test_start_status_stop_with_a_server_that_does_not_answer(tmp_path: Path) ->
     try:
         assert started.returncode == 0, started.stderr
         assert "started (pid" in started.stdout and "not registered yet" in started.stdout
+        # said at the first failed try, not after waiting: why, and that it goes on
+        assert "unreachable (" in started.stdout and "; it keeps trying)" in started.stdout, started.stdout
         status = xwworker("status", "--xwconfig", str(conf))
         assert status.returncode == 0
         assert "is running" in status.stdout
