@@ -635,23 +635,28 @@ class Deployment:
         worker = WorkerProcess(name, conf, tmpdir, log_path, proc, log)
         self.workers.append(worker)
         if wait_registered:
-
-            def registered() -> str | None:
-                if not worker.alive:
-                    raise AssertionError(
-                        f"{name} exited {proc.returncode} before registering:\n{worker.log_text()}"
-                    )
-                state = worker.state()
-                return state.get("host_uid") if state.get("pid") == worker.pid else None
-
-            worker.host_uid = wait_until(
-                registered,
-                timeout_s=WORKER_REGISTER_TIMEOUT_S,
-                interval_s=0.05,  # a local file read: the test goes on as soon as the worker is in
-                what=f"{name} to register",
-                describe=lambda: worker.log_text(),
-            )
+            self.wait_registered(worker)
         return worker
+
+    def wait_registered(self, worker: WorkerProcess) -> str:
+        """Until ``worker`` has registered (its state file names its host); its host uid."""
+
+        def registered() -> str | None:
+            if not worker.alive:
+                raise AssertionError(
+                    f"{worker.name} exited {worker.proc.returncode} before registering:\n{worker.log_text()}"
+                )
+            state = worker.state()
+            return state.get("host_uid") if state.get("pid") == worker.pid else None
+
+        worker.host_uid = wait_until(
+            registered,
+            timeout_s=WORKER_REGISTER_TIMEOUT_S,
+            interval_s=0.05,  # a local file read: the test goes on as soon as the worker is in
+            what=f"{worker.name} to register",
+            describe=lambda: worker.log_text(),
+        )
+        return worker.host_uid
 
     # -- diagnostics and teardown -------------------------------------------------------------------
     def describe(self, note: str = "") -> str:

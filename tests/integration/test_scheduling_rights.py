@@ -47,7 +47,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 RUN_TIMEOUT_S = 40.0
 #: how long a worker keeps asking for work, after it ran all it may, before we check that it
 #: took nothing else (all jobs are PENDING before it starts: it would take them at once)
-SETTLE_S = 2.5
+SETTLE_S = 0.8
+#: the workers' long-poll: shorter than SETTLE_S
+WAIT_S = 0.5
 
 # -- the expected table ----------------------------------------------------------------------------------
 # Users: alice and bob, STANDARD in G1; carol, STANDARD without a group; dave, STANDARD in G2.
@@ -148,14 +150,17 @@ class World:
             uids[name] = job["uid"]
         return uids
 
-    def start_worker(self, kind: str) -> WorkerProcess:
+    def start_worker(self, kind: str, *, wait_registered: bool = True) -> WorkerProcess:
         credentials = {}
         if kind == "group":
             credentials = {"login": self.users["gworker"].login, "password": self.users["gworker"].password}
         elif kind == "private":
             credentials = {"login": self.users["alice"].login, "password": self.users["alice"].password}
-        # work_request_wait_s: a worker idle for that long asks again (the long-poll's length)
-        return self.dep.start_worker(workpool_size=2, **credentials)
+        # work_request_wait_s: a worker idle for that long asks again (the long-poll's length);
+        # SETTLE_S spans one such round, so every worker claims again after the last submission
+        return self.dep.start_worker(
+            workpool_size=2, wait_registered=wait_registered, work_request_wait_s=WAIT_S, **credentials
+        )
 
 
 def _world(dep: Deployment) -> World:
@@ -250,7 +255,10 @@ def test_all_worker_kinds_together_share_the_jobs_by_rights(deployment: MakeDepl
     may run it; the jobs no worker may run stay PENDING."""
     dep = deployment()
     world = _world(dep)
-    workers = {kind: world.start_worker(kind) for kind in WORKER_KINDS}
+    # the three start side by side; all are registered (and long-polling) before the submissions
+    workers = {kind: world.start_worker(kind, wait_registered=False) for kind in WORKER_KINDS}
+    for w in workers.values():
+        dep.wait_registered(w)
     kind_of_host = {w.host_uid: kind for kind, w in workers.items()}
 
     jobs = world.submit_all("together")  # the workers are long-polling: each submission wakes them
