@@ -48,7 +48,7 @@ def _ended(proc: subprocess.Popen[bytes], timeout_s: float) -> int:
 
 def test_a_pilot_exits_when_idle_and_hands_its_job_back_at_its_lifetime(deployment: MakeDeployment) -> None:
     dep = deployment()
-    idle, idle_log = _pilot(dep, "idle-pilot", "--max-idle-s", "2")
+    idle, idle_log = _pilot(dep, "idle-pilot", "--max-idle-s", "1")
     started = time.monotonic()
     assert _ended(idle, 60) == 0, idle_log.read_text(errors="replace")
     assert time.monotonic() - started < 45
@@ -56,7 +56,7 @@ def test_a_pilot_exits_when_idle_and_hands_its_job_back_at_its_lifetime(deployme
 
     dep.send_app("sleeper", SLEEPER)
     uid = dep.submit("sleeper")
-    pilot, log = _pilot(dep, "short-pilot", "--max-idle-s", "60", "--max-lifetime-s", "8")
+    pilot, log = _pilot(dep, "short-pilot", "--max-idle-s", "60", "--max-lifetime-s", "4")
     try:
         dep.wait_for_status(uid, "RUNNING", timeout_s=30)
         assert _ended(pilot, 60) == 0, log.read_text(errors="replace")
@@ -65,7 +65,7 @@ def test_a_pilot_exits_when_idle_and_hands_its_job_back_at_its_lifetime(deployme
             pilot.kill()
             pilot.wait(timeout=10)
     text = log.read_text(errors="replace")
-    assert "pilot: lifetime of 8 s reached; handing back 1 unfinished task(s)" in text, text
+    assert "pilot: lifetime of 4 s reached; handing back 1 unfinished task(s)" in text, text
 
     def queued() -> dict[str, object] | None:
         job = dep.api.job(uid)
