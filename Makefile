@@ -23,9 +23,10 @@ MYPY   := $(VENV)/bin/mypy
 PYTEST := $(VENV)/bin/pytest
 # tests sharing a module's fixture stay in one worker (tests/conftest.py marks them xdist_group);
 # the units go out in the order tests/conftest.py gives them, longest first (not by their size).
-# The whole suite runs one worker more than there are cores: its end-to-end tests spend about
-# half their time waiting (leases, timers, processes starting), so with a worker per core the
-# cores were half idle (2 cores: -n 2 took 8:58, -n 3 7:05, -n 4 7:25 of pytest, all passing).
+# The whole suite runs one worker more than there are cores: its end-to-end tests spend part of
+# their time waiting (processes starting, a server's answer), so with a worker per core the cores
+# were half idle (2 cores: -n 2 took 8:58, -n 3 7:05, -n 4 7:25 of pytest, all passing). Since
+# the tests wait less, -n 3 and -n 4 come out alike (7:04, 6:56): the cores are 90-97% busy.
 # The fast tiers keep the CPU busy with a worker per core.
 PYTEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 1)' 2>/dev/null || echo auto)
 PYTEST_PARALLEL ?= -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
