@@ -26,7 +26,6 @@ import asyncio
 import hashlib
 import logging
 import os
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -46,6 +45,9 @@ from .errors import (
     XWError,
     error_from_wire,
 )
+from .servers import normalize_server, pinned_ssl_context
+
+__all__ = ["Transport", "normalize_server", "pinned_ssl_context", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
@@ -54,38 +56,6 @@ log = logging.getLogger(__name__)
 LOGIN_BUSY_WAIT_S = 120.0
 #: statuses meaning "this server cannot answer now", worth retrying elsewhere or later
 _RETRYABLE_STATUSES = {502, 503, 504}
-
-
-def normalize_server(text: str) -> str:
-    """``host``, ``host:port`` or ``https://host:port`` → ``https://host:port``; plaintext refused."""
-    s = text.strip().rstrip("/")
-    scheme, sep, rest = s.partition("://")
-    if sep:  # schemes are case-insensitive: HTTP:// is plaintext too
-        if scheme.lower() == "http":
-            raise ConfigError(f"server {text!r}: plaintext http is refused; use https://")
-        if scheme.lower() not in {"https", "xw"}:
-            raise ConfigError(f"server {text!r}: unknown scheme {scheme}://; use https://")
-        s = rest
-    hostport = s.split("/", 1)[0]
-    if not hostport.rsplit("]", 1)[-1].count(":"):
-        hostport = f"{hostport}:{defaults.DEFAULT_PORT}"
-    return "https://" + hostport
-
-
-def pinned_ssl_context(ca_file: str | os.PathLike[str]) -> ssl.SSLContext:
-    """A client context that trusts the deployment CA and nothing else."""
-    path = Path(ca_file)
-    if not path.is_file():
-        raise ConfigError(f"CA certificate {path} does not exist; copy the deployment's ca.pem there")
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    try:
-        ctx.load_verify_locations(cafile=str(path))
-    except ssl.SSLError as exc:
-        raise ConfigError(
-            f"ca.file: {path} is not a usable PEM certificate ({exc}); use the deployment's ca.pem"
-        ) from exc
-    return ctx
 
 
 class Transport:

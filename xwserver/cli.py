@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from xwcommon import __version__, daemon
 from xwcommon.errors import ConfigError, XWError
-from xwcommon.transport import normalize_server
+from xwcommon.servers import normalize_server
 
 from . import home as homes
 from . import keystore, packaged

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from xwcommon import daemon, defaults
 from xwcommon.daemon import DaemonSpec, DaemonStatus
-from xwcommon.transport import pinned_ssl_context
+from xwcommon.servers import pinned_ssl_context
 
 from .keystore import CA_CERT
 from .settings import ServerSettings

@@ -87,7 +87,7 @@ from xwcommon.config import (
     with_https_port,
 )
 from xwcommon.errors import ConfigError
-from xwcommon.transport import normalize_server
+from xwcommon.servers import normalize_server
 
 from .sandbox import ResourceLimits
 
