@@ -13,10 +13,12 @@ A fleet's transports pass ``jitter`` so that workers cut off together do not com
 together, and ``fail_back_s`` so that a worker that moved away from the first server of
 its list tries it again that long after (it came back: the load spreads as configured).
 
-A wait ends early when another request of the same transport gets an answer (any status
-but 502/503/504): the server is back, and a request that failed through several outages
-in a row (its back-off doubled each time) does not sleep on for seconds after it. A busy
-server's answers wake no one. Only the transport's own requests are woken, so a fleet's
+A wait after a server did not answer (refused or dropped connection, timeout) ends early
+when another request of the same transport gets an answer (any status but 502/503/504): the
+server is back, and a request that failed through several outages in a row (its back-off
+doubled each time) does not sleep on for seconds after it. A busy server's answers wake no
+one, and a wait a busy server asked for (502/503/504, ``Retry-After``) is never cut short:
+that is the server shedding load. Only the transport's own requests are woken, so a fleet's
 workers still come back as their own back-off and jitter spread them.
 """
 
@@ -341,7 +343,9 @@ class Transport:
                     back_s = self._jitter(self.fail_back_s) if self._jitter else self.fail_back_s
                     self._fail_back_at = time.monotonic() + back_s
                 if wait_s > 0:
-                    if self.on_unreachable is not None:
+                    # a server that answered 502/503/504 is there but busy: it set the wait
+                    busy = isinstance(exc, _Retry)
+                    if self.on_unreachable is not None and not busy:
                         self.on_unreachable(
                             f"server {failing} unreachable ({str(exc) or type(exc).__name__})"
                         )
@@ -352,7 +356,7 @@ class Transport:
                         self.server,
                         wait_s,
                     )
-                    await self._wait_to_retry(wait_s)
+                    await self._wait_to_retry(wait_s, wakeable=not busy)
                     failed = 0
                     delay = min(delay * 2, self.backoff_cap_s)
                 else:
@@ -363,10 +367,13 @@ class Transport:
                         self.server,
                     )
 
-    async def _wait_to_retry(self, wait_s: float) -> None:
-        """Sleep ``wait_s`` before a retry, or less: until a server answers another request."""
+    async def _wait_to_retry(self, wait_s: float, *, wakeable: bool) -> None:
+        """Sleep ``wait_s`` before a retry; a ``wakeable`` wait (the server did not answer)
+        ends early when a server answers another request. A busy server's wait is kept
+        whole: waking it would undo the server's load shedding."""
         answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._retry_waits.add(answered)
+        if wakeable:
+            self._retry_waits.add(answered)
         sleep = asyncio.ensure_future(self._sleep(wait_s))
         try:
             await asyncio.wait((answered, sleep), return_when=asyncio.FIRST_COMPLETED)

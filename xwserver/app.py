@@ -217,6 +217,9 @@ async def serve(
 
     _shared_tls_read_buffer()
     srv = await open_server(settings)
+    from .users import dummy_hash
+
+    await asyncio.to_thread(dummy_hash)  # before any login: the first unknown one is not slower
     app = create_app(srv)
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     access_log = AccessLogFile(settings.log_dir / "access.log")

@@ -164,8 +164,11 @@ async def chmod(srv: Server, caller: Caller, uid_text: str, body: Any) -> dict[s
     if row.access_rights & ~before:
         # rights widened: a PENDING job that no worker could take (its input unreadable,
         # say) may be claimable now; the waiting work requests claim again at once rather
-        # than at their next re-check
-        srv.notifier.notify_all()
+        # than at their next re-check (at most once a re-check interval: any owner can
+        # widen and narrow rights in a loop)
+        from .scheduler import recheck_s
+
+        srv.notifier.notify_all_at_most_every(recheck_s(srv))
     _log_change(caller, found, before)
     return answer
 

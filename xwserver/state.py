@@ -48,6 +48,8 @@ class WorkNotifier:
         #: the waiting request of each host that has one (a worker long-polls once at a time)
         self._by_host: dict[int, Waiter] = {}
         self.closing = False
+        #: when (monotonic) notify_all_at_most_every last woke every waiter
+        self._woke_all_at = float("-inf")
 
     async def wait(self, timeout_s: float, host_id: int | None = None) -> bool:
         """Until a wake-up or ``timeout_s``; whether the host withdrew the wait meanwhile."""
@@ -95,6 +97,15 @@ class WorkNotifier:
 
     def notify_all(self) -> None:
         self.notify(len(self._waiters))
+
+    def notify_all_at_most_every(self, interval_s: float) -> None:
+        """:meth:`notify_all`, unless it was done less than ``interval_s`` ago: for an event
+        anyone can repeat (a chmod), so that waking every waiter stays within the claims per
+        second their own re-checks are held to."""
+        now = time.monotonic()
+        if now - self._woke_all_at >= interval_s:
+            self._woke_all_at = now
+            self.notify_all()
 
     @property
     def waiting(self) -> int:

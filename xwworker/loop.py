@@ -380,7 +380,7 @@ class Worker:
         self._state_ended = False
 
     def _unreachable(self, why: str) -> None:
-        if self.registered_at is None and self.unreachable is None:
+        if self.registered_at is None and self.unreachable is None and not self._state_ended:
             self.unreachable = why
             self._write_state()
 
@@ -1407,8 +1407,10 @@ class Worker:
             return []
         if not poll.done() and not self._hurry.is_set():
             withdraw = asyncio.ensure_future(self._withdraw())
-            await self._wait_unless_hurried([poll], LATE_POLL_WAIT_S)
-            await _cancel(withdraw)
+            try:
+                await self._wait_unless_hurried([poll], LATE_POLL_WAIT_S)
+            finally:
+                await _cancel(withdraw)
         if not poll.done():
             await _cancel(poll)
             return []

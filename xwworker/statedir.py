@@ -88,15 +88,17 @@ class StateLock:
     def held(self) -> bool:
         return self._fd is not None
 
-    def acquire(self, *, wait_s: float = LOCK_WAIT_S) -> None:
+    def acquire(self, *, wait_s: float = LOCK_WAIT_S, refuse_live: bool = True) -> None:
         """Take the lock, waiting up to ``wait_s``; :class:`ConfigError` naming the folder when
-        another process holds it."""
+        another process holds it. With ``refuse_live``, at once when that is a live worker
+        program (an undertaker, which lets go soon, is waited for)."""
         deadline = time.monotonic() + wait_s
         while not self.try_acquire():
             other = self.holder()
             # only an undertaker lets go soon (it holds the lock for the moment it takes to kill
             # what a dead worker left): a live worker holding it is refused at once
-            if time.monotonic() >= deadline or (other is not None and _live_worker(other)):
+            live = refuse_live and other is not None and _live_worker(other)
+            if time.monotonic() >= deadline or live:
                 by = f" (pid {other})" if other else ""
                 raise ConfigError(
                     f"path.tmpdir: {self.folder} is in use by another worker process{by}; two workers "
@@ -336,7 +338,8 @@ def _undertake(folder: Path, tasks_dir: Path) -> None:
         return  # the worker stopped normally
     lock = StateLock(folder)
     try:
-        lock.acquire(wait_s=DEATH_LOCK_WAIT_S)
+        # not refused at once: the dying worker may still look alive for a moment
+        lock.acquire(wait_s=DEATH_LOCK_WAIT_S, refuse_live=False)
     except ConfigError:
         return  # a new worker took the folder over
     try:

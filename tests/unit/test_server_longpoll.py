@@ -218,3 +218,22 @@ async def test_the_come_back_delay_grows_with_the_workers_away_and_falls_back_wh
     assert 50.0 <= come_back_s(xw.srv, now=now) <= 150.0  # 500 away / 5 per s = 100 s, jittered
     later = now + MAX_COME_BACK_S + 1  # every one of them is due by then
     assert 1.0 <= come_back_s(xw.srv, now=later) <= 3.0
+
+
+async def test_waking_every_waiter_for_a_repeatable_event_happens_at_most_once_an_interval() -> None:
+    """A chmod anyone can repeat wakes every waiting request once per re-check interval at
+    most: widening and narrowing rights in a loop does not make every waiter claim each time."""
+    from xwserver.state import WorkNotifier
+
+    notifier = WorkNotifier()
+    first = [asyncio.create_task(notifier.wait(30)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    notifier.notify_all_at_most_every(60)
+    await asyncio.wait_for(asyncio.gather(*first), 5)  # all three woken
+    second = [asyncio.create_task(notifier.wait(30)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    notifier.notify_all_at_most_every(60)  # within the interval: nobody
+    await asyncio.sleep(0.2)
+    assert not any(t.done() for t in second) and notifier.waiting == 3
+    notifier.notify_all()  # a submission still wakes them
+    await asyncio.wait_for(asyncio.gather(*second), 5)

@@ -174,8 +174,11 @@ def test_the_undertaker_of_a_dead_worker_waits_for_the_lock_its_death_has_not_re
     work = tmp_path / "work"
     scratch = work / "tasks" / "some-task"
     scratch.mkdir(parents=True)
+    # named as the worker program is: while it dies it still looks like a live worker
+    program = tmp_path / "xwworker"
+    program.write_text(DYING_WORKER)
     worker = subprocess.Popen(
-        [sys.executable, "-c", DYING_WORKER, str(work), str(scratch)],
+        [sys.executable, str(program), str(work), str(scratch)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
