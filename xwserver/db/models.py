@@ -72,7 +72,7 @@ class Token(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     #: set on a token got with a host credential (migration 0006): it acts only as that host
     host_id: Mapped[int | None] = mapped_column(
-        ForeignKey("hosts.id", ondelete="CASCADE"), nullable=True, index=True
+        ForeignKey("hosts.id", name="fk_tokens_host_id_hosts", ondelete="CASCADE"), nullable=True, index=True
     )
 
 
@@ -116,7 +116,9 @@ class App(Base):
     volatile: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
     #: a program (a data object) that tells whether two results agree, for fuzzy outputs
     #: (floating point); null: results agree when their digests do. See xwserver/comparing.py
-    comparator_data_id: Mapped[int | None] = mapped_column(ForeignKey("data.id"), nullable=True)
+    comparator_data_id: Mapped[int | None] = mapped_column(
+        ForeignKey("data.id", name="fk_apps_comparator_data_id_data"), nullable=True
+    )
     # migration 0008: what a host must offer to run its jobs (a job adds its own): tags (a
     # JSON list: OMERO.grid's roles, "gpu", a site name), cores and GPUs
     required_tags: Mapped[str] = mapped_column(Text, default="[]", server_default="[]")
@@ -243,8 +245,12 @@ class Job(Base):
     min_disk_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     #: its app's, copied at submission (as access_rights)
     needs_network: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    session_id: Mapped[int | None] = mapped_column(ForeignKey("sessions.id"), nullable=True, index=True)
-    group_id: Mapped[int | None] = mapped_column(ForeignKey("jobgroups.id"), nullable=True, index=True)
+    session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sessions.id", name="fk_jobs_session_id_sessions"), nullable=True, index=True
+    )
+    group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobgroups.id", name="fk_jobs_group_id_jobgroups"), nullable=True, index=True
+    )
     #: the one host that may run it; no foreign key: a job outlives a removed host (it then
     #: stays PENDING until its owner removes it)
     expected_host_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
