@@ -1,7 +1,9 @@
 """Replicated jobs: copies to distinct hosts, quorum by result digests, caps, adaptive trust,
 deadlines and aborts; and the queue's order (priority, fair share). The workers here are
 the test speaking the worker protocol, so each copy's result is exactly what a test wants:
-an honest one or a cheat's."""
+an honest one or a cheat's. They run on SQLite (two also on PostgreSQL and MariaDB);
+tests/unit/test_domain_replication.py holds their scenarios on every database through the
+server's functions."""
 
 from __future__ import annotations
 
@@ -68,7 +70,6 @@ GOOD = {"stdout.txt": b"42\n", "out.dat": b"the answer"}
 BAD = {"stdout.txt": b"41\n", "out.dat": b"a wrong answer"}
 
 
-@pytest.mark.every_database
 async def test_a_quorum_of_two_completes_when_two_hosts_agree_and_never_sends_both_copies_to_one_host(
     xw: XW,
 ) -> None:
@@ -132,7 +133,6 @@ async def test_results_that_disagree_send_another_copy_and_the_minority_is_inval
     assert (worker["credit_cpu_s"], worker["valid_results"], worker["invalid_results"]) == (5.0, 2, 1)
 
 
-@pytest.mark.every_database
 async def test_too_many_failed_copies_end_the_job_in_error_with_the_reason(xw: XW) -> None:
     await xw.insert_app(xw.admin, "sim")
     job = await xw.submit(xw.admin, "sim", min_quorum=2, max_error_results=1)
@@ -152,7 +152,6 @@ async def test_too_many_failed_copies_end_the_job_in_error_with_the_reason(xw: X
     assert beat["cancel"] == [a3["task_uid"]]
 
 
-@pytest.mark.every_database
 async def test_no_quorum_within_max_total_results_is_an_error(xw: XW) -> None:
     await xw.insert_app(xw.admin, "sim")
     job = await xw.submit(xw.admin, "sim", min_quorum=2, max_total_results=3)
@@ -165,7 +164,6 @@ async def test_no_quorum_within_max_total_results_is_an_error(xw: XW) -> None:
     assert "max_total_results (3)" in shown["message"] and shown["copies_sent"] == 3
 
 
-@pytest.mark.every_database
 async def test_volatile_files_are_left_out_of_the_comparison(xw: XW) -> None:
     data = await xw.upload(xw.admin, b"#!/bin/sh\necho 42\n", name="sim")
     await xw.ok(
@@ -190,7 +188,6 @@ async def test_volatile_files_are_left_out_of_the_comparison(xw: XW) -> None:
     )
 
 
-@pytest.mark.every_database
 async def test_a_lost_copy_is_sent_again_to_another_host(xw: XW) -> None:
     await xw.insert_app(xw.admin, "sim")
     job = await xw.submit(xw.admin, "sim", min_quorum=2)
@@ -237,7 +234,6 @@ def test_unreadable_results_agree_with_nothing() -> None:
     assert decision is not None and decision.status.value == "PENDING" and decision.unsent == 2
 
 
-@pytest.mark.every_database
 async def test_a_trusted_host_runs_replicated_jobs_alone_until_it_returns_an_invalid_result(xw: XW) -> None:
     await xw.insert_app(xw.admin, "sim")
     h1, h2, h3 = await hosts(xw, 3)
@@ -312,7 +308,6 @@ async def test_an_aborted_job_ends_aborted_is_kept_and_its_running_copy_is_cance
     assert refused["aborted"] == [] and refused["missing"][0]["reason"].startswith("not yours to abort")
 
 
-@pytest.mark.every_database
 async def test_a_copy_past_its_delay_bound_gets_a_twin_and_the_first_to_finish_wins(xw: XW) -> None:
     await xw.insert_app(xw.admin, "sim")
     job = await xw.submit(xw.admin, "sim", delay_bound_s=60)
@@ -335,7 +330,6 @@ async def test_a_copy_past_its_delay_bound_gets_a_twin_and_the_first_to_finish_w
     assert (await xw.job(job["uid"]))["copies_sent"] == 2
 
 
-@pytest.mark.every_database
 async def test_higher_priority_runs_first_and_a_level_bounds_the_priority_it_may_ask(xw: XW) -> None:
     await xw.insert_app(xw.admin, "sim")
     low = await xw.submit(xw.admin, "sim", priority=-5)
@@ -351,7 +345,6 @@ async def test_higher_priority_runs_first_and_a_level_bounds_the_priority_it_may
     assert r.status == 400 and "priority" in r.body["message"]
 
 
-@pytest.mark.every_database
 async def test_fair_share_lets_a_small_owner_run_beside_a_big_one(xw: XW) -> None:
     data = await xw.upload(xw.admin, b"#!/bin/sh\n", name="shared")
     await xw.ok(
@@ -374,7 +367,6 @@ async def test_fair_share_lets_a_small_owner_run_beside_a_big_one(xw: XW) -> Non
     assert owners.get(got[0]) is None or owners.get(got[1]) is None
 
 
-@pytest.mark.every_database
 async def test_jobs_that_cannot_run_say_why_in_listings_and_at_submission(xw: XW) -> None:
     await xw.insert_app(xw.admin, "sim")
     submitted = await xw.submit(xw.admin, "sim", min_quorum=3)
@@ -501,7 +493,6 @@ async def test_fair_share_weighs_owners_by_the_cpu_their_jobs_used(xw: XW) -> No
     assert got.count("light") >= 25 and got.count("heavy") >= 1, got
 
 
-@pytest.mark.every_database
 async def test_a_job_goes_only_to_a_host_with_its_tags_cores_and_gpus(xw: XW) -> None:
     data = await xw.upload(xw.admin, b"#!/bin/sh\n", name="render")
     app = await xw.ok(

@@ -1,0 +1,232 @@
+"""The domain tier's actors: users, apps, hosts and their work, through the server's own
+functions on a :class:`xwserver.state.Server` (the ``domain`` fixture), no HTTP.
+
+Each helper calls what the route handler of xwserver/api calls, with the arguments it
+passes, so a domain test holds what the database decides for the same scenario as the HTTP
+test it mirrors. Unlike the other helpers, this module imports the server: only the domain
+tests use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import secrets
+import zipfile
+from collections.abc import AsyncIterator
+from typing import Any
+
+from sqlalchemy import select
+
+from xwcommon.levels import UserLevel
+from xwcommon.protocol.work import (
+    Accounting,
+    Assignment,
+    Gpu,
+    Heartbeat,
+    HeartbeatAnswer,
+    InlineResult,
+    Registration,
+    Report,
+    WorkRequest,
+)
+from xwserver import apps, data, hosts, jobs, leases, scheduler
+from xwserver.access import Caller
+from xwserver.bootstrap import WORKER_LOGIN
+from xwserver.db.models import Data, Job, Task, User
+from xwserver.state import Server
+from xwserver.users import create_user
+
+#: the CPU seconds a copy's report accounts by default (2.0 user + 0.5 system)
+CPU_USER_S, CPU_SYSTEM_S = 2.0, 0.5
+
+
+# -- who calls ------------------------------------------------------------------------------------------
+async def caller(srv: Server, login: str) -> Caller:
+    """The caller a token of ``login`` resolves to (as ``users.resolve_token`` makes it)."""
+    async with srv.sessions() as session:
+        user = (await session.execute(select(User).where(User.login == login))).scalar_one()
+    return Caller(
+        id=user.id, uid=user.uid, login=user.login, rights=UserLevel(user.rights), group_id=user.group_id
+    )
+
+
+async def admin(srv: Server) -> Caller:
+    return await caller(srv, "admin")
+
+
+async def worker(srv: Server) -> Caller:
+    """The bootstrap's public worker identity."""
+    return await caller(srv, WORKER_LOGIN)
+
+
+async def add_user(
+    srv: Server, login: str, rights: str = "STANDARD", *, group_id: int | None = None
+) -> Caller:
+    """A new user, made straight in the database as the HTTP harness's ``add_user`` does."""
+    async with srv.sessions.begin() as session:
+        await create_user(
+            session, login, "pw-" + secrets.token_hex(8), UserLevel.parse(rights), group_id=group_id
+        )
+    return await caller(srv, login)
+
+
+# -- data and apps --------------------------------------------------------------------------------------
+async def _one_chunk(content: bytes) -> AsyncIterator[bytes]:
+    yield content
+
+
+async def upload(srv: Server, who: Caller, content: bytes, name: str = "blob", **kw: Any) -> Data:
+    """``POST /data``: the content stored and recorded as the caller's data."""
+    who.require(UserLevel.STANDARD, "inserting data")
+    return await data.store_upload(
+        srv,
+        who,
+        _one_chunk(content),
+        name=name,
+        expected_sha256=hashlib.sha256(content).hexdigest(),
+        expected_size=len(content),
+        **kw,
+    )
+
+
+async def insert_app(
+    srv: Server, who: Caller, name: str, platforms: list[tuple[str, str]] | None = None, **fields: Any
+) -> dict[str, Any]:
+    """``POST /apps``: an app with one (tiny) binary per platform (default: one ``any/any``
+    script), and the other fields of the body (``min_quorum``, ``tags``, ``volatile``...)."""
+    binaries = []
+    for os_name, cpu in platforms or [("any", "any")]:
+        d = await upload(srv, who, f"#!/bin/sh\n# {name} {os_name} {cpu}\n".encode(), name=name)
+        binaries.append({"os": os_name, "cpu": cpu, "data_uid": d.uid})
+    return await apps.insert(srv, who, {"name": name, "binaries": binaries, **fields})
+
+
+async def submit(srv: Server, who: Caller, app: str, **spec: Any) -> dict[str, Any]:
+    """``POST /jobs``: one job, as its answer shows it."""
+    [created] = await jobs.submit(srv, who, [{"app": app, **spec}])
+    return created
+
+
+async def submit_many(srv: Server, who: Caller, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``POST /jobs/bulk``."""
+    return await jobs.submit(srv, who, specs)
+
+
+async def job(srv: Server, uid: str, who: Caller | None = None) -> dict[str, Any]:
+    """``GET /jobs/{uid}`` (by default as admin)."""
+    return await jobs.get(srv, who or await admin(srv), uid)
+
+
+async def job_list(srv: Server, who: Caller, **query: Any) -> dict[str, dict[str, Any]]:
+    """``GET /jobs``: the jobs listed to ``who``, by UID."""
+    return {j["uid"]: j for j in await jobs.list_jobs(srv, who, **query)}
+
+
+# -- hosts and their work -------------------------------------------------------------------------------
+async def register(
+    srv: Server,
+    who: Caller | None = None,
+    *,
+    name: str = "host",
+    os_name: str = "linux",
+    cpu: str = "x86_64",
+    cores: int = 4,
+    tags: list[str] | None = None,
+    gpus: list[str] | None = None,
+) -> str:
+    """``POST /work/register`` (by default as the public worker); the new host's UID."""
+    msg = Registration(
+        name=name,
+        os=os_name,
+        cpu=cpu,
+        cores=cores,
+        memory_bytes=8 << 30,
+        disk_free_bytes=100 << 30,
+        tags=tags or [],
+        gpus=[Gpu(name=g) for g in gpus or []],
+        version="test",
+    )
+    registered = await hosts.register(srv, who or await worker(srv), msg)
+    return registered.host_uid
+
+
+async def volunteers(srv: Server, n: int) -> list[str]:
+    """``n`` hosts of the public worker, named ``volunteer-<i>``."""
+    return [await register(srv, name=f"volunteer-{i}") for i in range(n)]
+
+
+async def request_work(
+    srv: Server, host_uid: str, capacity: int = 1, who: Caller | None = None
+) -> list[Assignment]:
+    """``POST /work/request`` without waiting: what the host is given now."""
+    msg = WorkRequest(host_uid=host_uid, capacity=capacity, wait_s=0)
+    answer = await scheduler.request_work(srv, who or await worker(srv), msg)
+    return list(answer.assignments)
+
+
+def result_zip(files: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        for name, content in files.items():
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
+def report_of(
+    files: dict[str, bytes] | None = None,
+    *,
+    status: str = "COMPLETED",
+    cpu_user_s: float = CPU_USER_S,
+    cpu_system_s: float | None = CPU_SYSTEM_S,
+    wall_s: float = 3.0,
+) -> Report:
+    """A copy's report: its status, its accounting, and ``files`` as an inline result zip."""
+    inline = None
+    if files is not None:
+        content = result_zip(files)
+        inline = InlineResult(
+            content_b64=base64.b64encode(content).decode(), sha256=hashlib.sha256(content).hexdigest()
+        )
+    return Report(
+        status=status,  # type: ignore[arg-type]  # a Literal; tests pass the words
+        exit_code=0 if status == "COMPLETED" else 1,
+        result_inline=inline,
+        accounting=Accounting(cpu_user_s=cpu_user_s, cpu_system_s=cpu_system_s, wall_s=wall_s),
+    )
+
+
+async def report(
+    srv: Server,
+    task_uid: str,
+    files: dict[str, bytes] | None = None,
+    *,
+    who: Caller | None = None,
+    **kw: Any,
+) -> str:
+    """``POST /work/tasks/{uid}/report``: a copy's report alone; the job's status after it."""
+    answer = await leases.report(srv, who or await worker(srv), task_uid, report_of(files, **kw))
+    return answer.job_status
+
+
+async def heartbeat(
+    srv: Server, host_uid: str, task_uids: list[str], who: Caller | None = None
+) -> HeartbeatAnswer:
+    """``POST /work/heartbeat``."""
+    return await leases.heartbeat(
+        srv, who or await worker(srv), Heartbeat(host_uid=host_uid, task_uids=task_uids)
+    )
+
+
+# -- what the database holds ----------------------------------------------------------------------------
+async def copies(srv: Server, job_uid: str) -> list[dict[str, Any]]:
+    """A job's tasks in the order they were made: uid, status, validity, host_id."""
+    async with srv.engine.connect() as conn:
+        rows = await conn.execute(
+            select(Task.uid, Task.status, Task.validity, Task.host_id)
+            .join(Job, Job.id == Task.job_id)
+            .where(Job.uid == job_uid)
+            .order_by(Task.id)
+        )
+        return [dict(r._mapping) for r in rows]
