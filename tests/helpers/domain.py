@@ -17,6 +17,7 @@ import zipfile
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from sqlalchemy import select
 
 from xwcommon.levels import UserLevel
@@ -29,6 +30,8 @@ from xwcommon.protocol.work import (
     InlineResult,
     Registration,
     Report,
+    TaskReport,
+    WorkAnswer,
     WorkRequest,
 )
 from xwserver import apps, data, hosts, jobs, leases, scheduler
@@ -157,13 +160,24 @@ async def volunteers(srv: Server, n: int) -> list[str]:
     return [await register(srv, name=f"volunteer-{i}") for i in range(n)]
 
 
+async def work_request(
+    srv: Server,
+    host_uid: str,
+    capacity: int = 1,
+    reports: list[TaskReport] | None = None,
+    who: Caller | None = None,
+) -> WorkAnswer:
+    """``POST /work/request`` without waiting: the reports it carries applied, and what the
+    host is given now."""
+    msg = WorkRequest(host_uid=host_uid, capacity=capacity, wait_s=0, reports=reports or [])
+    return await scheduler.request_work(srv, who or await worker(srv), msg)
+
+
 async def request_work(
     srv: Server, host_uid: str, capacity: int = 1, who: Caller | None = None
 ) -> list[Assignment]:
-    """``POST /work/request`` without waiting: what the host is given now."""
-    msg = WorkRequest(host_uid=host_uid, capacity=capacity, wait_s=0)
-    answer = await scheduler.request_work(srv, who or await worker(srv), msg)
-    return list(answer.assignments)
+    """``POST /work/request`` without reports nor waiting: the assignments."""
+    return list((await work_request(srv, host_uid, capacity, who=who)).assignments)
 
 
 def result_zip(files: dict[str, bytes]) -> bytes:
@@ -174,27 +188,43 @@ def result_zip(files: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+def inline(content: bytes, sha256: str | None = None) -> InlineResult:
+    """A result riding in its report (``sha256``: the content's unless given)."""
+    return InlineResult(
+        content_b64=base64.b64encode(content).decode(), sha256=sha256 or hashlib.sha256(content).hexdigest()
+    )
+
+
 def report_of(
     files: dict[str, bytes] | None = None,
     *,
     status: str = "COMPLETED",
+    exit_code: int | None = None,
+    message: str | None = None,
+    result_uid: str | None = None,
+    result_inline: InlineResult | None = None,
     cpu_user_s: float = CPU_USER_S,
     cpu_system_s: float | None = CPU_SYSTEM_S,
     wall_s: float = 3.0,
 ) -> Report:
-    """A copy's report: its status, its accounting, and ``files`` as an inline result zip."""
-    inline = None
+    """A copy's report: its status, exit code (0 or 1 by the status unless given), its
+    accounting, and its result: ``files`` as an inline zip, or ``result_inline``, or
+    ``result_uid``."""
     if files is not None:
-        content = result_zip(files)
-        inline = InlineResult(
-            content_b64=base64.b64encode(content).decode(), sha256=hashlib.sha256(content).hexdigest()
-        )
+        result_inline = inline(result_zip(files))
     return Report(
         status=status,  # type: ignore[arg-type]  # a Literal; tests pass the words
-        exit_code=0 if status == "COMPLETED" else 1,
-        result_inline=inline,
+        exit_code=exit_code if exit_code is not None else (0 if status == "COMPLETED" else 1),
+        message=message,
+        result_uid=result_uid,
+        result_inline=result_inline,
         accounting=Accounting(cpu_user_s=cpu_user_s, cpu_system_s=cpu_system_s, wall_s=wall_s),
     )
+
+
+def task_report(task_uid: str, files: dict[str, bytes] | None = None, **kw: Any) -> TaskReport:
+    """A report riding on a work request (it names its task); ``kw`` as :func:`report_of`."""
+    return TaskReport(**msgspec.structs.asdict(report_of(files, **kw)), task_uid=task_uid)
 
 
 async def report(
@@ -205,7 +235,8 @@ async def report(
     who: Caller | None = None,
     **kw: Any,
 ) -> str:
-    """``POST /work/tasks/{uid}/report``: a copy's report alone; the job's status after it."""
+    """``POST /work/tasks/{uid}/report``: a copy's report alone (``kw`` as :func:`report_of`);
+    the job's status after it."""
     answer = await leases.report(srv, who or await worker(srv), task_uid, report_of(files, **kw))
     return answer.job_status
 

@@ -1,4 +1,6 @@
-"""Reports riding on work requests: one call ends tasks and fetches the next."""
+"""Reports riding on work requests: one call ends tasks and fetches the next. On SQLite (one
+also on PostgreSQL and MariaDB); tests/unit/test_domain_reports.py holds their scenarios on
+every database through the server's functions."""
 
 from __future__ import annotations
 
@@ -41,7 +43,6 @@ async def test_a_work_request_carries_reports_and_gets_the_next_job(xw: XW) -> N
     assert (done["status"], done["exit_code"], done["message"]) == ("ERROR", 3, "boom")
 
 
-@pytest.mark.every_database
 async def test_a_report_for_a_task_no_longer_live_is_answered_alone(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     lost_job = await xw.submit(xw.admin, "work", max_retry=0)
@@ -79,7 +80,6 @@ async def test_a_report_for_a_task_no_longer_live_is_answered_alone(xw: XW) -> N
     assert answer["assignments"] == []
 
 
-@pytest.mark.every_database
 async def test_a_malformed_report_refuses_the_whole_request_and_changes_nothing(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work")
@@ -111,7 +111,6 @@ def _inline(content: bytes, sha256: str | None = None) -> dict[str, str]:
     }
 
 
-@pytest.mark.every_database
 async def test_a_small_result_rides_inline_in_the_report_and_is_stored_as_the_jobs_result(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work")
@@ -135,7 +134,6 @@ async def test_a_small_result_rides_inline_in_the_report_and_is_stored_as_the_jo
     assert data["owner_uid"] == done["owner_uid"]
 
 
-@pytest.mark.every_database
 async def test_a_bad_inline_result_is_refused_and_the_task_stays_live(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work")
@@ -169,7 +167,6 @@ async def test_a_bad_inline_result_is_refused_and_the_task_stays_live(xw: XW) ->
     assert (await xw.job(job["uid"]))["status"] == "COMPLETED"
 
 
-@pytest.mark.every_database
 async def test_a_bad_result_uid_beside_an_inline_result_refuses_that_report_alone(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     jobs = [(await xw.submit(xw.admin, "work"))["uid"] for _ in range(2)]
