@@ -15,6 +15,7 @@ import io
 import secrets
 import zipfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -241,6 +242,19 @@ async def report(
     return answer.job_status
 
 
+async def upload_result(srv: Server, task_uid: str, content: bytes, who: Caller | None = None) -> str:
+    """``POST /work/tasks/{uid}/result``: a task's result archive stored; its data UID."""
+    stored = await leases.upload_result(
+        srv,
+        who or await worker(srv),
+        task_uid,
+        _one_chunk(content),
+        sha256=hashlib.sha256(content).hexdigest(),
+        size=len(content),
+    )
+    return stored.result_uid
+
+
 async def heartbeat(
     srv: Server, host_uid: str, task_uids: list[str], who: Caller | None = None
 ) -> HeartbeatAnswer:
@@ -261,3 +275,8 @@ async def copies(srv: Server, job_uid: str) -> list[dict[str, Any]]:
             .order_by(Task.id)
         )
         return [dict(r._mapping) for r in rows]
+
+
+def store_files(srv: Server) -> list[Path]:
+    """Every file in the data store, the temporary folder included."""
+    return sorted(p for p in srv.settings.data_dir.rglob("*") if p.is_file())

@@ -1,4 +1,6 @@
-"""Sessions and groups of jobs (XWHEP's), and jobs bound to one host; on every database backend."""
+"""Sessions and groups of jobs (XWHEP's), and jobs bound to one host. On SQLite (one also on
+PostgreSQL and MariaDB); tests/unit/test_domain_jobsets.py holds their scenarios on every database
+through the server's functions."""
 
 from __future__ import annotations
 
@@ -21,7 +23,6 @@ async def _create(xw: XW, path: str, token: str, name: str = "run 1", **extra: A
     return dict(await xw.ok("POST", path, token=token, json={"name": name, **extra}, expect=201))
 
 
-@pytest.mark.every_database
 @pytest.mark.parametrize(("path", "kind", "field"), KINDS)
 async def test_a_set_is_created_shown_listed_and_counts_its_jobs(
     xw: XW, path: str, kind: str, field: str
@@ -55,7 +56,6 @@ async def test_a_set_is_created_shown_listed_and_counts_its_jobs(
     assert r.status == 400 and kind in r.body["message"]
 
 
-@pytest.mark.every_database
 async def test_sessions_and_groups_of_jobs_are_not_user_groups(xw: XW) -> None:
     session = await _create(xw, "/sessions", xw.admin)
     group = await _create(xw, "/groups", xw.admin)
@@ -74,7 +74,6 @@ async def test_sessions_and_groups_of_jobs_are_not_user_groups(xw: XW) -> None:
     assert (await xw.job(job["uid"]))["session_uid"] == session["uid"]
 
 
-@pytest.mark.every_database
 @pytest.mark.parametrize(("path", "kind", "field"), KINDS)
 async def test_others_see_only_what_the_access_bits_allow(xw: XW, path: str, kind: str, field: str) -> None:
     alice, bob = await xw.add_user("alice"), await xw.add_user("bob")
@@ -188,7 +187,6 @@ async def test_a_set_name_is_required_and_checked(xw: XW) -> None:
     await xw.assert_healthy()
 
 
-@pytest.mark.every_database
 async def test_a_user_owning_a_set_cannot_be_removed(xw: XW) -> None:
     alice = await xw.add_user("alice")
     session = await _create(xw, "/sessions", alice)
@@ -201,7 +199,6 @@ async def test_a_user_owning_a_set_cannot_be_removed(xw: XW) -> None:
 
 
 # -- jobs bound to one host -----------------------------------------------------------------------------
-@pytest.mark.every_database
 async def test_a_job_bound_to_a_host_goes_to_that_host_only(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     chosen, other = await xw.register(name="chosen"), await xw.register(name="other")
@@ -214,7 +211,6 @@ async def test_a_job_bound_to_a_host_goes_to_that_host_only(xw: XW) -> None:
     assert [a["job_uid"] for a in await xw.request_work(chosen, capacity=5)] == [bound["uid"]]
 
 
-@pytest.mark.every_database
 async def test_a_job_may_only_be_bound_to_a_host_its_submitter_may_read(xw: XW) -> None:
     alice, bob = await xw.add_user("alice"), await xw.add_user("bob")
     public_host = await xw.register()  # a public worker's host: 0755, readable by all
