@@ -167,18 +167,20 @@ async def work_request(
     capacity: int = 1,
     reports: list[TaskReport] | None = None,
     who: Caller | None = None,
+    **resources: Any,
 ) -> WorkAnswer:
     """``POST /work/request`` without waiting: the reports it carries applied, and what the
-    host is given now."""
-    msg = WorkRequest(host_uid=host_uid, capacity=capacity, wait_s=0, reports=reports or [])
+    host is given now; ``resources``: what it says it has free (``free_memory_bytes``,
+    ``free_disk_bytes``, ``network``)."""
+    msg = WorkRequest(host_uid=host_uid, capacity=capacity, wait_s=0, reports=reports or [], **resources)
     return await scheduler.request_work(srv, who or await worker(srv), msg)
 
 
 async def request_work(
-    srv: Server, host_uid: str, capacity: int = 1, who: Caller | None = None
+    srv: Server, host_uid: str, capacity: int = 1, who: Caller | None = None, **resources: Any
 ) -> list[Assignment]:
     """``POST /work/request`` without reports nor waiting: the assignments."""
-    return list((await work_request(srv, host_uid, capacity, who=who)).assignments)
+    return list((await work_request(srv, host_uid, capacity, who=who, **resources)).assignments)
 
 
 def result_zip(files: dict[str, bytes]) -> bytes:

@@ -1,5 +1,7 @@
 """Declared needs: an app's network, a job's memory and disk; the claim matches them to what a
-work request says the host has free. On every database backend."""
+work request says the host has free. On SQLite (one also on PostgreSQL and MariaDB);
+tests/unit/test_domain_needs.py holds their scenarios on every database through the server's
+functions."""
 
 from __future__ import annotations
 
@@ -30,7 +32,6 @@ async def _ask(xw: XW, host: str, capacity: int = 10, **resources: Any) -> list[
     ]
 
 
-@pytest.mark.every_database
 async def test_an_app_declares_whether_it_needs_the_network_and_its_jobs_copy_it(xw: XW) -> None:
     plain = await _app(xw, "plain")
     online = await _app(xw, "online", needs_network=True)
@@ -47,7 +48,6 @@ async def test_an_app_declares_whether_it_needs_the_network_and_its_jobs_copy_it
     assert (await _app(xw, "plain"))["needs_network"] is False
 
 
-@pytest.mark.every_database
 async def test_a_job_stores_its_declared_memory_and_disk(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work", min_memory_bytes=2 * GIB, min_disk_bytes=5 * GIB)
@@ -127,7 +127,6 @@ async def test_the_claim_gives_only_jobs_that_fit_the_free_memory_and_disk(xw: X
     assert (a["min_disk_bytes"], a["min_memory_bytes"], a["needs_network"]) == (50 * GIB, 0, False)
 
 
-@pytest.mark.every_database
 async def test_a_host_without_network_gets_no_job_that_needs_it(xw: XW) -> None:
     await _app(xw, "online", needs_network=True)
     await _app(xw, "offline")
@@ -142,7 +141,6 @@ async def test_a_host_without_network_gets_no_job_that_needs_it(xw: XW) -> None:
     assert a["job_uid"] == online["uid"] and a["needs_network"] is True
 
 
-@pytest.mark.every_database
 async def test_a_work_request_that_says_nothing_gets_any_job(xw: XW) -> None:
     """The benchmark's simulated workers send no resources: no filter for them."""
     await _app(xw, "online", needs_network=True)
