@@ -149,6 +149,10 @@ class Executor:
     #: signature verifies (xwcommon/signing.py); None: binaries run unchecked
     signing_key: Path | None = None
     _warned_closed: bool = field(default=False, init=False, repr=False)
+    #: uids swept clean after their job's end: ``kill -1`` as the uid left none alive, and no
+    #: process of a uid with none alive can make another (only root can), so the sweep when
+    #: the uid goes back to the pool would find nothing (a fork and an exec saved per job)
+    _swept: set[int] = field(default_factory=set, init=False, repr=False)
     _public_key: Ed25519PublicKey | None = field(default=None, init=False, repr=False)
 
     @property
@@ -247,7 +251,11 @@ class Executor:
 
     def _release(self, user: JobUser | None, cgroup: list[JobCgroup]) -> None:
         if user is not None:
-            left = kill_user(user)
+            if user.uid in self._swept:
+                self._swept.discard(user.uid)
+                left = 0
+            else:
+                left = kill_user(user)
             if left:
                 log.warning("uid %d: %d processes still alive after SIGKILL; not reused", user.uid, left)
             elif self.users is not None:
@@ -330,8 +338,8 @@ class Executor:
         # has already killed the job's pid namespace with the job). Under a uid of its own,
         # everything of that uid, before its files are packed
         _signal_group(proc.pid, signal.SIGKILL)
-        if proc.user is not None:
-            await asyncio.to_thread(kill_user, proc.user)
+        if proc.user is not None and not await asyncio.to_thread(kill_user, proc.user):
+            self._swept.add(proc.user.uid)
         if broken is None and returncode != 0 and proc.cgroup is not None and proc.cgroup.oom_kills():
             broken = (
                 f"limit.memory_bytes exceeded: the kernel killed a process of the job at its "
