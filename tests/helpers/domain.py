@@ -13,15 +13,16 @@ import base64
 import hashlib
 import io
 import secrets
+import time
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from xwcommon.levels import UserLevel
+from xwcommon.levels import UserLevel, parse_access_rights
 from xwcommon.protocol.work import (
     Accounting,
     Assignment,
@@ -35,13 +36,16 @@ from xwcommon.protocol.work import (
     WorkAnswer,
     WorkRequest,
 )
+from xwcommon.uri import new_uid
 from xwserver import apps, data, hosts, jobs, leases, scheduler
 from xwserver.access import Caller
 from xwserver.bootstrap import WORKER_LOGIN
-from xwserver.db.models import Data, Job, Task, User
+from xwserver.db.models import Data, Job, Task, User, UserGroup
 from xwserver.state import Server
 from xwserver.users import create_user
 
+#: an empty zip archive: the smallest result there is
+EMPTY_ZIP = b"PK\x05\x06" + bytes(18)
 #: the CPU seconds a copy's report accounts by default (2.0 user + 0.5 system)
 CPU_USER_S, CPU_SYSTEM_S = 2.0, 0.5
 
@@ -65,15 +69,27 @@ async def worker(srv: Server) -> Caller:
     return await caller(srv, WORKER_LOGIN)
 
 
-async def add_user(
-    srv: Server, login: str, rights: str = "STANDARD", *, group_id: int | None = None
-) -> Caller:
-    """A new user, made straight in the database as the HTTP harness's ``add_user`` does."""
+async def add_user(srv: Server, login: str, rights: str = "STANDARD", *, group: str | None = None) -> Caller:
+    """A new user, made straight in the database as the HTTP harness's ``add_user`` does;
+    ``group``: the label of the user group it joins (made if need be)."""
     async with srv.sessions.begin() as session:
-        await create_user(
-            session, login, "pw-" + secrets.token_hex(8), UserLevel.parse(rights), group_id=group_id
-        )
+        await create_user(session, login, "pw-" + secrets.token_hex(8), UserLevel.parse(rights))
+    if group is not None:
+        await put_in_group(srv, login, group)
     return await caller(srv, login)
+
+
+async def put_in_group(srv: Server, login: str, label: str) -> None:
+    """Make ``login`` a member of the user group ``label`` (made if need be), in the database."""
+    async with srv.sessions.begin() as session:
+        found = (
+            await session.execute(select(UserGroup).where(UserGroup.label == label))
+        ).scalar_one_or_none()
+        if found is None:
+            found = UserGroup(uid=new_uid(), label=label, created_at=time.time())
+            session.add(found)
+            await session.flush()
+        await session.execute(update(User).where(User.login == login).values(group_id=found.id))
 
 
 # -- data and apps --------------------------------------------------------------------------------------
@@ -81,18 +97,27 @@ async def _one_chunk(content: bytes) -> AsyncIterator[bytes]:
     yield content
 
 
-async def upload(srv: Server, who: Caller, content: bytes, name: str = "blob", **kw: Any) -> Data:
-    """``POST /data``: the content stored and recorded as the caller's data."""
+async def upload(
+    srv: Server, who: Caller, content: bytes, name: str = "blob", access_rights: str | None = None
+) -> Data:
+    """``POST /data``: the content stored and recorded as the caller's data (``access_rights``
+    as the query parameter says them, e.g. ``0750``; public by default)."""
     who.require(UserLevel.STANDARD, "inserting data")
     return await data.store_upload(
         srv,
         who,
         _one_chunk(content),
         name=name,
+        access_rights=parse_access_rights(access_rights) if access_rights else data.DATA_DEFAULT_RIGHTS,
         expected_sha256=hashlib.sha256(content).hexdigest(),
         expected_size=len(content),
-        **kw,
     )
+
+
+async def content(srv: Server, who: Caller, uid: str) -> bytes:
+    """``GET /data/{uid}/content``: the bytes ``who`` may download."""
+    found = await data.get_content(srv, who, uid)
+    return srv.store.path_of(found.sha256).read_bytes()
 
 
 async def insert_app(

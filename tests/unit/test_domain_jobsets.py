@@ -15,7 +15,6 @@ from xwserver.state import Server
 #: (kind, the job spec field)
 KINDS = [(jobsets.SESSIONS, "session_uid"), (jobsets.GROUPS, "group_uid")]
 KIND_IDS = ["session", "group"]
-EMPTY_ZIP = b"PK\x05\x06" + bytes(18)
 UNKNOWN_UID = "00000000-0000-4000-8000-000000000000"
 
 
@@ -130,7 +129,7 @@ async def test_removing_a_set_removes_its_jobs_in_one_go(
     by_job = {a.job_uid: a.task_uid for a in await d.request_work(srv, host, capacity=2)}
     # one finishes with a result, one is still running
     done, running = inside[0]["uid"], inside[1]["uid"]
-    result_uid = await d.upload_result(srv, by_job[done], EMPTY_ZIP)
+    result_uid = await d.upload_result(srv, by_job[done], d.EMPTY_ZIP)
     assert await d.report(srv, by_job[done], result_uid=result_uid) == "COMPLETED"
     # removed by its URI, as the client's xwrm names it
     assert await jobsets.delete(srv, admin, kind, target["uri"]) == 3
@@ -147,9 +146,9 @@ async def test_removing_a_set_removes_its_jobs_in_one_go(
     # the running one's worker is told to stop
     assert (await d.heartbeat(srv, host, [by_job[running]])).cancel == [by_job[running]]
     # the result's file is left to the collector
-    assert any(p.read_bytes() == EMPTY_ZIP for p in d.store_files(srv))
+    assert any(p.read_bytes() == d.EMPTY_ZIP for p in d.store_files(srv))
     await collector.collect_garbage(srv, now=2**40)
-    assert not any(p.read_bytes() == EMPTY_ZIP for p in d.store_files(srv))
+    assert not any(p.read_bytes() == d.EMPTY_ZIP for p in d.store_files(srv))
 
 
 async def test_a_user_owning_a_set_cannot_be_removed(domain: Server) -> None:

@@ -13,7 +13,7 @@ from helpers import domain as d
 from sqlalchemy import select, update
 
 from xwcommon.errors import BadRequest, Forbidden
-from xwserver import data, hosts, jobs, leases, users
+from xwserver import hosts, jobs, leases, users
 from xwserver.db.models import Host, Task
 from xwserver.state import Server
 
@@ -68,8 +68,7 @@ async def test_results_that_disagree_send_another_copy_and_the_minority_is_inval
     assert verdicts == ["valid", "invalid", "valid"]
     # the canonical result is an honest copy's: its bytes are GOOD's
     done = await d.job(srv, job["uid"])
-    result = await data.get_content(srv, admin, done["result_uid"])
-    with zipfile.ZipFile(io.BytesIO(srv.store.path_of(result.sha256).read_bytes())) as archive:
+    with zipfile.ZipFile(io.BytesIO(await d.content(srv, admin, done["result_uid"]))) as archive:
         assert archive.read("out.dat") == b"the answer"
     async with srv.engine.connect() as conn:
         streaks = dict((await conn.execute(select(Host.uid, Host.valid_streak))).all())

@@ -17,9 +17,6 @@ from xwserver import data, leases
 from xwserver.db.models import Task
 from xwserver.state import Server
 
-#: an empty zip archive
-EMPTY_ZIP = b"PK\x05\x06" + bytes(18)
-
 
 async def test_a_work_request_carries_reports_and_gets_the_next_job(domain: Server) -> None:
     """Mirrors test_a_work_request_carries_reports_and_gets_the_next_job."""
@@ -75,12 +72,11 @@ async def test_a_small_result_rides_inline_in_the_report_and_is_stored_as_the_jo
     job = await d.submit(srv, admin, "work")
     host = await d.register(srv)
     [a] = await d.request_work(srv, host)
-    assert await d.report(srv, a.task_uid, result_inline=d.inline(EMPTY_ZIP)) == "COMPLETED"
+    assert await d.report(srv, a.task_uid, result_inline=d.inline(d.EMPTY_ZIP)) == "COMPLETED"
     done = await d.job(srv, job["uid"])
     assert done["status"] == "COMPLETED"
-    assert done["result_sha256"] == hashlib.sha256(EMPTY_ZIP).hexdigest()
-    result = await data.get_content(srv, admin, done["result_uid"])
-    assert srv.store.path_of(result.sha256).read_bytes() == EMPTY_ZIP
+    assert done["result_sha256"] == hashlib.sha256(d.EMPTY_ZIP).hexdigest()
+    assert await d.content(srv, admin, done["result_uid"]) == d.EMPTY_ZIP
     # the result belongs to the job's owner, not to the worker that sent it
     shown = await data.render(srv, await data.get_readable(srv, admin, done["result_uid"]))
     assert shown["owner_uid"] == done["owner_uid"] == admin.uid
@@ -119,7 +115,7 @@ async def test_a_bad_result_uid_beside_an_inline_result_refuses_that_report_alon
     host = await d.register(srv)
     with_inline, bogus = await d.request_work(srv, host, capacity=2)
     reports = [
-        d.task_report(with_inline.task_uid, result_inline=d.inline(EMPTY_ZIP)),
+        d.task_report(with_inline.task_uid, result_inline=d.inline(d.EMPTY_ZIP)),
         # names the other task's result: refused for this report, not for the request
         d.task_report(bogus.task_uid, result_uid=with_inline.task_uid),
     ]
@@ -129,6 +125,6 @@ async def test_a_bad_result_uid_beside_an_inline_result_refuses_that_report_alon
     assert outcomes[bogus.task_uid].error == "bad_request"
     assert "result_uid" in (outcomes[bogus.task_uid].message or "")
     done = await d.job(srv, with_inline.job_uid)
-    assert done["result_sha256"] == hashlib.sha256(EMPTY_ZIP).hexdigest()
+    assert done["result_sha256"] == hashlib.sha256(d.EMPTY_ZIP).hexdigest()
     assert (await d.job(srv, bogus.job_uid))["status"] == "RUNNING"
     assert sorted(jobs) == sorted([with_inline.job_uid, bogus.job_uid])

@@ -1,5 +1,7 @@
 """Access rights, the rights ladder, delegation, disabled hosts and worker kinds (docs/api.md,
-"Access rights"), against a real server over HTTPS on every database backend.
+"Access rights"), against a real server over HTTPS on SQLite (two also on PostgreSQL and
+MariaDB); tests/unit/test_domain_access.py holds their scenarios on every database through the
+server's functions.
 
 The cast: ``admin`` (SUPER, no group); ``dave`` (ADVANCED, group g1); ``alice`` and ``bob``
 (STANDARD, group g1); ``carol`` (STANDARD, no group); the public worker ``worker`` (WORKER,
@@ -80,7 +82,6 @@ async def status(xw: XW, method: str, path: str, token: str, **kw: Any) -> int:
 
 
 # -- apps ----------------------------------------------------------------------------------------------
-@pytest.mark.every_database
 async def test_app_rights_are_chosen_by_advanced_users_only_and_decide_who_sees_and_runs(xw: XW) -> None:
     c = await cast(xw)
     pub = await insert_app(xw, xw.admin, "pub")
@@ -115,7 +116,6 @@ async def test_app_rights_are_chosen_by_advanced_users_only_and_decide_who_sees_
 
 
 # -- data --------------------------------------------------------------------------------------------------
-@pytest.mark.every_database
 async def test_data_lists_and_gets_follow_the_read_bits(xw: XW) -> None:
     c = await cast(xw)
     public = await xw.upload(c.alice, b"p", name="public")
@@ -185,7 +185,6 @@ async def test_jobs_and_tasks_are_seen_by_whoever_may_read_their_app(xw: XW) -> 
 
 
 # -- objects by UID -----------------------------------------------------------------------------------------
-@pytest.mark.every_database
 async def test_every_kind_of_object_is_found_by_uid_when_readable(xw: XW) -> None:
     c = await cast(xw)
     app = await insert_app(xw, c.alice, "a-priv")
@@ -309,7 +308,6 @@ async def test_hosts_are_managed_by_advanced_users(xw: XW) -> None:
 
 
 # -- disabling a host ------------------------------------------------------------------------------------------
-@pytest.mark.every_database
 async def test_a_disabled_host_hands_its_tasks_back_and_is_refused_until_enabled(xw: XW) -> None:
     await insert_app(xw, xw.admin, "pub")
     job = await xw.submit(xw.admin, "pub", max_retry=0)
@@ -364,7 +362,6 @@ async def test_disabling_a_host_answers_its_waiting_work_request(xw: XW) -> None
 
 
 # -- delegation ----------------------------------------------------------------------------------------------------
-@pytest.mark.every_database
 async def test_a_worker_reads_only_the_inputs_its_own_identity_may_read(xw: XW) -> None:
     c = await cast(xw)
     await insert_app(xw, xw.admin, "pub")
