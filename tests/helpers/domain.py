@@ -37,7 +37,7 @@ from xwcommon.protocol.work import (
     WorkRequest,
 )
 from xwcommon.uri import new_uid
-from xwserver import apps, data, hosts, jobs, leases, scheduler
+from xwserver import apps, data, hosts, jobs, leases, scheduler, users
 from xwserver.access import Caller
 from xwserver.bootstrap import WORKER_LOGIN
 from xwserver.db.models import Data, Job, Task, User, UserGroup
@@ -90,6 +90,11 @@ async def put_in_group(srv: Server, login: str, label: str) -> None:
             session.add(found)
             await session.flush()
         await session.execute(update(User).where(User.login == login).values(group_id=found.id))
+
+
+async def login(srv: Server, login_name: str, password: str) -> str:
+    """``POST /login``: a new token of ``login_name`` (resolve it with ``users.resolve_token``)."""
+    return (await users.login(srv, login_name, password, "127.0.0.1")).token
 
 
 # -- data and apps --------------------------------------------------------------------------------------

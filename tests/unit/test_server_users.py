@@ -1,4 +1,6 @@
-"""The users and user groups contract (docs/api.md) against a real server, on every backend."""
+"""The users and user groups contract (docs/api.md) against a real server, on SQLite (two also on
+PostgreSQL and MariaDB); tests/unit/test_domain_users.py holds their scenarios on every database
+through the server's functions."""
 
 from __future__ import annotations
 
@@ -27,7 +29,6 @@ async def logins(xw: XW, token: str) -> list[str]:
     return [u["login"] for u in (await xw.ok("GET", "/users", token=token))["users"]]
 
 
-@pytest.mark.every_database
 async def test_a_super_creates_a_user_who_logs_in_and_sees_only_itself(xw: XW) -> None:
     user, password = await create(xw, "alice", "STANDARD_USER", email="alice@example.org")
     assert set(user) == USER_KEYS
@@ -80,7 +81,6 @@ async def test_logins_are_unique_and_every_field_is_checked(xw: XW) -> None:
     await xw.assert_healthy()
 
 
-@pytest.mark.every_database
 async def test_groups_are_listed_with_their_members_and_a_member_sees_its_own_only(xw: XW) -> None:
     physics = await xw.ok("POST", "/usergroups", token=xw.admin, json={"label": "physics"}, expect=201)
     assert set(physics) == GROUP_KEYS and physics["members"] == 0 and physics["label"] == "physics"
@@ -103,7 +103,6 @@ async def test_groups_are_listed_with_their_members_and_a_member_sees_its_own_on
     await xw.assert_healthy()
 
 
-@pytest.mark.every_database
 async def test_a_group_with_members_is_not_removed(xw: XW) -> None:
     await xw.ok("POST", "/usergroups", token=xw.admin, json={"label": "physics"})
     await create(xw, "alice", group="physics")
@@ -145,7 +144,6 @@ async def test_a_super_neither_lowers_its_own_rights_nor_removes_itself(xw: XW) 
     await xw.assert_healthy()
 
 
-@pytest.mark.every_database
 async def test_a_user_owning_objects_is_not_removed_and_the_answer_says_what_it_owns(xw: XW) -> None:
     _, password = await create(xw, "alice")
     alice = await xw.login("alice", password)
