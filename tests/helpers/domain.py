@@ -2,20 +2,21 @@
 functions on a :class:`xwserver.state.Server` (the ``domain`` fixture), no HTTP.
 
 Each helper calls what the route handler of xwserver/api calls, with the arguments it
-passes, so a domain test holds what the database decides for the same scenario as the HTTP
-test it mirrors. Unlike the other helpers, this module imports the server: only the domain
-tests use it.
+passes, as its caller (:func:`acting`: whom the event history names), so a domain test
+holds what the database decides for the same scenario as the HTTP test it mirrors. Unlike
+the other helpers, this module imports the server: only the domain tests use it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import secrets
 import time
 import zipfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from xwcommon.protocol.work import (
     WorkRequest,
 )
 from xwcommon.uri import new_uid
-from xwserver import apps, data, hosts, jobs, leases, scheduler, users
+from xwserver import apps, data, events, hosts, jobs, leases, scheduler, users
 from xwserver.access import Caller
 from xwserver.bootstrap import WORKER_LOGIN
 from xwserver.db.models import Data, Job, Task, User, UserGroup
@@ -46,11 +47,22 @@ from xwserver.users import create_user
 
 #: an empty zip archive: the smallest result there is
 EMPTY_ZIP = b"PK\x05\x06" + bytes(18)
-#: the CPU seconds a copy's report accounts by default (2.0 user + 0.5 system)
-CPU_USER_S, CPU_SYSTEM_S = 2.0, 0.5
+#: what a copy's report accounts unless told: 2.5 CPU seconds (2.0 user + 0.5 system)
+MEASURED = Accounting(cpu_user_s=2.0, cpu_system_s=0.5, wall_s=3.0)
 
 
 # -- who calls ------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def acting(who: Caller, address: str = "127.0.0.1") -> Iterator[None]:
+    """Within: a request of ``who`` from ``address``, as the event history names its actor
+    (what the API's authentication middleware sets around every handler)."""
+    token = events.acting(who.id, address)
+    try:
+        yield
+    finally:
+        events.ACTOR.reset(token)
+
+
 async def caller(srv: Server, login: str) -> Caller:
     """The caller a token of ``login`` resolves to (as ``users.resolve_token`` makes it)."""
     async with srv.sessions() as session:
@@ -108,15 +120,16 @@ async def upload(
     """``POST /data``: the content stored and recorded as the caller's data (``access_rights``
     as the query parameter says them, e.g. ``0750``; public by default)."""
     who.require(UserLevel.STANDARD, "inserting data")
-    return await data.store_upload(
-        srv,
-        who,
-        _one_chunk(content),
-        name=name,
-        access_rights=parse_access_rights(access_rights) if access_rights else data.DATA_DEFAULT_RIGHTS,
-        expected_sha256=hashlib.sha256(content).hexdigest(),
-        expected_size=len(content),
-    )
+    with acting(who):
+        return await data.store_upload(
+            srv,
+            who,
+            _one_chunk(content),
+            name=name,
+            access_rights=parse_access_rights(access_rights) if access_rights else data.DATA_DEFAULT_RIGHTS,
+            expected_sha256=hashlib.sha256(content).hexdigest(),
+            expected_size=len(content),
+        )
 
 
 async def content(srv: Server, who: Caller, uid: str) -> bytes:
@@ -134,18 +147,20 @@ async def insert_app(
     for os_name, cpu in platforms or [("any", "any")]:
         d = await upload(srv, who, f"#!/bin/sh\n# {name} {os_name} {cpu}\n".encode(), name=name)
         binaries.append({"os": os_name, "cpu": cpu, "data_uid": d.uid})
-    return await apps.insert(srv, who, {"name": name, "binaries": binaries, **fields})
+    with acting(who):
+        return await apps.insert(srv, who, {"name": name, "binaries": binaries, **fields})
 
 
 async def submit(srv: Server, who: Caller, app: str, **spec: Any) -> dict[str, Any]:
     """``POST /jobs``: one job, as its answer shows it."""
-    [created] = await jobs.submit(srv, who, [{"app": app, **spec}])
+    [created] = await submit_many(srv, who, [{"app": app, **spec}])
     return created
 
 
 async def submit_many(srv: Server, who: Caller, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``POST /jobs/bulk``."""
-    return await jobs.submit(srv, who, specs)
+    with acting(who):
+        return await jobs.submit(srv, who, specs)
 
 
 async def job(srv: Server, uid: str, who: Caller | None = None) -> dict[str, Any]:
@@ -182,8 +197,9 @@ async def register(
         gpus=[Gpu(name=g) for g in gpus or []],
         version="test",
     )
-    registered = await hosts.register(srv, who or await worker(srv), msg)
-    return registered.host_uid
+    who = who or await worker(srv)
+    with acting(who):
+        return (await hosts.register(srv, who, msg)).host_uid
 
 
 async def volunteers(srv: Server, n: int) -> list[str]:
@@ -203,7 +219,9 @@ async def work_request(
     host is given now; ``resources``: what it says it has free (``free_memory_bytes``,
     ``free_disk_bytes``, ``network``)."""
     msg = WorkRequest(host_uid=host_uid, capacity=capacity, wait_s=0, reports=reports or [], **resources)
-    return await scheduler.request_work(srv, who or await worker(srv), msg)
+    who = who or await worker(srv)
+    with acting(who):
+        return await scheduler.request_work(srv, who, msg)
 
 
 async def request_work(
@@ -236,13 +254,11 @@ def report_of(
     message: str | None = None,
     result_uid: str | None = None,
     result_inline: InlineResult | None = None,
-    cpu_user_s: float = CPU_USER_S,
-    cpu_system_s: float | None = CPU_SYSTEM_S,
-    wall_s: float = 3.0,
+    accounting: Accounting | None = MEASURED,
 ) -> Report:
     """A copy's report: its status, exit code (0 or 1 by the status unless given), its
-    accounting, and its result: ``files`` as an inline zip, or ``result_inline``, or
-    ``result_uid``."""
+    accounting (:data:`MEASURED` unless given), and its result: ``files`` as an inline zip,
+    or ``result_inline``, or ``result_uid``."""
     if files is not None:
         result_inline = inline(result_zip(files))
     return Report(
@@ -251,7 +267,7 @@ def report_of(
         message=message,
         result_uid=result_uid,
         result_inline=result_inline,
-        accounting=Accounting(cpu_user_s=cpu_user_s, cpu_system_s=cpu_system_s, wall_s=wall_s),
+        accounting=accounting,
     )
 
 
@@ -270,20 +286,23 @@ async def report(
 ) -> str:
     """``POST /work/tasks/{uid}/report``: a copy's report alone (``kw`` as :func:`report_of`);
     the job's status after it."""
-    answer = await leases.report(srv, who or await worker(srv), task_uid, report_of(files, **kw))
-    return answer.job_status
+    who = who or await worker(srv)
+    with acting(who):
+        return (await leases.report(srv, who, task_uid, report_of(files, **kw))).job_status
 
 
 async def upload_result(srv: Server, task_uid: str, content: bytes, who: Caller | None = None) -> str:
     """``POST /work/tasks/{uid}/result``: a task's result archive stored; its data UID."""
-    stored = await leases.upload_result(
-        srv,
-        who or await worker(srv),
-        task_uid,
-        _one_chunk(content),
-        sha256=hashlib.sha256(content).hexdigest(),
-        size=len(content),
-    )
+    who = who or await worker(srv)
+    with acting(who):
+        stored = await leases.upload_result(
+            srv,
+            who,
+            task_uid,
+            _one_chunk(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            size=len(content),
+        )
     return stored.result_uid
 
 
@@ -291,9 +310,9 @@ async def heartbeat(
     srv: Server, host_uid: str, task_uids: list[str], who: Caller | None = None
 ) -> HeartbeatAnswer:
     """``POST /work/heartbeat``."""
-    return await leases.heartbeat(
-        srv, who or await worker(srv), Heartbeat(host_uid=host_uid, task_uids=task_uids)
-    )
+    who = who or await worker(srv)
+    with acting(who):
+        return await leases.heartbeat(srv, who, Heartbeat(host_uid=host_uid, task_uids=task_uids))
 
 
 # -- what the database holds ----------------------------------------------------------------------------

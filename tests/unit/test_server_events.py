@@ -1,5 +1,7 @@
 """The event history: every change appended in its transaction, with who, when, from where
-and why; read back with the caller's rights; pruned after its retention."""
+and why; read back with the caller's rights; pruned after its retention. On SQLite (one also on
+PostgreSQL and MariaDB); tests/unit/test_domain_events.py holds their scenarios on every database
+through the server's functions."""
 
 from __future__ import annotations
 
@@ -48,7 +50,6 @@ async def test_a_jobs_history_names_who_did_what_from_where(xw: XW) -> None:
     assert [e["action"] for e in await history(xw, xw.admin, host=host)][:2] == ["registered", "assigned"]
 
 
-@pytest.mark.every_database
 async def test_lost_aborted_and_removed_are_recorded_and_the_server_acts_alone_in_its_loops(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     lost = await xw.submit(xw.admin, "work")
@@ -68,7 +69,6 @@ async def test_lost_aborted_and_removed_are_recorded_and_the_server_acts_alone_i
     assert gone == ["created", "aborted", "removed"]
 
 
-@pytest.mark.every_database
 async def test_a_user_sees_the_events_of_what_they_may_read_only(xw: XW) -> None:
     alice, bob = await xw.add_user("alice"), await xw.add_user("bob")
     await xw.insert_app(alice, "mine")  # a STANDARD user's app (and its jobs) is private
@@ -106,7 +106,6 @@ async def test_events_older_than_the_retention_are_pruned_the_newest_settled_fir
     assert await counts(xw) == (0, 0)
 
 
-@pytest.mark.every_database
 async def test_new_events_wait_unindexed_then_settle_in_order_and_reads_see_them_all_along(xw: XW) -> None:
     """A change appends its events to the unindexed table in its own transaction; the settler
     moves them, oldest first, in batches, to the indexed history; a reader sees every event
