@@ -1,6 +1,8 @@
 """Task accounting: what a worker measured for a task rides on its report and shows on the task.
 
-Run on every database backend through the ``xw`` fixture (a real server over HTTPS).
+Run through the ``xw`` fixture (a real server over HTTPS) on SQLite, one also on PostgreSQL and
+MariaDB; tests/unit/test_domain_accounting.py holds their scenarios on every database through the
+server's functions.
 """
 
 from __future__ import annotations
@@ -43,7 +45,6 @@ async def test_a_report_stores_the_accounting_shown_on_the_task(xw: XW) -> None:
     assert via_object["object"]["accounting"] == ACCOUNTING
 
 
-@pytest.mark.every_database
 async def test_a_task_without_accounting_shows_null_and_a_partial_one_nulls_the_rest(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     first = await xw.submit(xw.admin, "work")
@@ -70,7 +71,6 @@ async def test_a_task_without_accounting_shows_null_and_a_partial_one_nulls_the_
     }
 
 
-@pytest.mark.every_database
 async def test_accounting_rides_on_a_work_request_report(xw: XW) -> None:
     job, host, task = await _running(xw)
     report = {"task_uid": task, "status": "COMPLETED", "exit_code": 0, "accounting": ACCOUNTING}
