@@ -1,5 +1,7 @@
 """``GET /usage``: jobs, tasks, CPU and wall seconds and bytes per user and user group over a
-period; a SUPER user sees everyone, any other user itself only."""
+period; a SUPER user sees everyone, any other user itself only. On SQLite (one also on PostgreSQL
+and MariaDB); tests/unit/test_domain_usage.py holds their scenarios on every database through the
+server's functions."""
 
 from __future__ import annotations
 
@@ -131,7 +133,6 @@ async def test_a_period_that_ends_before_it_starts_is_empty(xw: XW) -> None:
     assert all(r["jobs"] == r["tasks"] == 0 for r in report["usage"])
 
 
-@pytest.mark.every_database
 async def test_usage_keeps_what_removed_jobs_used(xw: XW) -> None:
     # xwresults removes a job once it fetched the result: its usage must stay on record
     alice = await _member(xw, "alice", "physics")
