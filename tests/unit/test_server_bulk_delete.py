@@ -1,4 +1,6 @@
-"""``POST /jobs/delete``: xwresults removes many jobs at once; on every database backend."""
+"""``POST /jobs/delete``: xwresults removes many jobs at once. On SQLite (one also on PostgreSQL and
+MariaDB); tests/unit/test_domain_bulk_delete.py holds their scenarios on every database through the
+server's functions."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ if TYPE_CHECKING:
     from conftest import XW
 
 
-@pytest.mark.every_database
 async def test_bulk_removal_removes_what_it_may_and_says_why_not_for_the_rest(xw: XW) -> None:
     alice, bob = await xw.add_user("alice"), await xw.add_user("bob")
     await xw.insert_app(alice, "alices")  # private app: alice's jobs are 0700
@@ -84,7 +85,6 @@ async def test_bulk_removal_aborts_running_jobs_and_removes_results(xw: XW) -> N
     await xw.assert_healthy()
 
 
-@pytest.mark.every_database
 @pytest.mark.parametrize("how", ["bulk", "one"])
 async def test_a_result_another_job_reads_as_input_stays(xw: XW, how: str) -> None:
     await xw.insert_app(xw.admin, "work")
