@@ -46,8 +46,7 @@ def _schema(sync_conn: Any) -> dict[str, Any]:
     schema: dict[str, Any] = {}
     for table in sorted(inspector.get_table_names()):
         columns = [
-            {**c, "type": str(c["type"]).split(" COLLATE")[0], "default": c.get("default")}
-            for c in inspector.get_columns(table)
+            {**c, "type": str(c["type"]), "default": c.get("default")} for c in inspector.get_columns(table)
         ]
         schema[table] = {
             "columns": clean(columns),
@@ -56,6 +55,8 @@ def _schema(sync_conn: Any) -> dict[str, Any]:
             "indexes": clean(inspector.get_indexes(table)),
             "unique": clean(inspector.get_unique_constraints(table)),
             "checks": clean(inspector.get_check_constraints(table)),
+            # MariaDB's charset and collation (how names compare), PostgreSQL's none
+            "options": sorted((k, str(v)) for k, v in inspector.get_table_options(table).items()),
         }
     return schema
 
