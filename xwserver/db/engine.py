@@ -32,7 +32,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 #: the newest migration: a database already there needs nothing of Alembic, whose import and
 #: scripts cost a server start ~0.2 s of CPU (tests/unit/test_server_schema.py keeps it in
 #: step with the scripts)
-SCHEMA_REVISION = "0010"
+SCHEMA_REVISION = "0011"
 
 
 def backend_of(url: str) -> str:

@@ -391,24 +391,9 @@ class UsageLedger(Base):
     bytes_down: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
-#: MariaDB: the tables of migrations 0001 and 0004 are made with a binary collation without
-#: padding, so that names, logins and UIDs compare exactly as on the other databases (case and
-#: trailing spaces count); the tables of later migrations have the database's default. An empty
-#: database gets the same (``engine.create_schema``; tests/unit/test_server_schema.py)
-EXACT_NAME_TABLES = (
-    "usergroups",
-    "users",
-    "apps",
-    "data",
-    "hosts",
-    "tokens",
-    "app_binaries",
-    "jobs",
-    "tasks",
-    "sessions",
-    "jobgroups",
-)
-for _name in EXACT_NAME_TABLES:
-    Base.metadata.tables[_name].dialect_kwargs.update(
-        mysql_charset="utf8mb4", mysql_collate="utf8mb4_nopad_bin"
-    )
+#: MariaDB: every table has a binary collation without padding (migrations 0001, 0004 and
+#: 0011), so that names, logins, tags and UIDs compare exactly as on the other databases
+#: (case and trailing spaces count). An empty database gets the same
+#: (``engine.create_schema``; tests/unit/test_server_schema.py)
+for _table in Base.metadata.tables.values():
+    _table.dialect_kwargs.update(mysql_charset="utf8mb4", mysql_collate="utf8mb4_nopad_bin")
