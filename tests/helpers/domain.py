@@ -32,6 +32,7 @@ from xwcommon.protocol.work import (
     HeartbeatAnswer,
     InlineResult,
     Registration,
+    Release,
     Report,
     TaskReport,
     WorkAnswer,
@@ -81,11 +82,19 @@ async def worker(srv: Server) -> Caller:
     return await caller(srv, WORKER_LOGIN)
 
 
-async def add_user(srv: Server, login: str, rights: str = "STANDARD", *, group: str | None = None) -> Caller:
+async def add_user(
+    srv: Server,
+    login: str,
+    rights: str = "STANDARD",
+    *,
+    group: str | None = None,
+    password: str | None = None,
+) -> Caller:
     """A new user, made straight in the database as the HTTP harness's ``add_user`` does;
-    ``group``: the label of the user group it joins (made if need be)."""
+    ``group``: the label of the user group it joins (made if need be); ``password``: its
+    password (a random one unless given)."""
     async with srv.sessions.begin() as session:
-        await create_user(session, login, "pw-" + secrets.token_hex(8), UserLevel.parse(rights))
+        await create_user(session, login, password or "pw-" + secrets.token_hex(8), UserLevel.parse(rights))
     if group is not None:
         await put_in_group(srv, login, group)
     return await caller(srv, login)
@@ -173,6 +182,11 @@ async def job_list(srv: Server, who: Caller, **query: Any) -> dict[str, dict[str
     return {j["uid"]: j for j in await jobs.list_jobs(srv, who, **query)}
 
 
+async def tasks(srv: Server, job_uid: str, who: Caller | None = None) -> list[dict[str, Any]]:
+    """``GET /tasks?job=``: a job's tasks as shown (by default to admin), oldest first."""
+    return await jobs.list_tasks(srv, who or await admin(srv), job=job_uid)
+
+
 # -- hosts and their work -------------------------------------------------------------------------------
 async def register(
     srv: Server,
@@ -213,22 +227,32 @@ async def work_request(
     capacity: int = 1,
     reports: list[TaskReport] | None = None,
     who: Caller | None = None,
+    *,
+    wait_s: float = 0,
     **resources: Any,
 ) -> WorkAnswer:
-    """``POST /work/request`` without waiting: the reports it carries applied, and what the
-    host is given now; ``resources``: what it says it has free (``free_memory_bytes``,
-    ``free_disk_bytes``, ``network``)."""
-    msg = WorkRequest(host_uid=host_uid, capacity=capacity, wait_s=0, reports=reports or [], **resources)
+    """``POST /work/request``, by default without waiting: the reports it carries applied, and
+    what the host is given (``wait_s``: how long it may wait for work); ``resources``: the
+    request's other fields, such as what it says it has free (``free_memory_bytes``,
+    ``free_disk_bytes``, ``network``) or the tasks it still holds (``held``)."""
+    msg = WorkRequest(host_uid=host_uid, capacity=capacity, wait_s=wait_s, reports=reports or [], **resources)
     who = who or await worker(srv)
     with acting(who):
         return await scheduler.request_work(srv, who, msg)
 
 
 async def request_work(
-    srv: Server, host_uid: str, capacity: int = 1, who: Caller | None = None, **resources: Any
+    srv: Server,
+    host_uid: str,
+    capacity: int = 1,
+    who: Caller | None = None,
+    *,
+    wait_s: float = 0,
+    **resources: Any,
 ) -> list[Assignment]:
-    """``POST /work/request`` without reports nor waiting: the assignments."""
-    return list((await work_request(srv, host_uid, capacity, who=who, **resources)).assignments)
+    """``POST /work/request`` without reports (by default without waiting): the assignments."""
+    answer = await work_request(srv, host_uid, capacity, who=who, wait_s=wait_s, **resources)
+    return list(answer.assignments)
 
 
 def result_zip(files: dict[str, bytes]) -> bytes:
@@ -313,6 +337,18 @@ async def heartbeat(
     who = who or await worker(srv)
     with acting(who):
         return await leases.heartbeat(srv, who, Heartbeat(host_uid=host_uid, task_uids=task_uids))
+
+
+async def release(srv: Server, host_uid: str, task_uids: list[str], who: Caller | None = None) -> int:
+    """``POST /work/release``: a stopping worker hands tasks back; how many were live."""
+    who = who or await worker(srv)
+    with acting(who):
+        return (await leases.release(srv, who, Release(host_uid=host_uid, task_uids=task_uids))).released
+
+
+def later(srv: Server) -> float:
+    """A clock reading at which every lease given now has expired (for ``leases.reap``)."""
+    return time.time() + srv.settings.lease_s + 1
 
 
 # -- what the database holds ----------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""The server's contract, one suite run against every database backend (the ``xw`` fixture).
+"""The server's contract over HTTP (the ``xw`` fixture), on SQLite; a smoke set also on
+PostgreSQL and MariaDB (exact names, concurrent claims, a late report, inputs checked at claim
+time). tests/unit/test_domain_contract.py holds their scenarios on every database through the
+server's functions.
 
 Each test talks to a real server over real HTTPS, on a fresh database; the lease reaper is
 called directly with an injected clock (``leases.reap(srv, now=...)``).
@@ -50,7 +53,6 @@ async def _report(xw: XW, task_uid: str, status: str = "COMPLETED", **extra: Any
 
 
 # -- statuses ---------------------------------------------------------------------------------------------
-@pytest.mark.every_database
 async def test_a_job_lifecycle_only_takes_transitions_the_status_table_allows(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work", max_retry=2)
@@ -74,7 +76,6 @@ async def test_a_job_lifecycle_only_takes_transitions_the_status_table_allows(xw
         check_task_transition(TaskStatus.RUNNING, TaskStatus(status))
 
 
-@pytest.mark.every_database
 async def test_a_final_task_is_refused_a_second_final_status(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job, _host, a = await _one_running_job(xw)
@@ -86,7 +87,6 @@ async def test_a_final_task_is_refused_a_second_final_status(xw: XW) -> None:
 
 
 # -- submission --------------------------------------------------------------------------------------------
-@pytest.mark.every_database
 async def test_a_submitted_job_is_pending_with_what_was_asked(xw: XW) -> None:
     app = await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work", args="-n 3 'two words'", label="batch-1")
@@ -103,7 +103,6 @@ async def test_a_submitted_job_is_pending_with_what_was_asked(xw: XW) -> None:
     assert by_uri["uid"] == job["uid"]
 
 
-@pytest.mark.every_database
 async def test_a_bulk_submission_keeps_the_order_of_its_jobs(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     specs = [{"app": "work", "args": [str(i)], "label": f"job-{i:03d}"} for i in range(60)]
@@ -116,7 +115,6 @@ async def test_a_bulk_submission_keeps_the_order_of_its_jobs(xw: XW) -> None:
     assert [j["uid"] for j in listed] == [j["uid"] for j in created]
 
 
-@pytest.mark.every_database
 async def test_a_bulk_with_one_bad_job_inserts_nothing(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     good: list[dict[str, Any]] = [{"app": "work", "label": f"ok-{i}"} for i in range(4)]
@@ -155,7 +153,6 @@ async def test_concurrent_work_requests_get_each_job_exactly_once(xw: XW) -> Non
     assert await xw.request_work(hosts[0], capacity=5) == []
 
 
-@pytest.mark.every_database
 async def test_a_work_request_gets_at_most_its_capacity(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     await xw.ok("POST", "/jobs/bulk", token=xw.admin, json={"jobs": [{"app": "work"}] * 5})
@@ -165,7 +162,6 @@ async def test_a_work_request_gets_at_most_its_capacity(xw: XW) -> None:
     assert await xw.request_work(host, capacity=3) == []
 
 
-@pytest.mark.every_database
 async def test_a_host_only_gets_apps_with_a_binary_for_its_platform(xw: XW) -> None:
     await xw.insert_app(xw.admin, "mac-only", [("darwin", "x86_64")])
     await xw.insert_app(xw.admin, "arm-only", [("linux", "aarch64")])
@@ -187,7 +183,6 @@ async def test_a_host_only_gets_apps_with_a_binary_for_its_platform(xw: XW) -> N
     assert [a["job_uid"] for a in got] == [jobs["arm-only"]]
 
 
-@pytest.mark.every_database
 async def test_the_most_specific_binary_is_assigned(xw: XW) -> None:
     app = await xw.insert_app(xw.admin, "multi", [("any", "any"), ("linux", "x86_64")])
     sha = {(b["os"], b["cpu"]): b["sha256"] for b in app["binaries"]}
@@ -198,7 +193,6 @@ async def test_the_most_specific_binary_is_assigned(xw: XW) -> None:
     assert on_windows["binary"]["sha256"] == sha[("any", "any")]
 
 
-@pytest.mark.every_database
 async def test_a_waiting_work_request_gets_a_job_submitted_after_it_started(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     host = await xw.register()
@@ -219,7 +213,6 @@ async def test_a_waiting_work_request_gets_a_job_submitted_after_it_started(xw: 
 
 
 # -- leases ---------------------------------------------------------------------------------------------------
-@pytest.mark.every_database
 async def test_a_heartbeat_extends_the_lease_and_names_unknown_tasks_to_cancel(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job, host, a = await _one_running_job(xw)
@@ -242,7 +235,6 @@ async def test_a_heartbeat_extends_the_lease_and_names_unknown_tasks_to_cancel(x
     assert [t["status"] for t in await xw.tasks(job["uid"])] == ["RUNNING"]
 
 
-@pytest.mark.every_database
 async def test_a_work_request_naming_its_held_tasks_does_a_heartbeats_work(xw: XW) -> None:
     # a worker waiting for work sends no heartbeat: its request renews, sees and cancels
     await xw.insert_app(xw.admin, "work")
@@ -275,7 +267,6 @@ async def test_a_work_request_naming_its_held_tasks_does_a_heartbeats_work(xw: X
     assert [t["status"] for t in await xw.tasks(job["uid"])] == ["RUNNING"]
 
 
-@pytest.mark.every_database
 async def test_an_expired_lease_sends_the_job_back_with_one_more_retry(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job, _host, a = await _one_running_job(xw, max_retry=2)
@@ -287,7 +278,6 @@ async def test_an_expired_lease_sends_the_job_back_with_one_more_retry(xw: XW) -
     assert await leases.reap(xw.srv, now=_later(xw)) == 0  # a lost task is reaped once
 
 
-@pytest.mark.every_database
 async def test_a_job_whose_retries_are_spent_ends_in_error(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job, host, _a = await _one_running_job(xw, max_retry=1)
@@ -326,7 +316,6 @@ async def test_a_report_for_a_lost_task_is_refused_and_changes_nothing(xw: XW) -
     assert (done["status"], done["exit_code"], done["retry"]) == ("COMPLETED", 7, 1)
 
 
-@pytest.mark.every_database
 async def test_a_released_job_goes_back_to_pending_without_spending_a_retry(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     body = await xw.ok("POST", "/jobs/bulk", token=xw.admin, json={"jobs": [{"app": "work"}] * 2})
@@ -348,7 +337,6 @@ async def test_a_released_job_goes_back_to_pending_without_spending_a_retry(xw: 
     assert sorted(a["job_uid"] for a in again) == uids
 
 
-@pytest.mark.every_database
 async def test_deleting_a_running_job_aborts_its_task(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job, host, a = await _one_running_job(xw)
@@ -361,7 +349,6 @@ async def test_deleting_a_running_job_aborts_its_task(xw: XW) -> None:
     assert (await _report(xw, a["task_uid"])).status in (404, 409)
 
 
-@pytest.mark.every_database
 async def test_a_completed_job_carries_its_uploaded_result(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job, _host, a = await _one_running_job(xw)
@@ -387,7 +374,6 @@ async def test_a_completed_job_carries_its_uploaded_result(xw: XW) -> None:
     assert (await xw.call("GET", f"/data/{up['result_uid']}/content", token=xw.worker)).status == 404
 
 
-@pytest.mark.every_database
 async def test_a_worker_reads_an_input_only_while_it_holds_the_task(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     shared = await xw.upload(xw.admin, b"public input", name="in.txt")  # data is public by default
@@ -431,7 +417,6 @@ async def test_a_public_worker_is_never_given_a_job_whose_input_it_may_not_read(
     assert "pending_reason" not in await xw.job(hidden["uid"])
 
 
-@pytest.mark.every_database
 async def test_a_pending_job_says_what_keeps_it_from_every_connected_worker(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     await xw.insert_app(xw.admin, "win", [("windows", "amd64")])
