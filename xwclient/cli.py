@@ -46,6 +46,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Literal
 
+import xwcommon.programs  # noqa: F401 - first: aiohttp without reading the system's CAs
 from xwcommon.errors import BadRequest, XWError
 
 from . import exitcodes, formats

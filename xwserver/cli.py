@@ -348,6 +348,8 @@ def cmd_diagnostics(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     settings = _load(args, warn=not args.detached)
     _configure_logging(settings, args.log_level, to_stderr=not args.detached)
+    import xwcommon.programs  # noqa: F401 - first: aiohttp without reading the system's CAs
+
     from . import processes
     from .app import serve  # the server's dependencies are needed from here on
 

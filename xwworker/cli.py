@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import xwcommon.programs  # noqa: F401 - first: aiohttp without reading the system's CAs
 from xwcommon import daemon
 from xwcommon.errors import ConfigError, XWError
 
