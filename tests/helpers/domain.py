@@ -26,11 +26,13 @@ from sqlalchemy import select, update
 from xwcommon.levels import UserLevel, parse_access_rights
 from xwcommon.protocol.work import (
     Accounting,
+    Activation,
     Assignment,
     Gpu,
     Heartbeat,
     HeartbeatAnswer,
     InlineResult,
+    Registered,
     Registration,
     Release,
     Report,
@@ -197,9 +199,32 @@ async def register(
     cpu: str = "x86_64",
     cores: int = 4,
     tags: list[str] | None = None,
-    gpus: list[str] | None = None,
+    gpus: list[str | Gpu] | None = None,
+    **fields: Any,
 ) -> str:
-    """``POST /work/register`` (by default as the public worker); the new host's UID."""
+    """``POST /work/register`` (by default as the public worker); the host's UID. ``gpus``:
+    names or :class:`Gpu` descriptions; ``fields``: the registration's other fields
+    (``activation``, ``host_uid`` to resume an identity...)."""
+    return (
+        await registered(
+            srv, who, name=name, os_name=os_name, cpu=cpu, cores=cores, tags=tags, gpus=gpus, **fields
+        )
+    ).host_uid
+
+
+async def registered(
+    srv: Server,
+    who: Caller | None = None,
+    *,
+    name: str = "host",
+    os_name: str = "linux",
+    cpu: str = "x86_64",
+    cores: int = 4,
+    tags: list[str] | None = None,
+    gpus: list[str | Gpu] | None = None,
+    **fields: Any,
+) -> Registered:
+    """:func:`register`'s whole answer: the host's UID, its name, its key when one is given."""
     msg = Registration(
         name=name,
         os=os_name,
@@ -208,12 +233,13 @@ async def register(
         memory_bytes=8 << 30,
         disk_free_bytes=100 << 30,
         tags=tags or [],
-        gpus=[Gpu(name=g) for g in gpus or []],
+        gpus=[g if isinstance(g, Gpu) else Gpu(name=g) for g in gpus or []],
         version="test",
+        **fields,
     )
     who = who or await worker(srv)
     with acting(who):
-        return (await hosts.register(srv, who, msg)).host_uid
+        return await hosts.register(srv, who, msg)
 
 
 async def volunteers(srv: Server, n: int) -> list[str]:
@@ -331,12 +357,18 @@ async def upload_result(srv: Server, task_uid: str, content: bytes, who: Caller 
 
 
 async def heartbeat(
-    srv: Server, host_uid: str, task_uids: list[str], who: Caller | None = None
+    srv: Server,
+    host_uid: str,
+    task_uids: list[str],
+    who: Caller | None = None,
+    *,
+    activation: Activation | None = None,
 ) -> HeartbeatAnswer:
-    """``POST /work/heartbeat``."""
+    """``POST /work/heartbeat`` (``activation``: what the worker's policy says, if it says)."""
     who = who or await worker(srv)
+    msg = Heartbeat(host_uid=host_uid, task_uids=task_uids, activation=activation)
     with acting(who):
-        return await leases.heartbeat(srv, who, Heartbeat(host_uid=host_uid, task_uids=task_uids))
+        return await leases.heartbeat(srv, who, msg)
 
 
 async def release(srv: Server, host_uid: str, task_uids: list[str], who: Caller | None = None) -> int:

@@ -1,4 +1,6 @@
-"""Host activation (what a worker's policy says) and GPUs, on every database backend."""
+"""Host activation (what a worker's policy says) and GPUs over HTTP. On SQLite (when a heartbeat
+moves ``since`` also on PostgreSQL and MariaDB); tests/unit/test_domain_activation.py holds their
+scenarios on every database through the server's functions."""
 
 from __future__ import annotations
 
@@ -48,7 +50,6 @@ async def test_a_host_shows_no_activation_and_no_gpus_before_it_reports_any(xw: 
     assert (await _host(xw, host))["activation"] is None
 
 
-@pytest.mark.every_database
 async def test_registration_stores_the_activation_and_the_gpus(xw: XW) -> None:
     body = {**HOST, "gpus": GPUS, "activation": {"state": "suspended", "detail": "cpu busy (load 3.2 > 1.0)"}}
     host = (await xw.ok("POST", "/work/register", token=xw.worker, json=body))["host_uid"]
@@ -84,7 +85,6 @@ async def test_a_heartbeat_moves_since_only_when_the_state_changes(xw: XW) -> No
     assert (await _host(xw, host))["activation"] == changed
 
 
-@pytest.mark.every_database
 async def test_a_heartbeat_with_activation_still_extends_the_leases(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     job = await xw.submit(xw.admin, "work")
