@@ -1,4 +1,6 @@
-"""The collector removes what nothing references, and nothing else."""
+"""The collector removes what nothing references, and nothing else. On SQLite (one also on
+PostgreSQL and MariaDB); tests/unit/test_domain_collector.py holds their scenarios on every
+database through the server's functions."""
 
 from __future__ import annotations
 
@@ -55,7 +57,6 @@ async def test_a_lost_tasks_result_is_collected_and_a_reported_one_is_kept(xw: X
     assert await collect_garbage(xw.srv, now=_later(xw)) == (0, 0)
 
 
-@pytest.mark.every_database
 async def test_a_running_tasks_result_is_never_collected(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     await xw.submit(xw.admin, "work")
