@@ -1,5 +1,7 @@
 """A fleet logs in cheaply and safely: host credentials, remembered passwords, unique host
-names and a cap on the hosts of one identity, on a real server over HTTPS, every database."""
+names and a cap on the hosts of one identity, on a real server over HTTPS. On SQLite (clones
+registering at once also on PostgreSQL and MariaDB); tests/unit/test_domain_host_credentials.py
+holds the host-name scenarios on every database through the server's functions."""
 
 from __future__ import annotations
 
@@ -120,7 +122,6 @@ class TestRotationAndCap:
         await _register(xw, xw.worker, "n3")
 
 
-@pytest.mark.every_database
 async def test_host_names_are_unique_and_a_clash_gets_a_suffix(xw: XW) -> None:
     a = await _register(xw, xw.worker, "vm")
     b = await _register(xw, xw.worker, "vm")
