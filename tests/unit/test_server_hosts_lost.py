@@ -1,5 +1,7 @@
 """Lost hosts are seen (GET /hosts gives each host's state), pruned after a while unless their
-tasks are on record, and an ADVANCED user may remove a host; a real server, every database."""
+tasks are on record, and an ADVANCED user may remove a host; a real server, on SQLite (the
+pruning also on PostgreSQL and MariaDB). tests/unit/test_domain_hosts_lost.py holds the pruning
+and the removal on every database through the server's functions."""
 
 from __future__ import annotations
 
@@ -72,7 +74,6 @@ async def test_hosts_lost_long_ago_are_pruned_unless_their_tasks_are_on_record(x
     assert await hosts.prune_lost(xw.srv) == 0
 
 
-@pytest.mark.every_database
 async def test_an_advanced_user_removes_a_host_and_its_running_task_goes_back(xw: XW) -> None:
     await xw.insert_app(xw.admin, "work")
     host = await xw.register(name="doomed")
