@@ -1,4 +1,7 @@
-"""The transaction helper: a deadlock or a lost race is run again, never answered 500."""
+"""The transaction helper: a deadlock or a lost race is run again, never answered 500. On
+PostgreSQL and MariaDB (SQLite never interleaves two transactions), its one test stays there as
+a smoke test of a running server; tests/unit/test_domain_transactions.py holds the same deadlock
+on every database through the server's functions."""
 
 from __future__ import annotations
 
