@@ -3,7 +3,10 @@
 In a temporary folder it creates and starts a server (embedded SQLite, a free loopback
 port), starts two volunteer workers, inserts the bundled ``pi.py`` as the app ``pi`` for
 every platform, submits 50 jobs (one seed each), shows their progress, fetches every
-result, combines them into one estimate of pi, and stops everything it started.
+result, combines them into one estimate of pi, and stops everything it started. The
+deployment is started and stopped as the tests start theirs, by ``Deployment`` of
+tests/helpers/deployment.py (``xwserver init`` and ``start``, ``xwworker console``
+processes, the client CLI; every process ended by the pid it recorded).
 
 Exit status 0 when the estimate was computed from all 50 results and every process
 is gone; non-zero with a message saying what failed otherwise.
@@ -17,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,13 +39,15 @@ PI_APP = HERE / "pi.py"
 
 try:
     from xwclient.sdk import XWClient
-    from xwcommon.config import load_properties, resolve_path, write_properties
     from xwcommon.errors import XWError
 except ImportError:  # run from a checkout where the package is not installed
     sys.path.insert(0, str(ROOT))
     from xwclient.sdk import XWClient
-    from xwcommon.config import load_properties, resolve_path, write_properties
     from xwcommon.errors import XWError
+
+# the deployment is started as the tests start theirs: tests/helpers/deployment.py
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers.deployment import Deployment, tail  # noqa: E402
 
 APP_NAME = "pi"
 JOBS = 50
@@ -53,7 +56,6 @@ WORKERS = 2
 WORKPOOL_SIZE = 2  # jobs at once per worker
 JOBS_TIMEOUT_S = 45.0  # the whole demo should stay within about a minute
 COMMAND_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 15.0
 PROGRESS_INTERVAL_S = 0.2
 PROGRESS_LINE_EVERY_S = 2.0  # when stdout is not a terminal
 
@@ -62,212 +64,50 @@ class DemoError(Exception):
     """Raised when a step of the demo fails; the message says which and why."""
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def child_env() -> dict[str, str]:
+def checkout_env() -> dict[str, str]:
     """Our child programs import this checkout first, installed or not."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
+    path = os.environ.get("PYTHONPATH", "")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), path) if p)}
 
 
-def run_program(args: list[str], *, what: str, cwd: Path, timeout_s: float = COMMAND_TIMEOUT_S) -> str:
-    """Run ``python -m ARGS``; return its stdout, or raise DemoError with its stderr."""
-    cmd = [sys.executable, "-m", *args]
+def client(d: Deployment, *args: str, what: str) -> str:
+    """Run the client CLI (``python -m xwclient ARGS``) as the admin; return its stdout, or
+    raise DemoError with its stderr."""
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout_s, env=child_env(), cwd=cwd
-        )
+        proc = d.client(*args, cwd=d.root, check=False, timeout_s=COMMAND_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
-        raise DemoError(f"{what}: `{' '.join(args)}` did not finish within {timeout_s:.0f} s") from exc
+        raise DemoError(
+            f"{what}: `xwclient {' '.join(args)}` did not finish within {COMMAND_TIMEOUT_S:.0f} s"
+        ) from exc
     if proc.returncode != 0:
         detail = (proc.stderr.strip() or proc.stdout.strip() or "(no output)").splitlines()[-10:]
         raise DemoError(
-            f"{what}: `{' '.join(args)}` exited with {proc.returncode}:\n  " + "\n  ".join(detail)
+            f"{what}: `xwclient {' '.join(args)}` exited with {proc.returncode}:\n  " + "\n  ".join(detail)
         )
     return proc.stdout
 
 
-def pid_alive(pid: int) -> bool:
-    """True while ``pid`` is a live process (a zombie counts as gone)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
-def wait_gone(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while pid_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-# -- the server -----------------------------------------------------------------------------------
-
-
-class Server:
-    """The demo's deployment: ``xwserver init`` + ``start``, and ``stop`` at the end."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.url = f"https://127.0.0.1:{free_loopback_port()}"
-        self.pid: int | None = None
-
-    @property
-    def client_conf(self) -> Path:
-        return self.home / "conf" / "xwrc"
-
-    @property
-    def worker_conf(self) -> Path:
-        return self.home / "conf" / "xtremweb.worker.conf"
-
-    def init(self) -> None:
-        run_program(
-            ["xwserver", "init", "--home", str(self.home), "--url", self.url],
-            what="creating the server",
-            cwd=self.home.parent,
-            timeout_s=60,
+def start_workers(d: Deployment) -> None:
+    """Each worker: a copy of the deployment's worker config with its own name, scratch
+    folder and pool (tests/helpers/deployment.py's ``start_worker``)."""
+    for i in range(1, WORKERS + 1):
+        d.start_worker(
+            name=f"demo-worker-{i}",
+            workpool_size=WORKPOOL_SIZE,
+            wait_registered=False,
+            shutdown_grace_s=5,
+            kill_grace_s=None,  # the worker's own
+            # a stopping worker lets its pending long-poll return first: keep that short
+            work_request_wait_s=2,
         )
 
-    def start(self) -> None:
-        run_program(
-            ["xwserver", "start", "--home", str(self.home)], what="starting the server", cwd=self.home.parent
-        )
-        self.pid = self._read_pid()
 
-    def _read_pid(self) -> int | None:
-        try:
-            return int((self.home / "var" / "xwserver.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def stop(self) -> list[str]:
-        """Stop the server; return problems (empty when its process is gone)."""
-        problems = []
-        pid = self.pid or self._read_pid()
-        try:
-            run_program(
-                ["xwserver", "stop", "--home", str(self.home)],
-                what="stopping the server",
-                cwd=self.home.parent,
+def check_workers(d: Deployment) -> None:
+    for w in d.workers:
+        if not w.alive:
+            raise DemoError(
+                f"worker {w.name} exited with {w.proc.returncode}\n--- {w.log_path}\n{tail(w.log_path, 15)}"
             )
-        except DemoError as exc:
-            problems.append(str(exc))
-        if pid is not None and not wait_gone(pid, STOP_TIMEOUT_S):
-            # xwserver stop did not end the process we started: end it ourselves, by its pid
-            problems.append(f"the server (pid {pid}) outlived `xwserver stop`; sent SIGKILL")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            wait_gone(pid, 5.0)
-        return problems
-
-    def log_tail(self, lines: int = 15) -> str:
-        return tail(self.home / "var" / "log" / "xwserver.log", lines)
-
-
-def tail(path: Path, lines: int) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()[-lines:]
-    except OSError:
-        return ""
-    return f"--- {path} (last {len(text)} lines)\n" + "\n".join(text)
-
-
-# -- the workers ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Worker:
-    name: str
-    conf: Path
-    folder: Path
-    proc: subprocess.Popen[bytes] | None = None
-    console_log: TextIO | None = None
-    terminated: bool = False
-
-    def start(self) -> None:
-        self.console_log = open(self.folder / "console.log", "w")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "xwworker", "console", "--xwconfig", str(self.conf)],
-            stdout=self.console_log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=child_env(),
-            cwd=self.folder,
-        )
-
-    def check_alive(self) -> None:
-        if self.proc is not None and self.proc.poll() is not None:
-            raise DemoError(f"worker {self.name} exited with {self.proc.returncode}\n{self.log_tail()}")
-
-    def terminate(self) -> None:
-        """Send SIGTERM once (a second one may mean "hurry" to the worker)."""
-        if self.proc is not None and self.proc.poll() is None and not self.terminated:
-            self.proc.send_signal(signal.SIGTERM)
-            self.terminated = True
-
-    def stop(self) -> list[str]:
-        """SIGTERM, wait; SIGKILL if it will not go. Return problems (empty when it is gone)."""
-        problems = []
-        if self.proc is not None and self.proc.poll() is None:
-            self.terminate()
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                problems.append(f"worker {self.name} (pid {self.proc.pid}) ignored SIGTERM; sent SIGKILL")
-                self.proc.kill()
-                self.proc.wait(5)
-        if self.proc is not None and pid_alive(self.proc.pid):
-            problems.append(f"worker {self.name} (pid {self.proc.pid}) is still running")
-        if self.console_log is not None:
-            self.console_log.close()
-        return problems
-
-    def log_tail(self, lines: int = 15) -> str:
-        return "\n".join(
-            t
-            for t in (
-                tail(self.folder / "console.log", lines),
-                tail(self.folder / "tmp" / "xwworker.log", lines),
-            )
-            if t
-        )
-
-
-def make_worker(index: int, server: Server, base: Path) -> Worker:
-    """A copy of the deployment's worker config with its own name, scratch folder and pool."""
-    name = f"demo-worker-{index}"
-    folder = base / name
-    (folder / "tmp").mkdir(parents=True)
-    props = load_properties(server.worker_conf)
-    ca = props.get("ca.file") or props.get("path.certfile")
-    if not ca:
-        raise DemoError(f"{server.worker_conf} names no ca.file")
-    props.pop("path.certfile", None)
-    props["ca.file"] = str(resolve_path(ca, server.worker_conf.parent))  # the copy lives elsewhere
-    props["path.tmpdir"] = str(folder / "tmp")
-    props["workpool.size"] = str(WORKPOOL_SIZE)
-    props["worker.name"] = name
-    props["shutdown_grace_s"] = "5"
-    # a stopping worker lets its pending long-poll return first: keep that short for the demo
-    props["work_request_wait_s"] = "2"
-    conf = folder / "xtremweb.worker.conf"
-    write_properties(conf, props, header=f"{name}: the demo's copy of {server.worker_conf}")
-    return Worker(name, conf, folder)
 
 
 # -- the client side ----------------------------------------------------------------------------
@@ -316,11 +156,11 @@ class Outcome:
     per_worker: dict[str, int]
 
 
-async def compute_pi(server: Server, workers: list[Worker], workdir: Path, *, keep: bool = False) -> Outcome:
+async def compute_pi(d: Deployment, workdir: Path, *, keep: bool = False) -> Outcome:
     """Submit the jobs, follow them, fetch and combine the results."""
     label = f"pi-demo-{os.getpid()}"
     seeds = list(range(1, JOBS + 1))
-    async with XWClient.from_config(server.client_conf) as xw:
+    async with XWClient.from_config(d.admin_conf) as xw:
         specs = [
             {"app": APP_NAME, "args": [str(SAMPLES_PER_JOB), str(seed)], "label": label} for seed in seeds
         ]
@@ -335,7 +175,7 @@ async def compute_pi(server: Server, workers: list[Worker], workdir: Path, *, ke
         step(5, "waiting for the workers")
         progress = Progress(JOBS)
         try:
-            final = await follow(xw, label, workers, progress, t0)
+            final = await follow(xw, label, d, progress, t0)
         finally:
             progress.end()
         wall_s = time.monotonic() - t0
@@ -364,9 +204,7 @@ async def compute_pi(server: Server, workers: list[Worker], workdir: Path, *, ke
     return Outcome(4.0 * inside / samples, samples, len(counts), wall_s, per_worker)
 
 
-async def follow(
-    xw: XWClient, label: str, workers: list[Worker], progress: Progress, t0: float
-) -> list[dict]:
+async def follow(xw: XWClient, label: str, d: Deployment, progress: Progress, t0: float) -> list[dict]:
     """Poll the jobs of ``label`` until all are final; return them."""
     while True:
         jobs = await xw.list_jobs(label=label)
@@ -379,8 +217,7 @@ async def follow(
         )
         if len(jobs) >= JOBS and final == len(jobs):
             return jobs
-        for w in workers:
-            w.check_alive()
+        check_workers(d)
         if time.monotonic() - t0 > JOBS_TIMEOUT_S:
             raise DemoError(
                 f"only {final} of {JOBS} jobs finished within {JOBS_TIMEOUT_S:.0f} s "
@@ -435,42 +272,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     keep = parse_args(argv).keep
     workdir = Path(tempfile.mkdtemp(prefix="xwdemo-"))
-    server = Server(workdir / "server")
-    workers: list[Worker] = []
+    d = Deployment(workdir, home=workdir / "server", env=checkout_env())
     ok = False
     failure = ""
     print(f"XtremWeb-Py demo: estimating pi by Monte Carlo on a desktop grid of {WORKERS} workers")
     try:
-        server.init()
-        server.start()
-        step(1, f"server started at {server.url} (embedded SQLite, home {server.home})")
-        for i in range(1, WORKERS + 1):
-            workers.append(make_worker(i, server, workdir))
-            workers[-1].start()
-        step(2, "workers started: " + ", ".join(f"{w.name} (pid {w.proc.pid})" for w in workers if w.proc))
-        out = run_program(
-            [
-                "xwclient",
-                "--xwsendapp",
-                APP_NAME,
-                "any",
-                "any",
-                str(PI_APP),
-                "--xwconfig",
-                str(server.client_conf),
-            ],
-            what="inserting the app",
-            cwd=workdir,
-        )
+        d.init()
+        d.start_server()
+        step(1, f"server started at {d.url} (embedded SQLite, home {d.home})")
+        start_workers(d)
+        step(2, "workers started: " + ", ".join(f"{w.name} (pid {w.pid})" for w in d.workers))
+        out = client(d, "--xwsendapp", APP_NAME, "any", "any", str(PI_APP), what="inserting the app")
         shown = out.strip().splitlines()[-1] if out.strip() else "ok"
         step(3, f"app {APP_NAME!r} inserted for any OS and CPU (xwsendapp): {shown}")
-        outcome = asyncio.run(compute_pi(server, workers, workdir, keep=keep))
+        outcome = asyncio.run(compute_pi(d, workdir, keep=keep))
         report(outcome)
         ok = True
     except DemoError as exc:
         failure = str(exc)
     except XWError as exc:
         failure = f"the server answered {exc.code}: {exc.message}"
+    except (AssertionError, subprocess.TimeoutExpired) as exc:  # the deployment could not start
+        failure = str(exc)
     except KeyboardInterrupt:
         failure = "interrupted"
     finally:
@@ -480,11 +303,9 @@ def main(argv: list[str] | None = None) -> int:
         if failure:
             print(f"\ndemo failed: {failure}", file=sys.stderr)
             if failure != "interrupted":
-                for text in [server.log_tail(), *(w.log_tail() for w in workers)]:
-                    if text:
-                        print(text, file=sys.stderr)
+                print(d.describe(), file=sys.stderr)  # the server's and the workers' log tails
         print("stopping the workers and the server…", flush=True)
-        problems = shutdown(server, workers)
+        problems = shutdown(d)
         signal.signal(signal.SIGINT, signal.default_int_handler)
     for p in problems:
         print(f"cleanup: {p}", file=sys.stderr)
@@ -498,20 +319,20 @@ def main(argv: list[str] | None = None) -> int:
     return 1
 
 
-def shutdown(server: Server, workers: list[Worker]) -> list[str]:
-    """Stop the workers, then the server; check that no process of ours is left."""
+def shutdown(d: Deployment) -> list[str]:
+    """Stop the workers, then the server (Deployment.close: by the pids it recorded); check
+    that no process of ours is left."""
     problems: list[str] = []
-    for w in workers:
-        w.terminate()  # all at once: they stop in parallel
-    for w in workers:
-        problems += w.stop()
-    problems += server.stop()
-    pids = [w.proc.pid for w in workers if w.proc is not None] + ([server.pid] if server.pid else [])
-    left = [pid for pid in pids if pid_alive(pid)]
+    try:
+        d.close()
+    except Exception as exc:  # said, and the processes are checked below
+        problems.append(f"stopping: {exc}")
+    pids = len(d.workers) + len(d.server_pids)
+    left = d.processes_left()
     if left:
         problems.append(f"processes still running: {', '.join(map(str, left))}")
     elif pids:
-        print(f"stopped {len(workers)} workers and the server; no process left ({len(pids)} pids checked)")
+        print(f"stopped {len(d.workers)} workers and the server; no process left ({pids} pids checked)")
     return problems
 
 

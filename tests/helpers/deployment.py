@@ -9,6 +9,14 @@ Every process it starts is ended by :meth:`Deployment.close`, also when the test
 workers get SIGTERM then SIGKILL, the server ``xwserver stop`` then SIGKILL; processes
 are only ever ended by the pid this class recorded for them.
 
+The demo (demo/run_demo.py) and the benchmarks (bench/) start their deployments with it
+too: for them it takes the home's folder (``home=``), more environment for every child
+process (``env=``, e.g. ``PYTHONPATH`` naming a checkout), the server's log level
+(``start_server(log_level=...)``), a worker's name and its settings as the public config
+has them (a setting given as ``None`` is not overridden), the client's output to a file
+(``client(stdout=...)``), and say which of its processes outlived :meth:`Deployment.close`
+(:meth:`Deployment.processes_left`).
+
 Chaos tests also look underneath: :meth:`Deployment.database` reads the server's database
 directly (also while the server is dead), :meth:`Deployment.orphan_files` and
 :meth:`Deployment.missing_files` compare the data store with its data rows, and
@@ -69,9 +77,10 @@ def read_properties(path: Path) -> dict[str, str]:
 
 
 def write_config(dest: Path, source: Path, overrides: Mapping[str, object]) -> Path:
-    """Copy the properties file ``source`` to ``dest`` with ``overrides`` set (mode 0600)."""
+    """Copy the properties file ``source`` to ``dest`` with ``overrides`` set (mode 0600);
+    an override whose value is ``None`` leaves the key as ``source`` has it (or without it)."""
     values: dict[str, object] = dict(read_properties(source))
-    values.update(overrides)
+    values.update({k: v for k, v in overrides.items() if v is not None})
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
@@ -306,12 +315,18 @@ class Deployment:
         *,
         db_url: str | None = None,
         settings: Mapping[str, object] | None = None,
+        home: Path | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """``home``: the server home (default ``root/home``); ``env``: added to the environment
+        of every process started (the server, workers, the client); ``settings``: lines added
+        to the server's ``xwserver.conf`` after ``init``."""
         self.root = root
-        self.home = root / "home"
+        self.home = home or root / "home"
         self.workdir = root / "client"
         self.db_url = db_url
         self.settings = dict(settings or {})
+        self.extra_env = dict(env or {})
         self.port = free_port()
         self.url = f"https://127.0.0.1:{self.port}"
         self.admin_password = "admin-" + secrets.token_hex(8)
@@ -413,13 +428,17 @@ class Deployment:
             return None
         return int(text) if text.isdigit() else None
 
-    def start_server(self, env: Mapping[str, str] | None = None) -> int:
+    def start_server(self, env: Mapping[str, str] | None = None, *, log_level: str | None = None) -> int:
         """``xwserver start``: returns once the server answers; its pid.
 
         ``env`` is added to the server's environment for this start only, e.g.
         ``{"XW_FAULTS": "after_claim_commit:1"}`` (a restart without it is a healthy server).
+        ``log_level`` is given as ``--log-level`` (default: the command's, INFO).
         """
-        self.xwserver("start", "--home", str(self.home), "--timeout", str(SERVER_START_TIMEOUT_S), env=env)
+        args = ["start", "--home", str(self.home), "--timeout", str(SERVER_START_TIMEOUT_S)]
+        if log_level is not None:
+            args += ["--log-level", log_level]
+        self.xwserver(*args, env=env)
         pid = self.server_pid()
         assert pid is not None and _alive(pid), f"no live server pid after start\n{self.describe()}"
         with contextlib.suppress(psutil.NoSuchProcess):
@@ -516,8 +535,9 @@ class Deployment:
             for k, v in os.environ.items()
             if not k.startswith(("XWWORKER_", "XWSERVER_", "XWCONFIG", "XW_FAULTS"))
         }
-        env["XWCONFIG"] = str(config or self.admin_conf)
         env["PYTHONUNBUFFERED"] = "1"
+        env.update(self.extra_env)  # the caller's, e.g. PYTHONUNBUFFERED="" (buffered, as users run them)
+        env["XWCONFIG"] = str(config or self.admin_conf)
         return env
 
     def client(
@@ -528,8 +548,10 @@ class Deployment:
         cwd: Path | None = None,
         check: bool = True,
         timeout_s: float = CLI_TIMEOUT_S,
+        stdout: IO[str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """``python -m xwclient ARGS`` with ``XWCONFIG`` (default: the admin's xwrc)."""
+        """``python -m xwclient ARGS`` with ``XWCONFIG`` (default: the admin's xwrc); what it
+        prints is captured, or written to the file ``stdout`` (then ``.stdout`` is None)."""
         with contextlib.ExitStack() as stack:
             stdin_stream: Any = subprocess.DEVNULL
             if stdin is not None:
@@ -537,7 +559,8 @@ class Deployment:
             proc = subprocess.run(
                 [sys.executable, "-m", "xwclient", *args],
                 stdin=stdin_stream,
-                capture_output=True,
+                stdout=stdout if stdout is not None else subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
                 timeout=timeout_s,
                 check=False,
@@ -621,11 +644,16 @@ class Deployment:
         workpool_size: int = 1,
         wait_registered: bool = True,
         tmpdir: Path | None = None,
+        name: str | None = None,
         **settings: object,
     ) -> WorkerProcess:
         """``xwworker console`` with a copy of the public worker config and its own tmpdir
-        (or ``tmpdir``: another worker's state folder, as a restarted worker has it)."""
-        name = f"worker{len(self.workers) + 1}"
+        (or ``tmpdir``: another worker's state folder, as a restarted worker has it).
+
+        ``name`` is its ``worker.name`` and names its files (default ``workerN``);
+        ``settings`` override the config's keys, a key given as ``None`` keeps the public
+        config's value (e.g. ``work_request_wait_s=None``: the worker's own long-poll)."""
+        name = name or f"worker{len(self.workers) + 1}"
         tmpdir = tmpdir or self.root / name
         conf = write_config(
             self.root / f"{name}.conf",
@@ -691,6 +719,18 @@ class Deployment:
         for w in self.workers:
             parts.append(f"--- {w.name} (pid {w.pid}, alive {w.alive}):\n{tail(w.log_path, 25)}")
         return "\n".join(parts)
+
+    def processes_left(self) -> list[int]:
+        """The pids of the processes this deployment started (servers, workers and the
+        workers' jobs seen) that are still alive: none once :meth:`close` has run."""
+        left = [w.pid for w in self.workers if w.alive]
+        started = [(pid, created) for w in self.workers for pid, created in sorted(w.descendants)]
+        for pid, created in [*started, *self.server_pids]:
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(pid)
+                if abs(proc.create_time() - created) <= 0.5 and proc.status() != psutil.STATUS_ZOMBIE:
+                    left.append(pid)  # the same start time: ours, not a recycled pid
+        return left
 
     def close(self) -> None:
         """Stop everything this deployment started, whatever state the test left it in."""
