@@ -1,7 +1,9 @@
 """The web dashboard over HTTP: sessions, CSRF, rights, paging and submission.
 
 The whole path in a real browser is tests/integration/test_dashboard_browser.py; here each
-rule is checked on an in-process server with a cookie-keeping HTTPS client."""
+rule is checked on an in-process server with a cookie-keeping HTTPS client. On SQLite (the
+keyset paging also on PostgreSQL and MariaDB); tests/unit/test_domain_dashboard.py holds the
+jobs list's scenarios on every database through the page's function."""
 
 from __future__ import annotations
 
@@ -98,7 +100,6 @@ async def test_every_page_renders_without_script_for_an_admin(xw: XW, browser: a
     assert (await _get(xw, browser, "/static/style.css"))[0] == 200
 
 
-@pytest.mark.every_database
 async def test_a_standard_user_sees_its_own_jobs_only_and_no_user_list(
     xw: XW, browser: aiohttp.ClientSession
 ) -> None:
