@@ -4,7 +4,8 @@ A server home is made with ``xwserver init`` in a temporary folder, filled strai
 database with ``--jobs`` jobs (half PENDING, 40 % COMPLETED, 10 % ERROR, under 20 labels,
 all the admin's, so the admin's pages count and page through every one of them), one
 registered host and tasks for one job; then the server runs as users run it (``xwserver
-console``, its own process, real TLS) and a client that keeps cookies logs in through the
+start``, its own process, real TLS, log level WARNING; started and stopped by the tests'
+harness, tests/helpers/deployment.py, as every benchmark's server) and a client that keeps cookies logs in through the
 form and times each page ``--rounds`` times: the first page of the jobs, a filter by status,
 by label, a page deep in the list (keyset: it starts below a job 90 % down), a job's detail,
 the submission form, the workers. Printed: the median and the 95th percentile per page, in
@@ -23,11 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import signal
-import socket
 import ssl
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,10 +33,13 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 if str(ROOT) not in sys.path:  # run from a checkout where the package is not installed
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))  # bench/dispatch.py's deployment
 
+from dispatch import deployment  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
 from xwcommon.uri import new_uid  # noqa: E402
@@ -47,15 +48,8 @@ from xwserver.db.models import App, AppBinary, Data, Host, Job, Task, User  # no
 from xwserver.settings import ServerSettings  # noqa: E402
 
 TARGET_MS = 200.0
-PASSWORD = "bench-admin-password"
 BATCH = 10_000
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def fill(settings: ServerSettings, n_jobs: int) -> tuple[str, str]:
@@ -183,13 +177,15 @@ async def count_cost(settings: ServerSettings, rounds: int) -> list[float]:
         await srv.engine.dispose()
 
 
-async def measure(url: str, ca_file: Path, pages: dict[str, str], rounds: int) -> dict[str, list[float]]:
+async def measure(
+    url: str, ca_file: Path, password: str, pages: dict[str, str], rounds: int
+) -> dict[str, list[float]]:
     context = ssl.create_default_context(cafile=str(ca_file))
     jar = aiohttp.CookieJar(unsafe=True)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context), cookie_jar=jar) as s:
         async with s.get(f"{url}/login") as r:
             [token] = CSRF.findall(await r.text())
-        form = {"csrf": token, "login": "admin", "password": PASSWORD, "next": "/jobs"}
+        form = {"csrf": token, "login": "admin", "password": password, "next": "/jobs"}
         async with s.post(f"{url}/login", data=form, allow_redirects=False) as r:
             assert r.status == 303, await r.text()
         times: dict[str, list[float]] = {name: [] for name in pages}
@@ -205,18 +201,6 @@ async def measure(url: str, ca_file: Path, pages: dict[str, str], rounds: int) -
     return times
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the server exited with {proc.returncode}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise SystemExit("the server did not listen in time")
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--jobs", type=int, default=100_000, help="jobs in the database (default 100,000)")
@@ -224,26 +208,16 @@ def main() -> int:
     p.add_argument("--db", help="SQLAlchemy URL of an empty database (default: embedded SQLite)")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="xwbench-dashboard-") as tmp:
-        home = Path(tmp) / "home"
-        port = _free_port()
-        url = f"https://127.0.0.1:{port}"
-        init = [sys.executable, "-m", "xwserver", "init", "--home", str(home), "--url", url]
-        init += ["--admin-password", PASSWORD] + (["--db", args.db] if args.db else [])
-        subprocess.run(init, check=True, capture_output=True)
-        settings = ServerSettings.load(home)
-        started = time.perf_counter()
-        deep, detailed = asyncio.run(fill(settings, args.jobs))
-        print("XtremWeb-Py dashboard pages")
-        print(f"  db                 {'embedded SQLite' if not args.db else args.db}")
-        print(f"  jobs               {args.jobs:,} (filled in {time.perf_counter() - started:.1f} s)")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "xwserver", "console", "--home", str(home), "--log-level", "WARNING"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        server = deployment(Path(tmp), args.db)
         try:
-            _wait_listening(port, server)
+            server.init()
+            settings = ServerSettings.load(server.home)
+            started = time.perf_counter()
+            deep, detailed = asyncio.run(fill(settings, args.jobs))
+            print("XtremWeb-Py dashboard pages")
+            print(f"  db                 {'embedded SQLite' if not args.db else args.db}")
+            print(f"  jobs               {args.jobs:,} (filled in {time.perf_counter() - started:.1f} s)")
+            server.start_server(log_level="WARNING")
             pages = {
                 "jobs, first page": "/jobs",
                 "jobs, status=COMPLETED": "/jobs?status=COMPLETED",
@@ -253,14 +227,11 @@ def main() -> int:
                 "submission form": "/submit",
                 "workers": "/workers",
             }
-            times = asyncio.run(measure(url, home / "keystore" / "ca.pem", pages, args.rounds))
+            times = asyncio.run(
+                measure(server.url, server.ca_file, server.admin_password, pages, args.rounds)
+            )
         finally:
-            server.send_signal(signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            server.close()
         counting = sorted(asyncio.run(count_cost(settings, args.rounds)))
     print(
         f"  /metrics counts          median {statistics.median(counting):7.1f} ms   "

@@ -2,8 +2,9 @@
 bare ceiling, and submit-to-start latency.
 
 It starts a real server (``xwserver init`` + ``xwserver start`` in a temporary home on a
-free loopback port), inserts an app whose binary is a tiny script, and drives it with M
-simulated workers that speak the protocol (the messages of ``xwcommon.protocol.work``) over
+free loopback port, by the tests' harness: ``Deployment`` of tests/helpers/deployment.py,
+through :func:`deployment` and :func:`with_server`, which the other benchmarks use too),
+inserts an app whose binary is a tiny script, and drives it with M simulated workers that speak the protocol (the messages of ``xwcommon.protocol.work``) over
 real HTTPS: each one is a ``Transport`` logged in as the deployment's worker identity,
 registers itself (``Registration``), then loops on work requests (``WorkRequest``, long-poll,
 capacity 1..k) and completes every assignment at once (exit code 0, no result): its
@@ -46,15 +47,13 @@ import platform
 import random
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,13 +89,15 @@ if str(HERE) not in sys.path:  # bench/ceiling.py, when this module is imported 
     sys.path.insert(0, str(HERE))
 from ceiling import machine_busy_s, others_cores  # noqa: E402
 
+if str(ROOT / "tests") not in sys.path:  # the tests' harness: tests/helpers/deployment.py
+    sys.path.insert(0, str(ROOT / "tests"))
+from helpers.deployment import Deployment  # noqa: E402
+
 log = logging.getLogger("bench.dispatch")
 
 APP_NAME = "bench-noop"
 NOOP_SCRIPT = b"#!/bin/sh\nexit 0\n"
 BULK_MAX_JOBS = 5000  # the wire contract's limit per POST /jobs/bulk
-SERVER_START_TIMEOUT_S = 30.0
-SERVER_STOP_TIMEOUT_S = 30.0
 LATENCY_WARMUP = 5  # first latency samples dropped (connections and caches warming up)
 LATENCY_SAMPLE_TIMEOUT_S = 10.0
 LIST_PAGE = 10_000  # the most a listing answers at once
@@ -116,121 +117,44 @@ class BenchError(Exception):
 # -- the server under test ----------------------------------------------------------------------
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def checkout_env() -> dict[str, str]:
+    """What our child programs' environment adds: this checkout first on the import path."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), path) if p)}
+
+
+def deployment_env() -> dict[str, str]:
+    """The environment the deployment's processes get on top of ours: this checkout first,
+    and their output buffered as users run them (the harness makes it unbuffered for tests,
+    which read logs while processes run; a client printing 10,000 URIs then writes 10,000 times)."""
+    return {**checkout_env(), "PYTHONUNBUFFERED": ""}
 
 
 def child_env() -> dict[str, str]:
     """The environment for our child programs: this checkout first on the import path."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
-    return env
+    return {**os.environ, **checkout_env()}
 
 
-class Server:
-    """One ``xwserver`` deployment in a home folder we own: init, start, stop."""
-
-    def __init__(self, home: Path, db_url: str | None) -> None:
-        self.home = home
-        self.url = f"https://127.0.0.1:{free_loopback_port()}"
-        self.db_url = db_url
-        self.pid: int | None = None
-        #: server.processes (several server processes on one PostgreSQL database)
-        self.processes = 1
-        #: more ``key=value`` lines for the server's config (``--server-conf``)
-        self.conf: list[str] = []
-
-    def _xwserver(self, *args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
-        cmd = [sys.executable, "-m", "xwserver", *args]
-        try:
-            proc = subprocess.run(
-                cmd, capture_output=True, text=True, timeout=timeout_s, env=child_env(), cwd=self.home.parent
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BenchError(f"{' '.join(cmd[1:])} did not finish within {timeout_s:.0f} s") from exc
-        if proc.returncode != 0:
-            output = proc.stderr.strip() or proc.stdout.strip()
-            raise BenchError(f"{' '.join(cmd[1:])} failed with exit code {proc.returncode}:\n{output}")
-        return proc
-
-    def init(self) -> None:
-        args = ["init", "--home", str(self.home), "--url", self.url]
-        if self.db_url:
-            args += ["--db", self.db_url]
-        self._xwserver(*args, timeout_s=60)
-        lines = list(self.conf)
-        if self.processes > 1:  # several server processes on one database (PostgreSQL)
-            lines.append(f"server.processes={self.processes}")
-        if lines:
-            with (self.home / "conf" / "xwserver.conf").open("a", encoding="utf-8") as conf:
-                conf.write("".join(f"{line}\n" for line in lines))
-
-    def start(self) -> None:
-        self._xwserver("start", "--home", str(self.home), timeout_s=SERVER_START_TIMEOUT_S)
-        self.pid = self._read_pid()
-
-    def _read_pid(self) -> int | None:
-        try:
-            return int((self.home / "var" / "xwserver.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
-
-    def stop(self) -> None:
-        """``xwserver stop``; if the process we started survives it, end it by its pid."""
-        pid = self.pid or self._read_pid()
-        with contextlib.suppress(BenchError):
-            self._xwserver("stop", "--home", str(self.home), timeout_s=SERVER_STOP_TIMEOUT_S)
-        if pid is not None and not wait_pid_gone(pid, 10.0):
-            log.warning("server pid %d survived xwserver stop; sending SIGTERM", pid)
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            if not wait_pid_gone(pid, 5.0):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-
-    def log_tail(self, lines: int = 30) -> str:
-        out = []
-        for path in sorted((self.home / "var" / "log").glob("*.log")):
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            out.append(f"--- {path} (last {len(text)} lines)\n" + "\n".join(text))
-        return "\n".join(out)
-
-    @property
-    def client_conf(self) -> Path:
-        return self.home / "conf" / "xwrc"
-
-    @property
-    def worker_conf(self) -> Path:
-        return self.home / "conf" / "xtremweb.worker.conf"
+def server_settings(lines: list[str]) -> dict[str, str]:
+    """``--server-conf KEY=VALUE`` lines as settings for the server's xwserver.conf."""
+    settings = {}
+    for line in lines:
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(f"--server-conf {line!r} is not KEY=VALUE")
+        settings[key.strip()] = value.strip()
+    return settings
 
 
-def wait_pid_gone(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.05)
-    return not pid_alive(pid)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie child of ours is gone for every purpose
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
+def deployment(workdir: Path, db_url: str | None, settings: Mapping[str, object] | None = None) -> Deployment:
+    """Every benchmark's deployment, started as the tests start theirs (``Deployment`` of
+    tests/helpers/deployment.py): a server home made by ``xwserver init`` in
+    ``workdir/server`` on a free loopback port (embedded SQLite unless ``db_url``, which must
+    name an empty database), ``settings`` added to its xwserver.conf, its child programs
+    importing this checkout first."""
+    return Deployment(
+        workdir, home=workdir / "server", db_url=db_url, settings=settings, env=deployment_env()
+    )
 
 
 def transport_from_conf(conf: Path, statuses: Counter[int] | None = None, **kwargs: Any) -> Transport:
@@ -827,9 +751,9 @@ async def arrival_of(tally: Tally, job_uid: str, deadline: float) -> float | Non
     return tally.arrivals[job_uid]
 
 
-async def run(args: argparse.Namespace, server: Server, fig: Figures) -> None:
+async def run(args: argparse.Namespace, server: Deployment, fig: Figures) -> None:
     submitter: Counter[int] = Counter()
-    admin = transport_from_conf(server.client_conf, statuses=submitter)
+    admin = transport_from_conf(server.admin_conf, statuses=submitter)
     tally = Tally()
     fleet = Fleet([])
     try:
@@ -862,7 +786,7 @@ async def run(args: argparse.Namespace, server: Server, fig: Figures) -> None:
                 await w.register()
 
         await asyncio.gather(*(register(w) for w in fleet.workers))
-        await full_cycle(admin, fleet, tally, args, fig, server.pid)
+        await full_cycle(admin, fleet, tally, args, fig, server.server_pid())
         await latency(admin, fleet, tally, args, fig)
     finally:
         fig.submitter_5xx = server_errors(submitter)
@@ -1205,26 +1129,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def with_server(
-    program: str, workdir: Path, server: Server, keep: bool, body: Callable[[Server], None]
+    program: str, workdir: Path, server: Deployment, keep: bool, body: Callable[[Deployment], None]
 ) -> bool:
-    """``xwserver init`` and ``start`` ``server``, run ``body`` with it, stop it; True when
-    ``body`` ran to its end. A failure is printed with the server log's tail; ``workdir`` is
-    removed unless ``keep`` or a failure (its path is printed then). Every benchmark's frame."""
+    """``xwserver init`` and ``start`` ``server``, run ``body`` with it, stop it and all it
+    started (``Deployment.close``); True when ``body`` ran to its end. A failure is printed
+    with the tails of the server's (and any worker's) logs; ``workdir`` is removed unless
+    ``keep`` or a failure (its path is printed then). Every benchmark's frame."""
     ok = False
     try:
         server.init()
-        server.start()
+        server.start_server()
         body(server)
         ok = True
-    except (BenchError, XWError) as exc:
+    except (BenchError, XWError, AssertionError, subprocess.TimeoutExpired) as exc:
         print(f"{program}: {exc}", file=sys.stderr)
-        tail = server.log_tail()
-        if tail:
-            print(tail, file=sys.stderr)
+        print(server.describe(), file=sys.stderr)
     except KeyboardInterrupt:
         print(f"{program}: interrupted", file=sys.stderr)
     finally:
-        server.stop()
+        try:
+            server.close()
+        except Exception as exc:
+            ok = False
+            print(f"{program}: stopping the deployment: {exc}", file=sys.stderr)
         if keep or not ok:
             print(f"temporary folder kept in {workdir}", file=sys.stderr)
         else:
@@ -1245,10 +1172,15 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"bench/dispatch.py: {exc}", file=sys.stderr)
         return 1
+    try:
+        settings: dict[str, object] = dict(server_settings(args.server_conf))
+    except BenchError as exc:
+        print(f"bench/dispatch.py: {exc}", file=sys.stderr)
+        return 1
+    if args.processes > 1:  # several server processes on one database (PostgreSQL)
+        settings["server.processes"] = args.processes
     workdir = Path(tempfile.mkdtemp(prefix="xwbench-"))
-    server = Server(workdir / "server", args.db)
-    server.processes = args.processes
-    server.conf = list(args.server_conf)
+    server = deployment(workdir, args.db, settings)
     if not with_server(
         "bench/dispatch.py", workdir, server, args.keep, lambda s: asyncio.run(run(args, s, fig))
     ):

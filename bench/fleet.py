@@ -3,7 +3,8 @@
 How the client side keeps up: the simulated workers (``dispatch.SimWorker``, each with a
 connection and a login of its own, as real volunteers have) are spread over ``--procs``
 processes with one event loop each, so the bench's CPU is not one core's. The parent
-starts the server (``dispatch.Server``), inserts the no-op app, starts the children, which
+starts the server (``dispatch.deployment``: the tests' harness, tests/helpers/deployment.py),
+inserts the no-op app, starts the children, which
 register every worker and wait; it then submits the jobs in bulk, the children work them,
 and the parent watches the server's memory until every job is COMPLETED.
 
@@ -37,13 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dispatch import (  # noqa: E402  (a sibling script)
     APP_NAME,
     NOOP_SCRIPT,
-    Server,
+    BenchError,
     SimWorker,
     Tally,
     count_listed,
+    deployment,
     server_errors,
+    server_settings,
     transport_from_conf,
 )
+from helpers.deployment import Deployment  # noqa: E402  (dispatch put tests/ on the path)
 
 log = logging.getLogger("fleet")
 
@@ -131,31 +135,32 @@ def rss_bytes(pid: int) -> int:
 
 
 async def parent(args: argparse.Namespace) -> int:
+    extra = [f"max_waiting_requests={args.workers + 100}"] if args.room else []
+    try:
+        settings = server_settings(extra + args.server_conf)
+    except BenchError as exc:
+        raise SystemExit(f"bench/fleet.py: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="xwbench-fleet-") as tmp:
-        server = Server(Path(tmp) / "server", args.db)
-        server.init()
-        extra = [f"max_waiting_requests={args.workers + 100}"] if args.room else []
-        extra += args.server_conf
-        if extra:
-            with (server.home / "conf" / "xwserver.conf").open("a", encoding="utf-8") as conf:
-                conf.writelines(f"{line}\n" for line in extra)
-        server.start()
+        server = deployment(Path(tmp), args.db, settings)
         try:
+            # xwserver init runs its own main: in a thread, as this event loop is running
+            await asyncio.to_thread(server.init)
+            await asyncio.to_thread(server.start_server)
             return await run(args, server)
         except Exception:
-            print(server.log_tail(40), file=sys.stderr)
+            print(server.describe(), file=sys.stderr)
             raise
         finally:
-            server.stop()
+            await asyncio.to_thread(server.close)
             if args.keep_logs:
                 import shutil
 
                 shutil.copytree(server.home / "var" / "log", args.keep_logs, dirs_exist_ok=True)
 
 
-async def run(args: argparse.Namespace, server: Server) -> int:
+async def run(args: argparse.Namespace, server: Deployment) -> int:
     submitter: Counter[int] = Counter()
-    admin = transport_from_conf(server.client_conf, statuses=submitter)
+    admin = transport_from_conf(server.admin_conf, statuses=submitter)
     children: list[subprocess.Popen[str]] = []
     try:
         await admin.request("GET", "/version", auth=False)
@@ -165,7 +170,7 @@ async def run(args: argparse.Namespace, server: Server) -> int:
             "/apps",
             json={"name": APP_NAME, "binaries": [{"os": "any", "cpu": "any", "data_uid": binary["uid"]}]},
         )
-        pid = server._read_pid()
+        pid = server.server_pid()
         assert pid is not None
         rss0 = rss_bytes(pid)
         share = -(-args.workers // args.procs)
@@ -175,7 +180,7 @@ async def run(args: argparse.Namespace, server: Server) -> int:
             first, count = i * share, min(share, args.workers - i * share)
             if count <= 0:
                 break
-            progress_files.append(server.home.parent / f"child-{i}.progress")
+            progress_files.append(server.root / f"child-{i}.progress")
             children.append(
                 subprocess.Popen(
                     [

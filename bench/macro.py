@@ -1,7 +1,8 @@
 """Macro benchmark: how long the client takes to submit a macro file of N ``xwsendwork`` lines.
 
 It starts a real server as bench/dispatch.py does (``xwserver init`` + ``xwserver start`` in a
-temporary home on a free loopback port, embedded SQLite unless ``--db``), inserts an app with
+temporary home on a free loopback port, embedded SQLite unless ``--db``, by the tests' harness
+tests/helpers/deployment.py), inserts an app with
 the client (``xwclient --xwsendapp bench-macro any any noop.sh``), writes a macro file of N
 lines ``--xwsendwork bench-macro <i> --xwlabel "run <r>"`` with a comment and a blank line
 every 100 lines, and runs ``python -m xwclient --xwmacro FILE`` as a user would, its standard
@@ -36,31 +37,24 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TextIO
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))  # bench/dispatch.py's deployment helpers
 
-from dispatch import BenchError, Server, child_env, cpu_model, describe_db, with_server  # noqa: E402
+from dispatch import BenchError, cpu_model, deployment, describe_db, with_server  # noqa: E402
+from helpers.deployment import Deployment  # noqa: E402  (dispatch put tests/ on the path)
 
 APP_NAME = "bench-macro"
 NOOP_SCRIPT = "#!/bin/sh\nexit 0\n"
 
 
 def client(
-    server: Server, *args: str, stdout: int | None = None, timeout_s: float = 600
+    server: Deployment, *args: str, stdout: TextIO | None = None, timeout_s: float = 600
 ) -> subprocess.CompletedProcess[str]:
-    env = {**child_env(), "XWCONFIG": str(server.client_conf)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "xwclient", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=stdout if stdout is not None else subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        timeout=timeout_s,
-        cwd=server.home.parent,
-    )
+    """``python -m xwclient ARGS`` as the admin, in the benchmark's folder."""
+    proc = server.client(*args, cwd=server.root, check=False, timeout_s=timeout_s, stdout=stdout)
     if proc.returncode != 0:
         raise BenchError(f"xwclient {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
     return proc
@@ -74,7 +68,7 @@ def write_macro(path: Path, jobs: int, label: str) -> None:
             fh.write(f'--xwsendwork {APP_NAME} {i} --xwlabel "{label}"\n')
 
 
-def count_jobs(server: Server, label: str) -> int:
+def count_jobs(server: Deployment, label: str) -> int:
     proc = client(server, "--xwworks", "--xwlabel", label, "--xwformat", "csv")
     return max(0, len(proc.stdout.splitlines()) - 1)
 
@@ -91,13 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--jobs and --runs must be at least 1")
 
     workdir = Path(tempfile.mkdtemp(prefix="xwbench-macro-"))
-    server = Server(workdir / "server", args.db)
+    server = deployment(workdir, args.db)
     walls: list[float] = []
     checks: list[str] = []
     startup_s = 0.0
     removals: dict[str, float] = {}
 
-    def body(server: Server) -> None:
+    def body(server: Deployment) -> None:
         nonlocal startup_s
         script = workdir / "noop.sh"
         script.write_text(NOOP_SCRIPT)
@@ -112,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             out_path = workdir / f"run{run + 1}.out"
             with open(out_path, "w", encoding="utf-8") as out:
                 started = time.perf_counter()
-                client(server, "--xwmacro", str(macro), stdout=out.fileno())
+                client(server, "--xwmacro", str(macro), stdout=out)
                 walls.append(time.perf_counter() - started)
             uris = out_path.read_text(encoding="utf-8").splitlines()
             on_server = count_jobs(server, label)

@@ -1,6 +1,7 @@
 """How fast a fleet sharing the public worker identity registers, then logs in again.
 
-Starts a server (``xwserver init`` and ``start`` in a temporary home), then N simulated
+Starts a server (``xwserver init`` and ``start`` in a temporary home, by the tests' harness
+tests/helpers/deployment.py, as every benchmark's server), then N simulated
 workers, all at once, each as a real worker does on its first start: its own HTTPS
 connection, a password login, ``POST /work/register``. Then each logs in again as after a
 restart or an expired token: with its host credential where the server gave one, else with
@@ -10,16 +11,15 @@ the password. Prints the time for each phase and the logins per second.
     .venv/bin/python bench/registration.py --workers 1000 --server-tree /tmp/older-checkout
 
 ``--server-tree`` runs the server from another source tree (an older commit, exported with
-``git archive``), with the same clients: a before/after comparison on one machine.
+``git archive``; its ``xwserver init`` too), with the same clients: a before/after
+comparison on one machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,26 +31,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' harness
+
+from helpers.deployment import Deployment  # noqa: E402
 
 from xwcommon.config import load_properties  # noqa: E402
 from xwcommon.protocol.work import Registered, Registration  # noqa: E402
 from xwcommon.transport import Transport  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _xwserver(tree: Path, home: Path, *args: str) -> None:
-    """``python -m xwserver ARGS`` from ``tree`` (run outside it: ``-m`` puts the current
-    folder first on the import path)."""
-    env = dict(os.environ, PYTHONPATH=str(tree))
-    cmd = [sys.executable, "-m", "xwserver", *args]
-    done = subprocess.run(cmd, env=env, cwd=home.parent, capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed ({done.returncode}):\n{done.stderr or done.stdout}")
 
 
 async def _first_start(servers: str, ca: str, login: str, password: str, i: int) -> tuple[str, str | None]:
@@ -75,9 +62,9 @@ async def _login_again(servers: str, ca: str, login: str, password: str, host: t
         return "host key"
 
 
-async def _run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
-    conf = load_properties(home / "conf" / "xtremweb.worker.conf")
-    servers, ca = conf["dispatcher.servers"], str(home / "keystore" / "ca.pem")
+async def _run(args: argparse.Namespace, server: Deployment) -> dict[str, Any]:
+    conf = load_properties(server.worker_conf)
+    servers, ca = conf["dispatcher.servers"], str(server.ca_file)
     login, password = conf["login"], conf["password"]
     sem = asyncio.Semaphore(args.concurrency)
 
@@ -104,18 +91,23 @@ def main() -> None:
     parser.add_argument("--db", default=None, help="database URL (default: SQLite in the home)")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="xw-bench-registration-"))
-    home = folder / "home"
-    init = ["init", "--home", str(home), "--url", f"https://127.0.0.1:{_free_port()}"]
-    if args.db:
-        init += ["--db", args.db]
+    # the server's processes import --server-tree (run outside it: ``-m`` puts the current
+    # folder first on the import path), their output buffered as users run them
+    server = Deployment(
+        folder,
+        home=folder / "home",
+        db_url=args.db,
+        env={"PYTHONPATH": str(args.server_tree), "PYTHONUNBUFFERED": ""},
+    )
     try:
-        _xwserver(args.server_tree, home, *init)
-        _xwserver(args.server_tree, home, "start", "--home", str(home))
-        try:
-            figures = asyncio.run(_run(args, home))
-        finally:
-            _xwserver(args.server_tree, home, "stop", "--home", str(home))
+        # another tree's xwserver init runs as its own process, with that tree's code
+        server.init(in_process=args.server_tree.resolve() == ROOT)
+        server.start_server()
+        figures = asyncio.run(_run(args, server))
+    except (AssertionError, subprocess.TimeoutExpired) as exc:
+        raise SystemExit(f"bench/registration.py: {exc}") from None
     finally:
+        server.close()
         shutil.rmtree(folder, ignore_errors=True)
     n = args.workers
     print(f"server from {args.server_tree}; {n} workers sharing the public worker identity")

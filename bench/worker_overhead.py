@@ -1,7 +1,8 @@
 """Worker overhead benchmark: what the worker itself costs per job, and what it costs idle.
 
 It starts a real server (``xwserver init`` + ``xwserver start`` in a temporary home on a
-free loopback port, as bench/dispatch.py does), inserts an app whose binary is a
+free loopback port, by the tests' harness tests/helpers/deployment.py, as bench/dispatch.py
+does), inserts an app whose binary is a
 two-line shell script that exits 0, and measures:
 
 1. Per job, with the real worker (``xwworker.loop.Worker``) run in this process against
@@ -19,7 +20,8 @@ two-line shell script that exits 0, and measures:
 
    N jobs are submitted (``POST /jobs/bulk``) before the worker starts; the first job of a
    run also downloads the binary (a cold cache), so it is in the max, not in the p50.
-2. Idle: a real ``xwworker console`` process, registered and with no job to run, for
+2. Idle: a real ``xwworker console`` process (started by the same harness, with the
+   public worker config's settings), registered and with no job to run, for
    ``--idle-s`` seconds; the CPU time of it and its helper processes (user + system,
    psutil) over that time, as a percentage of one core. It long-polls and heartbeats with
    its default timings.
@@ -36,8 +38,6 @@ import logging
 import math
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -51,14 +51,14 @@ import psutil
 from dispatch import (
     BULK_MAX_JOBS,
     BenchError,
-    Server,
-    child_env,
     chunks,
     cpu_model,
+    deployment,
     percentile,
     transport_from_conf,
     with_server,
 )
+from helpers.deployment import Deployment
 
 from xwcommon.config import load_properties
 from xwworker.executor import Outcome
@@ -73,7 +73,6 @@ TRUE_SCRIPT = b"#!/bin/sh\nexit 0\n"
 #: issue 9's target: before start + after exit, p50, with the sandbox
 TARGET_PER_JOB_MS = 10.0
 TARGET_IDLE_PERCENT = 1.0
-REGISTER_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 60.0
 
 
@@ -105,8 +104,8 @@ class Idle:
 
 
 # -- per job, in process ------------------------------------------------------------------------------
-async def insert_app(server: Server) -> None:
-    admin = transport_from_conf(server.client_conf)
+async def insert_app(server: Deployment) -> None:
+    admin = transport_from_conf(server.admin_conf)
     try:
         await admin.request("GET", "/version", auth=False)
         binary = await admin.upload("/data", TRUE_SCRIPT, params={"name": "true.sh"})
@@ -119,8 +118,8 @@ async def insert_app(server: Server) -> None:
         await admin.close()
 
 
-async def submit(server: Server, n: int, label: str) -> None:
-    admin = transport_from_conf(server.client_conf)
+async def submit(server: Deployment, n: int, label: str) -> None:
+    admin = transport_from_conf(server.admin_conf)
     try:
         for part in chunks(n, BULK_MAX_JOBS):
             specs = [{"app": APP_NAME, "args": [str(i)], "label": label} for i in part]
@@ -131,13 +130,15 @@ async def submit(server: Server, n: int, label: str) -> None:
         await admin.close()
 
 
-def worker_settings(server: Server, tmpdir: Path, name: str, slots: int) -> WorkerSettings:
+def worker_settings(server: Deployment, tmpdir: Path, name: str, slots: int) -> WorkerSettings:
     props = load_properties(server.worker_conf)
     props.update({"path.tmpdir": str(tmpdir), "worker.name": name, "workpool.size": str(slots)})
     return WorkerSettings.from_properties(props, base=server.worker_conf.parent)
 
 
-async def run_jobs(server: Server, run: Run, runner: Runner, args: argparse.Namespace, tmpdir: Path) -> None:
+async def run_jobs(
+    server: Deployment, run: Run, runner: Runner, args: argparse.Namespace, tmpdir: Path
+) -> None:
     """Submit ``--jobs`` jobs, then let a real worker run them all; fill ``run``'s samples."""
     await submit(server, args.jobs, f"bench-{run.label}")
     done = asyncio.Event()
@@ -175,50 +176,28 @@ async def run_jobs(server: Server, run: Run, runner: Runner, args: argparse.Name
 
 
 # -- idle, a real process -------------------------------------------------------------------------------
-def measure_idle(server: Server, workdir: Path, idle_s: float) -> Idle:
-    tmpdir = workdir / "worker-idle"
-    tmpdir.mkdir(parents=True, exist_ok=True)
-    conf = workdir / "idle-worker.conf"
-    props = load_properties(server.worker_conf)
-    props.update({"path.tmpdir": str(tmpdir), "worker.name": "bench-idle", "workpool.size": "1"})
-    props["ca.file"] = str(server.worker_conf.parent / props["ca.file"])  # absolute either way
-    conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
-    conf.chmod(0o600)
-    env = {k: v for k, v in child_env().items() if not k.startswith("XWWORKER_")}
-    out = open(workdir / "idle-worker.out", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "xwworker", "console", "--xwconfig", str(conf)],
-        stdin=subprocess.DEVNULL,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        cwd=tmpdir,
-        env=env,
+def measure_idle(server: Deployment, workdir: Path, idle_s: float) -> Idle:
+    # the public worker config as it is, but for its name, folder and pool: the worker's
+    # own timings (long-poll, grace periods), not the harness's short ones
+    worker = server.start_worker(
+        name="bench-idle",
+        tmpdir=workdir / "worker-idle",
+        workpool_size=1,
+        shutdown_grace_s=None,
+        kill_grace_s=None,
+        work_request_wait_s=None,
     )
     try:
-        deadline = time.monotonic() + REGISTER_TIMEOUT_S
-        while not registered(tmpdir, proc.pid):
-            if proc.poll() is not None:
-                raise BenchError(f"the idle worker exited {proc.returncode}; see {out.name}")
-            if time.monotonic() > deadline:
-                raise BenchError(f"the idle worker did not register within {REGISTER_TIMEOUT_S:.0f} s")
-            time.sleep(0.1)
         time.sleep(1.0)  # past its start-up: the first work request and heartbeat are out
-        ps = psutil.Process(proc.pid)
+        ps = psutil.Process(worker.pid)
         before, t0 = tree_cpu_s(ps), time.monotonic()
         time.sleep(idle_s)
         after, t1 = tree_cpu_s(ps), time.monotonic()
-        if proc.poll() is not None:
-            raise BenchError(f"the idle worker exited {proc.returncode} while measured")
+        if not worker.alive:
+            raise BenchError(f"the idle worker exited {worker.proc.returncode} while measured")
         return Idle(seconds=t1 - t0, cpu_s=after - before)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        out.close()
+        worker.stop(STOP_TIMEOUT_S)
 
 
 def tree_cpu_s(ps: psutil.Process) -> float:
@@ -233,16 +212,8 @@ def tree_cpu_s(ps: psutil.Process) -> float:
     return total
 
 
-def registered(tmpdir: Path, pid: int) -> bool:
-    try:
-        state = json.loads((tmpdir / "xwworker.state.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(state, dict) and state.get("pid") == pid and bool(state.get("host_uid"))
-
-
 # -- the whole benchmark ----------------------------------------------------------------------------------
-async def per_job(server: Server, args: argparse.Namespace, workdir: Path) -> list[Run]:
+async def per_job(server: Deployment, args: argparse.Namespace, workdir: Path) -> list[Run]:
     await insert_app(server)
     runs: list[Run] = []
     choice = choose_runner(enable=True)
@@ -356,11 +327,11 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.ERROR, format="%(asctime)s %(name)s %(message)s"
     )
     workdir = Path(tempfile.mkdtemp(prefix="xwbench-worker-"))
-    server = Server(workdir / "server", args.db)
+    server = deployment(workdir, args.db)
     runs: list[Run] = []
     idle = Idle(skipped="--idle-s 0")
 
-    def body(server: Server) -> None:
+    def body(server: Deployment) -> None:
         nonlocal runs, idle
         runs = asyncio.run(per_job(server, args, workdir))
         if args.idle_s > 0:

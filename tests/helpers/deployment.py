@@ -400,17 +400,21 @@ class Deployment:
             )
         return proc
 
-    def init(self) -> subprocess.CompletedProcess[str]:
+    def init(self, *, in_process: bool = True) -> subprocess.CompletedProcess[str]:
         """``xwserver init`` for this deployment, run in this process: the command's own code
         (``xwserver.cli.main``), without a Python process of its own whose start and imports
         cost ~0.4 s of CPU a deployment. Its keys, passwords and database are its own, as the
-        command makes them; tests/integration/test_cli_server.py runs the command itself."""
+        command makes them; tests/integration/test_cli_server.py runs the command itself.
+
+        ``in_process=False`` runs the command as a process of its own, with the deployment's
+        environment: a server from another source tree (``env={"PYTHONPATH": tree}``) makes
+        its home with its own code."""
         self.root.mkdir(parents=True, exist_ok=True)
         self.workdir.mkdir(parents=True, exist_ok=True)
         args = ["init", "--home", str(self.home), "--url", self.url, "--admin-password", self.admin_password]
         if self.db_url:
             args += ["--db", self.db_url]
-        done = _in_process(args)
+        done = _in_process(args) if in_process else self.xwserver(*args, check=False)
         if done.returncode != 0:
             raise AssertionError(
                 f"xwserver {' '.join(args)} exited {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
