@@ -8,9 +8,10 @@ It runs on SQLite; a test marked ``every_database`` runs on PostgreSQL
 (``XW_TEST_PG_URL``) and MariaDB (``XW_TEST_MYSQL_URL``) too, each time on a fresh database
 ``xwu_<hex>`` copied from a migrated template and dropped afterwards. A database server
 that does not answer skips its tests locally and fails them in CI (``CI=true``), so CI
-never passes by skipping. The mark goes on what the database decides (claims, leases and
-reports, access filters in SQL, constraints, column types, collations, transactions):
-checking an answer's validation or an HTTP detail three times tests nothing more.
+never passes by skipping. The mark is kept for a smoke set, one or two tests a file: what
+the database decides (claims, leases and reports, access filters in SQL, constraints,
+column types, collations, transactions) is held on every database by the domain tier
+(``tests/unit/test_domain_*.py``, ``tests/security/test_domain_access_matrix.py``).
 
 Passwords are hashed with a cheap scrypt cost inside these servers (see
 tests/helpers/password_cost.py); tests/unit/test_password_cost.py holds the production cost.
