@@ -60,34 +60,23 @@ from test_access_matrix import (
     base,
 )
 from xw_server_harness import (
-    ADMIN_PASSWORD,
+    BACKENDS,
     XW,
     LogCapture,
     Reply,
     Templates,
-    _configure,
-    bootstrap,
     cheap_password_hashes,
-    fresh_database,
+    domain_server,
 )
 
 from xwcommon.errors import NotFound, XWError
 from xwcommon.levels import UserLevel
 from xwserver import apps, data, groups, hosts, jobs, objects, users
 from xwserver.access import Caller
-from xwserver.db.engine import create_engine
 from xwserver.state import Server
-from xwserver.store import DataStore
 
 #: the cells of a backend share its world, which lives in the module's event loop
 IN_MODULE_LOOP = pytest.mark.asyncio(loop_scope="module")
-
-#: the backends, as the ``domain`` tier runs on them
-BACKENDS = [
-    "sqlite",
-    pytest.param("postgresql", marks=pytest.mark.postgres),
-    pytest.param("mariadb", marks=pytest.mark.mariadb),
-]
 
 
 # -- the world, through the server's functions ---------------------------------------------------------
@@ -205,15 +194,8 @@ async def domain(
     backend's cells (the ``domain`` fixture of tests/unit/conftest.py, at module scope)."""
     backend = str(request.param)
     home: Path = tmp_path_factory.mktemp(f"domain-matrix-{backend}") / "home"
-    with cheap_password_hashes():
-        async with fresh_database(backend, home, db_templates) as db_url:
-            settings = _configure(home, db_url, {})
-            await bootstrap(settings, "admin", ADMIN_PASSWORD)
-            srv = Server(settings, create_engine(settings.db_url), DataStore(settings.data_dir))
-            try:
-                yield srv
-            finally:
-                await srv.engine.dispose()
+    async with domain_server(home, backend, db_templates) as srv:
+        yield srv
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -420,9 +420,16 @@ async def domain(tmp_path: Path, backend: str, db_templates: Templates) -> Async
     """The domain tier: the server's state (database, data store, settings) on a fresh database
     of ``backend``, bootstrapped (``admin`` and the public worker), to call the server's
     functions on (``srv.sessions``, ``srv.engine``) without HTTP or TLS. Every backend."""
-    home = tmp_path / "home"
+    async with domain_server(tmp_path / "home", backend, db_templates) as srv:
+        yield srv
+
+
+@contextlib.asynccontextmanager
+async def domain_server(home: Path, backend: str, templates: Templates) -> AsyncIterator[Server]:
+    """A server's state in ``home`` on a fresh database of ``backend``, bootstrapped; the
+    database dropped at the exit (the ``domain`` fixtures, per test or per module)."""
     with cheap_password_hashes():
-        async with fresh_database(backend, home, db_templates) as db_url:
+        async with fresh_database(backend, home, templates) as db_url:
             settings = _configure(home, db_url, {})
             await bootstrap(settings, "admin", ADMIN_PASSWORD)
             srv = Server(settings, create_engine(settings.db_url), DataStore(settings.data_dir))

@@ -14,11 +14,12 @@ import zipfile
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from helpers import domain
 from sqlalchemy import select, update
 
 from xwcommon.protocol.work import Gpu, Registered, Registration
 from xwserver import leases, validation
-from xwserver.db.models import Host, Job, Task
+from xwserver.db.models import Host, Task
 
 if TYPE_CHECKING:
     from conftest import XW
@@ -56,14 +57,7 @@ async def hosts(xw: XW, n: int) -> list[str]:
 
 
 async def copies(xw: XW, job_uid: str) -> list[dict[str, Any]]:
-    async with xw.srv.engine.connect() as conn:
-        rows = await conn.execute(
-            select(Task.uid, Task.status, Task.validity, Task.host_id)
-            .join(Job, Job.id == Task.job_id)
-            .where(Job.uid == job_uid)
-            .order_by(Task.id)
-        )
-        return [dict(r._mapping) for r in rows]
+    return await domain.copies(xw.srv, job_uid)
 
 
 GOOD = {"stdout.txt": b"42\n", "out.dat": b"the answer"}
