@@ -26,7 +26,7 @@ PYTEST := $(VENV)/bin/pytest
 # The whole suite runs one worker more than there are cores: its end-to-end tests spend part of
 # their time waiting (processes starting, a server's answer), so with a worker per core the cores
 # were half idle (2 cores: -n 2 took 8:58, -n 3 7:05, -n 4 7:25 of pytest, all passing). Since
-# the tests wait less, -n 3 and -n 4 come out alike (7:04, 6:56): the cores are 90-97% busy.
+# the tests wait less, -n 3 and -n 4 come out alike (5:44, 5:52): the cores are nearly always busy.
 # The fast tiers keep the CPU busy with a worker per core.
 PYTEST_WORKERS ?= $(shell $(PYTHON) -c 'import os; print(len(os.sched_getaffinity(0)) + 1)' 2>/dev/null || echo auto)
 PYTEST_PARALLEL ?= -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
