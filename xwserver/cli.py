@@ -24,7 +24,6 @@ for configuration errors, 1 for the others; never a traceback.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import ipaddress
 import logging
@@ -42,7 +41,7 @@ from xwcommon.errors import ConfigError, XWError
 from xwcommon.servers import normalize_server
 
 from . import home as homes
-from . import keystore, packaged
+from . import packaged
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -106,11 +105,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     given = args.admin_password or os.environ.get(ADMIN_PASSWORD_ENV)
     generated = not given
     admin_password = given or secrets.token_urlsafe(18)
+    import asyncio
+
     from .bootstrap import bootstrap  # the server's dependencies are needed from here on
 
     boot = asyncio.run(bootstrap(settings, args.admin_login, admin_password))
 
-    ca_file = settings.keystore_dir / keystore.CA_CERT
+    ca_file = settings.ca_file
     client_conf = settings.conf_dir / homes.CLIENT_CONF
     worker_conf = settings.conf_dir / homes.WORKER_CONF
     homes.write_private(
@@ -155,6 +156,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _ensure_keys(settings: ServerSettings, host: str, *, new_keys: bool) -> bool:
     """Make the keystore unless keys are there and not to be replaced; True if made."""
+    from . import keystore  # cryptography: for the commands that make or read keys only
+
     paths = keystore.KeystorePaths.of(settings.keystore_dir)
     present = [p for p in paths.all() if p.exists()]
     if present and not new_keys:
@@ -348,6 +351,8 @@ def cmd_diagnostics(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     settings = _load(args, warn=not args.detached)
     _configure_logging(settings, args.log_level, to_stderr=not args.detached)
+    import asyncio
+
     import xwcommon.programs  # noqa: F401 - first: aiohttp without reading the system's CAs
 
     from . import processes

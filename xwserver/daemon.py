@@ -15,7 +15,6 @@ from xwcommon import daemon, defaults
 from xwcommon.daemon import DaemonSpec, DaemonStatus
 from xwcommon.servers import pinned_ssl_context
 
-from .keystore import CA_CERT
 from .settings import ServerSettings
 
 NAME = "xwserver"
@@ -59,7 +58,7 @@ def spec(settings: ServerSettings, *, log_level: str = "INFO") -> DaemonSpec:
 
 def answers(settings: ServerSettings, *, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
     """Whether the server answers ``GET /api/v1/version`` over TLS pinned to the deployment CA."""
-    ctx = pinned_ssl_context(settings.keystore_dir / CA_CERT)
+    ctx = pinned_ssl_context(settings.ca_file)
     listen = settings.listen if settings.listen is not None else settings.host
     connect_host = _WILDCARDS.get(listen.strip("[]"), listen.strip("[]"))
     request = (

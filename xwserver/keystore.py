@@ -30,9 +30,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from xwcommon.errors import ConfigError
 
+from .settings import CA_CERT
+
 log = logging.getLogger(__name__)
 
-CA_CERT = "ca.pem"
 CA_KEY = "ca.key"
 SERVER_CERT = "server.pem"
 SERVER_KEY = "server.key"

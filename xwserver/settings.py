@@ -64,6 +64,9 @@ from xwcommon import defaults
 from xwcommon.config import as_bool, as_float, as_int, load_properties, unknown_key_warnings
 from xwcommon.errors import ConfigError
 
+#: the deployment CA's certificate in the keystore folder (xwserver.keystore makes it)
+CA_CERT = "ca.pem"
+
 CONF_NAME = "xwserver.conf"
 
 
@@ -130,6 +133,11 @@ class ServerSettings:
     @property
     def keystore_dir(self) -> Path:
         return self.home / "keystore"
+
+    @property
+    def ca_file(self) -> Path:
+        """The deployment CA's certificate, which workers and clients trust (and nothing else)."""
+        return self.keystore_dir / CA_CERT
 
     @property
     def var_dir(self) -> Path:
