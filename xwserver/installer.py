@@ -37,7 +37,7 @@ from xwcommon.config import load_properties
 from xwcommon.errors import ConfigError
 
 from . import home as homes
-from . import keystore, packaged
+from . import packaged
 from .settings import ServerSettings
 from .signing import public_key_path
 
@@ -65,7 +65,7 @@ def write_bundles(
     client_config: Path | None = None,
 ) -> list[Bundle]:
     """Write the worker and client bundles of this deployment under ``out``."""
-    ca = settings.keystore_dir / keystore.CA_CERT
+    ca = settings.ca_file
     if not ca.is_file():
         raise ConfigError(f"{ca} does not exist: is {settings.home} a server home (xwserver init)?")
     wheel = wheel if wheel is not None else find_or_build_wheel(out)

@@ -190,26 +190,10 @@ async def tasks(srv: Server, job_uid: str, who: Caller | None = None) -> list[di
 
 
 # -- hosts and their work -------------------------------------------------------------------------------
-async def register(
-    srv: Server,
-    who: Caller | None = None,
-    *,
-    name: str = "host",
-    os_name: str = "linux",
-    cpu: str = "x86_64",
-    cores: int = 4,
-    tags: list[str] | None = None,
-    gpus: list[str | Gpu] | None = None,
-    **fields: Any,
-) -> str:
-    """``POST /work/register`` (by default as the public worker); the host's UID. ``gpus``:
-    names or :class:`Gpu` descriptions; ``fields``: the registration's other fields
-    (``activation``, ``host_uid`` to resume an identity...)."""
-    return (
-        await registered(
-            srv, who, name=name, os_name=os_name, cpu=cpu, cores=cores, tags=tags, gpus=gpus, **fields
-        )
-    ).host_uid
+async def register(srv: Server, who: Caller | None = None, **fields: Any) -> str:
+    """``POST /work/register`` (by default as the public worker); the host's UID. ``fields``:
+    :func:`registered`'s (``name``, ``tags``, ``gpus``, ``activation``, ``host_uid``...)."""
+    return (await registered(srv, who, **fields)).host_uid
 
 
 async def registered(

@@ -52,7 +52,7 @@ from xwcommon.transport import pinned_ssl_context
 from xwserver import app as server_app
 from xwserver.bootstrap import bootstrap
 from xwserver.db.engine import create_engine
-from xwserver.keystore import CA_CERT, init_keystore
+from xwserver.keystore import init_keystore
 from xwserver.settings import ServerSettings
 from xwserver.state import Server
 from xwserver.store import DataStore
@@ -326,7 +326,7 @@ async def _served(home: Path, backend: str, db_url: str, conf: dict[str, str]) -
     init_keystore(home / "keystore", ["127.0.0.1"])
     settings = _configure(home, db_url, conf)
     boot = await bootstrap(settings, "admin", ADMIN_PASSWORD)
-    ca_file = settings.keystore_dir / CA_CERT
+    ca_file = settings.ca_file
     capture = LogCapture()
     with capture.installed():
         session = aiohttp.ClientSession(
